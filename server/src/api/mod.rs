@@ -1,0 +1,33 @@
+//! The HTTP surface, one module per spec tag. Handlers extract, call one
+//! domain or store function, and map the result to the wire types named as in
+//! `openapi/switchyard.yaml`.
+
+mod meta;
+mod operations;
+mod responses;
+
+use poem_openapi::{OpenApiService, Tags};
+
+pub use responses::Ok200;
+
+#[derive(Tags)]
+#[oai(rename_all = "lowercase")]
+pub enum ApiTags {
+    /// Liveness and readiness probes.
+    Operations,
+    /// Facts about this server.
+    Meta,
+}
+
+pub type Apis = (operations::OperationsApi, meta::MetaApi);
+
+/// The poem-openapi service: the routes, and the spec generated from the code
+/// that the drift check compares with the committed one.
+pub fn service() -> OpenApiService<Apis, ()> {
+    OpenApiService::new((operations::OperationsApi, meta::MetaApi), "Switchyard", crate::VERSION)
+}
+
+/// The spec poem-openapi derives from the code, as JSON.
+pub fn generated_spec() -> serde_json::Value {
+    serde_json::from_str(&service().spec()).unwrap_or_default()
+}

@@ -1,0 +1,152 @@
+//! Assembles the server: storage, the API routes, the published contract and
+//! the middleware stack. `main`, the tests and the conformance suite all start
+//! Switchyard through [`App::build`] and [`App::serve`].
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use poem::endpoint::make_sync;
+use poem::listener::{Listener, TcpAcceptor, TcpListener};
+use poem::middleware::CatchPanic;
+use poem::web::{Html, WithContentType};
+use poem::{EndpointExt, IntoEndpoint, IntoResponse, Route, Server};
+
+use crate::config::Config;
+use crate::contract;
+use crate::http::body_limit::BodyLimit;
+use crate::http::envelope::{self, Envelope};
+use crate::http::observe::Observe;
+use crate::http::request_id::RequestId;
+use crate::metrics::Metrics;
+use crate::store::{Db, StoreError};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub started_at: Instant,
+    deployment_id: Arc<tokio::sync::OnceCell<String>>,
+    /// The API areas this server serves, as `GET /v1/meta` reports them.
+    pub features: Arc<[&'static str]>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("the docs page no longer embeds the spec where expected; check the poem-openapi version")]
+    DocsTemplate,
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl AppState {
+    /// The deployment id, read from the database once it has been migrated.
+    pub async fn deployment_id(&self) -> Result<&str, StoreError> {
+        let id = self.deployment_id.get_or_try_init(|| self.db.deployment_id()).await?;
+        Ok(id)
+    }
+}
+
+pub struct App {
+    config: Config,
+    state: AppState,
+    metrics: Metrics,
+}
+
+impl App {
+    /// Connects to the database and, unless `auto_migrate` is off, applies
+    /// pending migrations.
+    pub async fn build(config: Config) -> Result<Self, AppError> {
+        let db = Db::connect(&config.database_url).await?;
+        if config.auto_migrate {
+            db.migrate().await?;
+        }
+        let state = AppState {
+            db,
+            started_at: Instant::now(),
+            deployment_id: Arc::default(),
+            features: Arc::from(["operations", "metrics", "docs"]),
+        };
+        Ok(Self { config, state, metrics: Metrics::new()? })
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The full HTTP application with its middleware stack.
+    pub fn endpoint(&self) -> Result<poem::endpoint::BoxEndpoint<'static>, AppError> {
+        let service = crate::api::service();
+        let docs_html = docs_page(&service)?;
+        let metrics = self.metrics.clone();
+        let routes = Route::new()
+            .nest("/", service)
+            .at(
+                "/metrics",
+                make_sync(move |_| {
+                    metrics.render().with_content_type("text/plain; version=0.0.4; charset=utf-8")
+                }),
+            )
+            .at("/openapi.json", make_sync(|_| json_spec()))
+            .at("/openapi.yaml", make_sync(|_| yaml(contract::OPENAPI_YAML)))
+            .at("/asyncapi.yaml", make_sync(|_| yaml(contract::ASYNCAPI_YAML)))
+            .at("/docs", make_sync(move |_| Html(docs_html.clone())));
+        // Outermost first: the request id scopes everything below it, the
+        // envelope sees every error, the log sees the final status, panics
+        // are caught before they escape, and bodies are capped before parsing.
+        Ok(routes
+            .with(BodyLimit::new(self.config.max_body_bytes))
+            .with(CatchPanic::new().with_handler(envelope::panic_response))
+            .with(Observe::new(self.metrics.clone()))
+            .with(Envelope)
+            .with(RequestId)
+            .data(self.state.clone())
+            .into_endpoint()
+            .boxed())
+    }
+
+    /// Binds the configured address (port 0 picks a free one) and returns the
+    /// acceptor, whose `local_addr` tells where the server listens.
+    pub async fn bind(&self) -> Result<TcpAcceptor, AppError> {
+        Ok(TcpListener::bind(self.config.listen).into_acceptor().await?)
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
+    /// requests finish for up to `shutdown_grace_secs`, and closes the pool.
+    pub async fn serve(
+        self,
+        acceptor: TcpAcceptor,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), AppError> {
+        let endpoint = self.endpoint()?;
+        let grace = Duration::from_secs(self.config.shutdown_grace_secs);
+        let result = Server::new_with_acceptor(acceptor)
+            .run_with_graceful_shutdown(endpoint, shutdown, Some(grace))
+            .await;
+        self.state.db.close().await;
+        Ok(result?)
+    }
+}
+
+fn json_spec() -> WithContentType<String> {
+    contract::OPENAPI_JSON.clone().with_content_type("application/json")
+}
+
+fn yaml(text: &'static str) -> WithContentType<&'static str> {
+    text.with_content_type("application/yaml")
+}
+
+/// poem-openapi's bundled Swagger UI (no CDN) with the committed spec put in
+/// place of the generated one.
+fn docs_page(service: &poem_openapi::OpenApiService<crate::api::Apis, ()>) -> Result<String, AppError> {
+    let generated = service.spec();
+    let html = service.swagger_ui_html();
+    if !html.contains(&generated) {
+        return Err(AppError::DocsTemplate);
+    }
+    Ok(html.replacen(&generated, &contract::OPENAPI_JSON, 1))
+}

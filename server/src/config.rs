@@ -1,0 +1,140 @@
+//! Typed configuration: defaults, then a TOML file, then `SWITCHYARD_*`
+//! environment variables, then command-line flags. Unknown keys and bad values
+//! fail at start with a message that names the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The file read when `--config` is not given, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "switchyard.toml";
+const ENV_PREFIX: &str = "SWITCHYARD_";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address the HTTP server binds.
+    pub listen: SocketAddr,
+    /// `sqlite://path` (created if missing) or `postgres://user:pass@host/db`.
+    pub database_url: String,
+    /// Apply pending migrations at start. With `false`, run `switchyard
+    /// migrate` yourself; `/ready` answers 503 until you do.
+    pub auto_migrate: bool,
+    pub log_format: LogFormat,
+    /// A tracing filter such as `info` or `switchyard=debug,sqlx=warn`.
+    pub log_level: String,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// How long a graceful shutdown waits for in-flight requests.
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            database_url: "sqlite://switchyard.db".to_owned(),
+            auto_migrate: true,
+            log_format: LogFormat::Pretty,
+            log_level: "info".to_owned(),
+            max_body_bytes: 1024 * 1024,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+/// Values given on the command line; they win over file and environment.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Invalid(#[from] Box<figment::Error>),
+}
+
+impl Config {
+    /// Loads the effective configuration. `file` is the `--config` path; when
+    /// absent, `switchyard.toml` is read if it exists.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) if !path.exists() => return Err(ConfigError::MissingFile(path.to_owned())),
+            Some(path) => figment = figment.merge(Toml::file_exact(path)),
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
+                figment = figment.merge(Toml::file_exact(DEFAULT_CONFIG_FILE));
+            }
+            None => {}
+        }
+        figment = figment
+            .merge(Env::prefixed(ENV_PREFIX).filter(is_config_variable).split("__"))
+            .merge(Serialized::defaults(overrides));
+        figment.extract().map_err(|e| ConfigError::Invalid(Box::new(e)))
+    }
+
+    /// The configuration as TOML with secrets masked, for `config print`.
+    pub fn to_masked_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.database_url = mask_url_password(&self.database_url);
+        toml::to_string_pretty(&shown).unwrap_or_default()
+    }
+}
+
+/// `SWITCHYARD_CONFIG` names the file rather than a key, and `SWITCHYARD_TEST_*`
+/// belong to the test suites; neither is configuration.
+fn is_config_variable(key: &figment::value::UncasedStr) -> bool {
+    key != "config" && !key.as_str().to_ascii_lowercase().starts_with("test_")
+}
+
+/// Replaces the password in a database URL with `***`.
+pub fn mask_url_password(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => raw.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_database_passwords() {
+        assert_eq!(
+            mask_url_password("postgres://app:s3cret@db:5432/switchyard"),
+            "postgres://app:***@db:5432/switchyard"
+        );
+        assert_eq!(mask_url_password("sqlite://switchyard.db"), "sqlite://switchyard.db");
+    }
+
+    #[test]
+    fn masked_toml_never_contains_the_password() {
+        let config =
+            Config { database_url: "postgres://app:s3cret@db/switchyard".to_owned(), ..Config::default() };
+        let shown = config.to_masked_toml();
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("database_url"), "{shown}");
+    }
+}

@@ -1,0 +1,271 @@
+//! The one error envelope every response uses, and the stable error codes.
+//!
+//! Domain and storage code return their own error types; they are mapped to
+//! [`ApiError`] once, and [`ApiError`] renders the wire [`ErrorBody`]. The
+//! request id comes from the request scope (see [`crate::http::request_id`]),
+//! so no handler has to thread it through.
+
+use poem::http::StatusCode;
+use poem_openapi::payload::Json;
+use poem_openapi::registry::{MetaMediaType, MetaResponse};
+use poem_openapi::{Enum, Object};
+
+use crate::http::request_id;
+
+/// Stable `area.reason` error codes. The set is part of the contract: it is
+/// the `ErrorCode` enum in `openapi/switchyard.yaml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub enum ErrorCode {
+    /// The request could not be parsed (malformed JSON, bad parameter).
+    #[oai(rename = "request.malformed")]
+    RequestMalformed,
+    /// A field failed validation.
+    #[oai(rename = "request.invalid")]
+    RequestInvalid,
+    /// No route matches the path.
+    #[oai(rename = "request.not_found")]
+    RequestNotFound,
+    /// The path exists but not with this method.
+    #[oai(rename = "request.method_not_allowed")]
+    RequestMethodNotAllowed,
+    /// A body was sent without a length.
+    #[oai(rename = "request.length_required")]
+    RequestLengthRequired,
+    /// The body is larger than the endpoint accepts.
+    #[oai(rename = "request.too_large")]
+    RequestTooLarge,
+    /// The body's media type is not one the endpoint accepts.
+    #[oai(rename = "request.unsupported_media_type")]
+    RequestUnsupportedMediaType,
+    /// The server is up but cannot serve traffic yet.
+    #[oai(rename = "server.not_ready")]
+    ServerNotReady,
+    /// An unexpected failure inside the server.
+    #[oai(rename = "server.internal")]
+    ServerInternal,
+}
+
+/// The broad class of an error, as OpenAI clients read `error.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum ErrorType {
+    InvalidRequestError,
+    AuthenticationError,
+    PermissionError,
+    NotFoundError,
+    RateLimitError,
+    ApiError,
+}
+
+impl ErrorCode {
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::RequestMalformed => StatusCode::BAD_REQUEST,
+            Self::RequestInvalid => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::RequestNotFound => StatusCode::NOT_FOUND,
+            Self::RequestMethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RequestLengthRequired => StatusCode::LENGTH_REQUIRED,
+            Self::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestUnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::ServerNotReady => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ServerInternal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn error_type(self) -> ErrorType {
+        match self {
+            Self::RequestMalformed
+            | Self::RequestInvalid
+            | Self::RequestMethodNotAllowed
+            | Self::RequestLengthRequired
+            | Self::RequestTooLarge
+            | Self::RequestUnsupportedMediaType => ErrorType::InvalidRequestError,
+            Self::RequestNotFound => ErrorType::NotFoundError,
+            Self::ServerNotReady | Self::ServerInternal => ErrorType::ApiError,
+        }
+    }
+
+    /// The code poem's own errors (routing, extraction, body limits) map to.
+    pub fn for_status(status: StatusCode) -> Self {
+        match status {
+            StatusCode::BAD_REQUEST => Self::RequestMalformed,
+            StatusCode::NOT_FOUND => Self::RequestNotFound,
+            StatusCode::METHOD_NOT_ALLOWED => Self::RequestMethodNotAllowed,
+            StatusCode::LENGTH_REQUIRED => Self::RequestLengthRequired,
+            StatusCode::PAYLOAD_TOO_LARGE => Self::RequestTooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::RequestUnsupportedMediaType,
+            StatusCode::UNPROCESSABLE_ENTITY => Self::RequestInvalid,
+            StatusCode::SERVICE_UNAVAILABLE => Self::ServerNotReady,
+            s if s.is_client_error() => Self::RequestMalformed,
+            _ => Self::ServerInternal,
+        }
+    }
+}
+
+/// The error envelope: readable by OpenAI SDKs (`error.message`) and by
+/// FastAPI-style clients (`detail`).
+#[derive(Debug, Clone, Object)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+    /// The same text as `error.message`.
+    pub detail: String,
+}
+
+/// What went wrong, why, and how to fix it.
+#[derive(Debug, Clone, Object)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    #[oai(rename = "type")]
+    pub error_type: ErrorType,
+    pub message: String,
+    #[oai(nullable)]
+    pub why: Option<String>,
+    #[oai(nullable)]
+    pub fix: Option<String>,
+    #[oai(nullable)]
+    pub param: Option<String>,
+    pub request_id: String,
+}
+
+/// An error on its way to the wire. Build one with [`ApiError::new`] and the
+/// `why`/`fix`/`param` setters; the status follows from the code.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{code:?}: {message}")]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub why: Option<String>,
+    pub fix: Option<String>,
+    pub param: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), why: None, fix: None, param: None }
+    }
+
+    pub fn why(mut self, why: impl Into<String>) -> Self {
+        self.why = Some(why.into());
+        self
+    }
+
+    pub fn fix(mut self, fix: impl Into<String>) -> Self {
+        self.fix = Some(fix.into());
+        self
+    }
+
+    pub fn param(mut self, param: impl Into<String>) -> Self {
+        self.param = Some(param.into());
+        self
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.code.status()
+    }
+
+    /// Renders the envelope, stamped with the current request's id.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                error_type: self.code.error_type(),
+                message: self.message.clone(),
+                why: self.why.clone(),
+                fix: self.fix.clone(),
+                param: self.param.clone(),
+                request_id: request_id::current().unwrap_or_default(),
+            },
+            detail: self.message.clone(),
+        }
+    }
+}
+
+/// Marks a response that already carries the envelope, so the envelope
+/// middleware passes it through untouched.
+#[derive(Debug, Clone, Copy)]
+pub struct Enveloped;
+
+impl poem::IntoResponse for ApiError {
+    fn into_response(self) -> poem::Response {
+        let json = poem_openapi::types::ToJSON::to_json(&self.body()).unwrap_or_default();
+        let mut resp = poem::Response::builder()
+            .status(self.status())
+            .content_type("application/json; charset=utf-8")
+            .body(json.to_string());
+        resp.set_data(Enveloped);
+        resp
+    }
+}
+
+/// The spec entry for one error status of an operation: the envelope as JSON
+/// plus the `X-Request-Id` header every response carries.
+pub fn error_response_meta(status: u16) -> MetaResponse {
+    let description = StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Error");
+    MetaResponse {
+        description,
+        status: Some(status),
+        status_range: None,
+        content: vec![MetaMediaType {
+            content_type: "application/json; charset=utf-8",
+            schema: <Json<ErrorBody> as poem_openapi::payload::Payload>::schema_ref(),
+        }],
+        headers: vec![request_id::header_meta()],
+    }
+}
+
+/// Declares an operation's error type: a newtype over [`ApiError`] whose spec
+/// lists exactly the statuses the operation can return, so the published
+/// contract and the generated SDK stay precise. Returning a code whose status
+/// is not declared is a bug that debug builds (and so every test) catch.
+#[macro_export]
+macro_rules! operation_errors {
+    ($(#[$meta:meta])* $name:ident: $($status:literal),+ $(,)?) => {
+        $(#[$meta])*
+        #[derive(Debug)]
+        pub struct $name(pub $crate::error::ApiError);
+
+        impl $name {
+            pub const STATUSES: &'static [u16] = &[$($status),+];
+        }
+
+        impl From<$crate::error::ApiError> for $name {
+            fn from(err: $crate::error::ApiError) -> Self {
+                debug_assert!(
+                    Self::STATUSES.contains(&err.status().as_u16()),
+                    "{} does not declare status {} ({:?})",
+                    stringify!($name),
+                    err.status(),
+                    err.code,
+                );
+                Self(err)
+            }
+        }
+
+        impl poem_openapi::ApiResponse for $name {
+            fn meta() -> poem_openapi::registry::MetaResponses {
+                poem_openapi::registry::MetaResponses {
+                    responses: Self::STATUSES
+                        .iter()
+                        .map(|status| $crate::error::error_response_meta(*status))
+                        .collect(),
+                }
+            }
+
+            fn register(registry: &mut poem_openapi::registry::Registry) {
+                <$crate::error::ErrorBody as poem_openapi::types::Type>::register(registry);
+            }
+        }
+
+        impl poem::IntoResponse for $name {
+            fn into_response(self) -> poem::Response {
+                poem::IntoResponse::into_response(self.0)
+            }
+        }
+
+        impl From<$name> for poem::Error {
+            fn from(err: $name) -> Self {
+                poem::Error::from_response(poem::IntoResponse::into_response(err))
+            }
+        }
+    };
+}

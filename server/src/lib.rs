@@ -1,0 +1,19 @@
+//! Switchyard server library: everything the `switchyard` binary, the tests
+//! and the conformance suite start in the same way, through [`App::build`].
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod contract;
+pub mod error;
+pub mod harness;
+pub mod http;
+pub mod metrics;
+pub mod store;
+pub mod telemetry;
+
+pub use app::{App, AppError};
+pub use config::Config;
+
+/// The server's version, as published in `GET /v1/meta` and the spec.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

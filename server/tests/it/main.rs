@@ -1,0 +1,5 @@
+//! Integration tests: one binary, real servers on port 0, a fresh database
+//! per test, on SQLite and (when `SWITCHYARD_TEST_POSTGRES_URL` is set) on
+//! PostgreSQL.
+
+mod contract;
