@@ -12,6 +12,6 @@ fn main() {
         .filter(|out| out.status.success())
         .and_then(|out| String::from_utf8(out.stdout).ok());
     if let Some(commit) = commit {
-        println!("cargo:rustc-env=SWITCHYARD_COMMIT={}", commit.trim());
+        println!("cargo:rustc-env=BUILD_COMMIT={}", commit.trim());
     }
 }

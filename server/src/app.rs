@@ -8,16 +8,11 @@ use std::time::{Duration, Instant};
 
 use poem::endpoint::make_sync;
 use poem::listener::{Listener, TcpAcceptor, TcpListener};
-use poem::middleware::CatchPanic;
 use poem::web::{Html, WithContentType};
-use poem::{EndpointExt, IntoEndpoint, IntoResponse, Route, Server};
+use poem::{EndpointExt, IntoResponse, Route, Server};
 
 use crate::config::Config;
 use crate::contract;
-use crate::http::body_limit::BodyLimit;
-use crate::http::envelope::{self, Envelope};
-use crate::http::observe::Observe;
-use crate::http::request_id::RequestId;
 use crate::metrics::Metrics;
 use crate::store::{Db, StoreError};
 
@@ -95,18 +90,7 @@ impl App {
             .at("/openapi.yaml", make_sync(|_| yaml(contract::OPENAPI_YAML)))
             .at("/asyncapi.yaml", make_sync(|_| yaml(contract::ASYNCAPI_YAML)))
             .at("/docs", make_sync(move |_| Html(docs_html.clone())));
-        // Outermost first: the request id scopes everything below it, the
-        // envelope sees every error, the log sees the final status, panics
-        // are caught before they escape, and bodies are capped before parsing.
-        Ok(routes
-            .with(BodyLimit::new(self.config.max_body_bytes))
-            .with(CatchPanic::new().with_handler(envelope::panic_response))
-            .with(Observe::new(self.metrics.clone()))
-            .with(Envelope)
-            .with(RequestId)
-            .data(self.state.clone())
-            .into_endpoint()
-            .boxed())
+        Ok(crate::http::stack(routes.data(self.state.clone()), self.config.max_body_bytes, &self.metrics))
     }
 
     /// Binds the configured address (port 0 picks a free one) and returns the

@@ -264,7 +264,10 @@ macro_rules! operation_errors {
 
         impl From<$name> for poem::Error {
             fn from(err: $name) -> Self {
-                poem::Error::from_response(poem::IntoResponse::into_response(err))
+                let mut error = poem::Error::from_response(poem::IntoResponse::into_response(err));
+                // poem replaces the response's extensions with the error's.
+                error.set_data($crate::error::Enveloped);
+                error
             }
         }
     };

@@ -57,7 +57,7 @@ impl MetaApi {
             version: crate::VERSION.to_owned(),
             build: BuildInfo {
                 profile: if cfg!(debug_assertions) { "debug" } else { "release" }.to_owned(),
-                commit: option_env!("SWITCHYARD_COMMIT").map(str::to_owned),
+                commit: option_env!("BUILD_COMMIT").map(str::to_owned),
             },
             deployment_id: deployment_id.to_owned(),
             features: state.features.iter().map(|f| (*f).to_owned()).collect(),

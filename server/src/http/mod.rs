@@ -1,8 +1,35 @@
 //! Cross-cutting HTTP behaviour, applied to every route in one fixed order
-//! (see [`crate::app`]): request ids, the error envelope, logs and metrics,
-//! panic capture and the body size limit.
+//! by [`stack`]: request ids, logs and metrics, the error envelope, panic
+//! capture and the body size limit.
 
 pub mod body_limit;
 pub mod envelope;
 pub mod observe;
 pub mod request_id;
+
+use poem::endpoint::BoxEndpoint;
+use poem::middleware::CatchPanic;
+use poem::{Endpoint, EndpointExt, IntoEndpoint};
+
+use crate::metrics::Metrics;
+
+/// Wraps `routes` in the middleware stack every Switchyard route gets.
+pub fn stack(
+    routes: impl Endpoint + 'static,
+    max_body_bytes: usize,
+    metrics: &Metrics,
+) -> BoxEndpoint<'static> {
+    // Outermost last: the request id scopes everything inside it, the log and
+    // metrics see the final enveloped status, the envelope sees every error,
+    // panics are caught before they escape, and bodies are capped before
+    // anything parses them.
+    routes
+        .with(body_limit::BodyLimit::new(max_body_bytes))
+        .with(CatchPanic::new().with_handler(envelope::panic_response))
+        .with(envelope::Envelope)
+        .with(observe::Observe::new(metrics.clone()))
+        .with(request_id::RequestId)
+        .into_endpoint()
+        .map_to_response()
+        .boxed()
+}

@@ -2,4 +2,10 @@
 //! per test, on SQLite and (when `SWITCHYARD_TEST_POSTGRES_URL` is set) on
 //! PostgreSQL.
 
+mod cli;
+mod config;
 mod contract;
+mod envelope;
+mod operations;
+mod published;
+mod support;

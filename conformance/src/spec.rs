@@ -1,0 +1,297 @@
+//! Reads the replay cases out of the OpenAPI document: one [`Case`] per response example,
+//! with the request to send, the `x-setup` steps to run first and what to expect back.
+//!
+//! A spec that cannot be read (no `paths`, a schema that does not compile) is an error; a
+//! single example that breaks the conventions becomes a case that fails with the reason.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use jsonschema::Validator;
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::replay::{RequestTemplate, XRequest};
+use crate::schema::Schemas;
+
+/// The only media type whose examples are replayed.
+pub const JSON_MEDIA_TYPE: &str = "application/json";
+/// An error body's `request_id` differs on every request, so it is always volatile.
+pub const ERROR_REQUEST_ID: &str = "/error/request_id";
+
+const METHODS: [(&str, Method); 8] = [
+    ("get", Method::GET),
+    ("put", Method::PUT),
+    ("post", Method::POST),
+    ("delete", Method::DELETE),
+    ("options", Method::OPTIONS),
+    ("head", Method::HEAD),
+    ("patch", Method::PATCH),
+    ("trace", Method::TRACE),
+];
+
+pub struct Spec {
+    pub operations: Vec<Operation>,
+}
+
+pub struct Operation {
+    pub id: String,
+    pub method: Method,
+    pub path: String,
+    /// Every status the operation declares, in spec order.
+    pub statuses: Vec<u16>,
+    pub cases: Vec<Case>,
+}
+
+/// One response example to replay.
+pub struct Case {
+    pub example: String,
+    pub status: u16,
+    /// The example's `x-server` settings; cases with equal settings share a server.
+    pub server: Map<String, Value>,
+    pub validator: Arc<Validator>,
+    /// How to replay the case, or why it cannot be.
+    pub plan: Result<Plan, String>,
+}
+
+pub struct Plan {
+    pub expected: Value,
+    /// JSON pointers whose values are checked against the schema only.
+    pub volatile: Vec<String>,
+    pub setup: Vec<SetupStep>,
+    pub request: RequestTemplate,
+}
+
+/// A request run before the case's own, for the values it captures.
+pub struct SetupStep {
+    /// `operation_id/example`, for messages.
+    pub label: String,
+    pub request: RequestTemplate,
+    pub status: u16,
+    /// Variable name to JSON pointer into the response body.
+    pub capture: BTreeMap<String, String>,
+}
+
+/// The spec's example object, with the conformance extensions.
+#[derive(Deserialize)]
+struct ExampleObject {
+    value: Option<Value>,
+    #[serde(rename = "x-volatile", default)]
+    volatile: Vec<String>,
+    #[serde(rename = "x-server", default)]
+    server: Map<String, Value>,
+    #[serde(rename = "x-request")]
+    request: Option<XRequest>,
+    #[serde(rename = "x-setup", default)]
+    setup: Vec<XSetupStep>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct XSetupStep {
+    operation: String,
+    example: String,
+    #[serde(default)]
+    capture: BTreeMap<String, String>,
+}
+
+/// An example as read, before its `x-setup` steps are resolved against the other examples.
+struct Draft {
+    example: String,
+    status: u16,
+    server: Map<String, Value>,
+    validator: Arc<Validator>,
+    read: Result<ReadExample, String>,
+}
+
+struct ReadExample {
+    expected: Value,
+    volatile: Vec<String>,
+    request: RequestTemplate,
+    setup: Vec<XSetupStep>,
+}
+
+impl Spec {
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        // Through serde_yaml's own value first: YAML allows non-string keys (`200:`), which
+        // serializing turns into the strings JSON needs.
+        let yaml: serde_yaml::Value =
+            serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let doc = serde_json::to_value(yaml).with_context(|| format!("reading {} as JSON", path.display()))?;
+        Self::from_document(&doc).with_context(|| format!("reading {}", path.display()))
+    }
+
+    fn from_document(doc: &Value) -> anyhow::Result<Self> {
+        let schemas = Schemas::from_document(doc)?;
+        let paths = doc.get("paths").and_then(Value::as_object).context("the spec has no `paths` map")?;
+        // Per operation, its examples as read; `x-setup` steps may name any of them.
+        let mut operations = Vec::new();
+        let mut drafts = Vec::new();
+        for (path, item) in paths {
+            for (name, method) in &METHODS {
+                let Some(operation) = item.get(*name) else { continue };
+                let (operation, examples) = read_operation(doc, &schemas, path, method, operation)
+                    .with_context(|| format!("paths.{path}.{name}"))?;
+                operations.push(operation);
+                drafts.push(examples);
+            }
+        }
+        let setups: Vec<Vec<_>> = drafts
+            .iter()
+            .map(|examples| {
+                examples
+                    .iter()
+                    .map(|draft| match &draft.read {
+                        Ok(read) => resolve_setup(&read.setup, &operations, &drafts),
+                        Err(_) => Ok(Vec::new()),
+                    })
+                    .collect()
+            })
+            .collect();
+        for ((operation, examples), setups) in operations.iter_mut().zip(drafts).zip(setups) {
+            for (draft, setup) in examples.into_iter().zip(setups) {
+                let plan = draft.read.and_then(|read| {
+                    Ok(Plan { expected: read.expected, volatile: read.volatile, setup: setup?, request: read.request })
+                });
+                operation.cases.push(Case {
+                    example: draft.example,
+                    status: draft.status,
+                    server: draft.server,
+                    validator: draft.validator,
+                    plan,
+                });
+            }
+        }
+        Ok(Self { operations })
+    }
+}
+
+impl Operation {
+    /// Declared statuses that no example covers.
+    pub fn missing_statuses(&self) -> Vec<u16> {
+        self.statuses.iter().copied().filter(|status| !self.cases.iter().any(|c| c.status == *status)).collect()
+    }
+}
+
+fn read_operation(
+    doc: &Value,
+    schemas: &Schemas,
+    path: &str,
+    method: &Method,
+    operation: &Value,
+) -> anyhow::Result<(Operation, Vec<Draft>)> {
+    let id = operation.get("operationId").and_then(Value::as_str).context("no operationId")?;
+    let body_examples = request_examples(doc, operation).context("requestBody")?;
+    let responses = operation.get("responses").and_then(Value::as_object).context("no `responses` map")?;
+    let mut statuses = Vec::new();
+    let mut drafts = Vec::new();
+    for (key, response) in responses {
+        let status: u16 = key
+            .parse()
+            .ok()
+            .with_context(|| format!("response `{key}`: only numeric statuses can be replayed"))?;
+        statuses.push(status);
+        let response = resolve(doc, response).with_context(|| format!("responses.{key}"))?;
+        let Some(content) = response.pointer(&format!("/content/{}", JSON_MEDIA_TYPE.replace('/', "~1"))) else {
+            continue;
+        };
+        let Some(examples) = content.get("examples").and_then(Value::as_object) else { continue };
+        let schema = content.get("schema").with_context(|| format!("responses.{key}: examples without a schema"))?;
+        let validator = Arc::new(schemas.validator(schema).with_context(|| format!("responses.{key}.schema"))?);
+        for (name, example) in examples {
+            let example = resolve(doc, example).with_context(|| format!("responses.{key}.examples.{name}"))?;
+            let parsed = ExampleObject::deserialize(example).map_err(|e| format!("example `{name}`: {e}"));
+            let server = parsed.as_ref().map(|parsed| parsed.server.clone()).unwrap_or_default();
+            let read = parsed.and_then(|parsed| read_example(parsed, method, path, &body_examples, name));
+            drafts.push(Draft {
+                example: name.clone(),
+                status,
+                server,
+                validator: Arc::clone(&validator),
+                read,
+            });
+        }
+    }
+    let operation = Operation { id: id.to_owned(), method: method.clone(), path: path.to_owned(), statuses, cases: Vec::new() };
+    Ok((operation, drafts))
+}
+
+fn read_example(
+    example: ExampleObject,
+    method: &Method,
+    path: &str,
+    body_examples: &Map<String, Value>,
+    name: &str,
+) -> Result<ReadExample, String> {
+    let expected = example.value.ok_or("the example has no `value` (`externalValue` is not replayed)")?;
+    let mut volatile = example.volatile;
+    if let Some(missing) = volatile.iter().find(|pointer| expected.pointer(pointer).is_none()) {
+        return Err(format!("x-volatile names `{missing}`, which is not in the example"));
+    }
+    if expected.pointer(ERROR_REQUEST_ID).is_some() && !volatile.iter().any(|p| p == ERROR_REQUEST_ID) {
+        volatile.push(ERROR_REQUEST_ID.to_owned());
+    }
+    let request = RequestTemplate::new(method.clone(), path, example.request.as_ref(), body_examples, name)?;
+    Ok(ReadExample { expected, volatile, request, setup: example.setup })
+}
+
+/// The operation's JSON request body examples, by name.
+fn request_examples(doc: &Value, operation: &Value) -> anyhow::Result<Map<String, Value>> {
+    let Some(body) = operation.get("requestBody") else { return Ok(Map::new()) };
+    let examples = resolve(doc, body)?
+        .pointer(&format!("/content/{}/examples", JSON_MEDIA_TYPE.replace('/', "~1")))
+        .and_then(Value::as_object);
+    let Some(examples) = examples else { return Ok(Map::new()) };
+    examples
+        .iter()
+        .map(|(name, example)| {
+            let value = resolve(doc, example)?.get("value").with_context(|| format!("example `{name}` has no value"))?;
+            Ok((name.clone(), value.clone()))
+        })
+        .collect()
+}
+
+fn resolve_setup(
+    steps: &[XSetupStep],
+    operations: &[Operation],
+    drafts: &[Vec<Draft>],
+) -> Result<Vec<SetupStep>, String> {
+    steps
+        .iter()
+        .map(|step| {
+            let label = format!("{}/{}", step.operation, step.example);
+            let (_, examples) = operations
+                .iter()
+                .zip(drafts)
+                .find(|(operation, _)| operation.id == step.operation)
+                .ok_or_else(|| format!("x-setup step {label}: no operation `{}`", step.operation))?;
+            let mut found = examples.iter().filter(|draft| draft.example == step.example);
+            let draft =
+                found.next().ok_or_else(|| format!("x-setup step {label}: the operation has no such response example"))?;
+            if found.next().is_some() {
+                return Err(format!("x-setup step {label}: more than one response has an example of that name"));
+            }
+            let read = draft.read.as_ref().map_err(|e| format!("x-setup step {label}: {e}"))?;
+            Ok(SetupStep {
+                label,
+                request: read.request.clone(),
+                status: draft.status,
+                capture: step.capture.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Follows a local `$ref` (one level), as used for responses, request bodies and examples.
+fn resolve<'a>(doc: &'a Value, node: &'a Value) -> anyhow::Result<&'a Value> {
+    let Some(reference) = node.get("$ref") else { return Ok(node) };
+    let reference = reference.as_str().context("`$ref` is not a string")?;
+    let Some(pointer) = reference.strip_prefix('#') else {
+        bail!("only local references are supported, not `{reference}`");
+    };
+    doc.pointer(pointer).with_context(|| format!("`{reference}` points nowhere"))
+}

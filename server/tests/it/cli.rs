@@ -1,0 +1,131 @@
+//! The `switchyard` binary itself: zero-config start on SQLite, `config print`,
+//! `migrate`, `--version`, bad config, and graceful shutdown on SIGTERM.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use crate::support::TestResult;
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+
+/// A fresh, empty working directory, removed afterwards.
+struct WorkDir(PathBuf);
+
+impl WorkDir {
+    fn new() -> std::io::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("switchyard-cli-{}", ulid::Ulid::new()));
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs the binary in `dir` with a clean `SWITCHYARD_*` environment.
+fn switchyard(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir).args(args);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("SWITCHYARD_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+fn run(cmd: &mut Command) -> std::io::Result<Output> {
+    cmd.stdin(Stdio::null()).output()
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+#[test]
+fn version_and_masked_config() -> TestResult {
+    let dir = WorkDir::new()?;
+    let version = run(&mut switchyard(&dir.0, &["--version"]))?;
+    assert!(String::from_utf8(version.stdout)?.contains(switchyard_server::VERSION));
+
+    let printed = run(switchyard(&dir.0, &["config", "print"])
+        .env("SWITCHYARD_DATABASE_URL", "postgres://app:hunter2@db.internal/switchyard"))?;
+    assert!(printed.status.success());
+    let text = String::from_utf8(printed.stdout)?;
+    assert!(text.contains("postgres://app:***@db.internal/switchyard"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(text.contains("listen = \"127.0.0.1:8000\""), "{text}");
+    Ok(())
+}
+
+#[test]
+fn bad_config_fails_at_start_naming_the_key() -> TestResult {
+    let dir = WorkDir::new()?;
+    std::fs::write(dir.0.join("switchyard.toml"), "shutdown_grace_secs = -3\n")?;
+    let out = run(&mut switchyard(&dir.0, &["serve"]))?;
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr)?;
+    assert!(err.contains("shutdown_grace_secs"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn migrate_creates_and_migrates_the_database() -> TestResult {
+    let dir = WorkDir::new()?;
+    let out = run(&mut switchyard(&dir.0, &["migrate", "--database-url", "sqlite://data.db"]))?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(dir.0.join("data.db").exists());
+    Ok(())
+}
+
+/// `switchyard serve` with no config starts on SQLite in the working directory,
+/// answers, and on SIGTERM drains and exits cleanly.
+#[tokio::test]
+async fn serve_with_no_config_then_stop_on_sigterm() -> TestResult {
+    let dir = WorkDir::new()?;
+    let port = free_port()?;
+    let child = switchyard(&dir.0, &["serve", "--log-format", "json"])
+        .env("SWITCHYARD_LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..100 {
+        if client.get(format!("{base}/ready")).send().await.is_ok_and(|r| r.status() == 200) {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "server did not become ready");
+    assert!(
+        dir.0.join("switchyard.db").exists(),
+        "embedded SQLite database created in the working directory"
+    );
+    for path in ["/health", "/v1/meta", "/metrics", "/docs", "/openapi.json"] {
+        assert_eq!(client.get(format!("{base}{path}")).send().await?.status(), 200, "{path}");
+    }
+
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status()?;
+    assert!(killed.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await??;
+    assert!(out.status.success(), "exit status {:?}", out.status);
+    let logs = String::from_utf8(out.stderr)?;
+    let access = logs
+        .lines()
+        .find(|line| line.contains("\"operation\":\"health_get\""))
+        .ok_or("no JSON access log line for /health")?;
+    let line: serde_json::Value = serde_json::from_str(access)?;
+    for field in ["method", "path", "status", "latency_ms", "request_id"] {
+        assert!(line.get(field).is_some(), "access log lacks {field}: {access}");
+    }
+    assert!(logs.contains("shutdown signal received"), "{logs}");
+    Ok(())
+}

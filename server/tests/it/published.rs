@@ -1,0 +1,46 @@
+//! The server publishes the committed contract, not the spec it generates.
+
+use serde_json::Value;
+use switchyard_server::contract;
+
+use crate::support::{TestEngine, TestResult, http, start};
+
+#[tokio::test]
+async fn serves_the_committed_specs_and_docs() -> TestResult {
+    let server = start(TestEngine::Sqlite, |_| {}).await?;
+
+    let json = http().get(server.url("/openapi.json")).send().await?;
+    assert!(json.headers()["content-type"].to_str()?.starts_with("application/json"));
+    let json = json.text().await?;
+    assert_eq!(json, *contract::OPENAPI_JSON, "byte-for-byte the committed spec as JSON");
+    let committed: Value = serde_yaml::from_str(&std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../openapi/switchyard.yaml"
+    ))?)?;
+    assert_eq!(serde_json::from_str::<Value>(&json)?, committed);
+
+    let yaml = http().get(server.url("/openapi.yaml")).send().await?.text().await?;
+    assert_eq!(yaml, contract::OPENAPI_YAML);
+    let asyncapi = http().get(server.url("/asyncapi.yaml")).send().await?.text().await?;
+    assert_eq!(asyncapi, contract::ASYNCAPI_YAML);
+
+    let docs = http().get(server.url("/docs")).send().await?;
+    assert!(docs.headers()["content-type"].to_str()?.starts_with("text/html"));
+    let docs = docs.text().await?;
+    assert!(docs.contains(contract::OPENAPI_JSON.as_str()), "the docs page embeds the committed spec");
+    assert!(docs.contains("SwaggerUIBundle"));
+    assert!(
+        !docs.contains("<script src=\"http") && !docs.contains("<link rel=\"stylesheet\" href=\"http"),
+        "no CDN"
+    );
+    server.stop().await?;
+    Ok(())
+}
+
+#[test]
+fn asyncapi_document_is_valid_asyncapi_3() -> TestResult {
+    let doc: Value = serde_yaml::from_str(contract::ASYNCAPI_YAML)?;
+    assert_eq!(doc["asyncapi"], "3.0.0");
+    assert!(doc["info"]["title"].is_string() && doc["info"]["version"].is_string());
+    Ok(())
+}
