@@ -74,12 +74,11 @@ impl RequestTemplate {
             Some(XRequest { body: Some(_), body_example: Some(_), .. }) => {
                 return Err("x-request sets both `body` and `body_example`; keep one".to_owned());
             }
-            Some(XRequest { body_example: Some(name), .. }) => Some(
-                body_examples
-                    .get(name)
-                    .cloned()
-                    .ok_or_else(|| format!("x-request.body_example: the operation has no request example `{name}`"))?,
-            ),
+            Some(XRequest { body_example: Some(name), .. }) => {
+                Some(body_examples.get(name).cloned().ok_or_else(|| {
+                    format!("x-request.body_example: the operation has no request example `{name}`")
+                })?)
+            }
             Some(XRequest { body, .. }) => body.clone(),
         };
         let given = XRequest::default();
@@ -143,8 +142,9 @@ pub async fn replay(client: &Client, base_url: &str, plan: &Plan) -> Result<Repl
         let body: Value = serde_json::from_str(&reply.body)
             .map_err(|e| failed(format!("the body is not JSON ({e}): {}", reply.snippet())))?;
         for (var, pointer) in &step.capture {
-            let value =
-                body.pointer(pointer).ok_or_else(|| failed(format!("capture `{var}`: no `{pointer}` in the body")))?;
+            let value = body
+                .pointer(pointer)
+                .ok_or_else(|| failed(format!("capture `{var}`: no `{pointer}` in the body")))?;
             vars.insert(var.clone(), value.clone());
         }
     }
@@ -157,7 +157,10 @@ fn fill_path(template: &str, params: &Map<String, Value>) -> Result<String, Stri
     let mut names = Vec::new();
     let mut rest = template;
     while let Some(start) = rest.find('{') {
-        let end = rest[start..].find('}').map(|end| start + end).ok_or_else(|| format!("unclosed `{{` in {template}"))?;
+        let end = rest[start..]
+            .find('}')
+            .map(|end| start + end)
+            .ok_or_else(|| format!("unclosed `{{` in {template}"))?;
         let name = &rest[start + 1..end];
         let value = params
             .get(name)

@@ -121,7 +121,8 @@ impl Spec {
         // serializing turns into the strings JSON needs.
         let yaml: serde_yaml::Value =
             serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        let doc = serde_json::to_value(yaml).with_context(|| format!("reading {} as JSON", path.display()))?;
+        let doc =
+            serde_json::to_value(yaml).with_context(|| format!("reading {} as JSON", path.display()))?;
         Self::from_document(&doc).with_context(|| format!("reading {}", path.display()))
     }
 
@@ -155,7 +156,12 @@ impl Spec {
         for ((operation, examples), setups) in operations.iter_mut().zip(drafts).zip(setups) {
             for (draft, setup) in examples.into_iter().zip(setups) {
                 let plan = draft.read.and_then(|read| {
-                    Ok(Plan { expected: read.expected, volatile: read.volatile, setup: setup?, request: read.request })
+                    Ok(Plan {
+                        expected: read.expected,
+                        volatile: read.volatile,
+                        setup: setup?,
+                        request: read.request,
+                    })
                 });
                 operation.cases.push(Case {
                     example: draft.example,
@@ -173,7 +179,11 @@ impl Spec {
 impl Operation {
     /// Declared statuses that no example covers.
     pub fn missing_statuses(&self) -> Vec<u16> {
-        self.statuses.iter().copied().filter(|status| !self.cases.iter().any(|c| c.status == *status)).collect()
+        self.statuses
+            .iter()
+            .copied()
+            .filter(|status| !self.cases.iter().any(|c| c.status == *status))
+            .collect()
     }
 }
 
@@ -196,14 +206,18 @@ fn read_operation(
             .with_context(|| format!("response `{key}`: only numeric statuses can be replayed"))?;
         statuses.push(status);
         let response = resolve(doc, response).with_context(|| format!("responses.{key}"))?;
-        let Some(content) = response.pointer(&format!("/content/{}", JSON_MEDIA_TYPE.replace('/', "~1"))) else {
+        let Some(content) = response.pointer(&format!("/content/{}", JSON_MEDIA_TYPE.replace('/', "~1")))
+        else {
             continue;
         };
         let Some(examples) = content.get("examples").and_then(Value::as_object) else { continue };
-        let schema = content.get("schema").with_context(|| format!("responses.{key}: examples without a schema"))?;
-        let validator = Arc::new(schemas.validator(schema).with_context(|| format!("responses.{key}.schema"))?);
+        let schema =
+            content.get("schema").with_context(|| format!("responses.{key}: examples without a schema"))?;
+        let validator =
+            Arc::new(schemas.validator(schema).with_context(|| format!("responses.{key}.schema"))?);
         for (name, example) in examples {
-            let example = resolve(doc, example).with_context(|| format!("responses.{key}.examples.{name}"))?;
+            let example =
+                resolve(doc, example).with_context(|| format!("responses.{key}.examples.{name}"))?;
             let parsed = ExampleObject::deserialize(example).map_err(|e| format!("example `{name}`: {e}"));
             let server = parsed.as_ref().map(|parsed| parsed.server.clone()).unwrap_or_default();
             let read = parsed.and_then(|parsed| read_example(parsed, method, path, &body_examples, name));
@@ -216,7 +230,13 @@ fn read_operation(
             });
         }
     }
-    let operation = Operation { id: id.to_owned(), method: method.clone(), path: path.to_owned(), statuses, cases: Vec::new() };
+    let operation = Operation {
+        id: id.to_owned(),
+        method: method.clone(),
+        path: path.to_owned(),
+        statuses,
+        cases: Vec::new(),
+    };
     Ok((operation, drafts))
 }
 
@@ -249,7 +269,9 @@ fn request_examples(doc: &Value, operation: &Value) -> anyhow::Result<Map<String
     examples
         .iter()
         .map(|(name, example)| {
-            let value = resolve(doc, example)?.get("value").with_context(|| format!("example `{name}` has no value"))?;
+            let value = resolve(doc, example)?
+                .get("value")
+                .with_context(|| format!("example `{name}` has no value"))?;
             Ok((name.clone(), value.clone()))
         })
         .collect()
@@ -270,10 +292,13 @@ fn resolve_setup(
                 .find(|(operation, _)| operation.id == step.operation)
                 .ok_or_else(|| format!("x-setup step {label}: no operation `{}`", step.operation))?;
             let mut found = examples.iter().filter(|draft| draft.example == step.example);
-            let draft =
-                found.next().ok_or_else(|| format!("x-setup step {label}: the operation has no such response example"))?;
+            let draft = found
+                .next()
+                .ok_or_else(|| format!("x-setup step {label}: the operation has no such response example"))?;
             if found.next().is_some() {
-                return Err(format!("x-setup step {label}: more than one response has an example of that name"));
+                return Err(format!(
+                    "x-setup step {label}: more than one response has an example of that name"
+                ));
             }
             let read = draft.read.as_ref().map_err(|e| format!("x-setup step {label}: {e}"))?;
             Ok(SetupStep {

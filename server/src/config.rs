@@ -70,6 +70,8 @@ pub enum ConfigError {
     MissingFile(PathBuf),
     #[error("invalid configuration: {0}")]
     Invalid(#[from] Box<figment::Error>),
+    #[error("invalid configuration: {key}: {reason}")]
+    InvalidValue { key: &'static str, reason: String },
 }
 
 impl Config {
@@ -88,7 +90,24 @@ impl Config {
         figment = figment
             .merge(Env::prefixed(ENV_PREFIX).filter(is_config_variable).split("__"))
             .merge(Serialized::defaults(overrides));
-        figment.extract().map_err(|e| ConfigError::Invalid(Box::new(e)))
+        let config: Self = figment.extract().map_err(|e| ConfigError::Invalid(Box::new(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what the types alone cannot.
+    fn validate(&self) -> Result<(), ConfigError> {
+        tracing_subscriber::EnvFilter::try_new(&self.log_level)
+            .map_err(|e| ConfigError::InvalidValue { key: "log_level", reason: e.to_string() })?;
+        crate::store::Engine::from_url(&self.database_url)
+            .map_err(|e| ConfigError::InvalidValue { key: "database_url", reason: e.to_string() })?;
+        if self.max_body_bytes == 0 {
+            return Err(ConfigError::InvalidValue {
+                key: "max_body_bytes",
+                reason: "must be positive".to_owned(),
+            });
+        }
+        Ok(())
     }
 
     /// The configuration as TOML with secrets masked, for `config print`.

@@ -5,6 +5,7 @@ use figment::Jail;
 use switchyard_server::config::{Config, ConfigError, LogFormat, Overrides};
 
 #[test]
+#[expect(clippy::result_large_err, reason = "figment::Jail fixes the closure's error type")]
 fn defaults_then_file_then_environment_then_flags() {
     Jail::expect_with(|jail| {
         assert_eq!(Config::load(None, &Overrides::default()).map_err(|e| e.to_string())?, Config::default());
@@ -34,6 +35,7 @@ fn defaults_then_file_then_environment_then_flags() {
 }
 
 #[test]
+#[expect(clippy::result_large_err, reason = "figment::Jail fixes the closure's error type")]
 fn bad_values_and_unknown_keys_name_the_key() {
     Jail::expect_with(|jail| {
         jail.create_file("bad.toml", "max_body_bytes = \"lots\"\n")?;
@@ -44,6 +46,15 @@ fn bad_values_and_unknown_keys_name_the_key() {
         let err =
             Config::load(Some("unknown.toml".as_ref()), &Overrides::default()).err().map(|e| e.to_string());
         assert!(err.as_deref().is_some_and(|e| e.contains("listne")), "{err:?}");
+
+        jail.create_file("filter.toml", "log_level = \"info,[\"\n")?;
+        let err =
+            Config::load(Some("filter.toml".as_ref()), &Overrides::default()).err().map(|e| e.to_string());
+        assert!(err.as_deref().is_some_and(|e| e.contains("log_level")), "{err:?}");
+
+        jail.create_file("url.toml", "database_url = \"mysql://localhost/db\"\n")?;
+        let err = Config::load(Some("url.toml".as_ref()), &Overrides::default()).err().map(|e| e.to_string());
+        assert!(err.as_deref().is_some_and(|e| e.contains("database_url")), "{err:?}");
 
         jail.set_env("SWITCHYARD_AUTO_MIGRATE", "perhaps");
         let err = Config::load(None, &Overrides::default()).err().map(|e| e.to_string());

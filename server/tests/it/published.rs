@@ -39,8 +39,33 @@ async fn serves_the_committed_specs_and_docs() -> TestResult {
 
 #[test]
 fn asyncapi_document_is_valid_asyncapi_3() -> TestResult {
+    let schema: Value =
+        serde_json::from_str(include_str!("../../../openapi/vendor/asyncapi-3.0.0.schema.json"))?;
+    let validator = jsonschema::draft7::new(&schema)?;
     let doc: Value = serde_yaml::from_str(contract::ASYNCAPI_YAML)?;
-    assert_eq!(doc["asyncapi"], "3.0.0");
-    assert!(doc["info"]["title"].is_string() && doc["info"]["version"].is_string());
+    let errors: Vec<String> =
+        validator.iter_errors(&doc).map(|e| format!("{}: {e}", e.instance_path())).collect();
+    assert!(errors.is_empty(), "openapi/asyncapi.yaml is not valid AsyncAPI 3.0:\n{}", errors.join("\n"));
+
+    // The validator is not vacuous: a broken document fails.
+    let mut broken = doc.clone();
+    broken["info"] = Value::Null;
+    assert!(!validator.is_valid(&broken));
+    Ok(())
+}
+
+#[test]
+fn openapi_document_is_valid_openapi_3_0() -> TestResult {
+    let schema: Value =
+        serde_json::from_str(include_str!("../../../openapi/vendor/openapi-3.0.schema.json"))?;
+    let validator = jsonschema::draft4::new(&schema)?;
+    let errors: Vec<String> =
+        validator.iter_errors(&contract::OPENAPI).map(|e| format!("{}: {e}", e.instance_path())).collect();
+    assert!(errors.is_empty(), "openapi/switchyard.yaml is not valid OpenAPI 3.0:\n{}", errors.join("\n"));
+    assert!(contract::OPENAPI["openapi"].as_str().is_some_and(|v| v.starts_with("3.0.")));
+
+    let mut broken = contract::OPENAPI.clone();
+    broken["paths"]["/health"]["get"]["responses"] = Value::Null;
+    assert!(!validator.is_valid(&broken));
     Ok(())
 }
