@@ -124,7 +124,7 @@ impl fmt::Display for Report {
         if self.passed() {
             writeln!(f, "\nconformance: passed")
         } else {
-            writeln!(f, "\nconformance: FAILED ({failed} failed cases, {missing} missing examples)")
+            writeln!(f, "\nconformance: FAILED (failed cases: {failed}, missing examples: {missing})")
         }
     }
 }

@@ -206,10 +206,7 @@ fn read_operation(
             .with_context(|| format!("response `{key}`: only numeric statuses can be replayed"))?;
         statuses.push(status);
         let response = resolve(doc, response).with_context(|| format!("responses.{key}"))?;
-        let Some(content) = response.pointer(&format!("/content/{}", JSON_MEDIA_TYPE.replace('/', "~1")))
-        else {
-            continue;
-        };
+        let Some(content) = json_content(response) else { continue };
         let Some(examples) = content.get("examples").and_then(Value::as_object) else { continue };
         let schema =
             content.get("schema").with_context(|| format!("responses.{key}: examples without a schema"))?;
@@ -218,7 +215,8 @@ fn read_operation(
         for (name, example) in examples {
             let example =
                 resolve(doc, example).with_context(|| format!("responses.{key}.examples.{name}"))?;
-            let parsed = ExampleObject::deserialize(example).map_err(|e| format!("example `{name}`: {e}"));
+            let parsed = ExampleObject::deserialize(example)
+                .map_err(|e| format!("the example breaks the conventions: {e}"));
             let server = parsed.as_ref().map(|parsed| parsed.server.clone()).unwrap_or_default();
             let read = parsed.and_then(|parsed| read_example(parsed, method, path, &body_examples, name));
             drafts.push(Draft {
@@ -262,9 +260,8 @@ fn read_example(
 /// The operation's JSON request body examples, by name.
 fn request_examples(doc: &Value, operation: &Value) -> anyhow::Result<Map<String, Value>> {
     let Some(body) = operation.get("requestBody") else { return Ok(Map::new()) };
-    let examples = resolve(doc, body)?
-        .pointer(&format!("/content/{}/examples", JSON_MEDIA_TYPE.replace('/', "~1")))
-        .and_then(Value::as_object);
+    let examples = json_content(resolve(doc, body)?).and_then(|content| content.get("examples"));
+    let examples = examples.and_then(Value::as_object);
     let Some(examples) = examples else { return Ok(Map::new()) };
     examples
         .iter()
@@ -309,6 +306,11 @@ fn resolve_setup(
             })
         })
         .collect()
+}
+
+/// The `application/json` media type object of a response or request body.
+fn json_content(node: &Value) -> Option<&Value> {
+    node.get("content")?.get(JSON_MEDIA_TYPE)
 }
 
 /// Follows a local `$ref` (one level), as used for responses, request bodies and examples.

@@ -95,7 +95,12 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    tracing::info!(config = %config.to_masked_toml(), "starting");
+    tracing::info!(
+        listen = %config.listen,
+        database = %switchyard_server::config::mask_url_password(&config.database_url),
+        auto_migrate = config.auto_migrate,
+        "starting"
+    );
     let app = App::build(config).await?;
     let acceptor = app.bind().await?;
     for addr in poem::listener::Acceptor::local_addr(&acceptor) {

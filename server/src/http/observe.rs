@@ -55,7 +55,7 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
             path,
             operation,
             status = status.as_u16(),
-            latency_ms = elapsed.as_secs_f64() * 1000.0,
+            latency_ms = elapsed.as_micros() as f64 / 1000.0,
             request_id = request_id::current().unwrap_or_default(),
             "request"
         );
