@@ -1,6 +1,6 @@
 //! Replays every response example of the OpenAPI spec against live Switchyard servers and
-//! reports what conforms. This module orchestrates: it picks the engines, starts one server
-//! per distinct `x-server` setting, and runs the cases on it in spec order.
+//! reports what conforms. This module orchestrates: it picks the engines and runs each case
+//! in spec order on its own server (with the case's `x-server` settings) and fresh database.
 //!
 //! The conventions the spec's examples follow are described in `conformance/README.md`.
 
@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use reqwest::Client;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use switchyard_server::harness::{POSTGRES_URL_VAR, TestEngine};
 
 pub use report::{CaseResult, EngineRun, OperationRow, Report};
@@ -64,48 +64,27 @@ pub async fn run(spec_path: &Path, engines: Engines) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-/// Runs every case on `engine`, one server per distinct `x-server` setting.
+/// Runs every case on `engine`, in spec order, each on its own server and fresh database so
+/// no case depends on what another left behind.
 async fn run_engine(spec: &Spec, engine: TestEngine, client: &Client) -> anyhow::Result<Vec<CaseResult>> {
-    let cases = spec
-        .operations
-        .iter()
-        .flat_map(|operation| operation.cases.iter().map(move |case| (operation, case)));
-    let mut groups: Vec<Group<'_>> = Vec::new();
-    for (index, (operation, case)) in cases.enumerate() {
-        let member = (index, operation, case);
-        match groups.iter_mut().find(|group| *group.settings == case.server) {
-            Some(group) => group.members.push(member),
-            None => groups.push(Group { settings: &case.server, members: vec![member] }),
-        }
-    }
     let mut results = Vec::new();
-    for Group { settings, members } in groups {
-        match servers::start(engine, settings).await {
-            Ok(server) => {
-                for (index, operation, case) in members {
-                    results.push((index, run_case(client, &server.base_url, operation, case).await));
+    for operation in &spec.operations {
+        for case in &operation.cases {
+            match servers::start(engine, &case.server).await {
+                Ok(server) => {
+                    results.push(run_case(client, &server.base_url, operation, case).await);
+                    server.stop().await.with_context(|| format!("stopping the {} server", engine.name()))?;
                 }
-                server.stop().await.with_context(|| format!("stopping the {} server", engine.name()))?;
-            }
-            Err(reason) => {
-                let settings = Value::Object(settings.clone());
-                for (index, operation, case) in members {
+                Err(reason) => {
                     let mut result = CaseResult::unreplayed(operation, case);
+                    let settings = Value::Object(case.server.clone());
                     result.failures.push(format!("starting a server with x-server {settings}: {reason}"));
-                    results.push((index, result));
+                    results.push(result);
                 }
             }
         }
     }
-    results.sort_by_key(|(index, _)| *index);
-    Ok(results.into_iter().map(|(_, result)| result).collect())
-}
-
-/// Cases that share a server: their `x-server` settings, and each case with its place in
-/// spec order.
-struct Group<'a> {
-    settings: &'a Map<String, Value>,
-    members: Vec<(usize, &'a Operation, &'a Case)>,
+    Ok(results)
 }
 
 async fn run_case(client: &Client, base_url: &str, operation: &Operation, case: &Case) -> CaseResult {

@@ -50,7 +50,7 @@ pub struct Operation {
 pub struct Case {
     pub example: String,
     pub status: u16,
-    /// The example's `x-server` settings; cases with equal settings share a server.
+    /// The example's `x-server` settings, applied to the server the case runs on.
     pub server: Map<String, Value>,
     pub validator: Arc<Validator>,
     /// How to replay the case, or why it cannot be.
