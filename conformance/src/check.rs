@@ -1,11 +1,15 @@
-//! Judges one reply against its case: status, `X-Request-Id`, media type, schema, and the
-//! values of the documented example.
+//! Judges one reply against its case: status and `X-Request-Id`, then either the media type,
+//! schema and values of the documented JSON example, or, for a response without content, an
+//! empty body.
 
+use std::sync::Arc;
+
+use jsonschema::Validator;
 use reqwest::header::CONTENT_TYPE;
 use serde_json::Value;
 
 use crate::replay::Reply;
-use crate::spec::{Case, ERROR_REQUEST_ID, JSON_MEDIA_TYPE, Plan};
+use crate::spec::{Case, ERROR_REQUEST_ID, Expected, JSON_MEDIA_TYPE, Plan};
 
 const REQUEST_ID_HEADER: &str = "x-request-id";
 
@@ -19,6 +23,29 @@ pub fn check(case: &Case, plan: &Plan, reply: &Reply) -> Vec<String> {
     if request_id.is_none() {
         failures.push("no X-Request-Id header".to_owned());
     }
+    match &plan.expected {
+        Expected::Empty => failures.extend(check_empty(reply)),
+        Expected::Json { validator, value, volatile } => {
+            failures.extend(check_json(reply, request_id, validator, value, volatile));
+        }
+    }
+    failures
+}
+
+/// A response without content must send no body.
+fn check_empty(reply: &Reply) -> Option<String> {
+    (!reply.body.is_empty())
+        .then(|| format!("expected no body, got {} bytes: {}", reply.body.len(), reply.snippet()))
+}
+
+fn check_json(
+    reply: &Reply,
+    request_id: Option<&str>,
+    validator: &Arc<Validator>,
+    expected: &Value,
+    volatile: &[String],
+) -> Vec<String> {
+    let mut failures = Vec::new();
     match reply.headers.get(CONTENT_TYPE).map(|value| value.to_str().unwrap_or_default()) {
         None => failures.push(format!("no Content-Type header, expected {JSON_MEDIA_TYPE}")),
         Some(value) if !media_type(value).eq_ignore_ascii_case(JSON_MEDIA_TYPE) => {
@@ -34,11 +61,11 @@ pub fn check(case: &Case, plan: &Plan, reply: &Reply) -> Vec<String> {
         }
     };
     failures.extend(
-        case.validator
+        validator
             .iter_errors(&body)
             .map(|error| format!("schema: {}: {error}", at(error.instance_path().as_str()))),
     );
-    failures.extend(compare(&plan.expected, &body, &plan.volatile));
+    failures.extend(compare(expected, &body, volatile));
     if let (Some(header), Some(Value::String(in_body))) = (request_id, body.pointer(ERROR_REQUEST_ID)) {
         if header != in_body {
             failures.push(format!("{ERROR_REQUEST_ID} is `{in_body}` but X-Request-Id is `{header}`"));
@@ -103,9 +130,48 @@ fn at(pointer: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use reqwest::Method;
+    use reqwest::header::{HeaderMap, HeaderValue};
+    use serde_json::{Map, json};
 
     use super::*;
+    use crate::replay::RequestTemplate;
+
+    /// A `204` case of `POST /v1/auth/logout`, which answers without a body.
+    fn bodyless_case() -> Result<Case, String> {
+        let request = RequestTemplate::new(Method::POST, "/v1/auth/logout", None, &Map::new(), "logged_out")?;
+        Ok(Case {
+            example: "logged_out".to_owned(),
+            status: 204,
+            server: Map::new(),
+            plan: Ok(Plan { expected: Expected::Empty, setup: Vec::new(), request }),
+        })
+    }
+
+    fn reply(status: u16, request_id: Option<&'static str>, body: &str) -> Reply {
+        let mut headers = HeaderMap::new();
+        if let Some(id) = request_id {
+            headers.insert(REQUEST_ID_HEADER, HeaderValue::from_static(id));
+        }
+        Reply { status, headers, body: body.to_owned() }
+    }
+
+    #[test]
+    fn a_response_without_content_must_have_an_empty_body() -> Result<(), String> {
+        let case = bodyless_case()?;
+        let plan = case.plan.as_ref().map_err(String::clone)?;
+        assert_eq!(check(&case, plan, &reply(204, Some("req_1"), "")), Vec::<String>::new());
+        assert_eq!(
+            check(&case, plan, &reply(204, Some("req_1"), r#"{"ok":true}"#)),
+            vec![r#"expected no body, got 11 bytes: {"ok":true}"#]
+        );
+        assert_eq!(check(&case, plan, &reply(204, None, "")), vec!["no X-Request-Id header"]);
+        assert_eq!(
+            check(&case, plan, &reply(200, Some("req_1"), "")),
+            vec!["status 200, expected 204; body: (empty)"]
+        );
+        Ok(())
+    }
 
     fn volatile(pointers: &[&str]) -> Vec<String> {
         pointers.iter().map(|p| (*p).to_owned()).collect()

@@ -50,6 +50,9 @@ pub struct Reply {
 impl Reply {
     /// The start of the body, for failure messages.
     pub fn snippet(&self) -> String {
+        if self.body.is_empty() {
+            return "(empty)".to_owned();
+        }
         let mut snippet: String = self.body.chars().take(SNIPPET_CHARS).collect();
         if snippet.len() < self.body.len() {
             snippet.push('…');
@@ -90,6 +93,12 @@ impl RequestTemplate {
             query: scalars("x-request.query", &x_request.query)?,
             body,
         })
+    }
+
+    /// The JSON body sent, placeholders and all.
+    #[cfg(test)]
+    pub fn body(&self) -> Option<&Value> {
+        self.body.as_ref()
     }
 
     /// Sends the request with `vars` substituted.

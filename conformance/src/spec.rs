@@ -1,8 +1,13 @@
-//! Reads the replay cases out of the OpenAPI document: one [`Case`] per response example,
-//! with the request to send, the `x-setup` steps to run first and what to expect back.
+//! Reads the replay cases out of the OpenAPI document: one [`Case`] per response example
+//! (a JSON example, or an `x-examples` entry of a response without content), with the
+//! request to send, the `x-setup` steps to run first and what to expect back.
 //!
 //! A spec that cannot be read (no `paths`, a schema that does not compile) is an error; a
 //! single example that breaks the conventions becomes a case that fails with the reason.
+
+mod responses;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -11,11 +16,11 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use jsonschema::Validator;
 use reqwest::Method;
-use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::replay::{RequestTemplate, XRequest};
+use crate::replay::RequestTemplate;
 use crate::schema::Schemas;
+use responses::{Draft, Target, XSetupStep};
 
 /// The only media type whose examples are replayed.
 pub const JSON_MEDIA_TYPE: &str = "application/json";
@@ -52,17 +57,27 @@ pub struct Case {
     pub status: u16,
     /// The example's `x-server` settings, applied to the server the case runs on.
     pub server: Map<String, Value>,
-    pub validator: Arc<Validator>,
     /// How to replay the case, or why it cannot be.
     pub plan: Result<Plan, String>,
 }
 
 pub struct Plan {
-    pub expected: Value,
-    /// JSON pointers whose values are checked against the schema only.
-    pub volatile: Vec<String>,
+    pub expected: Expected,
     pub setup: Vec<SetupStep>,
     pub request: RequestTemplate,
+}
+
+/// The body the reply must have.
+pub enum Expected {
+    /// A JSON body, valid against the response's schema and holding the example's values.
+    Json {
+        validator: Arc<Validator>,
+        value: Value,
+        /// JSON pointers whose values are checked against the schema only.
+        volatile: Vec<String>,
+    },
+    /// No body at all: the response declares no content.
+    Empty,
 }
 
 /// A request run before the case's own, for the values it captures.
@@ -73,45 +88,6 @@ pub struct SetupStep {
     pub status: u16,
     /// Variable name to JSON pointer into the response body.
     pub capture: BTreeMap<String, String>,
-}
-
-/// The spec's example object, with the conformance extensions.
-#[derive(Deserialize)]
-struct ExampleObject {
-    value: Option<Value>,
-    #[serde(rename = "x-volatile", default)]
-    volatile: Vec<String>,
-    #[serde(rename = "x-server", default)]
-    server: Map<String, Value>,
-    #[serde(rename = "x-request")]
-    request: Option<XRequest>,
-    #[serde(rename = "x-setup", default)]
-    setup: Vec<XSetupStep>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct XSetupStep {
-    operation: String,
-    example: String,
-    #[serde(default)]
-    capture: BTreeMap<String, String>,
-}
-
-/// An example as read, before its `x-setup` steps are resolved against the other examples.
-struct Draft {
-    example: String,
-    status: u16,
-    server: Map<String, Value>,
-    validator: Arc<Validator>,
-    read: Result<ReadExample, String>,
-}
-
-struct ReadExample {
-    expected: Value,
-    volatile: Vec<String>,
-    request: RequestTemplate,
-    setup: Vec<XSetupStep>,
 }
 
 impl Spec {
@@ -156,18 +132,12 @@ impl Spec {
         for ((operation, examples), setups) in operations.iter_mut().zip(drafts).zip(setups) {
             for (draft, setup) in examples.into_iter().zip(setups) {
                 let plan = draft.read.and_then(|read| {
-                    Ok(Plan {
-                        expected: read.expected,
-                        volatile: read.volatile,
-                        setup: setup?,
-                        request: read.request,
-                    })
+                    Ok(Plan { expected: read.expected, setup: setup?, request: read.request })
                 });
                 operation.cases.push(Case {
                     example: draft.example,
                     status: draft.status,
                     server: draft.server,
-                    validator: draft.validator,
                     plan,
                 });
             }
@@ -196,6 +166,7 @@ fn read_operation(
 ) -> anyhow::Result<(Operation, Vec<Draft>)> {
     let id = operation.get("operationId").and_then(Value::as_str).context("no operationId")?;
     let body_examples = request_examples(doc, operation).context("requestBody")?;
+    let target = Target { method, path, body_examples: &body_examples };
     let responses = operation.get("responses").and_then(Value::as_object).context("no `responses` map")?;
     let mut statuses = Vec::new();
     let mut drafts = Vec::new();
@@ -206,27 +177,7 @@ fn read_operation(
             .with_context(|| format!("response `{key}`: only numeric statuses can be replayed"))?;
         statuses.push(status);
         let response = resolve(doc, response).with_context(|| format!("responses.{key}"))?;
-        let Some(content) = json_content(response) else { continue };
-        let Some(examples) = content.get("examples").and_then(Value::as_object) else { continue };
-        let schema =
-            content.get("schema").with_context(|| format!("responses.{key}: examples without a schema"))?;
-        let validator =
-            Arc::new(schemas.validator(schema).with_context(|| format!("responses.{key}.schema"))?);
-        for (name, example) in examples {
-            let example =
-                resolve(doc, example).with_context(|| format!("responses.{key}.examples.{name}"))?;
-            let parsed = ExampleObject::deserialize(example)
-                .map_err(|e| format!("the example breaks the conventions: {e}"));
-            let server = parsed.as_ref().map(|parsed| parsed.server.clone()).unwrap_or_default();
-            let read = parsed.and_then(|parsed| read_example(parsed, method, path, &body_examples, name));
-            drafts.push(Draft {
-                example: name.clone(),
-                status,
-                server,
-                validator: Arc::clone(&validator),
-                read,
-            });
-        }
+        drafts.extend(responses::read_response(doc, schemas, &target, key, status, response)?);
     }
     let operation = Operation {
         id: id.to_owned(),
@@ -236,25 +187,6 @@ fn read_operation(
         cases: Vec::new(),
     };
     Ok((operation, drafts))
-}
-
-fn read_example(
-    example: ExampleObject,
-    method: &Method,
-    path: &str,
-    body_examples: &Map<String, Value>,
-    name: &str,
-) -> Result<ReadExample, String> {
-    let expected = example.value.ok_or("the example has no `value` (`externalValue` is not replayed)")?;
-    let mut volatile = example.volatile;
-    if let Some(missing) = volatile.iter().find(|pointer| expected.pointer(pointer).is_none()) {
-        return Err(format!("x-volatile names `{missing}`, which is not in the example"));
-    }
-    if expected.pointer(ERROR_REQUEST_ID).is_some() && !volatile.iter().any(|p| p == ERROR_REQUEST_ID) {
-        volatile.push(ERROR_REQUEST_ID.to_owned());
-    }
-    let request = RequestTemplate::new(method.clone(), path, example.request.as_ref(), body_examples, name)?;
-    Ok(ReadExample { expected, volatile, request, setup: example.setup })
 }
 
 /// The operation's JSON request body examples, by name.
@@ -298,6 +230,14 @@ fn resolve_setup(
                 ));
             }
             let read = draft.read.as_ref().map_err(|e| format!("x-setup step {label}: {e}"))?;
+            if matches!(read.expected, Expected::Empty) && !step.capture.is_empty() {
+                let vars: Vec<_> = step.capture.keys().map(String::as_str).collect();
+                return Err(format!(
+                    "x-setup step {label}: captures {} but its {} response has no body",
+                    vars.join(", "),
+                    draft.status
+                ));
+            }
             Ok(SetupStep {
                 label,
                 request: read.request.clone(),

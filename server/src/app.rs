@@ -11,8 +11,10 @@ use poem::listener::{Listener, TcpAcceptor, TcpListener};
 use poem::web::{Html, WithContentType};
 use poem::{EndpointExt, IntoResponse, Route, Server};
 
-use crate::config::Config;
+use crate::config::{AuthConfig, Config};
 use crate::contract;
+use crate::domain::tokens::{TokenIssuer, random_base62};
+use crate::domain::{DomainError, DomainResult};
 use crate::metrics::Metrics;
 use crate::store::{Db, StoreError};
 
@@ -22,6 +24,8 @@ pub struct AppState {
     pub db: Db,
     pub started_at: Instant,
     deployment_id: Arc<tokio::sync::OnceCell<String>>,
+    auth: AuthConfig,
+    token_issuer: Arc<tokio::sync::OnceCell<TokenIssuer>>,
     /// The API areas this server serves, as `GET /v1/meta` reports them.
     pub features: Arc<[&'static str]>,
 }
@@ -44,6 +48,25 @@ impl AppState {
         let id = self.deployment_id.get_or_try_init(|| self.db.deployment_id()).await?;
         Ok(id)
     }
+
+    /// Signs and verifies session tokens. The secret is `auth.jwt_secret`, or
+    /// else one generated on first use and kept in the database so every
+    /// replica shares it.
+    pub async fn token_issuer(&self) -> DomainResult<&TokenIssuer> {
+        self.token_issuer
+            .get_or_try_init(|| async {
+                let secret = match &self.auth.jwt_secret {
+                    Some(secret) => secret.clone(),
+                    None => self.db.setting_get_or_insert("jwt_secret", &random_base62(64)).await?,
+                };
+                Ok::<_, DomainError>(TokenIssuer::new(
+                    secret.as_bytes(),
+                    Duration::from_secs(self.auth.access_token_ttl_secs),
+                    Duration::from_secs(self.auth.refresh_token_ttl_days * 86_400),
+                ))
+            })
+            .await
+    }
 }
 
 pub struct App {
@@ -64,7 +87,9 @@ impl App {
             db,
             started_at: Instant::now(),
             deployment_id: Arc::default(),
-            features: Arc::from(["operations", "metrics", "docs"]),
+            auth: config.auth.clone(),
+            token_issuer: Arc::default(),
+            features: Arc::from(["operations", "identity", "metrics", "docs"]),
         };
         Ok(Self { config, state, metrics: Metrics::new()? })
     }

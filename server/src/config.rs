@@ -30,6 +30,27 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// How long a graceful shutdown waits for in-flight requests.
     pub shutdown_grace_secs: u64,
+    pub auth: AuthConfig,
+}
+
+/// The `[auth]` table: session tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// HS256 signing secret for access tokens (at least 32 bytes). When unset,
+    /// one is generated on first start and kept in the database, so every
+    /// replica shares it.
+    pub jwt_secret: Option<String>,
+    /// Lifetime of an access token.
+    pub access_token_ttl_secs: u64,
+    /// Lifetime of a refresh token; each refresh issues a new one.
+    pub refresh_token_ttl_days: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self { jwt_secret: None, access_token_ttl_secs: 15 * 60, refresh_token_ttl_days: 30 }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -49,6 +70,7 @@ impl Default for Config {
             log_level: "info".to_owned(),
             max_body_bytes: 1024 * 1024,
             shutdown_grace_secs: 30,
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -101,6 +123,18 @@ impl Config {
             .map_err(|e| ConfigError::InvalidValue { key: "log_level", reason: e.to_string() })?;
         crate::store::Engine::from_url(&self.database_url)
             .map_err(|e| ConfigError::InvalidValue { key: "database_url", reason: e.to_string() })?;
+        if self.auth.jwt_secret.as_ref().is_some_and(|s| s.len() < 32) {
+            return Err(ConfigError::InvalidValue {
+                key: "auth.jwt_secret",
+                reason: "must be at least 32 bytes".to_owned(),
+            });
+        }
+        if self.auth.access_token_ttl_secs == 0 || self.auth.refresh_token_ttl_days == 0 {
+            return Err(ConfigError::InvalidValue {
+                key: "auth",
+                reason: "token lifetimes must be positive".to_owned(),
+            });
+        }
         if self.max_body_bytes == 0 {
             return Err(ConfigError::InvalidValue {
                 key: "max_body_bytes",
@@ -114,6 +148,9 @@ impl Config {
     pub fn to_masked_toml(&self) -> String {
         let mut shown = self.clone();
         shown.database_url = mask_url_password(&self.database_url);
+        if shown.auth.jwt_secret.is_some() {
+            shown.auth.jwt_secret = Some("***".to_owned());
+        }
         toml::to_string_pretty(&shown).unwrap_or_default()
     }
 }

@@ -37,6 +37,45 @@ pub enum ErrorCode {
     /// The body's media type is not one the endpoint accepts.
     #[oai(rename = "request.unsupported_media_type")]
     RequestUnsupportedMediaType,
+    /// No credential was sent to an endpoint that needs one.
+    #[oai(rename = "auth.missing_credentials")]
+    AuthMissingCredentials,
+    /// Wrong email or password (the two are not told apart).
+    #[oai(rename = "auth.invalid_credentials")]
+    AuthInvalidCredentials,
+    /// The session token is malformed, expired or revoked.
+    #[oai(rename = "auth.invalid_token")]
+    AuthInvalidToken,
+    /// The API key is unknown, revoked or expired.
+    #[oai(rename = "auth.invalid_api_key")]
+    AuthInvalidApiKey,
+    /// The refresh token is unknown, expired or its session was revoked.
+    #[oai(rename = "auth.invalid_refresh_token")]
+    AuthInvalidRefreshToken,
+    /// A spent refresh token was presented again; its session is now revoked.
+    #[oai(rename = "auth.refresh_reused")]
+    AuthRefreshReused,
+    /// The operation needs a session token; API keys cannot do it.
+    #[oai(rename = "auth.session_required")]
+    AuthSessionRequired,
+    /// The API key lacks the scope the operation needs.
+    #[oai(rename = "auth.scope_denied")]
+    AuthScopeDenied,
+    /// The caller's role in the org does not allow the operation.
+    #[oai(rename = "auth.role_denied")]
+    AuthRoleDenied,
+    /// An account with this email already exists.
+    #[oai(rename = "auth.email_taken")]
+    AuthEmailTaken,
+    /// The password is too short, too long or too common.
+    #[oai(rename = "auth.weak_password")]
+    AuthWeakPassword,
+    /// No such organization (or not one the caller belongs to).
+    #[oai(rename = "org.not_found")]
+    OrgNotFound,
+    /// No such API key among the caller's.
+    #[oai(rename = "api_key.not_found")]
+    ApiKeyNotFound,
     /// The server is up but cannot serve traffic yet.
     #[oai(rename = "server.not_ready")]
     ServerNotReady,
@@ -67,6 +106,16 @@ impl ErrorCode {
             Self::RequestLengthRequired => StatusCode::LENGTH_REQUIRED,
             Self::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestUnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::AuthMissingCredentials
+            | Self::AuthInvalidCredentials
+            | Self::AuthInvalidToken
+            | Self::AuthInvalidApiKey
+            | Self::AuthInvalidRefreshToken
+            | Self::AuthRefreshReused => StatusCode::UNAUTHORIZED,
+            Self::AuthSessionRequired | Self::AuthScopeDenied | Self::AuthRoleDenied => StatusCode::FORBIDDEN,
+            Self::AuthEmailTaken => StatusCode::CONFLICT,
+            Self::AuthWeakPassword => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::OrgNotFound | Self::ApiKeyNotFound => StatusCode::NOT_FOUND,
             Self::ServerNotReady => StatusCode::SERVICE_UNAVAILABLE,
             Self::ServerInternal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -79,8 +128,19 @@ impl ErrorCode {
             | Self::RequestMethodNotAllowed
             | Self::RequestLengthRequired
             | Self::RequestTooLarge
-            | Self::RequestUnsupportedMediaType => ErrorType::InvalidRequestError,
-            Self::RequestNotFound => ErrorType::NotFoundError,
+            | Self::RequestUnsupportedMediaType
+            | Self::AuthEmailTaken
+            | Self::AuthWeakPassword => ErrorType::InvalidRequestError,
+            Self::AuthMissingCredentials
+            | Self::AuthInvalidCredentials
+            | Self::AuthInvalidToken
+            | Self::AuthInvalidApiKey
+            | Self::AuthInvalidRefreshToken
+            | Self::AuthRefreshReused => ErrorType::AuthenticationError,
+            Self::AuthSessionRequired | Self::AuthScopeDenied | Self::AuthRoleDenied => {
+                ErrorType::PermissionError
+            }
+            Self::RequestNotFound | Self::OrgNotFound | Self::ApiKeyNotFound => ErrorType::NotFoundError,
             Self::ServerNotReady | Self::ServerInternal => ErrorType::ApiError,
         }
     }
@@ -89,6 +149,7 @@ impl ErrorCode {
     pub fn for_status(status: StatusCode) -> Self {
         match status {
             StatusCode::BAD_REQUEST => Self::RequestMalformed,
+            StatusCode::UNAUTHORIZED => Self::AuthMissingCredentials,
             StatusCode::NOT_FOUND => Self::RequestNotFound,
             StatusCode::METHOD_NOT_ALLOWED => Self::RequestMethodNotAllowed,
             StatusCode::LENGTH_REQUIRED => Self::RequestLengthRequired,
@@ -238,6 +299,12 @@ macro_rules! operation_errors {
                     err.code,
                 );
                 Self(err)
+            }
+        }
+
+        impl From<$crate::domain::DomainError> for $name {
+            fn from(err: $crate::domain::DomainError) -> Self {
+                $crate::error::ApiError::from(err).into()
             }
         }
 

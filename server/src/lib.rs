@@ -5,6 +5,7 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod contract;
+pub mod domain;
 pub mod error;
 pub mod harness;
 pub mod http;

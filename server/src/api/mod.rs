@@ -2,9 +2,15 @@
 //! domain or store function, and map the result to the wire types named as in
 //! `openapi/switchyard.yaml`.
 
+mod api_keys;
+mod auth;
+mod errors;
 mod meta;
 mod operations;
+mod orgs;
 mod responses;
+pub mod security;
+mod wire;
 
 use poem_openapi::{OpenApiService, Tags};
 
@@ -17,14 +23,23 @@ pub enum ApiTags {
     Operations,
     /// Facts about this server.
     Meta,
+    /// Accounts and sessions.
+    Auth,
+    /// Scoped API keys.
+    #[oai(rename = "api-keys")]
+    ApiKeys,
+    /// Organizations.
+    Orgs,
 }
 
-pub type Apis = (operations::OperationsApi, meta::MetaApi);
+pub type Apis =
+    (operations::OperationsApi, meta::MetaApi, auth::AuthApi, api_keys::ApiKeysApi, orgs::OrgsApi);
 
 /// The poem-openapi service: the routes, and the spec generated from the code
 /// that the drift check compares with the committed one.
 pub fn service() -> OpenApiService<Apis, ()> {
-    OpenApiService::new((operations::OperationsApi, meta::MetaApi), "Switchyard", crate::VERSION)
+    let apis = (operations::OperationsApi, meta::MetaApi, auth::AuthApi, api_keys::ApiKeysApi, orgs::OrgsApi);
+    OpenApiService::new(apis, "Switchyard", crate::VERSION)
 }
 
 /// The spec poem-openapi derives from the code, as JSON.

@@ -11,3 +11,17 @@ pub enum Ok200<T: ToJSON + Type + Send> {
     #[oai(status = 200)]
     Ok(Json<T>),
 }
+
+#[derive(Debug, ApiResponse)]
+#[oai(header(name = "X-Request-Id", ty = "String", description = "The id of this request."))]
+pub enum Created201<T: ToJSON + Type + Send> {
+    #[oai(status = 201)]
+    Created(Json<T>),
+}
+
+#[derive(Debug, ApiResponse)]
+#[oai(header(name = "X-Request-Id", ty = "String", description = "The id of this request."))]
+pub enum NoContent204 {
+    #[oai(status = 204)]
+    NoContent,
+}

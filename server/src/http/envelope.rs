@@ -62,6 +62,9 @@ fn from_status(status: StatusCode, message: &str) -> ApiError {
         ErrorCode::RequestUnsupportedMediaType => ApiError::new(code, "Unsupported media type")
             .why(message.to_owned())
             .fix("Send the body as application/json."),
+        ErrorCode::AuthMissingCredentials => ApiError::new(code, "Authentication required")
+            .why("This endpoint needs a credential and none was sent.")
+            .fix("Send `Authorization: Bearer <session token or API key>` or `X-API-Key: <API key>`."),
         ErrorCode::RequestLengthRequired => {
             ApiError::new(code, "Content-Length required").fix("Send a Content-Length header with the body.")
         }

@@ -2,7 +2,16 @@
 //! engines share one pool type (`sqlx::Any`) and `$N` placeholders; the only
 //! engine-specific parts are the migration sets and connection setup.
 
+mod api_keys;
+mod audit;
+mod orgs;
 mod settings;
+mod users;
+
+pub use api_keys::ApiKeyRow;
+pub use audit::AuditEvent;
+pub use orgs::{MembershipRow, OrgRow};
+pub use users::{RefreshTokenRow, UserRow};
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -130,4 +139,9 @@ impl Db {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Whether `err` is a unique-constraint violation, on either engine.
+fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
 }

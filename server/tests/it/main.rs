@@ -6,6 +6,7 @@ mod cli;
 mod config;
 mod contract;
 mod envelope;
+mod identity;
 mod operations;
 mod published;
 mod support;

@@ -1,0 +1,197 @@
+//! `/v1/api-keys`: mint (with a session), list and revoke API keys.
+
+use chrono::{DateTime, Utc};
+use poem::web::{Data, RemoteAddr};
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{Enum, Object, OpenApi};
+
+use super::auth::context;
+use super::responses::{Created201, NoContent204};
+use super::security::BearerAuth;
+use super::wire::timestamp;
+use super::{ApiTags, Ok200};
+use crate::app::AppState;
+use crate::domain::api_keys::{self, NewApiKey};
+use crate::domain::page_limit;
+use crate::domain::principal::Scope;
+use crate::operation_errors;
+use crate::store::ApiKeyRow;
+
+pub struct ApiKeysApi;
+
+/// What a key may be used for; `*` grants every scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub enum ApiKeyScope {
+    #[oai(rename = "chat")]
+    Chat,
+    #[oai(rename = "runs")]
+    Runs,
+    #[oai(rename = "knowledge")]
+    Knowledge,
+    #[oai(rename = "agents")]
+    Agents,
+    #[oai(rename = "orders")]
+    Orders,
+    #[oai(rename = "proxy")]
+    Proxy,
+    #[oai(rename = "admin")]
+    Admin,
+    #[oai(rename = "*")]
+    All,
+}
+
+impl From<ApiKeyScope> for Scope {
+    fn from(scope: ApiKeyScope) -> Self {
+        match scope {
+            ApiKeyScope::Chat => Scope::Chat,
+            ApiKeyScope::Runs => Scope::Runs,
+            ApiKeyScope::Knowledge => Scope::Knowledge,
+            ApiKeyScope::Agents => Scope::Agents,
+            ApiKeyScope::Orders => Scope::Orders,
+            ApiKeyScope::Proxy => Scope::Proxy,
+            ApiKeyScope::Admin => Scope::Admin,
+            ApiKeyScope::All => Scope::All,
+        }
+    }
+}
+
+impl From<Scope> for ApiKeyScope {
+    fn from(scope: Scope) -> Self {
+        match scope {
+            Scope::Chat => ApiKeyScope::Chat,
+            Scope::Runs => ApiKeyScope::Runs,
+            Scope::Knowledge => ApiKeyScope::Knowledge,
+            Scope::Agents => ApiKeyScope::Agents,
+            Scope::Orders => ApiKeyScope::Orders,
+            Scope::Proxy => ApiKeyScope::Proxy,
+            Scope::Admin => ApiKeyScope::Admin,
+            Scope::All => ApiKeyScope::All,
+        }
+    }
+}
+
+#[derive(Debug, Object)]
+pub struct CreateApiKeyRequest {
+    /// 1 to 100 characters.
+    pub name: String,
+    pub scopes: Vec<ApiKeyScope>,
+    /// The organization the key acts in; the caller must be a member.
+    pub org_id: String,
+    /// Days until the key stops working (1 to 3650); never, when absent.
+    pub expires_in_days: Option<u32>,
+}
+
+/// An API key, without its secret.
+#[derive(Debug, Object)]
+pub struct ApiKey {
+    pub id: String,
+    pub name: String,
+    /// The non-secret start of the key (`sy_live_<key id>`), to recognise it.
+    pub prefix: String,
+    pub scopes: Vec<ApiKeyScope>,
+    pub org_id: String,
+    pub created_at: DateTime<Utc>,
+    #[oai(nullable)]
+    pub expires_at: Option<DateTime<Utc>>,
+    #[oai(nullable)]
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+impl From<ApiKeyRow> for ApiKey {
+    fn from(row: ApiKeyRow) -> Self {
+        Self {
+            scopes: row.scopes.split_whitespace().filter_map(Scope::parse).map(ApiKeyScope::from).collect(),
+            id: row.id,
+            name: row.name,
+            prefix: row.prefix,
+            org_id: row.org_id,
+            created_at: timestamp(row.created_at),
+            expires_at: row.expires_at.map(timestamp),
+            last_used_at: row.last_used_at.map(timestamp),
+        }
+    }
+}
+
+/// A new key. `key` is the only time the secret is shown: store it now.
+#[derive(Debug, Object)]
+pub struct CreatedApiKey {
+    /// The full key, `sy_live_<key id>_<secret>`.
+    pub key: String,
+    #[oai(flatten)]
+    pub api_key: ApiKey,
+}
+
+/// A page of API keys.
+#[derive(Debug, Object)]
+pub struct ApiKeyList {
+    pub data: Vec<ApiKey>,
+    #[oai(nullable)]
+    pub next_cursor: Option<String>,
+    pub has_more: bool,
+}
+
+operation_errors!(ApiKeyCreateError: 400, 401, 403, 404, 422);
+operation_errors!(ApiKeyListError: 400, 401, 403);
+operation_errors!(ApiKeyDeleteError: 401, 403, 404);
+
+#[OpenApi(tag = "ApiTags::ApiKeys")]
+impl ApiKeysApi {
+    /// Mints an API key for one of the caller's organizations. Needs a session
+    /// token: API keys cannot mint keys.
+    #[oai(path = "/v1/api-keys", method = "post", operation_id = "api_key_create")]
+    async fn api_key_create(
+        &self,
+        state: Data<&AppState>,
+        remote: &RemoteAddr,
+        auth: BearerAuth,
+        body: Json<CreateApiKeyRequest>,
+    ) -> Result<Created201<CreatedApiKey>, ApiKeyCreateError> {
+        let principal = state.principal_from_bearer(&auth).await?;
+        let Json(body) = body;
+        let input = NewApiKey {
+            name: body.name,
+            scopes: body.scopes.into_iter().map(Scope::from).collect(),
+            org_id: body.org_id,
+            expires_in_days: body.expires_in_days,
+        };
+        let minted = api_keys::api_key_create(&state.db, &principal, input, &context(remote)).await?;
+        Ok(Created201::Created(Json(CreatedApiKey { key: minted.plain, api_key: minted.key.into() })))
+    }
+
+    /// Lists the caller's live keys, without secrets.
+    #[oai(path = "/v1/api-keys", method = "get", operation_id = "api_key_list")]
+    async fn api_key_list(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// Page size, 1 to 200 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
+        limit: Query<Option<u32>>,
+        /// `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+    ) -> Result<Ok200<ApiKeyList>, ApiKeyListError> {
+        let principal = state.principal_from_bearer(&auth).await?;
+        let limit = page_limit(limit.0);
+        let page = api_keys::api_key_list(&state.db, &principal, cursor.0.as_deref(), limit).await?;
+        Ok(Ok200::Ok(Json(ApiKeyList {
+            has_more: page.next_cursor.is_some(),
+            next_cursor: page.next_cursor,
+            data: page.items.into_iter().map(ApiKey::from).collect(),
+        })))
+    }
+
+    /// Revokes one of the caller's keys; it stops working at once.
+    #[oai(path = "/v1/api-keys/:id", method = "delete", operation_id = "api_key_delete")]
+    async fn api_key_delete(
+        &self,
+        state: Data<&AppState>,
+        remote: &RemoteAddr,
+        auth: BearerAuth,
+        id: Path<String>,
+    ) -> Result<NoContent204, ApiKeyDeleteError> {
+        let principal = state.principal_from_bearer(&auth).await?;
+        api_keys::api_key_revoke(&state.db, &principal, &id.0, &context(remote)).await?;
+        Ok(NoContent204::NoContent)
+    }
+}

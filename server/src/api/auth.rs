@@ -1,0 +1,155 @@
+//! `/v1/auth/*`: register, log in, refresh, log out, and who am I.
+
+use poem::web::{Data, RemoteAddr};
+use poem_openapi::payload::Json;
+use poem_openapi::{Enum, Object, OpenApi};
+
+use super::responses::{Created201, NoContent204};
+use super::security::{AnyCredential, BearerAuth};
+use super::wire::{Org, User};
+use super::{ApiTags, Ok200};
+use crate::app::AppState;
+use crate::domain::RequestContext;
+use crate::domain::accounts::{self, Registration, SignedIn};
+use crate::http::request_id;
+use crate::operation_errors;
+
+pub struct AuthApi;
+
+#[derive(Debug, Object)]
+pub struct RegisterRequest {
+    pub email: String,
+    /// 8 to 128 characters, not among the most common passwords.
+    pub password: String,
+    pub display_name: Option<String>,
+}
+
+#[derive(Debug, Object)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Debug, Object)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum TokenType {
+    Bearer,
+}
+
+/// A signed-in user and their tokens.
+#[derive(Debug, Object)]
+pub struct AuthTokens {
+    pub user: User,
+    /// Send as `Authorization: Bearer …`; short-lived.
+    pub access_token: String,
+    /// Exchange at `POST /v1/auth/refresh` for a new pair; single use.
+    pub refresh_token: String,
+    pub token_type: TokenType,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+}
+
+impl From<SignedIn> for AuthTokens {
+    fn from(signed: SignedIn) -> Self {
+        Self {
+            user: signed.user.into(),
+            access_token: signed.access_token,
+            refresh_token: signed.refresh_token,
+            token_type: TokenType::Bearer,
+            expires_in: signed.expires_in,
+        }
+    }
+}
+
+/// The caller and the organizations they belong to.
+#[derive(Debug, Object)]
+pub struct Me {
+    pub user: User,
+    pub orgs: Vec<Org>,
+}
+
+operation_errors!(RegisterError: 400, 409, 422);
+operation_errors!(LoginError: 400, 401);
+operation_errors!(RefreshError: 400, 401);
+operation_errors!(LogoutError: 401, 403);
+operation_errors!(MeError: 401);
+
+/// The audit context of the current request.
+pub fn context(remote: &RemoteAddr) -> RequestContext {
+    RequestContext {
+        ip: remote.as_socket_addr().map(|addr| addr.ip().to_string()),
+        request_id: request_id::current(),
+    }
+}
+
+#[OpenApi(tag = "ApiTags::Auth")]
+impl AuthApi {
+    /// Creates an account and signs it in.
+    #[oai(path = "/v1/auth/register", method = "post", operation_id = "auth_register")]
+    async fn auth_register(
+        &self,
+        state: Data<&AppState>,
+        remote: &RemoteAddr,
+        body: Json<RegisterRequest>,
+    ) -> Result<Created201<AuthTokens>, RegisterError> {
+        let issuer = state.token_issuer().await?;
+        let Json(body) = body;
+        let input =
+            Registration { email: body.email, password: body.password, display_name: body.display_name };
+        let signed = accounts::register(&state.db, issuer, input, &context(remote)).await?;
+        Ok(Created201::Created(Json(signed.into())))
+    }
+
+    /// Exchanges email and password for tokens.
+    #[oai(path = "/v1/auth/login", method = "post", operation_id = "auth_login")]
+    async fn auth_login(
+        &self,
+        state: Data<&AppState>,
+        remote: &RemoteAddr,
+        body: Json<LoginRequest>,
+    ) -> Result<Ok200<AuthTokens>, LoginError> {
+        let issuer = state.token_issuer().await?;
+        let Json(body) = body;
+        let signed = accounts::login(&state.db, issuer, &body.email, body.password, &context(remote)).await?;
+        Ok(Ok200::Ok(Json(signed.into())))
+    }
+
+    /// Spends a refresh token for a new token pair. Presenting a spent token
+    /// again revokes the whole session.
+    #[oai(path = "/v1/auth/refresh", method = "post", operation_id = "auth_refresh")]
+    async fn auth_refresh(
+        &self,
+        state: Data<&AppState>,
+        body: Json<RefreshRequest>,
+    ) -> Result<Ok200<AuthTokens>, RefreshError> {
+        let issuer = state.token_issuer().await?;
+        let signed = accounts::refresh(&state.db, issuer, &body.0.refresh_token).await?;
+        Ok(Ok200::Ok(Json(signed.into())))
+    }
+
+    /// Ends the current session: its access and refresh tokens stop working.
+    #[oai(path = "/v1/auth/logout", method = "post", operation_id = "auth_logout")]
+    async fn auth_logout(
+        &self,
+        state: Data<&AppState>,
+        remote: &RemoteAddr,
+        auth: BearerAuth,
+    ) -> Result<NoContent204, LogoutError> {
+        let principal = state.principal_from_bearer(&auth).await?;
+        accounts::logout(&state.db, &principal, &context(remote)).await?;
+        Ok(NoContent204::NoContent)
+    }
+
+    /// The caller and their organizations (an API key sees only its own org).
+    #[oai(path = "/v1/auth/me", method = "get", operation_id = "auth_me")]
+    async fn auth_me(&self, state: Data<&AppState>, auth: AnyCredential) -> Result<Ok200<Me>, MeError> {
+        let principal = state.principal(&auth).await?;
+        let (user, orgs) = accounts::me(&state.db, &principal).await?;
+        Ok(Ok200::Ok(Json(Me { user: user.into(), orgs: orgs.into_iter().map(Org::from).collect() })))
+    }
+}

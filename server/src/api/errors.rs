@@ -1,0 +1,75 @@
+//! The one place domain errors become wire errors.
+
+use crate::domain::{DomainError, Resource};
+use crate::error::{ApiError, ErrorCode};
+
+impl From<DomainError> for ApiError {
+    fn from(err: DomainError) -> Self {
+        match err {
+            DomainError::Invalid { param, message } => {
+                ApiError::new(ErrorCode::RequestInvalid, format!("Invalid {param}: {message}")).param(param)
+            }
+            DomainError::EmailTaken => {
+                ApiError::new(ErrorCode::AuthEmailTaken, "An account with this email exists")
+                    .param("email")
+                    .fix("Log in instead, or reset the password if it is forgotten.")
+            }
+            DomainError::WeakPassword(why) => ApiError::new(ErrorCode::AuthWeakPassword, "Password too weak")
+                .param("password")
+                .why(why)
+                .fix("Use 8 to 128 characters that are not a commonly used password."),
+            DomainError::InvalidCredentials => {
+                ApiError::new(ErrorCode::AuthInvalidCredentials, "Invalid email or password")
+            }
+            DomainError::InvalidToken => {
+                ApiError::new(ErrorCode::AuthInvalidToken, "Invalid or expired session token")
+                    .fix("Refresh the session with POST /v1/auth/refresh, or log in again.")
+            }
+            DomainError::InvalidApiKey => {
+                ApiError::new(ErrorCode::AuthInvalidApiKey, "Invalid or missing API key")
+                    .why("The key is unknown, revoked or expired.")
+                    .fix("Check the key, or mint a new one with POST /v1/api-keys.")
+            }
+            DomainError::InvalidRefreshToken => {
+                ApiError::new(ErrorCode::AuthInvalidRefreshToken, "Invalid or expired refresh token")
+                    .param("refresh_token")
+                    .fix("Log in again.")
+            }
+            DomainError::RefreshReused => ApiError::new(
+                ErrorCode::AuthRefreshReused,
+                "Refresh token already used",
+            )
+            .param("refresh_token")
+            .why("A refresh token works once; using it again suggests it leaked, so the session was revoked.")
+            .fix("Log in again."),
+            DomainError::SessionRequired => {
+                ApiError::new(ErrorCode::AuthSessionRequired, "This operation needs a session token")
+                    .why("API keys cannot manage credentials or organizations.")
+                    .fix("Call it with the session token from POST /v1/auth/login.")
+            }
+            DomainError::ScopeDenied(scope) => {
+                ApiError::new(ErrorCode::AuthScopeDenied, format!("The API key lacks the `{scope}` scope"))
+                    .fix(format!("Use a key with the `{scope}` scope."))
+            }
+            DomainError::RoleDenied => {
+                ApiError::new(ErrorCode::AuthRoleDenied, "Your role in this organization does not allow this")
+            }
+            DomainError::NotFound(resource) => {
+                let code = match resource {
+                    Resource::Organization => ErrorCode::OrgNotFound,
+                    Resource::ApiKey => ErrorCode::ApiKeyNotFound,
+                };
+                ApiError::new(code, format!("No such {resource}"))
+            }
+            DomainError::Store(err) => internal(&err),
+            DomainError::Internal(err) => internal(&err),
+        }
+    }
+}
+
+fn internal(err: &dyn std::fmt::Display) -> ApiError {
+    tracing::error!(error = %err, "internal error");
+    ApiError::new(ErrorCode::ServerInternal, "Internal server error")
+        .why("The server hit an unexpected condition; it has been logged.")
+        .fix("Retry later; if it persists, report the request id.")
+}

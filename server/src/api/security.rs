@@ -1,0 +1,41 @@
+//! The credentials endpoints accept, as the spec's security schemes
+//! `BearerAuth` and `ApiKeyAuth`, and their resolution to a [`Principal`].
+
+use poem_openapi::SecurityScheme;
+use poem_openapi::auth::{ApiKey, Bearer};
+
+use crate::app::AppState;
+use crate::domain::DomainResult;
+use crate::domain::principal::{self, Principal};
+
+/// A session token or an API key as `Authorization: Bearer …`.
+#[derive(SecurityScheme)]
+#[oai(ty = "bearer")]
+pub struct BearerAuth(Bearer);
+
+/// An API key in the `X-API-Key` header.
+#[derive(SecurityScheme)]
+#[oai(ty = "api_key", key_name = "X-API-Key", key_in = "header")]
+pub struct ApiKeyAuth(ApiKey);
+
+/// Either credential, for endpoints open to sessions and API keys alike.
+#[derive(SecurityScheme)]
+pub enum AnyCredential {
+    Bearer(BearerAuth),
+    ApiKey(ApiKeyAuth),
+}
+
+impl AppState {
+    /// Resolves the bearer credential (session token or API key).
+    pub async fn principal_from_bearer(&self, auth: &BearerAuth) -> DomainResult<Principal> {
+        let issuer = self.token_issuer().await?;
+        principal::authenticate_bearer(&self.db, issuer, &auth.0.token).await
+    }
+
+    pub async fn principal(&self, auth: &AnyCredential) -> DomainResult<Principal> {
+        match auth {
+            AnyCredential::Bearer(bearer) => self.principal_from_bearer(bearer).await,
+            AnyCredential::ApiKey(key) => principal::authenticate_api_key(&self.db, &key.0.key).await,
+        }
+    }
+}

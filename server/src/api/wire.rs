@@ -1,0 +1,79 @@
+//! Wire types shared by several tags, named as in the spec, with their
+//! conversions from store rows.
+
+use chrono::{DateTime, Utc};
+use poem_openapi::{Enum, Object};
+
+use crate::store::{MembershipRow, UserRow};
+
+/// Unix seconds as a timestamp; out-of-range values (never stored) become the epoch.
+pub fn timestamp(seconds: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(seconds, 0).unwrap_or_default()
+}
+
+/// A person with an account.
+#[derive(Debug, Object)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    #[oai(nullable)]
+    pub display_name: Option<String>,
+    pub email_verified: bool,
+    pub two_factor_enabled: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<UserRow> for User {
+    fn from(row: UserRow) -> Self {
+        Self {
+            id: row.id,
+            email: row.email,
+            display_name: row.display_name,
+            email_verified: row.email_verified,
+            two_factor_enabled: row.two_factor_enabled,
+            created_at: timestamp(row.created_at),
+        }
+    }
+}
+
+/// A role in an organization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum Role {
+    Owner,
+    Admin,
+    Member,
+    External,
+}
+
+impl Role {
+    fn from_stored(role: &str) -> Self {
+        match role {
+            "owner" => Self::Owner,
+            "admin" => Self::Admin,
+            "member" => Self::Member,
+            // The column's CHECK constraint allows nothing else.
+            _ => Self::External,
+        }
+    }
+}
+
+/// An organization, with the caller's role in it.
+#[derive(Debug, Object)]
+pub struct Org {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<MembershipRow> for Org {
+    fn from(row: MembershipRow) -> Self {
+        Self {
+            id: row.org.id,
+            name: row.org.name,
+            role: Role::from_stored(&row.role),
+            created_at: timestamp(row.org.created_at),
+        }
+    }
+}

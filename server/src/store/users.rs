@@ -1,0 +1,190 @@
+//! Users and the refresh-token families of their login sessions.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Db, StoreError, is_unique_violation};
+
+/// A user as stored.
+#[derive(Debug, Clone)]
+pub struct UserRow {
+    pub id: String,
+    pub email: String,
+    pub display_name: Option<String>,
+    pub password_hash: String,
+    pub email_verified: bool,
+    pub two_factor_enabled: bool,
+    pub created_at: i64,
+}
+
+fn user(row: &AnyRow) -> Result<UserRow, sqlx::Error> {
+    Ok(UserRow {
+        id: row.try_get("id")?,
+        email: row.try_get("email")?,
+        display_name: row.try_get("display_name")?,
+        password_hash: row.try_get("password_hash")?,
+        email_verified: flag(row, "email_verified")?,
+        two_factor_enabled: flag(row, "two_factor_enabled")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// A boolean column: BOOLEAN on PostgreSQL, INTEGER 0/1 on SQLite (the `Any`
+/// driver cannot decode SQLite's boolean affinity).
+fn flag(row: &AnyRow, column: &str) -> Result<bool, sqlx::Error> {
+    row.try_get::<bool, _>(column).or_else(|_| row.try_get::<i64, _>(column).map(|value| value != 0))
+}
+
+/// What a refresh token's lookup finds.
+#[derive(Debug, Clone)]
+pub struct RefreshTokenRow {
+    pub session_id: String,
+    pub user_id: String,
+    pub expires_at: i64,
+    pub spent: bool,
+    pub session_revoked: bool,
+}
+
+impl Db {
+    /// Inserts a user; `Ok(false)` when the email is taken.
+    pub async fn user_insert(&self, user: &UserRow) -> Result<bool, StoreError> {
+        let inserted = sqlx::query(
+            "INSERT INTO users (id, email, display_name, password_hash, email_verified, two_factor_enabled, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+        )
+        .bind(&user.id)
+        .bind(&user.email)
+        .bind(&user.display_name)
+        .bind(&user.password_hash)
+        .bind(user.email_verified)
+        .bind(user.two_factor_enabled)
+        .bind(user.created_at)
+        .execute(self.pool())
+        .await;
+        match inserted {
+            Ok(_) => Ok(true),
+            Err(err) if is_unique_violation(&err) => Ok(false),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<UserRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, email, display_name, password_hash, email_verified, two_factor_enabled, created_at \
+             FROM users WHERE email = $1",
+        )
+        .bind(email)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.as_ref().map(user).transpose()?)
+    }
+
+    pub async fn user_by_id(&self, id: &str) -> Result<Option<UserRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, email, display_name, password_hash, email_verified, two_factor_enabled, created_at \
+             FROM users WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.as_ref().map(user).transpose()?)
+    }
+
+    /// Starts a login session with its first refresh token.
+    pub async fn session_create(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        token_hash: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("INSERT INTO auth_sessions (id, user_id, created_at) VALUES ($1, $2, $3)")
+            .bind(session_id)
+            .bind(user_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, session_id, expires_at, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(token_hash)
+        .bind(session_id)
+        .bind(expires_at)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn refresh_token_find(&self, token_hash: &str) -> Result<Option<RefreshTokenRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT t.session_id, s.user_id, t.expires_at, t.spent_at, s.revoked_at \
+             FROM refresh_tokens t JOIN auth_sessions s ON s.id = t.session_id WHERE t.token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(RefreshTokenRow {
+            session_id: row.try_get("session_id")?,
+            user_id: row.try_get("user_id")?,
+            expires_at: row.try_get("expires_at")?,
+            spent: row.try_get::<Option<i64>, _>("spent_at")?.is_some(),
+            session_revoked: row.try_get::<Option<i64>, _>("revoked_at")?.is_some(),
+        }))
+    }
+
+    /// Spends `old_hash` and issues `new_hash` in the same session, atomically.
+    /// `Ok(false)` when the old token was already spent (a concurrent reuse).
+    pub async fn refresh_token_rotate(
+        &self,
+        old_hash: &str,
+        new_hash: &str,
+        session_id: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let spent =
+            sqlx::query("UPDATE refresh_tokens SET spent_at = $1 WHERE token_hash = $2 AND spent_at IS NULL")
+                .bind(now)
+                .bind(old_hash)
+                .execute(&mut *tx)
+                .await?;
+        if spent.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, session_id, expires_at, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(new_hash)
+        .bind(session_id)
+        .bind(expires_at)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn session_revoke(&self, session_id: &str, now: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE auth_sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(session_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn session_is_active(&self, session_id: &str) -> Result<bool, StoreError> {
+        let revoked: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT revoked_at FROM auth_sessions WHERE id = $1")
+                .bind(session_id)
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(matches!(revoked, Some(None)))
+    }
+}
