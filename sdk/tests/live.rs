@@ -45,3 +45,58 @@ async fn reports_errors_as_typed_error_bodies() -> Result<(), Box<dyn std::error
     server.stop().await?;
     Ok(())
 }
+
+/// The quickstart path: register, log in, create an org, mint a key, `me` with it.
+#[tokio::test]
+async fn register_login_mint_a_key_and_use_it() -> Result<(), Box<dyn std::error::Error>> {
+    use switchyard_sdk::types::{
+        ApiKeyScope, CreateApiKeyRequest, CreateOrgRequest, LoginRequest, RegisterRequest, Role,
+    };
+
+    let server = RunningServer::start(TestDatabase::create(TestEngine::Sqlite).await?, |_| {}).await?;
+    let anonymous = connect(&server.base_url, Credential::None)?;
+    let (email, password) = ("ada@example.com".to_owned(), "correct horse battery staple".to_owned());
+    anonymous
+        .auth_register()
+        .body(RegisterRequest { email: email.clone(), password: password.clone(), display_name: None })
+        .send()
+        .await?;
+    let session = anonymous.auth_login().body(LoginRequest { email: email.clone(), password }).send().await?;
+
+    let user = connect(&server.base_url, Credential::Bearer(session.access_token.clone()))?;
+    let org = user.org_create().body(CreateOrgRequest { name: "Engines".to_owned() }).send().await?;
+    assert_eq!(org.role, Role::Owner);
+    let minted = user
+        .api_key_create()
+        .body(CreateApiKeyRequest {
+            name: "sdk".to_owned(),
+            scopes: vec![ApiKeyScope::Chat],
+            org_id: org.id.clone(),
+            expires_in_days: None,
+        })
+        .send()
+        .await?;
+
+    let with_key = connect(&server.base_url, Credential::ApiKey(minted.key.clone()))?;
+    let me = with_key.auth_me().send().await?;
+    assert_eq!(me.user.email, email);
+    assert_eq!(me.orgs.iter().map(|o| o.id.as_str()).collect::<Vec<_>>(), vec![org.id.as_str()]);
+
+    // An API key cannot mint keys: a typed 403.
+    let refused = with_key
+        .api_key_create()
+        .body(CreateApiKeyRequest {
+            name: "x".into(),
+            scopes: vec![ApiKeyScope::X],
+            org_id: org.id.clone(),
+            expires_in_days: None,
+        })
+        .send()
+        .await;
+    match refused {
+        Err(Error::ErrorResponse(err)) => assert_eq!(err.error.code, ErrorCode::AuthSessionRequired),
+        other => panic!("expected a typed 403, got {other:?}"),
+    }
+    server.stop().await?;
+    Ok(())
+}

@@ -1,4 +1,4 @@
-//! The `switchyard` command line: `serve`, `migrate` and `config print`.
+//! The `switchyard` command line: `serve`, `migrate`, `keys create` and `config print`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -6,6 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use switchyard_server::config::{Config, LogFormat, Overrides};
+use switchyard_server::domain::RequestContext;
+use switchyard_server::domain::api_keys;
+use switchyard_server::domain::principal::Scope;
 use switchyard_server::store::Db;
 use switchyard_server::{App, telemetry};
 
@@ -40,6 +43,38 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Manage API keys on the server host.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Mint a key, creating the owner account and the organization if missing.
+    /// The key is printed once.
+    Create {
+        /// Organization name; created with the owner if they have none by this name.
+        #[arg(long)]
+        org: String,
+        /// The owner's email; the account is created if missing.
+        #[arg(long)]
+        email: String,
+        /// A name for the key.
+        #[arg(long)]
+        name: String,
+        /// Comma-separated scopes: chat, runs, knowledge, agents, orders, proxy, admin, or `*`.
+        #[arg(long, value_delimiter = ',', value_parser = parse_scope, required = true)]
+        scopes: Vec<Scope>,
+    },
+}
+
+fn parse_scope(raw: &str) -> Result<Scope, String> {
+    Scope::parse(raw.trim()).ok_or_else(|| {
+        let known: Vec<&str> = Scope::ALL.iter().map(|s| s.as_str()).collect();
+        format!("unknown scope `{raw}`; known: {}", known.join(", "))
+    })
 }
 
 #[derive(Subcommand)]
@@ -85,6 +120,23 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             db.migrate().await?;
             db.close().await;
             println!("migrations applied");
+            Ok(())
+        }
+        Command::Keys { command: KeysCommand::Create { org, email, name, scopes } } => {
+            let db = Db::connect(&config.database_url).await?;
+            db.migrate().await?;
+            let ctx = RequestContext { ip: None, request_id: None };
+            let made = api_keys::api_key_bootstrap(&db, &email, &org, name, scopes, &ctx).await;
+            db.close().await;
+            let made = made.map_err(|err| anyhow::anyhow!("{err}"))?;
+            if made.user_created {
+                eprintln!("created user {email} (no password yet: set one with a password reset)");
+            }
+            if made.org_created {
+                eprintln!("created organization {org} ({})", made.minted.key.org_id);
+            }
+            eprintln!("API key {} (shown once; store it now):", made.minted.key.id);
+            println!("{}", made.minted.plain);
             Ok(())
         }
         Command::Config { command: ConfigCommand::Print } => {

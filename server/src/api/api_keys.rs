@@ -8,7 +8,7 @@ use poem_openapi::{Enum, Object, OpenApi};
 
 use super::auth::context;
 use super::responses::{Created201, NoContent204};
-use super::security::BearerAuth;
+use super::security::AnyCredential;
 use super::wire::timestamp;
 use super::{ApiTags, Ok200};
 use crate::app::AppState;
@@ -144,10 +144,10 @@ impl ApiKeysApi {
         &self,
         state: Data<&AppState>,
         remote: &RemoteAddr,
-        auth: BearerAuth,
+        auth: AnyCredential,
         body: Json<CreateApiKeyRequest>,
     ) -> Result<Created201<CreatedApiKey>, ApiKeyCreateError> {
-        let principal = state.principal_from_bearer(&auth).await?;
+        let principal = state.principal(&auth).await?;
         let Json(body) = body;
         let input = NewApiKey {
             name: body.name,
@@ -164,14 +164,14 @@ impl ApiKeysApi {
     async fn api_key_list(
         &self,
         state: Data<&AppState>,
-        auth: BearerAuth,
+        auth: AnyCredential,
         /// Page size, 1 to 200 (default 50).
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<u32>>,
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
     ) -> Result<Ok200<ApiKeyList>, ApiKeyListError> {
-        let principal = state.principal_from_bearer(&auth).await?;
+        let principal = state.principal(&auth).await?;
         let limit = page_limit(limit.0);
         let page = api_keys::api_key_list(&state.db, &principal, cursor.0.as_deref(), limit).await?;
         Ok(Ok200::Ok(Json(ApiKeyList {
@@ -187,10 +187,10 @@ impl ApiKeysApi {
         &self,
         state: Data<&AppState>,
         remote: &RemoteAddr,
-        auth: BearerAuth,
+        auth: AnyCredential,
         id: Path<String>,
     ) -> Result<NoContent204, ApiKeyDeleteError> {
-        let principal = state.principal_from_bearer(&auth).await?;
+        let principal = state.principal(&auth).await?;
         api_keys::api_key_revoke(&state.db, &principal, &id.0, &context(remote)).await?;
         Ok(NoContent204::NoContent)
     }

@@ -5,7 +5,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{Enum, Object, OpenApi};
 
 use super::responses::{Created201, NoContent204};
-use super::security::{AnyCredential, BearerAuth};
+use super::security::AnyCredential;
 use super::wire::{Org, User};
 use super::{ApiTags, Ok200};
 use crate::app::AppState;
@@ -138,9 +138,9 @@ impl AuthApi {
         &self,
         state: Data<&AppState>,
         remote: &RemoteAddr,
-        auth: BearerAuth,
+        auth: AnyCredential,
     ) -> Result<NoContent204, LogoutError> {
-        let principal = state.principal_from_bearer(&auth).await?;
+        let principal = state.principal(&auth).await?;
         accounts::logout(&state.db, &principal, &context(remote)).await?;
         Ok(NoContent204::NoContent)
     }

@@ -26,15 +26,15 @@ pub enum AnyCredential {
 }
 
 impl AppState {
-    /// Resolves the bearer credential (session token or API key).
-    pub async fn principal_from_bearer(&self, auth: &BearerAuth) -> DomainResult<Principal> {
-        let issuer = self.token_issuer().await?;
-        principal::authenticate_bearer(&self.db, issuer, &auth.0.token).await
-    }
-
+    /// Resolves the credential: a session token or an API key as bearer, or
+    /// an API key in `X-API-Key`. Whether the principal may do the operation
+    /// is the domain's decision.
     pub async fn principal(&self, auth: &AnyCredential) -> DomainResult<Principal> {
         match auth {
-            AnyCredential::Bearer(bearer) => self.principal_from_bearer(bearer).await,
+            AnyCredential::Bearer(bearer) => {
+                let issuer = self.token_issuer().await?;
+                principal::authenticate_bearer(&self.db, issuer, &bearer.0.token).await
+            }
             AnyCredential::ApiKey(key) => principal::authenticate_api_key(&self.db, &key.0.key).await,
         }
     }

@@ -1,11 +1,13 @@
 //! API keys: minted with a session by a member of the key's org, shown once,
 //! listed without secrets, revoked at once.
 
-use super::accounts::audit_in_org;
+use super::accounts::{audit_in_org, normalize_email};
+use super::orgs::create_owned_by;
+use super::passwords;
 use super::principal::{API_KEY_PREFIX, Principal, Scope};
 use super::tokens::{digest, random_base62};
 use super::{DomainError, DomainResult, Page, RequestContext, Resource, new_id, now};
-use crate::store::{ApiKeyRow, Db};
+use crate::store::{ApiKeyRow, Db, UserRow};
 
 pub const MAX_NAME_LEN: usize = 100;
 pub const MAX_EXPIRES_IN_DAYS: u32 = 3650;
@@ -31,6 +33,72 @@ pub async fn api_key_create(
     ctx: &RequestContext,
 ) -> DomainResult<MintedKey> {
     principal.require_session()?;
+    let membership = db.membership(&input.org_id, &principal.user_id).await?;
+    match membership.as_ref().map(|m| m.role.as_str()) {
+        None => return Err(DomainError::NotFound(Resource::Organization)),
+        Some("external") => return Err(DomainError::RoleDenied),
+        Some(_) => {}
+    }
+    mint(db, &principal.user_id, input, ctx).await
+}
+
+/// What `switchyard keys create` made.
+pub struct Bootstrapped {
+    pub minted: MintedKey,
+    pub user_created: bool,
+    pub org_created: bool,
+}
+
+/// Operator bootstrap on the server host: finds or creates the owner (by
+/// email) and their org (by name), then mints a key. A new owner gets an
+/// unguessable password nobody knows; they set one through a password reset.
+pub async fn api_key_bootstrap(
+    db: &Db,
+    email: &str,
+    org_name: &str,
+    key_name: String,
+    scopes: Vec<Scope>,
+    ctx: &RequestContext,
+) -> DomainResult<Bootstrapped> {
+    let email = normalize_email(email)?;
+    let (user_id, user_created) = match db.user_by_email(&email).await? {
+        Some(user) => (user.id, false),
+        None => (create_user_without_password(db, &email, ctx).await?, true),
+    };
+    let existing = db.memberships(&user_id, None, i64::MAX).await?;
+    let (org_id, org_created) =
+        match existing.into_iter().find(|m| m.org.name == org_name && m.role == "owner") {
+            Some(membership) => (membership.org.id, false),
+            None => (create_owned_by(db, &user_id, org_name, ctx).await?.org.id, true),
+        };
+    let minted =
+        mint(db, &user_id, NewApiKey { name: key_name, scopes, org_id, expires_in_days: None }, ctx).await?;
+    Ok(Bootstrapped { minted, user_created, org_created })
+}
+
+async fn create_user_without_password(db: &Db, email: &str, ctx: &RequestContext) -> DomainResult<String> {
+    let unknown_password = random_base62(48);
+    let password_hash =
+        passwords::hash(unknown_password).await.map_err(|e| DomainError::Internal(e.to_string()))?;
+    let user = UserRow {
+        id: new_id("usr"),
+        email: email.to_owned(),
+        display_name: None,
+        password_hash,
+        email_verified: false,
+        two_factor_enabled: false,
+        created_at: now(),
+    };
+    if !db.user_insert(&user).await? {
+        return Err(DomainError::EmailTaken);
+    }
+    audit_in_org(db, ctx, Some(&user.id), None, "user.registered", Some(&user.id)).await?;
+    Ok(user.id)
+}
+
+/// Validates and stores a key for `user_id`, whose right to the org the
+/// caller has already checked.
+async fn mint(db: &Db, user_id: &str, input: NewApiKey, ctx: &RequestContext) -> DomainResult<MintedKey> {
     let name = input.name.trim().to_owned();
     if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
         return Err(DomainError::Invalid {
@@ -47,12 +115,6 @@ pub async fn api_key_create(
             message: "must be 1 to 3650".to_owned(),
         });
     }
-    let membership = db.membership(&input.org_id, &principal.user_id).await?;
-    match membership.as_ref().map(|m| m.role.as_str()) {
-        None => return Err(DomainError::NotFound(Resource::Organization)),
-        Some("external") => return Err(DomainError::RoleDenied),
-        Some(_) => {}
-    }
     let mut scopes = input.scopes;
     scopes.sort();
     scopes.dedup();
@@ -64,7 +126,7 @@ pub async fn api_key_create(
         secret_hash: digest(&secret),
         scopes: scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" "),
         org_id: input.org_id,
-        user_id: principal.user_id.clone(),
+        user_id: user_id.to_owned(),
         name,
         created_at: now,
         expires_at: input.expires_in_days.map(|days| now + i64::from(days) * 86_400),
@@ -73,8 +135,7 @@ pub async fn api_key_create(
         id,
     };
     db.api_key_insert(&key).await?;
-    audit_in_org(db, ctx, Some(&principal.user_id), Some(&key.org_id), "api_key.created", Some(&key.id))
-        .await?;
+    audit_in_org(db, ctx, Some(user_id), Some(&key.org_id), "api_key.created", Some(&key.id)).await?;
     Ok(MintedKey { plain: format!("{}_{secret}", key.prefix), key })
 }
 

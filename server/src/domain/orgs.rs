@@ -27,9 +27,19 @@ pub async fn org_create(
     ctx: &RequestContext,
 ) -> DomainResult<MembershipRow> {
     principal.require_session()?;
+    create_owned_by(db, &principal.user_id, name, ctx).await
+}
+
+/// Creates an org with `owner_id` as owner; the caller has checked the right to.
+pub(super) async fn create_owned_by(
+    db: &Db,
+    owner_id: &str,
+    name: &str,
+    ctx: &RequestContext,
+) -> DomainResult<MembershipRow> {
     let org = OrgRow { id: new_id("org"), name: check_name(name)?, created_at: now() };
-    db.org_create(&org, &principal.user_id).await?;
-    audit_in_org(db, ctx, Some(&principal.user_id), Some(&org.id), "org.created", Some(&org.id)).await?;
+    db.org_create(&org, owner_id).await?;
+    audit_in_org(db, ctx, Some(owner_id), Some(&org.id), "org.created", Some(&org.id)).await?;
     Ok(MembershipRow { org, role: "owner".to_owned() })
 }
 

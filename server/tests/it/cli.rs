@@ -129,3 +129,51 @@ async fn serve_with_no_config_then_stop_on_sigterm() -> TestResult {
     assert!(logs.contains("shutdown signal received"), "{logs}");
     Ok(())
 }
+
+/// `switchyard keys create` takes a new user from nothing to a working key.
+#[tokio::test]
+async fn keys_create_bootstraps_a_working_key() -> TestResult {
+    let dir = WorkDir::new()?;
+    let args =
+        ["keys", "create", "--org", "Acme", "--email", "ops@acme.test", "--name", "boot", "--scopes", "*"];
+    let out = run(&mut switchyard(&dir.0, &args))?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let key = String::from_utf8(out.stdout)?.trim().to_owned();
+    assert!(key.starts_with("sy_live_key_"), "{key}");
+    let notes = String::from_utf8(out.stderr)?;
+    assert!(
+        notes.contains("created user ops@acme.test") && notes.contains("created organization Acme"),
+        "{notes}"
+    );
+
+    // Again for the same owner and org: no new user or org, a second key.
+    let again = run(&mut switchyard(&dir.0, &args))?;
+    assert!(again.status.success());
+    assert!(!String::from_utf8(again.stderr)?.contains("created"));
+
+    let port = free_port()?;
+    let mut child = switchyard(&dir.0, &["serve"])
+        .env("SWITCHYARD_LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut me = None;
+    for _ in 0..100 {
+        if let Ok(resp) = client.get(format!("{base}/v1/auth/me")).header("x-api-key", &key).send().await {
+            me = Some(resp);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    child.wait()?;
+    let me = me.ok_or("server did not start")?;
+    assert_eq!(me.status(), 200);
+    let me: serde_json::Value = me.json().await?;
+    assert_eq!(me["user"]["email"], "ops@acme.test");
+    assert_eq!(me["orgs"][0]["name"], "Acme");
+    assert_eq!(me["orgs"][0]["role"], "owner");
+    Ok(())
+}
