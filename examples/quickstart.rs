@@ -9,7 +9,7 @@
 //! `SWITCHYARD_URL` points it elsewhere (default `http://127.0.0.1:8000`).
 
 use switchyard_sdk::types::{
-    ApiKeyScope, CreateApiKeyRequest, CreateOrgRequest, LoginRequest, RegisterRequest,
+    ApiKeyScope, CreateApiKeyRequest, CreateOrgRequest, LoginRequest, LoginResult, RegisterRequest,
 };
 use switchyard_sdk::{Credential, Error, connect};
 
@@ -36,7 +36,12 @@ async fn main() -> anyhow::Result<()> {
     if let Err(Error::ErrorResponse(err)) = anonymous.auth_login().body(login).send().await {
         println!("wrong password -> {} ({})", err.error.code, err.error.message);
     }
-    let session = anonymous.auth_login().body(LoginRequest { email, password }).send().await?;
+    // Accounts with two-factor login answer with a challenge instead of tokens.
+    let session =
+        match anonymous.auth_login().body(LoginRequest { email, password }).send().await?.into_inner() {
+            LoginResult::AuthTokens(tokens) => tokens,
+            LoginResult::TwoFactorChallenge(_) => anyhow::bail!("this new account has no second factor yet"),
+        };
     let user = connect(&base_url, Credential::Bearer(session.access_token.clone()))?;
 
     let org = user.org_create().body(CreateOrgRequest { name: "Quickstart".to_owned() }).send().await?;

@@ -10,6 +10,7 @@ mod report;
 mod schema;
 mod servers;
 mod spec;
+mod totp;
 
 use std::path::Path;
 use std::time::Duration;

@@ -1,7 +1,9 @@
 //! Sends a case's requests: its `x-setup` steps, capturing `{{var}}` values from their
-//! responses, then the request whose response is checked.
+//! responses, then the request whose response is checked. Placeholders are filled in right
+//! before each request is sent, so one-time codes (`{{totp:var}}`) are as fresh as they can be.
 
 use std::collections::BTreeMap;
+use std::time::SystemTime;
 
 use reqwest::header::HeaderMap;
 use reqwest::{Client, Method};
@@ -9,12 +11,34 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::spec::Plan;
+use crate::totp::{self, STEP_SECONDS, Totp};
 
 /// Values captured by `x-setup` steps, by variable name.
 type Vars = BTreeMap<String, Value>;
 
 /// How much of an unexpected body a failure message quotes.
 const SNIPPET_CHARS: usize = 300;
+
+/// The functions a placeholder may call as `{{function:var}}`, each giving the TOTP code for
+/// the secret in `var` this many 30-second steps ahead of now.
+const TOTP_FUNCTIONS: [(&str, u64); 2] = [("totp", 0), ("totp_next", 1)];
+
+/// What placeholders are filled from: the captured values, and the clock for one-time codes.
+struct Scope<'a> {
+    vars: &'a Vars,
+    /// Seconds since the Unix epoch.
+    unix_time: u64,
+}
+
+impl<'a> Scope<'a> {
+    /// The captured values, at the current time.
+    fn now(vars: &'a Vars) -> Result<Self, String> {
+        let since_epoch = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_err(|e| format!("the system clock is before 1970: {e}"))?;
+        Ok(Self { vars, unix_time: since_epoch.as_secs() })
+    }
+}
 
 /// An example's `x-request`: what to send instead of the defaults.
 #[derive(Debug, Default, Deserialize)]
@@ -101,24 +125,26 @@ impl RequestTemplate {
         self.body.as_ref()
     }
 
-    /// Sends the request with `vars` substituted.
+    /// Sends the request with `vars` substituted. The clock for one-time codes is read here,
+    /// as late as it can be: right before the request is built and sent.
     pub async fn send(&self, client: &Client, base_url: &str, vars: &Vars) -> Result<Reply, String> {
-        let path = substitute(&self.path, vars)?;
+        let scope = &Scope::now(vars)?;
+        let path = substitute(&self.path, scope)?;
         let target = format!("{} {path}", self.method);
         let mut request = client.request(self.method.clone(), format!("{base_url}{path}"));
         for (name, value) in &self.headers {
-            request = request.header(name, substitute(value, vars)?);
+            request = request.header(name, substitute(value, scope)?);
         }
         if !self.query.is_empty() {
             let query = self
                 .query
                 .iter()
-                .map(|(name, value)| Ok((name.as_str(), substitute(value, vars)?)))
+                .map(|(name, value)| Ok((name.as_str(), substitute(value, scope)?)))
                 .collect::<Result<Vec<_>, String>>()?;
             request = request.query(&query);
         }
         if let Some(body) = &self.body {
-            request = request.json(&substitute_value(body, vars)?);
+            request = request.json(&substitute_value(body, scope)?);
         }
         let response = request.send().await.map_err(|e| format!("{target}: {:#}", anyhow::Error::from(e)))?;
         let status = response.status().as_u16();
@@ -202,17 +228,18 @@ fn scalar(value: &Value) -> Result<String, String> {
     }
 }
 
-/// Replaces every `{{var}}` in `text`: strings go in as they are, other values as JSON.
-fn substitute(text: &str, vars: &Vars) -> Result<String, String> {
+/// Replaces every `{{var}}` and `{{function:var}}` in `text`: strings go in as they are,
+/// other values as JSON.
+fn substitute(text: &str, scope: &Scope) -> Result<String, String> {
     let mut out = String::new();
     let mut rest = text;
     while let Some(start) = rest.find("{{") {
         let after = &rest[start + 2..];
         let end = after.find("}}").ok_or_else(|| format!("unclosed `{{{{` in `{text}`"))?;
         out.push_str(&rest[..start]);
-        match lookup(&after[..end], vars)? {
-            Value::String(captured) => out.push_str(captured),
-            captured => out.push_str(&captured.to_string()),
+        match evaluate(&after[..end], scope)? {
+            Value::String(text) => out.push_str(&text),
+            value => out.push_str(&value.to_string()),
         }
         rest = &after[end + 2..];
     }
@@ -221,20 +248,20 @@ fn substitute(text: &str, vars: &Vars) -> Result<String, String> {
 }
 
 /// Substitutes in every string of a JSON body; a string that is exactly `{{var}}` becomes
-/// the captured value itself, keeping its JSON type.
-fn substitute_value(value: &Value, vars: &Vars) -> Result<Value, String> {
+/// the captured value itself, keeping its JSON type (a function's result is a string).
+fn substitute_value(value: &Value, scope: &Scope) -> Result<Value, String> {
     Ok(match value {
         Value::String(text) => match whole_placeholder(text) {
-            Some(name) => lookup(name, vars)?.clone(),
-            None => Value::String(substitute(text, vars)?),
+            Some(placeholder) => evaluate(placeholder, scope)?,
+            None => Value::String(substitute(text, scope)?),
         },
         Value::Array(items) => {
-            Value::Array(items.iter().map(|item| substitute_value(item, vars)).collect::<Result<_, _>>()?)
+            Value::Array(items.iter().map(|item| substitute_value(item, scope)).collect::<Result<_, _>>()?)
         }
         Value::Object(fields) => Value::Object(
             fields
                 .iter()
-                .map(|(name, field)| Ok((name.clone(), substitute_value(field, vars)?)))
+                .map(|(name, field)| Ok((name.clone(), substitute_value(field, scope)?)))
                 .collect::<Result<_, String>>()?,
         ),
         other => other.clone(),
@@ -246,9 +273,30 @@ fn whole_placeholder(text: &str) -> Option<&str> {
     (!name.contains("{{") && !name.contains("}}")).then_some(name)
 }
 
-fn lookup<'a>(name: &str, vars: &'a Vars) -> Result<&'a Value, String> {
-    let name = name.trim();
-    vars.get(name).ok_or_else(|| format!("`{{{{{name}}}}}` is not captured by any x-setup step"))
+/// The value of the inside of one placeholder: `var`, or `function:var`.
+fn evaluate(placeholder: &str, scope: &Scope) -> Result<Value, String> {
+    let Some((function, var)) = placeholder.split_once(':') else {
+        let name = placeholder.trim();
+        return scope
+            .vars
+            .get(name)
+            .cloned()
+            .ok_or_else(|| format!("`{{{{{name}}}}}` is not captured by any x-setup step"));
+    };
+    let (function, var) = (function.trim(), var.trim());
+    let shown = format!("`{{{{{function}:{var}}}}}`");
+    let Some(&(_, steps_ahead)) = TOTP_FUNCTIONS.iter().find(|(name, _)| *name == function) else {
+        let known: Vec<_> = TOTP_FUNCTIONS.iter().map(|(name, _)| *name).collect();
+        return Err(format!("{shown}: no function `{function}`; there are {}", known.join(", ")));
+    };
+    let secret = match scope.vars.get(var) {
+        None => return Err(format!("{shown}: `{var}` is not captured by any x-setup step")),
+        Some(Value::String(secret)) => secret,
+        Some(other) => return Err(format!("{shown}: `{var}` is {other}, not a base32 TOTP secret")),
+    };
+    let totp = Totp::from_base32(secret, totp::DIGITS)
+        .map_err(|e| format!("{shown}: `{var}` is not a TOTP secret: {e}"))?;
+    Ok(Value::String(totp.at(scope.unix_time + steps_ahead * STEP_SECONDS)))
 }
 
 #[cfg(test)]
@@ -258,20 +306,65 @@ mod tests {
     use super::*;
 
     fn vars() -> Vars {
-        Vars::from([("id".to_owned(), json!("thg_1")), ("count".to_owned(), json!(3))])
+        Vars::from([
+            ("id".to_owned(), json!("thg_1")),
+            ("count".to_owned(), json!(3)),
+            // RFC 6238's SHA-1 secret, "12345678901234567890", in base32.
+            ("secret".to_owned(), json!("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ")),
+        ])
+    }
+
+    /// The captured values at `unix_time`.
+    fn at(vars: &Vars, unix_time: u64) -> Scope<'_> {
+        Scope { vars, unix_time }
     }
 
     #[test]
     fn placeholders_are_substituted_in_text_and_bodies() -> Result<(), String> {
-        assert_eq!(substitute("/v1/things/{{id}}?n={{ count }}", &vars())?, "/v1/things/thg_1?n=3");
+        let vars = vars();
+        let scope = &at(&vars, 0);
+        assert_eq!(substitute("/v1/things/{{id}}?n={{ count }}", scope)?, "/v1/things/thg_1?n=3");
         let body = json!({ "id": "{{id}}", "count": "{{count}}", "note": "of {{id}}", "tags": ["{{id}}"] });
         assert_eq!(
-            substitute_value(&body, &vars())?,
+            substitute_value(&body, scope)?,
             json!({ "id": "thg_1", "count": 3, "note": "of thg_1", "tags": ["thg_1"] })
         );
-        let unknown = substitute("{{nope}}", &vars());
+        let unknown = substitute("{{nope}}", scope);
         assert!(unknown.is_err_and(|e| e.contains("`{{nope}}` is not captured")));
         Ok(())
+    }
+
+    #[test]
+    fn totp_functions_give_the_code_of_this_step_and_the_next() -> Result<(), String> {
+        let vars = vars();
+        // The RFC 6238 vectors for T = 1111111109 and 1111111111 (a new step starts at
+        // 1111111110), cut to six digits.
+        let scope = &at(&vars, 1_111_111_109);
+        assert_eq!(substitute("{{totp:secret}} then {{ totp_next : secret }}", scope)?, "081804 then 050471");
+        // A whole-string placeholder stays a string, leading zero and all.
+        let body = json!({ "code": "{{totp:secret}}", "next": "{{totp_next:secret}}" });
+        assert_eq!(substitute_value(&body, scope)?, json!({ "code": "081804", "next": "050471" }));
+        assert_eq!(substitute("{{totp:secret}}", &at(&vars, 1_111_111_110))?, "050471");
+        Ok(())
+    }
+
+    #[test]
+    fn bad_totp_placeholders_fail_with_the_reason() {
+        let vars = vars();
+        let scope = &at(&vars, 59);
+        let fails = |text: &str, expected: &str| match substitute(text, scope) {
+            Ok(filled) => panic!("`{text}` gave `{filled}`, expected an error"),
+            Err(e) => assert_eq!(e, expected),
+        };
+        fails("{{hotp:secret}}", "`{{hotp:secret}}`: no function `hotp`; there are totp, totp_next");
+        fails("{{totp:nope}}", "`{{totp:nope}}`: `nope` is not captured by any x-setup step");
+        fails("{{totp_next:count}}", "`{{totp_next:count}}`: `count` is 3, not a base32 TOTP secret");
+        let not_base32 = substitute("{{totp:id}}", scope);
+        assert!(
+            not_base32.is_err_and(|e| e.starts_with("`{{totp:id}}`: `id` is not a TOTP secret: not base32"))
+        );
+        let in_body = substitute_value(&json!({ "code": "{{totp:nope}}" }), scope);
+        assert!(in_body.is_err_and(|e| e.contains("`nope` is not captured")));
     }
 
     #[test]

@@ -230,6 +230,11 @@ fn resolve_setup(
                 ));
             }
             let read = draft.read.as_ref().map_err(|e| format!("x-setup step {label}: {e}"))?;
+            if let Some(var) = step.capture.keys().find(|var| var.contains(':')) {
+                return Err(format!(
+                    "x-setup step {label}: cannot capture `{var}`: `:` in a placeholder calls a function"
+                ));
+            }
             if matches!(read.expected, Expected::Empty) && !step.capture.is_empty() {
                 let vars: Vec<_> = step.capture.keys().map(String::as_str).collect();
                 return Err(format!(

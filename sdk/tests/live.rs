@@ -50,7 +50,7 @@ async fn reports_errors_as_typed_error_bodies() -> Result<(), Box<dyn std::error
 #[tokio::test]
 async fn register_login_mint_a_key_and_use_it() -> Result<(), Box<dyn std::error::Error>> {
     use switchyard_sdk::types::{
-        ApiKeyScope, CreateApiKeyRequest, CreateOrgRequest, LoginRequest, RegisterRequest, Role,
+        ApiKeyScope, CreateApiKeyRequest, CreateOrgRequest, LoginRequest, LoginResult, RegisterRequest, Role,
     };
 
     let server = RunningServer::start(TestDatabase::create(TestEngine::Sqlite).await?, |_| {}).await?;
@@ -61,7 +61,10 @@ async fn register_login_mint_a_key_and_use_it() -> Result<(), Box<dyn std::error
         .body(RegisterRequest { email: email.clone(), password: password.clone(), display_name: None })
         .send()
         .await?;
-    let session = anonymous.auth_login().body(LoginRequest { email: email.clone(), password }).send().await?;
+    let login = anonymous.auth_login().body(LoginRequest { email: email.clone(), password }).send().await?;
+    let LoginResult::AuthTokens(session) = login.into_inner() else {
+        panic!("no second factor is set up, so login returns tokens");
+    };
 
     let user = connect(&server.base_url, Credential::Bearer(session.access_token.clone()))?;
     let org = user.org_create().body(CreateOrgRequest { name: "Engines".to_owned() }).send().await?;

@@ -13,8 +13,10 @@ use poem::{EndpointExt, IntoResponse, Route, Server};
 
 use crate::config::{AuthConfig, Config};
 use crate::contract;
+use crate::domain::key_usage::KeyUsage;
 use crate::domain::tokens::{TokenIssuer, random_base62};
 use crate::domain::{DomainError, DomainResult};
+use crate::limits::AbuseLimits;
 use crate::metrics::Metrics;
 use crate::store::{Db, StoreError};
 
@@ -26,6 +28,10 @@ pub struct AppState {
     deployment_id: Arc<tokio::sync::OnceCell<String>>,
     auth: AuthConfig,
     token_issuer: Arc<tokio::sync::OnceCell<TokenIssuer>>,
+    /// Per-client abuse limits; in-process, so each replica counts its own.
+    pub limits: AbuseLimits,
+    /// API key uses waiting to be written.
+    pub key_usage: KeyUsage,
     /// The API areas this server serves, as `GET /v1/meta` reports them.
     pub features: Arc<[&'static str]>,
 }
@@ -89,6 +95,8 @@ impl App {
             deployment_id: Arc::default(),
             auth: config.auth.clone(),
             token_issuer: Arc::default(),
+            limits: AbuseLimits::in_memory(config.abuse.clone()),
+            key_usage: KeyUsage::default(),
             features: Arc::from(["operations", "identity", "metrics", "docs"]),
         };
         Ok(Self { config, state, metrics: Metrics::new()? })
@@ -133,11 +141,31 @@ impl App {
     ) -> Result<(), AppError> {
         let endpoint = self.endpoint()?;
         let grace = Duration::from_secs(self.config.shutdown_grace_secs);
+        let flusher = tokio::spawn(flush_key_usage(self.state.clone()));
         let result = Server::new_with_acceptor(acceptor)
             .run_with_graceful_shutdown(endpoint, shutdown, Some(grace))
             .await;
+        flusher.abort();
+        // What the last requests did is written before the pool closes.
+        if let Err(err) = self.state.key_usage.flush(&self.state.db).await {
+            tracing::error!(error = %err, "could not record API key use at shutdown");
+        }
         self.state.db.close().await;
         Ok(result?)
+    }
+}
+
+/// How often API key uses are written to the database.
+const KEY_USAGE_FLUSH_EVERY: Duration = Duration::from_secs(15);
+
+/// Writes API key uses in batches until aborted.
+async fn flush_key_usage(state: AppState) {
+    let mut tick = tokio::time::interval(KEY_USAGE_FLUSH_EVERY);
+    loop {
+        tick.tick().await;
+        if let Err(err) = state.key_usage.flush(&state.db).await {
+            tracing::warn!(error = %err, "could not record API key use; will retry");
+        }
     }
 }
 

@@ -9,6 +9,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::limits::AbuseLimitsConfig;
+
 /// The file read when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "switchyard.toml";
 const ENV_PREFIX: &str = "SWITCHYARD_";
@@ -31,6 +33,8 @@ pub struct Config {
     /// How long a graceful shutdown waits for in-flight requests.
     pub shutdown_grace_secs: u64,
     pub auth: AuthConfig,
+    /// Per-client limits on sign-up, login and key minting (`[abuse]`).
+    pub abuse: AbuseLimitsConfig,
 }
 
 /// The `[auth]` table: session tokens.
@@ -71,6 +75,7 @@ impl Default for Config {
             max_body_bytes: 1024 * 1024,
             shutdown_grace_secs: 30,
             auth: AuthConfig::default(),
+            abuse: AbuseLimitsConfig::default(),
         }
     }
 }
@@ -135,6 +140,9 @@ impl Config {
                 reason: "token lifetimes must be positive".to_owned(),
             });
         }
+        self.abuse
+            .validate()
+            .map_err(|invalid| ConfigError::InvalidValue { key: invalid.key, reason: invalid.reason })?;
         if self.max_body_bytes == 0 {
             return Err(ConfigError::InvalidValue {
                 key: "max_body_bytes",

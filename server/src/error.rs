@@ -11,6 +11,7 @@ use poem_openapi::registry::{MetaMediaType, MetaResponse};
 use poem_openapi::{Enum, Object};
 
 use crate::http::request_id;
+use crate::limits::Decision;
 
 /// Stable `area.reason` error codes. The set is part of the contract: it is
 /// the `ErrorCode` enum in `openapi/switchyard.yaml`.
@@ -70,12 +71,36 @@ pub enum ErrorCode {
     /// The password is too short, too long or too common.
     #[oai(rename = "auth.weak_password")]
     AuthWeakPassword,
+    /// The two-factor code or recovery code is wrong.
+    #[oai(rename = "auth.invalid_two_factor_code")]
+    AuthInvalidTwoFactorCode,
+    /// The two-factor code was already used in its window.
+    #[oai(rename = "auth.totp_replayed")]
+    AuthTotpReplayed,
+    /// The login challenge is unknown, expired, used or out of attempts.
+    #[oai(rename = "auth.invalid_challenge")]
+    AuthInvalidChallenge,
+    /// Two-factor authentication is already on.
+    #[oai(rename = "auth.two_factor_already_enabled")]
+    AuthTwoFactorAlreadyEnabled,
+    /// Two-factor authentication is off.
+    #[oai(rename = "auth.two_factor_not_enabled")]
+    AuthTwoFactorNotEnabled,
+    /// Enabling needs a setup started first.
+    #[oai(rename = "auth.two_factor_setup_required")]
+    AuthTwoFactorSetupRequired,
     /// No such organization (or not one the caller belongs to).
     #[oai(rename = "org.not_found")]
     OrgNotFound,
     /// No such API key among the caller's.
     #[oai(rename = "api_key.not_found")]
     ApiKeyNotFound,
+    /// Too many requests from this client; see `Retry-After`.
+    #[oai(rename = "rate_limit.exceeded")]
+    RateLimitExceeded,
+    /// Too many failed logins for this account from this client.
+    #[oai(rename = "auth.too_many_failed_logins")]
+    AuthTooManyFailedLogins,
     /// The server is up but cannot serve traffic yet.
     #[oai(rename = "server.not_ready")]
     ServerNotReady,
@@ -111,11 +136,18 @@ impl ErrorCode {
             | Self::AuthInvalidToken
             | Self::AuthInvalidApiKey
             | Self::AuthInvalidRefreshToken
-            | Self::AuthRefreshReused => StatusCode::UNAUTHORIZED,
+            | Self::AuthRefreshReused
+            | Self::AuthInvalidTwoFactorCode
+            | Self::AuthTotpReplayed
+            | Self::AuthInvalidChallenge => StatusCode::UNAUTHORIZED,
+            Self::AuthTwoFactorAlreadyEnabled
+            | Self::AuthTwoFactorNotEnabled
+            | Self::AuthTwoFactorSetupRequired => StatusCode::CONFLICT,
             Self::AuthSessionRequired | Self::AuthScopeDenied | Self::AuthRoleDenied => StatusCode::FORBIDDEN,
             Self::AuthEmailTaken => StatusCode::CONFLICT,
             Self::AuthWeakPassword => StatusCode::UNPROCESSABLE_ENTITY,
             Self::OrgNotFound | Self::ApiKeyNotFound => StatusCode::NOT_FOUND,
+            Self::RateLimitExceeded | Self::AuthTooManyFailedLogins => StatusCode::TOO_MANY_REQUESTS,
             Self::ServerNotReady => StatusCode::SERVICE_UNAVAILABLE,
             Self::ServerInternal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -136,11 +168,18 @@ impl ErrorCode {
             | Self::AuthInvalidToken
             | Self::AuthInvalidApiKey
             | Self::AuthInvalidRefreshToken
-            | Self::AuthRefreshReused => ErrorType::AuthenticationError,
+            | Self::AuthRefreshReused
+            | Self::AuthInvalidTwoFactorCode
+            | Self::AuthTotpReplayed
+            | Self::AuthInvalidChallenge => ErrorType::AuthenticationError,
+            Self::AuthTwoFactorAlreadyEnabled
+            | Self::AuthTwoFactorNotEnabled
+            | Self::AuthTwoFactorSetupRequired => ErrorType::InvalidRequestError,
             Self::AuthSessionRequired | Self::AuthScopeDenied | Self::AuthRoleDenied => {
                 ErrorType::PermissionError
             }
             Self::RequestNotFound | Self::OrgNotFound | Self::ApiKeyNotFound => ErrorType::NotFoundError,
+            Self::RateLimitExceeded | Self::AuthTooManyFailedLogins => ErrorType::RateLimitError,
             Self::ServerNotReady | Self::ServerInternal => ErrorType::ApiError,
         }
     }
@@ -198,11 +237,14 @@ pub struct ApiError {
     pub why: Option<String>,
     pub fix: Option<String>,
     pub param: Option<String>,
+    /// The limit that refused the request, for the rate-limit headers
+    /// (boxed: errors travel in `Result`s and should stay small).
+    pub rate_limit: Option<Box<Decision>>,
 }
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), why: None, fix: None, param: None }
+        Self { code, message: message.into(), why: None, fix: None, param: None, rate_limit: None }
     }
 
     pub fn why(mut self, why: impl Into<String>) -> Self {
@@ -218,6 +260,21 @@ impl ApiError {
     pub fn param(mut self, param: impl Into<String>) -> Self {
         self.param = Some(param.into());
         self
+    }
+
+    /// A 429 for a refused `decision`, with `Retry-After` and `X-RateLimit-*`.
+    pub fn rate_limited(code: ErrorCode, decision: Decision) -> Self {
+        let wait = decision.retry_after().map_or(1, |d| d.as_secs().max(1));
+        let mut err = Self::new(code, "Too many requests")
+            .why(match code {
+                ErrorCode::AuthTooManyFailedLogins => {
+                    "Too many failed logins for this account from this address."
+                }
+                _ => "This address sent too many requests to this endpoint.",
+            })
+            .fix(format!("Retry after {wait} seconds (see Retry-After)."));
+        err.rate_limit = Some(Box::new(decision));
+        err
     }
 
     pub fn status(&self) -> StatusCode {
@@ -253,6 +310,9 @@ impl poem::IntoResponse for ApiError {
             .status(self.status())
             .content_type("application/json; charset=utf-8")
             .body(json.to_string());
+        if let Some(decision) = &self.rate_limit {
+            decision.write_headers(resp.headers_mut());
+        }
         resp.set_data(Enveloped);
         resp
     }
@@ -270,8 +330,33 @@ pub fn error_response_meta(status: u16) -> MetaResponse {
             content_type: "application/json; charset=utf-8",
             schema: <Json<ErrorBody> as poem_openapi::payload::Payload>::schema_ref(),
         }],
-        headers: vec![request_id::header_meta()],
+        headers: if status == 429 {
+            let mut headers = vec![request_id::header_meta()];
+            headers.extend(rate_limit_headers_meta());
+            headers
+        } else {
+            vec![request_id::header_meta()]
+        },
     }
+}
+
+/// `Retry-After` and `X-RateLimit-*`, documented on every 429.
+fn rate_limit_headers_meta() -> Vec<poem_openapi::registry::MetaHeader> {
+    [
+        ("Retry-After", "Seconds to wait before retrying."),
+        ("X-RateLimit-Limit", "Requests allowed in the window."),
+        ("X-RateLimit-Remaining", "Requests left in the window."),
+        ("X-RateLimit-Reset", "Seconds until the window has room again."),
+    ]
+    .into_iter()
+    .map(|(name, description)| poem_openapi::registry::MetaHeader {
+        name: name.to_owned(),
+        description: Some(description.to_owned()),
+        required: true,
+        deprecated: false,
+        schema: <u64 as poem_openapi::types::Type>::schema_ref(),
+    })
+    .collect()
 }
 
 /// Declares an operation's error type: a newtype over [`ApiError`] whose spec

@@ -124,8 +124,9 @@ impl Drop for TestDatabase {
 pub struct RunningServer {
     pub addr: SocketAddr,
     pub base_url: String,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), AppError>>>,
+    /// Dropping it (with the server, or in `stop`) shuts the server down.
+    shutdown: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), AppError>>,
     pub database: TestDatabase,
 }
 
@@ -153,29 +154,19 @@ impl RunningServer {
         let task = tokio::spawn(app.serve(acceptor, async {
             let _ = rx.await;
         }));
-        Ok(Self { addr, base_url: format!("http://{addr}"), shutdown: Some(tx), task: Some(task), database })
+        Ok(Self { addr, base_url: format!("http://{addr}"), shutdown: tx, task, database })
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
     }
 
-    /// Stops the server gracefully and waits for it.
-    pub async fn stop(mut self) -> Result<(), AppError> {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        match self.task.take() {
-            Some(task) => task.await.map_err(|e| AppError::Io(std::io::Error::other(e)))?,
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for RunningServer {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+    /// Stops the server gracefully, waits for it, and hands back its
+    /// database (dropped, and so deleted, when the caller is done with it).
+    pub async fn stop(self) -> Result<TestDatabase, AppError> {
+        let Self { shutdown, task, database, .. } = self;
+        drop(shutdown);
+        task.await.map_err(|e| AppError::Io(std::io::Error::other(e)))??;
+        Ok(database)
     }
 }

@@ -9,6 +9,7 @@ pub mod domain;
 pub mod error;
 pub mod harness;
 pub mod http;
+pub mod limits;
 pub mod metrics;
 pub mod store;
 pub mod telemetry;

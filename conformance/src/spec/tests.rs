@@ -151,3 +151,16 @@ fn a_bodyless_status_is_covered_only_by_x_examples() -> anyhow::Result<()> {
     assert_eq!(logout.map(|operation| operation.missing_statuses()), Some(vec![204]));
     Ok(())
 }
+
+#[test]
+fn a_captured_name_cannot_look_like_a_function_call() -> anyhow::Result<()> {
+    let spec =
+        edited("/paths/~1v1~1api-keys~1{id}/delete/responses/204/x-examples/deleted/x-setup/0", |step| {
+            step["capture"] = json!({ "totp:token": "/token" });
+        })?;
+    assert_eq!(
+        problem(&spec, "api_keys_delete", "deleted")?,
+        "x-setup step auth_login/ok: cannot capture `totp:token`: `:` in a placeholder calls a function"
+    );
+    Ok(())
+}

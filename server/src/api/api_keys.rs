@@ -6,7 +6,7 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{Enum, Object, OpenApi};
 
-use super::auth::context;
+use super::auth::{client_ip, context, enforce};
 use super::responses::{Created201, NoContent204};
 use super::security::AnyCredential;
 use super::wire::timestamp;
@@ -18,6 +18,7 @@ use crate::domain::principal::Scope;
 use crate::operation_errors;
 use crate::store::ApiKeyRow;
 
+#[derive(Default)]
 pub struct ApiKeysApi;
 
 /// What a key may be used for; `*` grants every scope.
@@ -131,7 +132,7 @@ pub struct ApiKeyList {
     pub has_more: bool,
 }
 
-operation_errors!(ApiKeyCreateError: 400, 401, 403, 404, 422);
+operation_errors!(ApiKeyCreateError: 400, 401, 403, 404, 422, 429);
 operation_errors!(ApiKeyListError: 400, 401, 403);
 operation_errors!(ApiKeyDeleteError: 401, 403, 404);
 
@@ -147,6 +148,7 @@ impl ApiKeysApi {
         auth: AnyCredential,
         body: Json<CreateApiKeyRequest>,
     ) -> Result<Created201<CreatedApiKey>, ApiKeyCreateError> {
+        enforce(state.limits.key_mint(client_ip(remote)).await)?;
         let principal = state.principal(&auth).await?;
         let Json(body) = body;
         let input = NewApiKey {

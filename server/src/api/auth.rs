@@ -1,19 +1,24 @@
 //! `/v1/auth/*`: register, log in, refresh, log out, and who am I.
 
+use std::net::IpAddr;
+
 use poem::web::{Data, RemoteAddr};
 use poem_openapi::payload::Json;
-use poem_openapi::{Enum, Object, OpenApi};
+use poem_openapi::{Enum, Object, OpenApi, Union};
 
 use super::responses::{Created201, NoContent204};
 use super::security::AnyCredential;
 use super::wire::{Org, User};
 use super::{ApiTags, Ok200};
 use crate::app::AppState;
-use crate::domain::RequestContext;
-use crate::domain::accounts::{self, Registration, SignedIn};
+use crate::domain::accounts::{self, LoginOutcome, Registration, SignedIn};
+use crate::domain::{DomainError, RequestContext};
+use crate::error::{ApiError, ErrorCode};
 use crate::http::request_id;
+use crate::limits::Decision;
 use crate::operation_errors;
 
+#[derive(Default)]
 pub struct AuthApi;
 
 #[derive(Debug, Object)]
@@ -66,6 +71,39 @@ impl From<SignedIn> for AuthTokens {
     }
 }
 
+/// The account has two-factor authentication: complete the login at
+/// `POST /v1/auth/2fa/login` with this challenge and a code.
+#[derive(Debug, Object)]
+pub struct TwoFactorChallenge {
+    /// Always `true`.
+    pub two_factor_required: bool,
+    /// Single use; send it with the code.
+    pub challenge_token: String,
+    /// Seconds until the challenge expires.
+    pub expires_in: u64,
+}
+
+/// Tokens, or a challenge when the account has two-factor authentication.
+#[derive(Debug, Union)]
+#[oai(one_of)]
+pub enum LoginResult {
+    AuthTokens(AuthTokens),
+    TwoFactorChallenge(TwoFactorChallenge),
+}
+
+impl From<LoginOutcome> for LoginResult {
+    fn from(outcome: LoginOutcome) -> Self {
+        match outcome {
+            LoginOutcome::SignedIn(signed) => Self::AuthTokens(signed.into()),
+            LoginOutcome::TwoFactorRequired(challenge) => Self::TwoFactorChallenge(TwoFactorChallenge {
+                two_factor_required: true,
+                challenge_token: challenge.token,
+                expires_in: u64::try_from(challenge.expires_in).unwrap_or_default(),
+            }),
+        }
+    }
+}
+
 /// The caller and the organizations they belong to.
 #[derive(Debug, Object)]
 pub struct Me {
@@ -73,11 +111,27 @@ pub struct Me {
     pub orgs: Vec<Org>,
 }
 
-operation_errors!(RegisterError: 400, 409, 422);
-operation_errors!(LoginError: 400, 401);
+operation_errors!(RegisterError: 400, 409, 422, 429);
+operation_errors!(LoginError: 400, 401, 429);
 operation_errors!(RefreshError: 400, 401);
 operation_errors!(LogoutError: 401, 403);
 operation_errors!(MeError: 401);
+
+/// The client address abuse limits count against: the socket peer (there is
+/// no trusted proxy configuration yet, so forwarding headers are ignored).
+pub fn client_ip(remote: &RemoteAddr) -> IpAddr {
+    remote.as_socket_addr().map_or(IpAddr::from([0, 0, 0, 0]), |addr| addr.ip())
+}
+
+/// Refuses the request with 429 when `decision` says so.
+pub fn enforce(decision: Decision) -> Result<(), ApiError> {
+    match decision {
+        Decision::Allowed { .. } => Ok(()),
+        limited @ Decision::Limited { .. } => {
+            Err(ApiError::rate_limited(ErrorCode::RateLimitExceeded, limited))
+        }
+    }
+}
 
 /// The audit context of the current request.
 pub fn context(remote: &RemoteAddr) -> RequestContext {
@@ -97,6 +151,7 @@ impl AuthApi {
         remote: &RemoteAddr,
         body: Json<RegisterRequest>,
     ) -> Result<Created201<AuthTokens>, RegisterError> {
+        enforce(state.limits.register(client_ip(remote)).await)?;
         let issuer = state.token_issuer().await?;
         let Json(body) = body;
         let input =
@@ -105,18 +160,31 @@ impl AuthApi {
         Ok(Created201::Created(Json(signed.into())))
     }
 
-    /// Exchanges email and password for tokens.
+    /// Exchanges email and password for tokens, or for a two-factor challenge.
     #[oai(path = "/v1/auth/login", method = "post", operation_id = "auth_login")]
     async fn auth_login(
         &self,
         state: Data<&AppState>,
         remote: &RemoteAddr,
         body: Json<LoginRequest>,
-    ) -> Result<Ok200<AuthTokens>, LoginError> {
-        let issuer = state.token_issuer().await?;
+    ) -> Result<Ok200<LoginResult>, LoginError> {
+        let ip = client_ip(remote);
+        enforce(state.limits.login(ip).await)?;
         let Json(body) = body;
-        let signed = accounts::login(&state.db, issuer, &body.email, body.password, &context(remote)).await?;
-        Ok(Ok200::Ok(Json(signed.into())))
+        // Lockouts count per normalised address, so case variants share a count.
+        let account = accounts::normalize_email(&body.email).unwrap_or_else(|_| body.email.clone());
+        if let Some(retry_after) = state.limits.login_locked(&account, ip).await {
+            let decision = Decision::Limited { limit: state.limits.config().lockout.max, retry_after };
+            return Err(ApiError::rate_limited(ErrorCode::AuthTooManyFailedLogins, decision).into());
+        }
+        let issuer = state.token_issuer().await?;
+        let outcome = accounts::login(&state.db, issuer, &body.email, body.password, &context(remote)).await;
+        match &outcome {
+            Err(DomainError::InvalidCredentials) => state.limits.login_failed(&account, ip).await,
+            Ok(_) => state.limits.login_succeeded(&account, ip).await,
+            Err(_) => {}
+        }
+        Ok(Ok200::Ok(Json(outcome?.into())))
     }
 
     /// Spends a refresh token for a new token pair. Presenting a spent token

@@ -54,6 +54,34 @@ impl From<DomainError> for ApiError {
             DomainError::RoleDenied => {
                 ApiError::new(ErrorCode::AuthRoleDenied, "Your role in this organization does not allow this")
             }
+            DomainError::TwoFactorAlreadyEnabled => ApiError::new(
+                ErrorCode::AuthTwoFactorAlreadyEnabled,
+                "Two-factor authentication is already on",
+            )
+            .fix("Disable it first to set up a new authenticator."),
+            DomainError::TwoFactorNotEnabled => {
+                ApiError::new(ErrorCode::AuthTwoFactorNotEnabled, "Two-factor authentication is off")
+            }
+            DomainError::TwoFactorSetupRequired => {
+                ApiError::new(ErrorCode::AuthTwoFactorSetupRequired, "No two-factor setup in progress")
+                    .fix("Call POST /v1/auth/2fa/setup, add the secret to an authenticator, then enable.")
+            }
+            DomainError::InvalidTwoFactorCode => {
+                ApiError::new(ErrorCode::AuthInvalidTwoFactorCode, "Wrong two-factor code")
+                    .param("code")
+                    .fix("Enter the current code from the authenticator app, or an unused recovery code.")
+            }
+            DomainError::TotpReplayed => {
+                ApiError::new(ErrorCode::AuthTotpReplayed, "Two-factor code already used")
+                    .param("code")
+                    .why("Each code works once.")
+                    .fix("Wait for the authenticator to show the next code.")
+            }
+            DomainError::InvalidChallenge => {
+                ApiError::new(ErrorCode::AuthInvalidChallenge, "Invalid or expired login challenge")
+                    .param("challenge_token")
+                    .fix("Log in with email and password again.")
+            }
             DomainError::NotFound(resource) => {
                 let code = match resource {
                     Resource::Organization => ErrorCode::OrgNotFound,

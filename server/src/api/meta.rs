@@ -10,6 +10,7 @@ use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode};
 use crate::operation_errors;
 
+#[derive(Default)]
 pub struct MetaApi;
 
 /// What this server is.

@@ -10,6 +10,7 @@ mod operations;
 mod orgs;
 mod responses;
 pub mod security;
+mod two_factor;
 mod wire;
 
 use poem_openapi::{OpenApiService, Tags};
@@ -32,14 +33,19 @@ pub enum ApiTags {
     Orgs,
 }
 
-pub type Apis =
-    (operations::OperationsApi, meta::MetaApi, auth::AuthApi, api_keys::ApiKeysApi, orgs::OrgsApi);
+pub type Apis = (
+    operations::OperationsApi,
+    meta::MetaApi,
+    auth::AuthApi,
+    two_factor::TwoFactorApi,
+    api_keys::ApiKeysApi,
+    orgs::OrgsApi,
+);
 
 /// The poem-openapi service: the routes, and the spec generated from the code
 /// that the drift check compares with the committed one.
 pub fn service() -> OpenApiService<Apis, ()> {
-    let apis = (operations::OperationsApi, meta::MetaApi, auth::AuthApi, api_keys::ApiKeysApi, orgs::OrgsApi);
-    OpenApiService::new(apis, "Switchyard", crate::VERSION)
+    OpenApiService::new(Apis::default(), "Switchyard", crate::VERSION)
 }
 
 /// The spec poem-openapi derives from the code, as JSON.

@@ -11,6 +11,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::operation_errors;
 use crate::store::Readiness;
 
+#[derive(Default)]
 pub struct OperationsApi;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]

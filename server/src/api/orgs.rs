@@ -14,6 +14,7 @@ use crate::app::AppState;
 use crate::domain::{orgs, page_limit};
 use crate::operation_errors;
 
+#[derive(Default)]
 pub struct OrgsApi;
 
 #[derive(Debug, Object)]

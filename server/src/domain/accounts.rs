@@ -1,10 +1,10 @@
 //! Accounts and login sessions: register, log in, rotate refresh tokens (a
 //! reused token revokes its whole session), log out, and describe the caller.
 
-use super::passwords;
 use super::principal::Principal;
 use super::tokens::{TokenIssuer, digest, mint_refresh_token};
 use super::{DomainError, DomainResult, RequestContext, new_id, now};
+use super::{passwords, two_factor};
 use crate::store::{AuditEvent, Db, MembershipRow, UserRow};
 
 pub const MAX_EMAIL_LEN: usize = 254;
@@ -77,13 +77,19 @@ pub async fn register(
     sign_in(db, issuer, user).await
 }
 
+/// A correct password either signs in or, with 2FA on, asks for the second factor.
+pub enum LoginOutcome {
+    SignedIn(SignedIn),
+    TwoFactorRequired(two_factor::Challenge),
+}
+
 pub async fn login(
     db: &Db,
     issuer: &TokenIssuer,
     email: &str,
     password: String,
     ctx: &RequestContext,
-) -> DomainResult<SignedIn> {
+) -> DomainResult<LoginOutcome> {
     // An unparseable address cannot have an account; answer as for a wrong password.
     let user = match normalize_email(email) {
         Ok(email) => db.user_by_email(&email).await?,
@@ -91,9 +97,12 @@ pub async fn login(
     };
     let verified = passwords::verify(password, user.as_ref().map(|u| u.password_hash.clone())).await;
     match user {
+        Some(user) if verified && user.two_factor_enabled => {
+            Ok(LoginOutcome::TwoFactorRequired(two_factor::challenge(db, &user.id).await?))
+        }
         Some(user) if verified => {
             audit(db, ctx, Some(&user.id), "user.login", Some(&user.id)).await?;
-            sign_in(db, issuer, user).await
+            Ok(LoginOutcome::SignedIn(sign_in(db, issuer, user).await?))
         }
         other => {
             let actor = other.as_ref().map(|u| u.id.as_str());
@@ -149,7 +158,7 @@ pub async fn me(db: &Db, principal: &Principal) -> DomainResult<(UserRow, Vec<Me
     Ok((user, memberships))
 }
 
-async fn sign_in(db: &Db, issuer: &TokenIssuer, user: UserRow) -> DomainResult<SignedIn> {
+pub(super) async fn sign_in(db: &Db, issuer: &TokenIssuer, user: UserRow) -> DomainResult<SignedIn> {
     let session_id = new_id("ses");
     let refresh = mint_refresh_token();
     let now = now();

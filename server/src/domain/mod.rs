@@ -4,10 +4,12 @@
 
 pub mod accounts;
 pub mod api_keys;
+pub mod key_usage;
 pub mod orgs;
 pub mod passwords;
 pub mod principal;
 pub mod tokens;
+pub mod two_factor;
 
 use crate::store::StoreError;
 
@@ -37,6 +39,18 @@ pub enum DomainError {
     ScopeDenied(&'static str),
     #[error("your role in this organization does not allow it")]
     RoleDenied,
+    #[error("two-factor authentication is already on")]
+    TwoFactorAlreadyEnabled,
+    #[error("two-factor authentication is off")]
+    TwoFactorNotEnabled,
+    #[error("start two-factor setup first")]
+    TwoFactorSetupRequired,
+    #[error("wrong two-factor code")]
+    InvalidTwoFactorCode,
+    #[error("two-factor code already used")]
+    TotpReplayed,
+    #[error("invalid or expired login challenge")]
+    InvalidChallenge,
     #[error("{0} not found")]
     NotFound(Resource),
     #[error(transparent)]

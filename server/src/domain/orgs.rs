@@ -50,11 +50,17 @@ pub async fn org_list(
     cursor: Option<&str>,
     limit: i64,
 ) -> DomainResult<Page<MembershipRow>> {
-    let mut orgs = db.memberships(&principal.user_id, cursor, limit + 1).await?;
-    if let Some(org_id) = principal.key_org() {
-        orgs.retain(|m| m.org.id == org_id);
-    }
-    Ok(Page::from_rows(orgs, limit, |m| &m.org.id))
+    let rows = match principal.key_org() {
+        // One org at most: it is on this page unless the cursor is past it.
+        Some(org_id) => db
+            .membership(org_id, &principal.user_id)
+            .await?
+            .filter(|m| cursor.is_none_or(|after| m.org.id.as_str() > after))
+            .into_iter()
+            .collect(),
+        None => db.memberships(&principal.user_id, cursor, limit + 1).await?,
+    };
+    Ok(Page::from_rows(rows, limit, |m| &m.org.id))
 }
 
 pub async fn org_get(db: &Db, principal: &Principal, org_id: &str) -> DomainResult<MembershipRow> {

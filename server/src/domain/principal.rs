@@ -6,6 +6,7 @@ use std::fmt;
 
 use subtle::ConstantTimeEq;
 
+use super::key_usage::KeyUsage;
 use super::tokens::{TokenIssuer, digest};
 use super::{DomainError, DomainResult, now};
 use crate::store::Db;
@@ -106,9 +107,14 @@ impl Principal {
 }
 
 /// Resolves a bearer credential: an API key (`sy_live_…`) or a session token.
-pub async fn authenticate_bearer(db: &Db, issuer: &TokenIssuer, token: &str) -> DomainResult<Principal> {
+pub async fn authenticate_bearer(
+    db: &Db,
+    issuer: &TokenIssuer,
+    usage: &KeyUsage,
+    token: &str,
+) -> DomainResult<Principal> {
     if token.starts_with(API_KEY_PREFIX) {
-        return authenticate_api_key(db, token).await;
+        return authenticate_api_key(db, usage, token).await;
     }
     let claims = issuer.verify_access(token)?;
     // Logging out or changing the password revokes the session at once.
@@ -120,7 +126,7 @@ pub async fn authenticate_bearer(db: &Db, issuer: &TokenIssuer, token: &str) -> 
 
 /// Resolves `sy_live_<key_id>_<secret>`: looked up by id, compared in constant
 /// time, and refused once revoked, expired, or its owner has left the org.
-pub async fn authenticate_api_key(db: &Db, presented: &str) -> DomainResult<Principal> {
+pub async fn authenticate_api_key(db: &Db, usage: &KeyUsage, presented: &str) -> DomainResult<Principal> {
     let (key_id, secret) = presented
         .strip_prefix(API_KEY_PREFIX)
         .and_then(|rest| rest.rsplit_once('_'))
@@ -134,6 +140,7 @@ pub async fn authenticate_api_key(db: &Db, presented: &str) -> DomainResult<Prin
     if db.membership(&key.org_id, &key.user_id).await?.is_none() {
         return Err(DomainError::InvalidApiKey);
     }
+    usage.touch(&key.id, now());
     let scopes = key.scopes.split_whitespace().filter_map(Scope::parse).collect();
     Ok(Principal { user_id: key.user_id, via: Via::ApiKey { key_id: key.id, org_id: key.org_id, scopes } })
 }

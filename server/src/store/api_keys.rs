@@ -88,6 +88,18 @@ impl Db {
         rows.iter().map(api_key).collect()
     }
 
+    /// Records a use of the key at `at`, unless a later one is recorded.
+    pub async fn api_key_touch(&self, id: &str, at: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE api_keys SET last_used_at = $1 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)",
+        )
+        .bind(at)
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
     /// Revokes the user's key; `Ok(false)` when there is no such live key.
     pub async fn api_key_revoke(&self, id: &str, user_id: &str, now: i64) -> Result<bool, StoreError> {
         let done = sqlx::query(

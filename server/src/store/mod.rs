@@ -6,11 +6,13 @@ mod api_keys;
 mod audit;
 mod orgs;
 mod settings;
+mod two_factor;
 mod users;
 
 pub use api_keys::ApiKeyRow;
 pub use audit::AuditEvent;
 pub use orgs::{MembershipRow, OrgRow};
+pub use two_factor::{ChallengeRow, TotpState};
 pub use users::{RefreshTokenRow, UserRow};
 
 use std::str::FromStr;

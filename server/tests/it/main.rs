@@ -2,11 +2,15 @@
 //! per test, on SQLite and (when `SWITCHYARD_TEST_POSTGRES_URL` is set) on
 //! PostgreSQL.
 
+mod abuse;
+mod authz;
 mod cli;
 mod config;
 mod contract;
 mod envelope;
 mod identity;
+mod key_usage;
 mod operations;
 mod published;
 mod support;
+mod two_factor;

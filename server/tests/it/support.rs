@@ -1,17 +1,35 @@
 //! Shared test plumbing: start a server on a fresh database of either engine,
 //! and run one test body on both engines.
 
+use reqwest::Method;
+use serde_json::{Value, json};
 use switchyard_server::Config;
 pub use switchyard_server::harness::{POSTGRES_URL_VAR, RunningServer, TestDatabase, TestEngine};
+use switchyard_server::limits::{AbuseLimitsConfig, Limit};
+use switchyard_server::store::Db;
 
 pub type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
 /// Starts a server on a new database of `engine`, configured by `configure`.
+/// Abuse limits are raised, since every test client shares 127.0.0.1; tests of
+/// the limits themselves set their own in `configure`.
 pub async fn start(
     engine: TestEngine,
     configure: impl FnOnce(&mut Config),
 ) -> Result<RunningServer, Box<dyn std::error::Error + Send + Sync>> {
-    Ok(RunningServer::start(TestDatabase::create(engine).await?, configure).await?)
+    let database = TestDatabase::create(engine).await?;
+    Ok(RunningServer::start(database, |config| {
+        let roomy = Limit::per_minute(1_000);
+        config.abuse = AbuseLimitsConfig {
+            register: roomy,
+            login: roomy,
+            key_mint: roomy,
+            password_reset: roomy,
+            ..AbuseLimitsConfig::default()
+        };
+        configure(config);
+    })
+    .await?)
 }
 
 /// Whether tests may use `engine`; PostgreSQL needs `SWITCHYARD_TEST_POSTGRES_URL`.
@@ -53,3 +71,220 @@ macro_rules! on_both_engines {
     };
 }
 pub(crate) use on_both_engines;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A password that passes the policy, shared by every test account.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A response's status and JSON body (`null` when it has none).
+pub type Reply = (u16, Value);
+
+/// How a request says who is calling.
+#[derive(Debug, Clone, Copy)]
+pub enum Credential<'a> {
+    Anonymous,
+    /// `Authorization: Bearer …`: a session token or an API key.
+    Bearer(&'a str),
+    /// `X-API-Key: …`.
+    ApiKeyHeader(&'a str),
+}
+
+/// A signed-in user.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user_id: String,
+    pub email: String,
+    pub access: String,
+    pub refresh: String,
+}
+
+impl Session {
+    pub fn bearer(&self) -> Credential<'_> {
+        Credential::Bearer(&self.access)
+    }
+}
+
+/// A freshly minted API key: its id and its full text.
+#[derive(Debug, Clone)]
+pub struct MintedKey {
+    pub id: String,
+    pub key: String,
+}
+
+/// A small JSON client for one running server.
+pub struct Api {
+    base_url: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(server: &RunningServer) -> Self {
+        Self { base_url: server.base_url.clone(), http: http() }
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        credential: Credential<'_>,
+        body: Option<&Value>,
+    ) -> Result<Reply, BoxError> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base_url));
+        request = match credential {
+            Credential::Anonymous => request,
+            Credential::Bearer(token) => request.bearer_auth(token),
+            Credential::ApiKeyHeader(key) => request.header("x-api-key", key),
+        };
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await?;
+        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes)? };
+        Ok((status, body))
+    }
+
+    pub async fn get(&self, path: &str, credential: Credential<'_>) -> Result<Reply, BoxError> {
+        self.call(Method::GET, path, credential, None).await
+    }
+
+    pub async fn post(&self, path: &str, credential: Credential<'_>, body: Value) -> Result<Reply, BoxError> {
+        self.call(Method::POST, path, credential, Some(&body)).await
+    }
+
+    pub async fn delete(&self, path: &str, credential: Credential<'_>) -> Result<Reply, BoxError> {
+        self.call(Method::DELETE, path, credential, None).await
+    }
+
+    /// Registers `email` with [`PASSWORD`].
+    pub async fn register(&self, email: &str) -> Result<Session, BoxError> {
+        let reply = self.post(
+            "/v1/auth/register",
+            Credential::Anonymous,
+            json!({"email": email, "password": PASSWORD}),
+        );
+        session(email, expect_status(reply.await?, 201)?)
+    }
+
+    /// Starts another session for an account registered with [`PASSWORD`].
+    pub async fn login(&self, email: &str) -> Result<Session, BoxError> {
+        let reply =
+            self.post("/v1/auth/login", Credential::Anonymous, json!({"email": email, "password": PASSWORD}));
+        session(email, expect_status(reply.await?, 200)?)
+    }
+
+    /// Creates an org owned by the session's user; returns its id.
+    pub async fn create_org(&self, owner: &Session, name: &str) -> Result<String, BoxError> {
+        let org = expect_status(self.post("/v1/orgs", owner.bearer(), json!({"name": name})).await?, 201)?;
+        string_at(&org, "/id")
+    }
+
+    /// Mints a key with `scopes` in `org_id`, with the session of a member.
+    pub async fn mint_key(
+        &self,
+        member: &Session,
+        org_id: &str,
+        scopes: &[&str],
+    ) -> Result<MintedKey, BoxError> {
+        let body = json!({"name": "test key", "scopes": scopes, "org_id": org_id});
+        let minted = expect_status(self.post("/v1/api-keys", member.bearer(), body).await?, 201)?;
+        Ok(MintedKey { id: string_at(&minted, "/id")?, key: string_at(&minted, "/key")? })
+    }
+}
+
+fn session(email: &str, tokens: Value) -> Result<Session, BoxError> {
+    Ok(Session {
+        user_id: string_at(&tokens, "/user/id")?,
+        email: email.to_owned(),
+        access: string_at(&tokens, "/access_token")?,
+        refresh: string_at(&tokens, "/refresh_token")?,
+    })
+}
+
+/// The body of `reply` if it has `status`; an error naming both otherwise.
+pub fn expect_status((status, body): Reply, expected: u16) -> Result<Value, BoxError> {
+    if status == expected {
+        Ok(body)
+    } else {
+        Err(format!("expected {expected}, got {status}: {body}").into())
+    }
+}
+
+/// The string at JSON `pointer` in `value`.
+pub fn string_at(value: &Value, pointer: &str) -> Result<String, BoxError> {
+    value
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| BoxError::from(format!("no string at {pointer} in {value}")))
+}
+
+/// Asserts `reply` is the error envelope with `status` and `code`.
+#[track_caller]
+pub fn assert_error(reply: &Reply, status: u16, code: &str) {
+    let (actual, body) = reply;
+    assert_eq!((*actual, body["error"]["code"].as_str()), (status, Some(code)), "{body}");
+}
+
+/// An error body with its per-request `request_id` taken out, for comparing two errors.
+pub fn without_request_id(mut body: Value) -> Value {
+    if let Some(error) = body.get_mut("error").and_then(Value::as_object_mut) {
+        error.remove("request_id");
+    }
+    body
+}
+
+/// Adds a user to an org with `role` directly in the database: the API cannot
+/// invite members yet.
+pub async fn add_member(server: &RunningServer, org_id: &str, user_id: &str, role: &str) -> TestResult {
+    let db = Db::connect(&server.database.url).await?;
+    let inserted =
+        sqlx::query("INSERT INTO org_members (org_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(org_id)
+            .bind(user_id)
+            .bind(role)
+            .bind(chrono::Utc::now().timestamp())
+            .execute(db.pool())
+            .await;
+    db.close().await;
+    changed_one_row(inserted?.rows_affected())
+}
+
+/// Removes a user from an org directly in the database.
+pub async fn remove_member(server: &RunningServer, org_id: &str, user_id: &str) -> TestResult {
+    let db = Db::connect(&server.database.url).await?;
+    let deleted = sqlx::query("DELETE FROM org_members WHERE org_id = $1 AND user_id = $2")
+        .bind(org_id)
+        .bind(user_id)
+        .execute(db.pool())
+        .await;
+    db.close().await;
+    changed_one_row(deleted?.rows_affected())
+}
+
+/// Moves an API key's expiry into the past directly in the database: the API
+/// only mints keys that live at least a day.
+pub async fn expire_api_key(server: &RunningServer, key_id: &str) -> TestResult {
+    let db = Db::connect(&server.database.url).await?;
+    let updated = sqlx::query("UPDATE api_keys SET expires_at = $1 WHERE id = $2")
+        .bind(chrono::Utc::now().timestamp() - 60)
+        .bind(key_id)
+        .execute(db.pool())
+        .await;
+    db.close().await;
+    changed_one_row(updated?.rows_affected())
+}
+
+fn changed_one_row(rows: u64) -> TestResult {
+    if rows == 1 { Ok(()) } else { Err(format!("expected to change 1 row, changed {rows}").into()) }
+}
+
+/// The audit actions recorded for `user_id`, oldest first.
+pub async fn audit_actions_of(server: &RunningServer, user_id: &str) -> Result<Vec<String>, BoxError> {
+    let db = Db::connect(&server.database.url).await?;
+    let actions = db.audit_actions_of(user_id).await;
+    db.close().await;
+    Ok(actions?)
+}

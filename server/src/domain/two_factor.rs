@@ -1,0 +1,219 @@
+//! Two-factor login with TOTP (RFC 6238: SHA-1, 6 digits, 30-second steps,
+//! one step of skew either way). A code is accepted once: the step it matched
+//! must be later than the last accepted one. Recovery codes are single use.
+//! Turning 2FA on or off revokes every session of the user.
+
+use totp_rs::{Algorithm, Builder, Secret, Totp};
+
+use super::accounts::{SignedIn, audit, sign_in};
+use super::passwords;
+use super::principal::Principal;
+use super::tokens::{TokenIssuer, digest, random_base62};
+use super::{DomainError, DomainResult, RequestContext, now};
+use crate::store::Db;
+
+/// How long a password login's challenge stays valid.
+pub const CHALLENGE_TTL_SECS: i64 = 300;
+/// Wrong codes a challenge tolerates before it is spent.
+const CHALLENGE_MAX_ATTEMPTS: i64 = 5;
+const RECOVERY_CODE_COUNT: usize = 10;
+const ISSUER: &str = "Switchyard";
+
+/// A second factor as presented: a TOTP code or a recovery code.
+#[derive(Debug, Clone)]
+pub enum Factor {
+    Code(String),
+    RecoveryCode(String),
+}
+
+impl Factor {
+    /// Exactly one of the two must be given.
+    pub fn from_fields(code: Option<String>, recovery_code: Option<String>) -> DomainResult<Self> {
+        match (code, recovery_code) {
+            (Some(code), None) => Ok(Self::Code(code)),
+            (None, Some(recovery)) => Ok(Self::RecoveryCode(recovery)),
+            _ => Err(DomainError::Invalid {
+                param: "code",
+                message: "send exactly one of `code` and `recovery_code`".to_owned(),
+            }),
+        }
+    }
+}
+
+/// What a password login returns when the account has 2FA.
+pub struct Challenge {
+    pub token: String,
+    pub expires_in: i64,
+}
+
+fn totp(secret_base32: &str, account: &str) -> DomainResult<Totp> {
+    let secret = Secret::try_from_base32(secret_base32).map_err(|e| DomainError::Internal(e.to_string()))?;
+    Builder::new()
+        .with_algorithm(Algorithm::SHA1)
+        .with_digits(6)
+        .with_skew(1)
+        .with_step_duration(30)
+        .with_secret(secret)
+        .with_issuer(Some(ISSUER))
+        .with_account_name(account)
+        .build()
+        .map_err(|e| DomainError::Internal(e.to_string()))
+}
+
+/// The time step `code` matches now, if any.
+fn matching_step(totp: &Totp, code: &str) -> Option<i64> {
+    let unix = u64::try_from(now()).unwrap_or_default();
+    totp.check(code.trim(), unix).and_then(|step| i64::try_from(step).ok())
+}
+
+/// Starts setup: a new secret, pending until a code from it is confirmed.
+pub async fn setup(db: &Db, principal: &Principal) -> DomainResult<(String, String)> {
+    principal.require_session()?;
+    let user = db.user_by_id(&principal.user_id).await?.ok_or(DomainError::InvalidToken)?;
+    if user.two_factor_enabled {
+        return Err(DomainError::TwoFactorAlreadyEnabled);
+    }
+    let secret = Secret::generate().to_base32();
+    let url = totp(&secret, &user.email)?.to_url().map_err(|e| DomainError::Internal(e.to_string()))?;
+    db.totp_set_pending(&user.id, &secret, now()).await?;
+    Ok((secret, url))
+}
+
+/// Confirms setup with a current code and returns fresh recovery codes.
+pub async fn enable(
+    db: &Db,
+    principal: &Principal,
+    code: &str,
+    ctx: &RequestContext,
+) -> DomainResult<Vec<String>> {
+    principal.require_session()?;
+    let user = db.user_by_id(&principal.user_id).await?.ok_or(DomainError::InvalidToken)?;
+    if user.two_factor_enabled {
+        return Err(DomainError::TwoFactorAlreadyEnabled);
+    }
+    let pending = db.totp_state(&user.id).await?.pending_secret.ok_or(DomainError::TwoFactorSetupRequired)?;
+    let step = matching_step(&totp(&pending, &user.email)?, code).ok_or(DomainError::InvalidTwoFactorCode)?;
+    let codes: Vec<String> = (0..RECOVERY_CODE_COUNT).map(|_| recovery_code()).collect();
+    let hashes: Vec<String> = codes.iter().map(|code| digest(&normalize_recovery(code))).collect();
+    db.totp_enable(&user.id, &pending, step, &hashes, now()).await?;
+    audit(db, ctx, Some(&user.id), "user.2fa_enabled", Some(&user.id)).await?;
+    Ok(codes)
+}
+
+/// Turns 2FA off; needs the password and a second factor.
+pub async fn disable(
+    db: &Db,
+    principal: &Principal,
+    password: String,
+    factor: Factor,
+    ctx: &RequestContext,
+) -> DomainResult<()> {
+    principal.require_session()?;
+    let user = db.user_by_id(&principal.user_id).await?.ok_or(DomainError::InvalidToken)?;
+    if !user.two_factor_enabled {
+        return Err(DomainError::TwoFactorNotEnabled);
+    }
+    if !passwords::verify(password, Some(user.password_hash.clone())).await {
+        return Err(DomainError::InvalidCredentials);
+    }
+    verify_factor(db, &user.id, &user.email, &factor).await?;
+    db.totp_disable(&user.id, now()).await?;
+    audit(db, ctx, Some(&user.id), "user.2fa_disabled", Some(&user.id)).await
+}
+
+/// Hands out a challenge after a correct password on a 2FA account.
+pub async fn challenge(db: &Db, user_id: &str) -> DomainResult<Challenge> {
+    let token = format!("syc_{}", random_base62(43));
+    db.challenge_create(&digest(&token), user_id, now() + CHALLENGE_TTL_SECS).await?;
+    Ok(Challenge { token, expires_in: CHALLENGE_TTL_SECS })
+}
+
+/// Completes a login with the challenge and a second factor.
+pub async fn login(
+    db: &Db,
+    issuer: &TokenIssuer,
+    challenge_token: &str,
+    factor: Factor,
+    ctx: &RequestContext,
+) -> DomainResult<SignedIn> {
+    let hash = digest(challenge_token);
+    let found = db.challenge_find(&hash, now()).await?;
+    let found = found.filter(|c| c.attempts < CHALLENGE_MAX_ATTEMPTS).ok_or(DomainError::InvalidChallenge)?;
+    let user = db.user_by_id(&found.user_id).await?.ok_or(DomainError::InvalidChallenge)?;
+    if let Err(err) = verify_factor(db, &user.id, &user.email, &factor).await {
+        db.challenge_record_failure(&hash).await?;
+        audit(db, ctx, Some(&user.id), "user.login_failed", Some(&user.id)).await?;
+        return Err(err);
+    }
+    if !db.challenge_consume(&hash, now()).await? {
+        return Err(DomainError::InvalidChallenge);
+    }
+    audit(db, ctx, Some(&user.id), "user.login", Some(&user.id)).await?;
+    sign_in(db, issuer, user).await
+}
+
+async fn verify_factor(db: &Db, user_id: &str, email: &str, factor: &Factor) -> DomainResult<()> {
+    match factor {
+        Factor::Code(code) => {
+            let secret = db.totp_state(user_id).await?.secret.ok_or(DomainError::TwoFactorNotEnabled)?;
+            let step =
+                matching_step(&totp(&secret, email)?, code).ok_or(DomainError::InvalidTwoFactorCode)?;
+            if !db.totp_accept_step(user_id, step).await? {
+                return Err(DomainError::TotpReplayed);
+            }
+            Ok(())
+        }
+        Factor::RecoveryCode(code) => {
+            if db.recovery_code_use(user_id, &digest(&normalize_recovery(code)), now()).await? {
+                Ok(())
+            } else {
+                Err(DomainError::InvalidTwoFactorCode)
+            }
+        }
+    }
+}
+
+/// A recovery code: ten lowercase alphanumeric characters (about 51 bits)
+/// in two groups, `xxxxx-xxxxx`.
+fn recovery_code() -> String {
+    let raw = random_base62(10).to_lowercase();
+    format!("{}-{}", &raw[..5], &raw[5..])
+}
+
+/// Recovery codes are compared without dashes, spaces or case.
+fn normalize_recovery(code: &str) -> String {
+    code.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recovery_codes_are_two_groups_and_normalize() {
+        let code = recovery_code();
+        assert_eq!(code.len(), 11);
+        assert_eq!(code.as_bytes()[5], b'-');
+        assert_eq!(normalize_recovery(&code.to_uppercase().replace('-', " ")), code.replace('-', ""));
+    }
+
+    #[test]
+    fn exactly_one_factor_is_required() {
+        assert!(Factor::from_fields(Some("123456".into()), None).is_ok());
+        assert!(Factor::from_fields(None, Some("abcde-fghij".into())).is_ok());
+        assert!(Factor::from_fields(None, None).is_err());
+        assert!(Factor::from_fields(Some("1".into()), Some("2".into())).is_err());
+    }
+
+    #[test]
+    fn codes_match_their_step_and_neighbours_only() -> DomainResult<()> {
+        let secret = Secret::generate().to_base32();
+        let totp = totp(&secret, "ada@example.com")?;
+        let unix = u64::try_from(now()).unwrap_or_default();
+        let current = totp.generate(unix).to_string();
+        assert_eq!(matching_step(&totp, &current), i64::try_from(unix / 30).ok());
+        let far = totp.generate(unix - 300).to_string();
+        assert_eq!(matching_step(&totp, &far), None);
+        Ok(())
+    }
+}

@@ -1,0 +1,383 @@
+//! The authorization matrix: every operation the committed spec secures,
+//! called by each kind of caller, answers as [`MATRIX`] says. An operation the
+//! spec secures without a row fails the suite, so new endpoints must join.
+//! Then the roles a member can hold in an org, set up in the database until
+//! the API can invite members.
+
+use std::collections::BTreeSet;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use switchyard_server::contract::OPENAPI;
+
+use crate::support::{
+    Api, BoxError, Credential, MintedKey, PASSWORD, Session, TestEngine, TestResult, add_member,
+    assert_error, expect_status, on_both_engines, remove_member, start, string_at,
+};
+
+on_both_engines!(
+    every_secured_operation_answers_each_caller_as_the_matrix_says,
+    members_may_mint_keys_but_externals_may_not,
+    a_key_stops_working_when_its_owner_leaves_the_org,
+);
+
+/// Who calls: one column of the matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    Anonymous,
+    /// The owner of the org the rows address, with a session token.
+    Owner,
+    /// The owner's API key with scope `*`.
+    KeyAll,
+    /// The owner's API key with only scope `chat`.
+    KeyChat,
+    /// A user with a session and an org of their own, not in the owner's org.
+    Stranger,
+}
+
+/// The columns of [`MATRIX`], in order.
+const CALLERS: [Caller; 5] =
+    [Caller::Anonymous, Caller::Owner, Caller::KeyAll, Caller::KeyChat, Caller::Stranger];
+
+/// What a row sends besides the caller's credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sends {
+    /// Nothing else.
+    Nothing,
+    /// Nothing else, and the call ends the caller's session: session callers
+    /// log in afresh for it.
+    EndsSession,
+    /// A valid new organization.
+    NewOrg,
+    /// `{id}` is the owner's org.
+    OwnersOrg,
+    /// A valid new key in the owner's org.
+    KeyInOwnersOrg,
+    /// `{id}` is a key of the owner's, minted for this one call.
+    FreshOwnersKey,
+    /// A current code for the caller's pending two-factor setup. Enabling
+    /// ends every session of the account, so session callers use an account
+    /// registered, and set up, for this one call.
+    SetupCode,
+    /// The password and a recovery code. Turning two-factor off ends every
+    /// session of the account, so session callers use an account registered,
+    /// with two-factor on, for this one call.
+    RecoveryCode,
+}
+
+impl Sends {
+    /// Whether the call names the owner's objects, which a stranger must not
+    /// learn exist.
+    fn names_owners_objects(self) -> bool {
+        matches!(self, Self::OwnersOrg | Self::KeyInOwnersOrg | Self::FreshOwnersKey)
+    }
+}
+
+/// What one cell expects: a status, and for errors the code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    Status(u16),
+    Error(u16, &'static str),
+}
+
+impl Expect {
+    fn status(self) -> u16 {
+        match self {
+            Self::Status(status) | Self::Error(status, _) => status,
+        }
+    }
+
+    fn is_met_by(self, status: u16, body: &Value) -> bool {
+        match self {
+            Self::Status(expected) => status == expected,
+            Self::Error(expected, code) => status == expected && body["error"]["code"] == code,
+        }
+    }
+}
+
+const OK: Expect = Expect::Status(200);
+const CREATED: Expect = Expect::Status(201);
+const NO_CONTENT: Expect = Expect::Status(204);
+const NO_CREDENTIAL: Expect = Expect::Error(401, "auth.missing_credentials");
+const SESSION_ONLY: Expect = Expect::Error(403, "auth.session_required");
+const NO_SUCH_ORG: Expect = Expect::Error(404, "org.not_found");
+const NO_SUCH_KEY: Expect = Expect::Error(404, "api_key.not_found");
+
+/// An operation id, what its calls send, and what each of [`CALLERS`] gets.
+type Row = (&'static str, Sends, [Expect; 5]);
+
+// The table names what a row sends by the variant alone.
+use Sends::{
+    EndsSession, FreshOwnersKey, KeyInOwnersOrg, NewOrg, Nothing, OwnersOrg, RecoveryCode, SetupCode,
+};
+
+#[rustfmt::skip]
+const MATRIX: [Row; 11] = [
+//   operation              sends           anonymous      owner       key `*`       key `chat`    stranger
+    ("two_factor_setup",   Nothing,        [NO_CREDENTIAL, OK,         SESSION_ONLY, SESSION_ONLY, OK]),
+    ("two_factor_enable",  SetupCode,      [NO_CREDENTIAL, OK,         SESSION_ONLY, SESSION_ONLY, OK]),
+    ("two_factor_disable", RecoveryCode,   [NO_CREDENTIAL, NO_CONTENT, SESSION_ONLY, SESSION_ONLY, NO_CONTENT]),
+    ("auth_logout",        EndsSession,    [NO_CREDENTIAL, NO_CONTENT, SESSION_ONLY, SESSION_ONLY, NO_CONTENT]),
+    ("auth_me",            Nothing,        [NO_CREDENTIAL, OK,         OK,           OK,           OK]),
+    ("org_create",         NewOrg,         [NO_CREDENTIAL, CREATED,    SESSION_ONLY, SESSION_ONLY, CREATED]),
+    ("org_list",           Nothing,        [NO_CREDENTIAL, OK,         OK,           OK,           OK]),
+    ("org_get",            OwnersOrg,      [NO_CREDENTIAL, OK,         OK,           OK,           NO_SUCH_ORG]),
+    ("api_key_create",     KeyInOwnersOrg, [NO_CREDENTIAL, CREATED,    SESSION_ONLY, SESSION_ONLY, NO_SUCH_ORG]),
+    ("api_key_list",       Nothing,        [NO_CREDENTIAL, OK,         SESSION_ONLY, SESSION_ONLY, OK]),
+    ("api_key_delete",     FreshOwnersKey, [NO_CREDENTIAL, NO_CONTENT, SESSION_ONLY, SESSION_ONLY, NO_SUCH_KEY]),
+];
+
+/// An operation the committed spec declares security for.
+#[derive(Debug)]
+struct SecuredOperation {
+    id: String,
+    method: Method,
+    /// The path template, such as `/v1/orgs/{id}`.
+    path: String,
+}
+
+/// Every operation of the committed spec with a non-empty `security`, its own
+/// or the document's.
+fn secured_operations() -> Result<Vec<SecuredOperation>, BoxError> {
+    const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
+    let default_security = OPENAPI.get("security");
+    let paths = OPENAPI["paths"].as_object().ok_or("the spec has no paths")?;
+    let mut secured = Vec::new();
+    for (path, item) in paths {
+        for method in METHODS {
+            let Some(operation) = item.get(method) else { continue };
+            let security = operation.get("security").or(default_security);
+            if security.and_then(Value::as_array).is_some_and(|requirements| !requirements.is_empty()) {
+                secured.push(SecuredOperation {
+                    id: string_at(operation, "/operationId")?,
+                    method: Method::from_bytes(method.to_uppercase().as_bytes())?,
+                    path: path.clone(),
+                });
+            }
+        }
+    }
+    Ok(secured)
+}
+
+fn row_of(operation_id: &str) -> Option<&'static Row> {
+    MATRIX.iter().find(|(id, ..)| *id == operation_id)
+}
+
+#[test]
+fn the_matrix_has_one_row_per_secured_operation() -> TestResult {
+    let secured: BTreeSet<String> = secured_operations()?.into_iter().map(|operation| operation.id).collect();
+    assert!(!secured.is_empty(), "the spec secures no operation; is it parsed right?");
+    let rows: BTreeSet<String> = MATRIX.iter().map(|(id, ..)| (*id).to_owned()).collect();
+    assert_eq!(rows.len(), MATRIX.len(), "an operation has two rows in MATRIX");
+    let missing: Vec<_> = secured.difference(&rows).collect();
+    assert!(
+        missing.is_empty(),
+        "secured in openapi/switchyard.yaml but without a row in MATRIX: {missing:?}"
+    );
+    let stale: Vec<_> = rows.difference(&secured).collect();
+    assert!(stale.is_empty(), "rows in MATRIX for operations the spec does not secure: {stale:?}");
+    Ok(())
+}
+
+#[test]
+fn strangers_get_404_for_the_owners_objects() {
+    for (operation, sends, expected) in MATRIX {
+        for (caller, expected) in CALLERS.into_iter().zip(expected) {
+            if caller == Caller::Stranger && sends.names_owners_objects() {
+                assert_eq!(
+                    expected.status(),
+                    404,
+                    "{operation}: another tenant's objects must not exist for them"
+                );
+            }
+        }
+    }
+}
+
+/// The state the matrix runs against, built once per engine: an owner with an
+/// org and two keys in it, and a stranger with an org of their own.
+struct World {
+    api: Api,
+    owner: Session,
+    owners_org: String,
+    key_all: MintedKey,
+    key_chat: MintedKey,
+    stranger: Session,
+}
+
+/// One request, ready to send.
+struct Call {
+    method: Method,
+    path: String,
+    /// The bearer token, if any.
+    token: Option<String>,
+    body: Option<Value>,
+}
+
+impl World {
+    async fn build(api: Api) -> Result<Self, BoxError> {
+        let owner = api.register("owner@example.com").await?;
+        let owners_org = api.create_org(&owner, "Owner's Org").await?;
+        let key_all = api.mint_key(&owner, &owners_org, &["*"]).await?;
+        let key_chat = api.mint_key(&owner, &owners_org, &["chat"]).await?;
+        let stranger = api.register("stranger@example.com").await?;
+        api.create_org(&stranger, "Stranger's Org").await?;
+        Ok(Self { api, owner, owners_org, key_all, key_chat, stranger })
+    }
+
+    /// The request `caller` sends in the row of `operation`.
+    async fn call(
+        &self,
+        operation: &SecuredOperation,
+        sends: Sends,
+        caller: Caller,
+    ) -> Result<Call, BoxError> {
+        let session = match caller {
+            Caller::Owner => Some(&self.owner),
+            Caller::Stranger => Some(&self.stranger),
+            Caller::Anonymous | Caller::KeyAll | Caller::KeyChat => None,
+        };
+        let mut token = match caller {
+            Caller::Anonymous => None,
+            Caller::KeyAll => Some(self.key_all.key.clone()),
+            Caller::KeyChat => Some(self.key_chat.key.clone()),
+            Caller::Owner | Caller::Stranger => session.map(|session| session.access.clone()),
+        };
+        let (mut id, mut body) = (None, None);
+        match sends {
+            Nothing => {}
+            EndsSession => {
+                if let Some(session) = session {
+                    token = Some(self.api.login(&session.email).await?.access);
+                }
+            }
+            NewOrg => body = Some(json!({"name": "Matrix Org"})),
+            OwnersOrg => id = Some(self.owners_org.clone()),
+            KeyInOwnersOrg => {
+                body = Some(json!({"name": "matrix", "scopes": ["chat"], "org_id": self.owners_org}))
+            }
+            FreshOwnersKey => {
+                id = Some(self.api.mint_key(&self.owner, &self.owners_org, &["chat"]).await?.id)
+            }
+            SetupCode if session.is_some() => {
+                let (account, code) = self.account_setting_up_two_factor().await?;
+                (token, body) = (Some(account.access), Some(json!({"code": code})));
+            }
+            SetupCode => body = Some(json!({"code": "123456"})),
+            RecoveryCode if session.is_some() => {
+                let (access, recovery_code) = self.account_with_two_factor().await?;
+                token = Some(access);
+                body = Some(json!({"password": PASSWORD, "recovery_code": recovery_code}));
+            }
+            RecoveryCode => body = Some(json!({"password": PASSWORD, "recovery_code": "k3f9a-q2m7x"})),
+        }
+        let path = match id {
+            Some(id) => operation.path.replace("{id}", &id),
+            None => operation.path.clone(),
+        };
+        if path.contains('{') {
+            return Err(format!("{}: {sends:?} leaves a parameter of {path} unfilled", operation.id).into());
+        }
+        Ok(Call { method: operation.method.clone(), path, token, body })
+    }
+
+    /// A new account with a two-factor setup started, and a current code for it.
+    async fn account_setting_up_two_factor(&self) -> Result<(Session, String), BoxError> {
+        let email = format!("{}@example.com", ulid::Ulid::new().to_string().to_lowercase());
+        let account = self.api.register(&email).await?;
+        let setup = self.api.call(Method::POST, "/v1/auth/2fa/setup", account.bearer(), None).await?;
+        let secret = string_at(&expect_status(setup, 200)?, "/secret")?;
+        let totp = totp_rs::Builder::new().with_secret(totp_rs::Secret::try_from_base32(secret)?).build()?;
+        Ok((account, totp.generate_current().to_string()))
+    }
+
+    /// A new account with two-factor on, signed in with one recovery code;
+    /// returns its access token and another, unused recovery code.
+    async fn account_with_two_factor(&self) -> Result<(String, String), BoxError> {
+        let (account, code) = self.account_setting_up_two_factor().await?;
+        let enabled = self.api.post("/v1/auth/2fa/enable", account.bearer(), json!({"code": code})).await?;
+        let enabled = expect_status(enabled, 200)?;
+        let (sign_in_with, keep) =
+            (string_at(&enabled, "/recovery_codes/0")?, string_at(&enabled, "/recovery_codes/1")?);
+        // Enabling ended the session: log in again, now with the second factor.
+        let credentials = json!({"email": account.email, "password": PASSWORD});
+        let challenge =
+            expect_status(self.api.post("/v1/auth/login", Credential::Anonymous, credentials).await?, 200)?;
+        let second_factor = json!({"challenge_token": string_at(&challenge, "/challenge_token")?, "recovery_code": sign_in_with});
+        let tokens = self.api.post("/v1/auth/2fa/login", Credential::Anonymous, second_factor).await?;
+        let access = string_at(&expect_status(tokens, 200)?, "/access_token")?;
+        Ok((access, keep))
+    }
+}
+
+async fn every_secured_operation_answers_each_caller_as_the_matrix_says(engine: TestEngine) -> TestResult {
+    let server = start(engine, |_| {}).await?;
+    let world = World::build(Api::new(&server)).await?;
+    let mut mismatches = Vec::new();
+    for operation in secured_operations()? {
+        let Some((_, sends, expected)) = row_of(&operation.id) else {
+            mismatches.push(format!("{}: no row in MATRIX", operation.id));
+            continue;
+        };
+        for (caller, expected) in CALLERS.into_iter().zip(*expected) {
+            let call = world.call(&operation, *sends, caller).await?;
+            let credential = call.token.as_deref().map_or(Credential::Anonymous, Credential::Bearer);
+            let (status, body) =
+                world.api.call(call.method.clone(), &call.path, credential, call.body.as_ref()).await?;
+            if !expected.is_met_by(status, &body) {
+                mismatches.push(format!(
+                    "{} ({} {}) as {caller:?}: expected {expected:?}, got {status} {body}",
+                    operation.id, call.method, call.path
+                ));
+            }
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} cells disagree with MATRIX:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+    server.stop().await?;
+    Ok(())
+}
+
+async fn members_may_mint_keys_but_externals_may_not(engine: TestEngine) -> TestResult {
+    let server = start(engine, |_| {}).await?;
+    let api = Api::new(&server);
+    let owner = api.register("owner@example.com").await?;
+    let org = api.create_org(&owner, "Analytical Engines").await?;
+    let member = api.register("member@example.com").await?;
+    let external = api.register("external@example.com").await?;
+    add_member(&server, &org, &member.user_id, "member").await?;
+    add_member(&server, &org, &external.user_id, "external").await?;
+
+    for (session, role) in [(&member, "member"), (&external, "external")] {
+        let seen = expect_status(api.get(&format!("/v1/orgs/{org}"), session.bearer()).await?, 200)?;
+        assert_eq!(seen["role"], role, "{seen}");
+    }
+    let key = api.mint_key(&member, &org, &["chat"]).await?;
+    expect_status(api.get("/v1/auth/me", Credential::Bearer(&key.key)).await?, 200)?;
+
+    let mint = json!({"name": "external", "scopes": ["chat"], "org_id": org});
+    assert_error(&api.post("/v1/api-keys", external.bearer(), mint).await?, 403, "auth.role_denied");
+    server.stop().await?;
+    Ok(())
+}
+
+async fn a_key_stops_working_when_its_owner_leaves_the_org(engine: TestEngine) -> TestResult {
+    let server = start(engine, |_| {}).await?;
+    let api = Api::new(&server);
+    let owner = api.register("owner@example.com").await?;
+    let org = api.create_org(&owner, "Analytical Engines").await?;
+    let member = api.register("member@example.com").await?;
+    add_member(&server, &org, &member.user_id, "member").await?;
+    let key = api.mint_key(&member, &org, &["*"]).await?;
+    expect_status(api.get("/v1/auth/me", Credential::Bearer(&key.key)).await?, 200)?;
+
+    remove_member(&server, &org, &member.user_id).await?;
+    assert_error(&api.get("/v1/auth/me", Credential::Bearer(&key.key)).await?, 401, "auth.invalid_api_key");
+    assert_error(&api.get(&format!("/v1/orgs/{org}"), member.bearer()).await?, 404, "org.not_found");
+    server.stop().await?;
+    Ok(())
+}
