@@ -5,6 +5,7 @@
 //! The conventions the spec's examples follow are described in `conformance/README.md`.
 
 mod check;
+mod outbox;
 mod replay;
 mod report;
 mod schema;
@@ -73,7 +74,9 @@ async fn run_engine(spec: &Spec, engine: TestEngine, client: &Client) -> anyhow:
         for case in &operation.cases {
             match servers::start(engine, &case.server).await {
                 Ok(server) => {
-                    results.push(run_case(client, &server.base_url, operation, case).await);
+                    let target =
+                        replay::Target { base_url: &server.base_url, database_url: &server.database.url };
+                    results.push(run_case(client, &target, operation, case).await);
                     server.stop().await.with_context(|| format!("stopping the {} server", engine.name()))?;
                 }
                 Err(reason) => {
@@ -88,7 +91,12 @@ async fn run_engine(spec: &Spec, engine: TestEngine, client: &Client) -> anyhow:
     Ok(results)
 }
 
-async fn run_case(client: &Client, base_url: &str, operation: &Operation, case: &Case) -> CaseResult {
+async fn run_case(
+    client: &Client,
+    target: &replay::Target<'_>,
+    operation: &Operation,
+    case: &Case,
+) -> CaseResult {
     let mut result = CaseResult::unreplayed(operation, case);
     let plan = match &case.plan {
         Ok(plan) => plan,
@@ -97,7 +105,7 @@ async fn run_case(client: &Client, base_url: &str, operation: &Operation, case: 
             return result;
         }
     };
-    match replay::replay(client, base_url, plan).await {
+    match replay::replay(client, target, plan).await {
         Ok(reply) => {
             result.replayed = true;
             result.failures = check::check(case, plan, &reply);

@@ -10,7 +10,8 @@ use reqwest::{Client, Method};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::spec::Plan;
+use crate::outbox;
+use crate::spec::{Plan, StepAction};
 use crate::totp::{self, STEP_SECONDS, Totp};
 
 /// Values captured by `x-setup` steps, by variable name.
@@ -157,17 +158,32 @@ impl RequestTemplate {
     }
 }
 
+/// Where a case runs: the server, and its database (for outbox reads).
+pub struct Target<'a> {
+    pub base_url: &'a str,
+    pub database_url: &'a str,
+}
+
 /// Runs the plan's setup steps, then sends its request.
-pub async fn replay(client: &Client, base_url: &str, plan: &Plan) -> Result<Reply, String> {
+pub async fn replay(client: &Client, target: &Target<'_>, plan: &Plan) -> Result<Reply, String> {
+    let base_url = target.base_url;
     let mut vars = Vars::new();
     for step in &plan.setup {
         let failed = |reason: String| format!("x-setup step {}: {reason}", step.label);
-        let reply = step.request.send(client, base_url, &vars).await.map_err(failed)?;
-        if reply.status != step.status {
+        let (request, status) = match &step.action {
+            StepAction::Request { request, status } => (request, *status),
+            StepAction::Outbox { to } => {
+                let body = outbox::latest_body(target.database_url, to).await.map_err(failed)?;
+                vars.extend(outbox::capture(&body, &step.capture).map_err(failed)?);
+                continue;
+            }
+        };
+        let reply = request.send(client, base_url, &vars).await.map_err(failed)?;
+        if reply.status != status {
             return Err(failed(format!(
                 "status {}, expected {}; body: {}",
                 reply.status,
-                step.status,
+                status,
                 reply.snippet()
             )));
         }

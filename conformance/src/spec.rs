@@ -80,15 +80,26 @@ pub enum Expected {
     Empty,
 }
 
-/// A request run before the case's own, for the values it captures.
+/// A step run before the case's own request, for the values it captures.
 pub struct SetupStep {
-    /// `operation_id/example`, for messages.
+    /// `operation_id/example` or `outbox/<recipient>`, for messages.
     pub label: String,
-    pub request: RequestTemplate,
-    pub status: u16,
-    /// Variable name to JSON pointer into the response body.
+    pub action: StepAction,
+    /// Variable name to a JSON pointer into the response body (a request),
+    /// or to a regular expression with one group (an outbox read).
     pub capture: BTreeMap<String, String>,
 }
+
+/// What a setup step does.
+pub enum StepAction {
+    /// Sends the request of another example; it must answer `status`.
+    Request { request: RequestTemplate, status: u16 },
+    /// Reads the newest message to `to` in the server's dev outbox.
+    Outbox { to: String },
+}
+
+/// The only outbox read there is: the newest message to the recipient.
+const OUTBOX_LATEST: &str = "latest";
 
 impl Spec {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
@@ -214,13 +225,23 @@ fn resolve_setup(
     steps
         .iter()
         .map(|step| {
-            let label = format!("{}/{}", step.operation, step.example);
+            let (operation_id, example) = match (&step.operation, &step.example, &step.outbox, &step.to) {
+                (Some(operation), Some(example), None, None) => (operation, example),
+                (None, None, Some(outbox), Some(to)) => {
+                    return resolve_outbox_step(outbox, to, &step.capture);
+                }
+                _ => {
+                    return Err("x-setup step: give `operation` and `example`, or `outbox: latest` and `to`"
+                        .to_owned());
+                }
+            };
+            let label = format!("{operation_id}/{example}");
             let (_, examples) = operations
                 .iter()
                 .zip(drafts)
-                .find(|(operation, _)| operation.id == step.operation)
-                .ok_or_else(|| format!("x-setup step {label}: no operation `{}`", step.operation))?;
-            let mut found = examples.iter().filter(|draft| draft.example == step.example);
+                .find(|(operation, _)| operation.id == *operation_id)
+                .ok_or_else(|| format!("x-setup step {label}: no operation `{operation_id}`"))?;
+            let mut found = examples.iter().filter(|draft| draft.example == *example);
             let draft = found
                 .next()
                 .ok_or_else(|| format!("x-setup step {label}: the operation has no such response example"))?;
@@ -245,12 +266,38 @@ fn resolve_setup(
             }
             Ok(SetupStep {
                 label,
-                request: read.request.clone(),
-                status: draft.status,
+                action: StepAction::Request { request: read.request.clone(), status: draft.status },
                 capture: step.capture.clone(),
             })
         })
         .collect()
+}
+
+/// An `{outbox: latest, to, capture}` step: every capture must be a regular
+/// expression with exactly one group.
+fn resolve_outbox_step(
+    outbox: &str,
+    to: &str,
+    capture: &BTreeMap<String, String>,
+) -> Result<SetupStep, String> {
+    let label = format!("outbox/{to}");
+    if outbox != OUTBOX_LATEST {
+        return Err(format!("x-setup step {label}: `outbox: {outbox}`; only `{OUTBOX_LATEST}` is supported"));
+    }
+    if capture.is_empty() {
+        return Err(format!("x-setup step {label}: an outbox read captures at least one value"));
+    }
+    for (var, pattern) in capture {
+        let groups = regex::Regex::new(pattern)
+            .map_err(|e| format!("x-setup step {label}: capture `{var}`: not a regular expression: {e}"))?
+            .captures_len();
+        if groups != 2 || var.contains(':') {
+            return Err(format!(
+                "x-setup step {label}: capture `{var}` needs a name without `:` and a pattern with exactly one group"
+            ));
+        }
+    }
+    Ok(SetupStep { label, action: StepAction::Outbox { to: to.to_owned() }, capture: capture.clone() })
 }
 
 /// The `application/json` media type object of a response or request body.

@@ -17,6 +17,8 @@ use crate::domain::key_usage::KeyUsage;
 use crate::domain::tokens::{TokenIssuer, random_base62};
 use crate::domain::{DomainError, DomainResult};
 use crate::limits::AbuseLimits;
+use crate::mail::Mailer;
+use crate::mail::delivery::Delivery;
 use crate::metrics::Metrics;
 use crate::store::{Db, StoreError};
 
@@ -32,6 +34,10 @@ pub struct AppState {
     pub limits: AbuseLimits,
     /// API key uses waiting to be written.
     pub key_usage: KeyUsage,
+    /// Outgoing mail: where new messages go, and the delivery task's bell.
+    pub mail: Mailer,
+    /// Minting API keys needs a verified email address.
+    pub require_verified_email: bool,
     /// The API areas this server serves, as `GET /v1/meta` reports them.
     pub features: Arc<[&'static str]>,
 }
@@ -97,6 +103,8 @@ impl App {
             token_issuer: Arc::default(),
             limits: AbuseLimits::in_memory(config.abuse.clone()),
             key_usage: KeyUsage::default(),
+            mail: Mailer::new(config.smtp.clone(), &config.public_url),
+            require_verified_email: config.require_verified_email,
             features: Arc::from(["operations", "identity", "metrics", "docs"]),
         };
         Ok(Self { config, state, metrics: Metrics::new()? })
@@ -142,10 +150,14 @@ impl App {
         let endpoint = self.endpoint()?;
         let grace = Duration::from_secs(self.config.shutdown_grace_secs);
         let flusher = tokio::spawn(flush_key_usage(self.state.clone()));
+        let delivery = Delivery::spawn(self.state.db.clone(), self.state.mail.clone());
         let result = Server::new_with_acceptor(acceptor)
             .run_with_graceful_shutdown(endpoint, shutdown, Some(grace))
             .await;
         flusher.abort();
+        if let Some(delivery) = delivery {
+            delivery.stop().await;
+        }
         // What the last requests did is written before the pool closes.
         if let Err(err) = self.state.key_usage.flush(&self.state.db).await {
             tracing::error!(error = %err, "could not record API key use at shutdown");

@@ -10,6 +10,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::limits::AbuseLimitsConfig;
+use crate::mail::SmtpConfig;
 
 /// The file read when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "switchyard.toml";
@@ -35,6 +36,14 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Per-client limits on sign-up, login and key minting (`[abuse]`).
     pub abuse: AbuseLimitsConfig,
+    /// Where users reach this server; reset mails link to
+    /// `{public_url}/reset-password?token=…`.
+    pub public_url: String,
+    /// Minting API keys needs a verified email address.
+    pub require_verified_email: bool,
+    /// Deliver mail through this SMTP server (`[smtp]`); without it, mail
+    /// stays in the dev outbox that `switchyard outbox` prints.
+    pub smtp: Option<SmtpConfig>,
 }
 
 /// The `[auth]` table: session tokens.
@@ -76,6 +85,9 @@ impl Default for Config {
             shutdown_grace_secs: 30,
             auth: AuthConfig::default(),
             abuse: AbuseLimitsConfig::default(),
+            public_url: "http://127.0.0.1:8000".to_owned(),
+            require_verified_email: false,
+            smtp: None,
         }
     }
 }
@@ -139,6 +151,19 @@ impl Config {
                 key: "auth",
                 reason: "token lifetimes must be positive".to_owned(),
             });
+        }
+        match url::Url::parse(&self.public_url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => {}
+            _ => {
+                return Err(ConfigError::InvalidValue {
+                    key: "public_url",
+                    reason: "must be an http:// or https:// URL".to_owned(),
+                });
+            }
+        }
+        if let Some(smtp) = &self.smtp {
+            smtp.validate()
+                .map_err(|invalid| ConfigError::InvalidValue { key: "smtp", reason: invalid.to_string() })?;
         }
         self.abuse
             .validate()

@@ -89,9 +89,33 @@ pub enum ErrorCode {
     /// Enabling needs a setup started first.
     #[oai(rename = "auth.two_factor_setup_required")]
     AuthTwoFactorSetupRequired,
+    /// The operation needs a verified email address.
+    #[oai(rename = "auth.email_unverified")]
+    AuthEmailUnverified,
+    /// The email address is already verified.
+    #[oai(rename = "auth.email_already_verified")]
+    AuthEmailAlreadyVerified,
+    /// The verification code is wrong, expired, used or out of attempts.
+    #[oai(rename = "auth.invalid_verification_code")]
+    AuthInvalidVerificationCode,
+    /// The password-reset token is unknown, expired or already used.
+    #[oai(rename = "auth.invalid_reset_token")]
+    AuthInvalidResetToken,
     /// No such organization (or not one the caller belongs to).
     #[oai(rename = "org.not_found")]
     OrgNotFound,
+    /// No member with this user id in the organization.
+    #[oai(rename = "org.member_not_found")]
+    OrgMemberNotFound,
+    /// The user is already a member of the organization.
+    #[oai(rename = "org.already_member")]
+    OrgAlreadyMember,
+    /// The change would leave the organization without an owner.
+    #[oai(rename = "org.last_owner")]
+    OrgLastOwner,
+    /// No account has this email.
+    #[oai(rename = "user.not_found")]
+    UserNotFound,
     /// No such API key among the caller's.
     #[oai(rename = "api_key.not_found")]
     ApiKeyNotFound,
@@ -144,9 +168,16 @@ impl ErrorCode {
             | Self::AuthTwoFactorNotEnabled
             | Self::AuthTwoFactorSetupRequired => StatusCode::CONFLICT,
             Self::AuthSessionRequired | Self::AuthScopeDenied | Self::AuthRoleDenied => StatusCode::FORBIDDEN,
+            Self::AuthEmailUnverified => StatusCode::FORBIDDEN,
+            Self::AuthEmailAlreadyVerified => StatusCode::CONFLICT,
+            Self::AuthInvalidVerificationCode => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::AuthInvalidResetToken => StatusCode::UNAUTHORIZED,
             Self::AuthEmailTaken => StatusCode::CONFLICT,
             Self::AuthWeakPassword => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::OrgNotFound | Self::ApiKeyNotFound => StatusCode::NOT_FOUND,
+            Self::OrgNotFound | Self::ApiKeyNotFound | Self::OrgMemberNotFound | Self::UserNotFound => {
+                StatusCode::NOT_FOUND
+            }
+            Self::OrgAlreadyMember | Self::OrgLastOwner => StatusCode::CONFLICT,
             Self::RateLimitExceeded | Self::AuthTooManyFailedLogins => StatusCode::TOO_MANY_REQUESTS,
             Self::ServerNotReady => StatusCode::SERVICE_UNAVAILABLE,
             Self::ServerInternal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -178,7 +209,17 @@ impl ErrorCode {
             Self::AuthSessionRequired | Self::AuthScopeDenied | Self::AuthRoleDenied => {
                 ErrorType::PermissionError
             }
-            Self::RequestNotFound | Self::OrgNotFound | Self::ApiKeyNotFound => ErrorType::NotFoundError,
+            Self::AuthEmailUnverified => ErrorType::PermissionError,
+            Self::AuthEmailAlreadyVerified | Self::AuthInvalidVerificationCode => {
+                ErrorType::InvalidRequestError
+            }
+            Self::AuthInvalidResetToken => ErrorType::AuthenticationError,
+            Self::RequestNotFound
+            | Self::OrgNotFound
+            | Self::ApiKeyNotFound
+            | Self::OrgMemberNotFound
+            | Self::UserNotFound => ErrorType::NotFoundError,
+            Self::OrgAlreadyMember | Self::OrgLastOwner => ErrorType::InvalidRequestError,
             Self::RateLimitExceeded | Self::AuthTooManyFailedLogins => ErrorType::RateLimitError,
             Self::ServerNotReady | Self::ServerInternal => ErrorType::ApiError,
         }

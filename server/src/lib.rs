@@ -10,6 +10,7 @@ pub mod error;
 pub mod harness;
 pub mod http;
 pub mod limits;
+pub mod mail;
 pub mod metrics;
 pub mod store;
 pub mod telemetry;

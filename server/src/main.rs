@@ -1,4 +1,4 @@
-//! The `switchyard` command line: `serve`, `migrate`, `keys create` and `config print`.
+//! The `switchyard` command line: `serve`, `migrate`, `keys create`, `outbox` and `config print`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,7 +9,7 @@ use switchyard_server::config::{Config, LogFormat, Overrides};
 use switchyard_server::domain::RequestContext;
 use switchyard_server::domain::api_keys;
 use switchyard_server::domain::principal::Scope;
-use switchyard_server::store::Db;
+use switchyard_server::store::{Db, OutboxRow};
 use switchyard_server::{App, telemetry};
 
 #[derive(Parser)]
@@ -47,6 +47,13 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Print the newest outgoing mail (verification codes, reset links),
+    /// oldest first: without `[smtp]`, this is where mail goes.
+    Outbox {
+        /// How many messages to print.
+        #[arg(long, default_value_t = 10)]
+        limit: u32,
     },
 }
 
@@ -139,11 +146,49 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             println!("{}", made.minted.plain);
             Ok(())
         }
+        Command::Outbox { limit } => {
+            let db = Db::connect(&config.database_url).await?;
+            db.migrate().await?;
+            let rows = db.outbox_list(i64::from(limit)).await;
+            db.close().await;
+            let rows = rows?;
+            if rows.is_empty() {
+                eprintln!("the outbox is empty");
+            }
+            for row in rows.iter().rev() {
+                print!("{}", render_outbox_row(row));
+            }
+            Ok(())
+        }
         Command::Config { command: ConfigCommand::Print } => {
             print!("{}", config.to_masked_toml());
             Ok(())
         }
     }
+}
+
+/// One message as `switchyard outbox` prints it.
+fn render_outbox_row(row: &OutboxRow) -> String {
+    let created =
+        chrono::DateTime::from_timestamp(row.created_at, 0).map(|t| t.to_rfc3339()).unwrap_or_default();
+    let mut out = format!(
+        "--- {} ({}, {}, {created})\nTo: {}\nSubject: {}\n",
+        row.id,
+        row.kind,
+        row.status.as_str(),
+        row.recipient,
+        row.subject
+    );
+    if let Some(error) = &row.last_error {
+        out.push_str(&format!("Last error ({} attempts): {error}\n", row.attempts));
+    }
+    out.push('\n');
+    out.push_str(&row.body);
+    if !row.body.ends_with('\n') {
+        out.push('\n');
+    }
+    out.push('\n');
+    out
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

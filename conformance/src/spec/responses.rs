@@ -42,11 +42,16 @@ pub(super) struct ReadExample {
     pub setup: Vec<XSetupStep>,
 }
 
+/// An `x-setup` step: either `{operation, example, capture}` (a request) or
+/// `{outbox: latest, to, capture}` (a read of the dev outbox); which one is
+/// checked when the steps are resolved.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct XSetupStep {
-    pub operation: String,
-    pub example: String,
+    pub operation: Option<String>,
+    pub example: Option<String>,
+    pub outbox: Option<String>,
+    pub to: Option<String>,
     #[serde(default)]
     pub capture: BTreeMap<String, String>,
 }

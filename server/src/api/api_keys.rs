@@ -157,7 +157,14 @@ impl ApiKeysApi {
             org_id: body.org_id,
             expires_in_days: body.expires_in_days,
         };
-        let minted = api_keys::api_key_create(&state.db, &principal, input, &context(remote)).await?;
+        let minted = api_keys::api_key_create(
+            &state.db,
+            &principal,
+            state.require_verified_email,
+            input,
+            &context(remote),
+        )
+        .await?;
         Ok(Created201::Created(Json(CreatedApiKey { key: minted.plain, api_key: minted.key.into() })))
     }
 

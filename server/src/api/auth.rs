@@ -156,7 +156,7 @@ impl AuthApi {
         let Json(body) = body;
         let input =
             Registration { email: body.email, password: body.password, display_name: body.display_name };
-        let signed = accounts::register(&state.db, issuer, input, &context(remote)).await?;
+        let signed = accounts::register(&state.db, issuer, &state.mail, input, &context(remote)).await?;
         Ok(Created201::Created(Json(signed.into())))
     }
 

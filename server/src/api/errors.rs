@@ -2,6 +2,7 @@
 
 use crate::domain::{DomainError, Resource};
 use crate::error::{ApiError, ErrorCode};
+use crate::limits::Decision;
 
 impl From<DomainError> for ApiError {
     fn from(err: DomainError) -> Self {
@@ -82,10 +83,46 @@ impl From<DomainError> for ApiError {
                     .param("challenge_token")
                     .fix("Log in with email and password again.")
             }
+            DomainError::EmailUnverified => {
+                ApiError::new(ErrorCode::AuthEmailUnverified, "Verify your email address first")
+                    .why("This server requires a verified email address for this operation.")
+                    .fix("Enter the code mailed to you at POST /v1/auth/verify-email, or request a new one at POST /v1/auth/resend-verification.")
+            }
+            DomainError::EmailAlreadyVerified => {
+                ApiError::new(ErrorCode::AuthEmailAlreadyVerified, "The email address is already verified")
+            }
+            DomainError::InvalidVerificationCode => {
+                ApiError::new(ErrorCode::AuthInvalidVerificationCode, "Wrong or expired verification code")
+                    .param("code")
+                    .why("A code works once, for 10 minutes, and tolerates 5 wrong tries.")
+                    .fix("Check the latest mail, or request a new code at POST /v1/auth/resend-verification.")
+            }
+            DomainError::InvalidResetToken => {
+                ApiError::new(ErrorCode::AuthInvalidResetToken, "Invalid or expired password-reset token")
+                    .param("token")
+                    .why("A reset token works once, within 30 minutes of the request.")
+                    .fix("Request a new one at POST /v1/auth/password-reset.")
+            }
+            DomainError::ResendTooSoon(retry_after) => ApiError::rate_limited(
+                ErrorCode::RateLimitExceeded,
+                Decision::Limited { limit: 1, retry_after },
+            )
+            .why("A verification mail went to this address less than a minute ago."),
+            DomainError::AlreadyMember => {
+                ApiError::new(ErrorCode::OrgAlreadyMember, "Already a member of this organization")
+                    .param("email")
+                    .fix("Change their role with PATCH /v1/orgs/{id}/members/{user_id} instead.")
+            }
+            DomainError::LastOwner => {
+                ApiError::new(ErrorCode::OrgLastOwner, "The organization would have no owner left")
+                    .fix("Make another member an owner first.")
+            }
             DomainError::NotFound(resource) => {
                 let code = match resource {
                     Resource::Organization => ErrorCode::OrgNotFound,
                     Resource::ApiKey => ErrorCode::ApiKeyNotFound,
+                    Resource::User => ErrorCode::UserNotFound,
+                    Resource::Member => ErrorCode::OrgMemberNotFound,
                 };
                 ApiError::new(code, format!("No such {resource}"))
             }

@@ -4,6 +4,7 @@
 
 mod api_keys;
 mod auth;
+mod email;
 mod errors;
 mod meta;
 mod operations;
@@ -38,6 +39,7 @@ pub type Apis = (
     meta::MetaApi,
     auth::AuthApi,
     two_factor::TwoFactorApi,
+    email::EmailApi,
     api_keys::ApiKeysApi,
     orgs::OrgsApi,
 );

@@ -6,9 +6,9 @@ use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 
 use super::auth::context;
-use super::responses::Created201;
+use super::responses::{Created201, NoContent204};
 use super::security::AnyCredential;
-use super::wire::Org;
+use super::wire::{Member, Org, Role};
 use super::{ApiTags, Ok200};
 use crate::app::AppState;
 use crate::domain::{orgs, page_limit};
@@ -32,9 +32,42 @@ pub struct OrgList {
     pub has_more: bool,
 }
 
+#[derive(Debug, Object)]
+pub struct UpdateOrgRequest {
+    /// 1 to 100 characters.
+    pub name: String,
+}
+
+#[derive(Debug, Object)]
+pub struct AddMemberRequest {
+    /// The email of an existing account.
+    pub email: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Object)]
+pub struct UpdateMemberRequest {
+    pub role: Role,
+}
+
+/// A page of members.
+#[derive(Debug, Object)]
+pub struct MemberList {
+    pub data: Vec<Member>,
+    #[oai(nullable)]
+    pub next_cursor: Option<String>,
+    pub has_more: bool,
+}
+
 operation_errors!(OrgCreateError: 400, 401, 403, 422);
 operation_errors!(OrgListError: 400, 401);
 operation_errors!(OrgGetError: 401, 404);
+operation_errors!(OrgUpdateError: 400, 401, 403, 404, 422);
+operation_errors!(OrgDeleteError: 401, 403, 404);
+operation_errors!(MemberListError: 400, 401, 403, 404);
+operation_errors!(MemberAddError: 400, 401, 403, 404, 409, 422);
+operation_errors!(MemberUpdateError: 400, 401, 403, 404, 409);
+operation_errors!(MemberRemoveError: 401, 403, 404, 409);
 
 #[OpenApi(tag = "ApiTags::Orgs")]
 impl OrgsApi {
@@ -84,5 +117,110 @@ impl OrgsApi {
     ) -> Result<Ok200<Org>, OrgGetError> {
         let principal = state.principal(&auth).await?;
         Ok(Ok200::Ok(Json(orgs::org_get(&state.db, &principal, &id.0).await?.into())))
+    }
+
+    /// Renames an organization. Owners and admins.
+    #[oai(path = "/v1/orgs/:id", method = "patch", operation_id = "org_update")]
+    async fn org_update(
+        &self,
+        state: Data<&AppState>,
+        remote: &RemoteAddr,
+        auth: AnyCredential,
+        id: Path<String>,
+        body: Json<UpdateOrgRequest>,
+    ) -> Result<Ok200<Org>, OrgUpdateError> {
+        let principal = state.principal(&auth).await?;
+        let org = orgs::org_rename(&state.db, &principal, &id.0, &body.0.name, &context(remote)).await?;
+        Ok(Ok200::Ok(Json(org.into())))
+    }
+
+    /// Deletes an organization with its memberships and API keys. Owners only.
+    #[oai(path = "/v1/orgs/:id", method = "delete", operation_id = "org_delete")]
+    async fn org_delete(
+        &self,
+        state: Data<&AppState>,
+        remote: &RemoteAddr,
+        auth: AnyCredential,
+        id: Path<String>,
+    ) -> Result<NoContent204, OrgDeleteError> {
+        let principal = state.principal(&auth).await?;
+        orgs::org_delete(&state.db, &principal, &id.0, &context(remote)).await?;
+        Ok(NoContent204::NoContent)
+    }
+
+    /// The organization's members. Any member but externals.
+    #[oai(path = "/v1/orgs/:id/members", method = "get", operation_id = "org_member_list")]
+    async fn org_member_list(
+        &self,
+        state: Data<&AppState>,
+        auth: AnyCredential,
+        id: Path<String>,
+        /// Page size, 1 to 200 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
+        limit: Query<Option<u32>>,
+        /// `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+    ) -> Result<Ok200<MemberList>, MemberListError> {
+        let principal = state.principal(&auth).await?;
+        let limit = page_limit(limit.0);
+        let page = orgs::member_list(&state.db, &principal, &id.0, cursor.0.as_deref(), limit).await?;
+        Ok(Ok200::Ok(Json(MemberList {
+            has_more: page.next_cursor.is_some(),
+            next_cursor: page.next_cursor,
+            data: page.items.into_iter().map(Member::from).collect(),
+        })))
+    }
+
+    /// Adds an existing account to the organization. Owners add any role;
+    /// admins add members and externals.
+    #[oai(path = "/v1/orgs/:id/members", method = "post", operation_id = "org_member_add")]
+    async fn org_member_add(
+        &self,
+        state: Data<&AppState>,
+        remote: &RemoteAddr,
+        auth: AnyCredential,
+        id: Path<String>,
+        body: Json<AddMemberRequest>,
+    ) -> Result<Created201<Member>, MemberAddError> {
+        let principal = state.principal(&auth).await?;
+        let Json(body) = body;
+        let member =
+            orgs::member_add(&state.db, &principal, &id.0, &body.email, body.role.into(), &context(remote))
+                .await?;
+        Ok(Created201::Created(Json(member.into())))
+    }
+
+    /// Changes a member's role. The last owner cannot be demoted.
+    #[oai(path = "/v1/orgs/:id/members/:user_id", method = "patch", operation_id = "org_member_update")]
+    async fn org_member_update(
+        &self,
+        state: Data<&AppState>,
+        remote: &RemoteAddr,
+        auth: AnyCredential,
+        id: Path<String>,
+        user_id: Path<String>,
+        body: Json<UpdateMemberRequest>,
+    ) -> Result<Ok200<Member>, MemberUpdateError> {
+        let principal = state.principal(&auth).await?;
+        let role = body.0.role.into();
+        let member =
+            orgs::member_set_role(&state.db, &principal, &id.0, &user_id.0, role, &context(remote)).await?;
+        Ok(Ok200::Ok(Json(member.into())))
+    }
+
+    /// Removes a member, or leaves (your own user id). The last owner cannot
+    /// leave. Their API keys for the organization are revoked.
+    #[oai(path = "/v1/orgs/:id/members/:user_id", method = "delete", operation_id = "org_member_remove")]
+    async fn org_member_remove(
+        &self,
+        state: Data<&AppState>,
+        remote: &RemoteAddr,
+        auth: AnyCredential,
+        id: Path<String>,
+        user_id: Path<String>,
+    ) -> Result<NoContent204, MemberRemoveError> {
+        let principal = state.principal(&auth).await?;
+        orgs::member_remove(&state.db, &principal, &id.0, &user_id.0, &context(remote)).await?;
+        Ok(NoContent204::NoContent)
     }
 }

@@ -25,3 +25,10 @@ pub enum NoContent204 {
     #[oai(status = 204)]
     NoContent,
 }
+
+#[derive(Debug, ApiResponse)]
+#[oai(header(name = "X-Request-Id", ty = "String", description = "The id of this request."))]
+pub enum Accepted202<T: ToJSON + Type + Send> {
+    #[oai(status = 202)]
+    Accepted(Json<T>),
+}

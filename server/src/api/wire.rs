@@ -4,7 +4,8 @@
 use chrono::{DateTime, Utc};
 use poem_openapi::{Enum, Object};
 
-use crate::store::{MembershipRow, UserRow};
+use crate::domain::orgs;
+use crate::store::{MemberRow, MembershipRow, UserRow};
 
 /// Unix seconds as a timestamp; out-of-range values (never stored) become the epoch.
 pub fn timestamp(seconds: i64) -> DateTime<Utc> {
@@ -46,14 +47,47 @@ pub enum Role {
     External,
 }
 
-impl Role {
-    fn from_stored(role: &str) -> Self {
+impl From<orgs::Role> for Role {
+    fn from(role: orgs::Role) -> Self {
         match role {
-            "owner" => Self::Owner,
-            "admin" => Self::Admin,
-            "member" => Self::Member,
-            // The column's CHECK constraint allows nothing else.
-            _ => Self::External,
+            orgs::Role::Owner => Self::Owner,
+            orgs::Role::Admin => Self::Admin,
+            orgs::Role::Member => Self::Member,
+            orgs::Role::External => Self::External,
+        }
+    }
+}
+
+impl From<Role> for orgs::Role {
+    fn from(role: Role) -> Self {
+        match role {
+            Role::Owner => Self::Owner,
+            Role::Admin => Self::Admin,
+            Role::Member => Self::Member,
+            Role::External => Self::External,
+        }
+    }
+}
+
+/// A member of an organization.
+#[derive(Debug, Object)]
+pub struct Member {
+    pub user_id: String,
+    pub email: String,
+    #[oai(nullable)]
+    pub display_name: Option<String>,
+    pub role: Role,
+    pub joined_at: DateTime<Utc>,
+}
+
+impl From<MemberRow> for Member {
+    fn from(row: MemberRow) -> Self {
+        Self {
+            role: orgs::Role::parse(&row.role).into(),
+            user_id: row.user_id,
+            email: row.email,
+            display_name: row.display_name,
+            joined_at: timestamp(row.created_at),
         }
     }
 }
@@ -72,7 +106,7 @@ impl From<MembershipRow> for Org {
         Self {
             id: row.org.id,
             name: row.org.name,
-            role: Role::from_stored(&row.role),
+            role: orgs::Role::parse(&row.role).into(),
             created_at: timestamp(row.org.created_at),
         }
     }

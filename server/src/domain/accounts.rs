@@ -4,7 +4,8 @@
 use super::principal::Principal;
 use super::tokens::{TokenIssuer, digest, mint_refresh_token};
 use super::{DomainError, DomainResult, RequestContext, new_id, now};
-use super::{passwords, two_factor};
+use super::{email, passwords, two_factor};
+use crate::mail::Mailer;
 use crate::store::{AuditEvent, Db, MembershipRow, UserRow};
 
 pub const MAX_EMAIL_LEN: usize = 254;
@@ -47,6 +48,7 @@ pub fn normalize_email(raw: &str) -> DomainResult<String> {
 pub async fn register(
     db: &Db,
     issuer: &TokenIssuer,
+    mail: &Mailer,
     input: Registration,
     ctx: &RequestContext,
 ) -> DomainResult<SignedIn> {
@@ -74,6 +76,7 @@ pub async fn register(
         return Err(DomainError::EmailTaken);
     }
     audit(db, ctx, Some(&user.id), "user.registered", Some(&user.id)).await?;
+    email::send_verification(db, mail, &user).await?;
     sign_in(db, issuer, user).await
 }
 

@@ -26,9 +26,11 @@ pub struct MintedKey {
     pub plain: String,
 }
 
+/// With `require_verified_email`, the caller's address must be verified.
 pub async fn api_key_create(
     db: &Db,
     principal: &Principal,
+    require_verified_email: bool,
     input: NewApiKey,
     ctx: &RequestContext,
 ) -> DomainResult<MintedKey> {
@@ -38,6 +40,12 @@ pub async fn api_key_create(
         None => return Err(DomainError::NotFound(Resource::Organization)),
         Some("external") => return Err(DomainError::RoleDenied),
         Some(_) => {}
+    }
+    if require_verified_email {
+        let user = db.user_by_id(&principal.user_id).await?.ok_or(DomainError::InvalidToken)?;
+        if !user.email_verified {
+            return Err(DomainError::EmailUnverified);
+        }
     }
     mint(db, &principal.user_id, input, ctx).await
 }

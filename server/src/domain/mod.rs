@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod api_keys;
+pub mod email;
 pub mod key_usage;
 pub mod orgs;
 pub mod passwords;
@@ -51,6 +52,20 @@ pub enum DomainError {
     TotpReplayed,
     #[error("invalid or expired login challenge")]
     InvalidChallenge,
+    #[error("this needs a verified email address")]
+    EmailUnverified,
+    #[error("the email address is already verified")]
+    EmailAlreadyVerified,
+    #[error("wrong or expired verification code")]
+    InvalidVerificationCode,
+    #[error("invalid or expired password-reset token")]
+    InvalidResetToken,
+    #[error("a verification mail was resent too recently")]
+    ResendTooSoon(std::time::Duration),
+    #[error("already a member")]
+    AlreadyMember,
+    #[error("the organization would have no owner left")]
+    LastOwner,
     #[error("{0} not found")]
     NotFound(Resource),
     #[error(transparent)]
@@ -66,6 +81,8 @@ pub type DomainResult<T> = Result<T, DomainError>;
 pub enum Resource {
     Organization,
     ApiKey,
+    User,
+    Member,
 }
 
 impl std::fmt::Display for Resource {
@@ -73,6 +90,8 @@ impl std::fmt::Display for Resource {
         f.write_str(match self {
             Self::Organization => "organization",
             Self::ApiKey => "API key",
+            Self::User => "user",
+            Self::Member => "member",
         })
     }
 }

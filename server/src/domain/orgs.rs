@@ -1,11 +1,12 @@
-//! Organizations: create one (the creator becomes its owner), list the ones
-//! the caller belongs to, read one. An org the caller is not in does not exist
-//! for them (404, never 403).
+//! Organizations and their members: create one (the creator becomes its
+//! owner), list and read the caller's, rename, delete, and manage who belongs
+//! with which role. An org the caller is not in does not exist for them (404,
+//! never 403); changes need a session or an API key with the `admin` scope.
 
-use super::accounts::audit_in_org;
-use super::principal::Principal;
+use super::accounts::{audit_in_org, normalize_email};
+use super::principal::{Principal, Scope};
 use super::{DomainError, DomainResult, Page, RequestContext, Resource, new_id, now};
-use crate::store::{Db, MembershipRow, OrgRow};
+use crate::store::{Db, MemberRow, MembershipRow, OrgRow};
 
 pub const MAX_NAME_LEN: usize = 100;
 
@@ -68,4 +69,173 @@ pub async fn org_get(db: &Db, principal: &Principal, org_id: &str) -> DomainResu
         return Err(DomainError::NotFound(Resource::Organization));
     }
     db.membership(org_id, &principal.user_id).await?.ok_or(DomainError::NotFound(Resource::Organization))
+}
+
+/// A role in an org, from most to least powerful.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    Owner,
+    Admin,
+    Member,
+    External,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Owner => "owner",
+            Self::Admin => "admin",
+            Self::Member => "member",
+            Self::External => "external",
+        }
+    }
+
+    /// Roles as stored; the column's CHECK constraint allows only these.
+    pub fn parse(stored: &str) -> Self {
+        match stored {
+            "owner" => Self::Owner,
+            "admin" => Self::Admin,
+            "member" => Self::Member,
+            _ => Self::External,
+        }
+    }
+
+    /// Owners manage everyone; admins manage members and externals.
+    fn may_manage(self, target: Role) -> bool {
+        match self {
+            Self::Owner => true,
+            Self::Admin => matches!(target, Role::Member | Role::External),
+            Self::Member | Self::External => false,
+        }
+    }
+}
+
+/// The caller's membership of `org_id`, or 404 when they are not in it (or
+/// their API key is bound to another org).
+async fn caller_role(db: &Db, principal: &Principal, org_id: &str) -> DomainResult<Role> {
+    if principal.key_org().is_some_and(|own| own != org_id) {
+        return Err(DomainError::NotFound(Resource::Organization));
+    }
+    let membership = db.membership(org_id, &principal.user_id).await?;
+    membership.map(|m| Role::parse(&m.role)).ok_or(DomainError::NotFound(Resource::Organization))
+}
+
+/// Checks the caller may change the org: a session or a key with the `admin`
+/// scope, and at least the `needed` role.
+async fn manager_role(db: &Db, principal: &Principal, org_id: &str, needed: Role) -> DomainResult<Role> {
+    let role = caller_role(db, principal, org_id).await?;
+    principal.require_scope(Scope::Admin)?;
+    if role > needed {
+        return Err(DomainError::RoleDenied);
+    }
+    Ok(role)
+}
+
+pub async fn org_rename(
+    db: &Db,
+    principal: &Principal,
+    org_id: &str,
+    name: &str,
+    ctx: &RequestContext,
+) -> DomainResult<MembershipRow> {
+    manager_role(db, principal, org_id, Role::Admin).await?;
+    let name = check_name(name)?;
+    db.org_rename(org_id, &name).await?;
+    audit_in_org(db, ctx, Some(&principal.user_id), Some(org_id), "org.renamed", Some(org_id)).await?;
+    org_get(db, principal, org_id).await
+}
+
+pub async fn org_delete(
+    db: &Db,
+    principal: &Principal,
+    org_id: &str,
+    ctx: &RequestContext,
+) -> DomainResult<()> {
+    manager_role(db, principal, org_id, Role::Owner).await?;
+    db.org_delete(org_id).await?;
+    audit_in_org(db, ctx, Some(&principal.user_id), Some(org_id), "org.deleted", Some(org_id)).await
+}
+
+/// The org's members; externals may not list them.
+pub async fn member_list(
+    db: &Db,
+    principal: &Principal,
+    org_id: &str,
+    cursor: Option<&str>,
+    limit: i64,
+) -> DomainResult<Page<MemberRow>> {
+    if caller_role(db, principal, org_id).await? == Role::External {
+        return Err(DomainError::RoleDenied);
+    }
+    let rows = db.members(org_id, cursor, limit + 1).await?;
+    Ok(Page::from_rows(rows, limit, |m| &m.user_id))
+}
+
+/// Adds an existing account by email with `role`.
+pub async fn member_add(
+    db: &Db,
+    principal: &Principal,
+    org_id: &str,
+    email: &str,
+    role: Role,
+    ctx: &RequestContext,
+) -> DomainResult<MemberRow> {
+    let own = manager_role(db, principal, org_id, Role::Admin).await?;
+    if !own.may_manage(role) {
+        return Err(DomainError::RoleDenied);
+    }
+    let email = normalize_email(email)?;
+    let user = db.user_by_email(&email).await?.ok_or(DomainError::NotFound(Resource::User))?;
+    if !db.member_add(org_id, &user.id, role.as_str(), now()).await? {
+        return Err(DomainError::AlreadyMember);
+    }
+    audit_in_org(db, ctx, Some(&principal.user_id), Some(org_id), "member.added", Some(&user.id)).await?;
+    db.member(org_id, &user.id).await?.ok_or(DomainError::NotFound(Resource::Member))
+}
+
+/// Changes a member's role. Owners may change anyone's; admins only between
+/// member and external. The last owner cannot be demoted.
+pub async fn member_set_role(
+    db: &Db,
+    principal: &Principal,
+    org_id: &str,
+    user_id: &str,
+    role: Role,
+    ctx: &RequestContext,
+) -> DomainResult<MemberRow> {
+    let own = manager_role(db, principal, org_id, Role::Admin).await?;
+    let target = db.member(org_id, user_id).await?.ok_or(DomainError::NotFound(Resource::Member))?;
+    if !own.may_manage(Role::parse(&target.role)) || !own.may_manage(role) {
+        return Err(DomainError::RoleDenied);
+    }
+    if !db.member_set_role(org_id, user_id, role.as_str()).await? {
+        return Err(DomainError::LastOwner);
+    }
+    audit_in_org(db, ctx, Some(&principal.user_id), Some(org_id), "member.role_changed", Some(user_id))
+        .await?;
+    db.member(org_id, user_id).await?.ok_or(DomainError::NotFound(Resource::Member))
+}
+
+/// Removes a member; anyone may leave, owners remove anyone, admins remove
+/// members and externals. The last owner cannot leave.
+pub async fn member_remove(
+    db: &Db,
+    principal: &Principal,
+    org_id: &str,
+    user_id: &str,
+    ctx: &RequestContext,
+) -> DomainResult<()> {
+    let own = caller_role(db, principal, org_id).await?;
+    let target = db.member(org_id, user_id).await?.ok_or(DomainError::NotFound(Resource::Member))?;
+    let leaving = user_id == principal.user_id;
+    if !leaving {
+        principal.require_scope(Scope::Admin)?;
+        if !own.may_manage(Role::parse(&target.role)) {
+            return Err(DomainError::RoleDenied);
+        }
+    }
+    if !db.member_remove(org_id, user_id, now()).await? {
+        return Err(DomainError::LastOwner);
+    }
+    audit_in_org(db, ctx, Some(&principal.user_id), Some(org_id), "member.removed", Some(user_id)).await
 }

@@ -4,14 +4,18 @@
 
 mod api_keys;
 mod audit;
+mod email;
 mod orgs;
+mod outbox;
 mod settings;
 mod two_factor;
 mod users;
 
 pub use api_keys::ApiKeyRow;
 pub use audit::AuditEvent;
-pub use orgs::{MembershipRow, OrgRow};
+pub use email::{Queued, Resent, VerificationRow};
+pub use orgs::{MemberRow, MembershipRow, OrgRow};
+pub use outbox::OutboxRow;
 pub use two_factor::{ChallengeRow, TotpState};
 pub use users::{RefreshTokenRow, UserRow};
 

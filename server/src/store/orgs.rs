@@ -84,3 +84,142 @@ fn membership(row: &sqlx::any::AnyRow) -> Result<MembershipRow, StoreError> {
         role: row.try_get("role")?,
     })
 }
+
+/// A member of an org, with their account's public details.
+#[derive(Debug, Clone)]
+pub struct MemberRow {
+    pub user_id: String,
+    pub email: String,
+    pub display_name: Option<String>,
+    pub role: String,
+    pub created_at: i64,
+}
+
+impl Db {
+    pub async fn org_rename(&self, org_id: &str, name: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE orgs SET name = $1 WHERE id = $2")
+            .bind(name)
+            .bind(org_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes the org; memberships and API keys go with it.
+    pub async fn org_delete(&self, org_id: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        // Explicit rather than relying on ON DELETE CASCADE, which SQLite
+        // applies only with foreign keys switched on for the connection.
+        sqlx::query("DELETE FROM api_keys WHERE org_id = $1").bind(org_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM org_members WHERE org_id = $1").bind(org_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM orgs WHERE id = $1").bind(org_id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Members in user-id order after the keyset cursor `after`.
+    pub async fn members(
+        &self,
+        org_id: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<MemberRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT m.user_id, u.email, u.display_name, m.role, m.created_at FROM org_members m \
+             JOIN users u ON u.id = m.user_id WHERE m.org_id = $1 AND m.user_id > $2 ORDER BY m.user_id LIMIT $3",
+        )
+        .bind(org_id)
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(member).collect()
+    }
+
+    pub async fn member(&self, org_id: &str, user_id: &str) -> Result<Option<MemberRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT m.user_id, u.email, u.display_name, m.role, m.created_at FROM org_members m \
+             JOIN users u ON u.id = m.user_id WHERE m.org_id = $1 AND m.user_id = $2",
+        )
+        .bind(org_id)
+        .bind(user_id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(member).transpose()
+    }
+
+    /// Adds a member; `Ok(false)` when they already belong to the org.
+    pub async fn member_add(
+        &self,
+        org_id: &str,
+        user_id: &str,
+        role: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let added = sqlx::query(
+            "INSERT INTO org_members (org_id, user_id, role, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (org_id, user_id) DO NOTHING",
+        )
+        .bind(org_id)
+        .bind(user_id)
+        .bind(role)
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        Ok(added.rows_affected() == 1)
+    }
+
+    /// Changes a member's role, unless that would leave the org without an
+    /// owner; `Ok(false)` then. One statement, so the check and the change
+    /// cannot be split by another request.
+    pub async fn member_set_role(&self, org_id: &str, user_id: &str, role: &str) -> Result<bool, StoreError> {
+        let changed = sqlx::query(
+            "UPDATE org_members SET role = $1 WHERE org_id = $2 AND user_id = $3 \
+             AND (role <> 'owner' OR $1 = 'owner' \
+                  OR (SELECT COUNT(*) FROM org_members WHERE org_id = $2 AND role = 'owner') > 1)",
+        )
+        .bind(role)
+        .bind(org_id)
+        .bind(user_id)
+        .execute(self.pool())
+        .await?;
+        Ok(changed.rows_affected() == 1)
+    }
+
+    /// Removes a member and revokes their keys for the org, unless they are
+    /// the last owner; `Ok(false)` then.
+    pub async fn member_remove(&self, org_id: &str, user_id: &str, now: i64) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let removed = sqlx::query(
+            "DELETE FROM org_members WHERE org_id = $1 AND user_id = $2 \
+             AND (role <> 'owner' OR (SELECT COUNT(*) FROM org_members WHERE org_id = $1 AND role = 'owner') > 1)",
+        )
+        .bind(org_id)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        if removed.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE api_keys SET revoked_at = $1 WHERE org_id = $2 AND user_id = $3 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(org_id)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
+fn member(row: &sqlx::any::AnyRow) -> Result<MemberRow, StoreError> {
+    Ok(MemberRow {
+        user_id: row.try_get("user_id")?,
+        email: row.try_get("email")?,
+        display_name: row.try_get("display_name")?,
+        role: row.try_get("role")?,
+        created_at: row.try_get("created_at")?,
+    })
+}

@@ -180,7 +180,7 @@ impl Db {
     }
 }
 
-async fn revoke_all_sessions(
+pub(super) async fn revoke_all_sessions(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     user_id: &str,
     now: i64,

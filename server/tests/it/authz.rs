@@ -63,13 +63,36 @@ enum Sends {
     /// session of the account, so session callers use an account registered,
     /// with two-factor on, for this one call.
     RecoveryCode,
+    /// A well-formed code that was never mailed: the call reaches the code check.
+    UnmailedCode,
+    /// `{id}` is the owner's org, with a new name.
+    RenameOwnersOrg,
+    /// `{id}` is an org of the owner's, created for this one call.
+    FreshOwnersOrg,
+    /// `{id}` is the owner's org; the body adds an account made for this call.
+    NewMemberForOwnersOrg,
+    /// `{id}` is the owner's org and `{user_id}` a member added for this one
+    /// call; the body makes them an admin.
+    PromoteFreshMember,
+    /// `{id}` is the owner's org and `{user_id}` a member added for this one call.
+    FreshMember,
 }
 
 impl Sends {
     /// Whether the call names the owner's objects, which a stranger must not
     /// learn exist.
     fn names_owners_objects(self) -> bool {
-        matches!(self, Self::OwnersOrg | Self::KeyInOwnersOrg | Self::FreshOwnersKey)
+        matches!(
+            self,
+            Self::OwnersOrg
+                | Self::KeyInOwnersOrg
+                | Self::FreshOwnersKey
+                | Self::RenameOwnersOrg
+                | Self::FreshOwnersOrg
+                | Self::NewMemberForOwnersOrg
+                | Self::PromoteFreshMember
+                | Self::FreshMember
+        )
     }
 }
 
@@ -98,30 +121,43 @@ impl Expect {
 const OK: Expect = Expect::Status(200);
 const CREATED: Expect = Expect::Status(201);
 const NO_CONTENT: Expect = Expect::Status(204);
+const ACCEPTED: Expect = Expect::Status(202);
+const WRONG_CODE: Expect = Expect::Error(422, "auth.invalid_verification_code");
 const NO_CREDENTIAL: Expect = Expect::Error(401, "auth.missing_credentials");
 const SESSION_ONLY: Expect = Expect::Error(403, "auth.session_required");
 const NO_SUCH_ORG: Expect = Expect::Error(404, "org.not_found");
 const NO_SUCH_KEY: Expect = Expect::Error(404, "api_key.not_found");
+const NEEDS_ADMIN_SCOPE: Expect = Expect::Error(403, "auth.scope_denied");
 
 /// An operation id, what its calls send, and what each of [`CALLERS`] gets.
 type Row = (&'static str, Sends, [Expect; 5]);
 
 // The table names what a row sends by the variant alone.
 use Sends::{
-    EndsSession, FreshOwnersKey, KeyInOwnersOrg, NewOrg, Nothing, OwnersOrg, RecoveryCode, SetupCode,
+    EndsSession, FreshMember, FreshOwnersKey, FreshOwnersOrg, KeyInOwnersOrg, NewMemberForOwnersOrg, NewOrg,
+    Nothing, OwnersOrg, PromoteFreshMember, RecoveryCode, RenameOwnersOrg, SetupCode,
 };
 
 #[rustfmt::skip]
-const MATRIX: [Row; 11] = [
+const MATRIX: [Row; 19] = [
 //   operation              sends           anonymous      owner       key `*`       key `chat`    stranger
     ("two_factor_setup",   Nothing,        [NO_CREDENTIAL, OK,         SESSION_ONLY, SESSION_ONLY, OK]),
     ("two_factor_enable",  SetupCode,      [NO_CREDENTIAL, OK,         SESSION_ONLY, SESSION_ONLY, OK]),
     ("two_factor_disable", RecoveryCode,   [NO_CREDENTIAL, NO_CONTENT, SESSION_ONLY, SESSION_ONLY, NO_CONTENT]),
+    ("auth_verify_email",  Sends::UnmailedCode, [NO_CREDENTIAL, WRONG_CODE, SESSION_ONLY, SESSION_ONLY, WRONG_CODE]),
+    ("auth_resend_verification", Nothing, [NO_CREDENTIAL, ACCEPTED, SESSION_ONLY, SESSION_ONLY, ACCEPTED]),
     ("auth_logout",        EndsSession,    [NO_CREDENTIAL, NO_CONTENT, SESSION_ONLY, SESSION_ONLY, NO_CONTENT]),
     ("auth_me",            Nothing,        [NO_CREDENTIAL, OK,         OK,           OK,           OK]),
     ("org_create",         NewOrg,         [NO_CREDENTIAL, CREATED,    SESSION_ONLY, SESSION_ONLY, CREATED]),
     ("org_list",           Nothing,        [NO_CREDENTIAL, OK,         OK,           OK,           OK]),
     ("org_get",            OwnersOrg,      [NO_CREDENTIAL, OK,         OK,           OK,           NO_SUCH_ORG]),
+    ("org_update",         RenameOwnersOrg, [NO_CREDENTIAL, OK,        OK,           NEEDS_ADMIN_SCOPE, NO_SUCH_ORG]),
+    // The keys act in the owner's first org, so any other org is not theirs to see.
+    ("org_delete",         FreshOwnersOrg, [NO_CREDENTIAL, NO_CONTENT, NO_SUCH_ORG,  NO_SUCH_ORG,  NO_SUCH_ORG]),
+    ("org_member_list",    OwnersOrg,      [NO_CREDENTIAL, OK,         OK,           OK,           NO_SUCH_ORG]),
+    ("org_member_add",     NewMemberForOwnersOrg, [NO_CREDENTIAL, CREATED, CREATED,  NEEDS_ADMIN_SCOPE, NO_SUCH_ORG]),
+    ("org_member_update",  PromoteFreshMember, [NO_CREDENTIAL, OK,     OK,           NEEDS_ADMIN_SCOPE, NO_SUCH_ORG]),
+    ("org_member_remove",  FreshMember,    [NO_CREDENTIAL, NO_CONTENT, NO_CONTENT,   NEEDS_ADMIN_SCOPE, NO_SUCH_ORG]),
     ("api_key_create",     KeyInOwnersOrg, [NO_CREDENTIAL, CREATED,    SESSION_ONLY, SESSION_ONLY, NO_SUCH_ORG]),
     ("api_key_list",       Nothing,        [NO_CREDENTIAL, OK,         SESSION_ONLY, SESSION_ONLY, OK]),
     ("api_key_delete",     FreshOwnersKey, [NO_CREDENTIAL, NO_CONTENT, SESSION_ONLY, SESSION_ONLY, NO_SUCH_KEY]),
@@ -243,7 +279,7 @@ impl World {
             Caller::KeyChat => Some(self.key_chat.key.clone()),
             Caller::Owner | Caller::Stranger => session.map(|session| session.access.clone()),
         };
-        let (mut id, mut body) = (None, None);
+        let (mut id, mut user_id, mut body) = (None, None, None);
         match sends {
             Nothing => {}
             EndsSession => {
@@ -270,15 +306,44 @@ impl World {
                 body = Some(json!({"password": PASSWORD, "recovery_code": recovery_code}));
             }
             RecoveryCode => body = Some(json!({"password": PASSWORD, "recovery_code": "k3f9a-q2m7x"})),
+            Sends::UnmailedCode => body = Some(json!({"code": "1234567"})),
+            RenameOwnersOrg => {
+                id = Some(self.owners_org.clone());
+                body = Some(json!({"name": "Renamed Org"}));
+            }
+            FreshOwnersOrg => id = Some(self.api.create_org(&self.owner, "Short-lived Org").await?),
+            NewMemberForOwnersOrg => {
+                id = Some(self.owners_org.clone());
+                body = Some(json!({"email": self.fresh_account().await?.email, "role": "member"}));
+            }
+            PromoteFreshMember | FreshMember => {
+                let member = self.fresh_account().await?;
+                let added = json!({"email": member.email, "role": "member"});
+                let path = format!("/v1/orgs/{}/members", self.owners_org);
+                expect_status(self.api.post(&path, self.owner.bearer(), added).await?, 201)?;
+                id = Some(self.owners_org.clone());
+                user_id = Some(member.user_id);
+                if sends == PromoteFreshMember {
+                    body = Some(json!({"role": "admin"}));
+                }
+            }
         }
-        let path = match id {
-            Some(id) => operation.path.replace("{id}", &id),
-            None => operation.path.clone(),
-        };
+        let mut path = operation.path.clone();
+        if let Some(id) = id {
+            path = path.replace("{id}", &id);
+        }
+        if let Some(user_id) = user_id {
+            path = path.replace("{user_id}", &user_id);
+        }
         if path.contains('{') {
             return Err(format!("{}: {sends:?} leaves a parameter of {path} unfilled", operation.id).into());
         }
         Ok(Call { method: operation.method.clone(), path, token, body })
+    }
+
+    /// A new account, registered for one call.
+    async fn fresh_account(&self) -> Result<Session, BoxError> {
+        self.api.register(&format!("{}@example.com", ulid::Ulid::new().to_string().to_lowercase())).await
     }
 
     /// A new account with a two-factor setup started, and a current code for it.

@@ -1,0 +1,97 @@
+//! Outgoing mail. Every message is first written to the `outbox` table (see
+//! [`crate::store::OutboxRow`]), in the same transaction as the state change
+//! that caused it; nothing is sent while a request's transaction is open.
+//!
+//! With an `[smtp]` table configured, rows start `pending` and the supervised
+//! [`delivery`] task sends them over SMTP, retrying with backoff until the
+//! server accepts them, so a mail-server outage delays mail but never loses it.
+//! Without one, rows start `dev` and stay in the table: `switchyard outbox`
+//! prints them, so a local user can complete every flow.
+
+pub mod delivery;
+pub mod render;
+pub mod smtp;
+
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+pub use smtp::{SmtpConfig, SmtpTls};
+
+/// A rendered message, ready for the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub to: String,
+    /// What the message is for (`verification`, `password_reset`); for the outbox listing.
+    pub kind: &'static str,
+    pub subject: String,
+    pub body: String,
+}
+
+/// Where new outbox rows go: to SMTP delivery, or to the dev outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxStatus {
+    Pending,
+    Sent,
+    Dev,
+    Failed,
+}
+
+impl OutboxStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Sent => "sent",
+            Self::Dev => "dev",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Self::Pending, Self::Sent, Self::Dev, Self::Failed].into_iter().find(|s| s.as_str() == raw)
+    }
+}
+
+/// What the domain needs to know about mail, and the bell that wakes the
+/// delivery task. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Mailer {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    smtp: Option<SmtpConfig>,
+    public_url: String,
+    wake: Notify,
+}
+
+impl Mailer {
+    pub fn new(smtp: Option<SmtpConfig>, public_url: &str) -> Self {
+        let public_url = public_url.trim_end_matches('/').to_owned();
+        Self { inner: Arc::new(Inner { smtp, public_url, wake: Notify::new() }) }
+    }
+
+    pub fn smtp(&self) -> Option<&SmtpConfig> {
+        self.inner.smtp.as_ref()
+    }
+
+    /// The status new messages are written with.
+    pub fn new_message_status(&self) -> OutboxStatus {
+        if self.inner.smtp.is_some() { OutboxStatus::Pending } else { OutboxStatus::Dev }
+    }
+
+    /// The link a reset mail carries.
+    pub fn reset_link(&self, token: &str) -> String {
+        format!("{}/reset-password?token={token}", self.inner.public_url)
+    }
+
+    /// Tells the delivery task that messages are waiting (after the commit).
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    async fn woken(&self) {
+        self.inner.wake.notified().await;
+    }
+}

@@ -1,0 +1,51 @@
+//! The text of each message the server sends. Plain text only: the code or
+//! token is what matters, and plain text renders everywhere.
+
+use super::Message;
+
+/// The mail with a verification code for `to`.
+pub fn verification(to: &str, code: &str, valid_minutes: i64) -> Message {
+    Message {
+        to: to.to_owned(),
+        kind: "verification",
+        subject: format!("Your Switchyard verification code: {code}"),
+        body: format!(
+            "Your verification code is {code}\n\n\
+             Enter it to confirm this address (POST /v1/auth/verify-email). It is valid for \
+             {valid_minutes} minutes.\n\n\
+             If you did not create a Switchyard account, ignore this message.\n"
+        ),
+    }
+}
+
+/// The mail with a password-reset token and link for `to`.
+pub fn password_reset(to: &str, token: &str, link: &str, valid_minutes: i64) -> Message {
+    Message {
+        to: to.to_owned(),
+        kind: "password_reset",
+        subject: "Reset your Switchyard password".to_owned(),
+        body: format!(
+            "Someone asked to reset the password of this Switchyard account.\n\n\
+             To choose a new password, open\n\n    {link}\n\n\
+             or send this token to POST /v1/auth/password-reset/confirm:\n\n    {token}\n\n\
+             It works once, within {valid_minutes} minutes. Every session of the account ends \
+             when the password changes; two-factor login stays as it is.\n\n\
+             If you did not ask for this, ignore this message: the password stays as it is.\n"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_carry_the_code_token_and_link() {
+        let mail = verification("ada@example.com", "012345", 10);
+        assert!(mail.subject.contains("012345") && mail.body.contains("012345"));
+        let mail =
+            password_reset("ada@example.com", "syp_abc", "https://x.test/reset-password?token=syp_abc", 30);
+        assert!(mail.body.contains("syp_abc\n"));
+        assert!(mail.body.contains("https://x.test/reset-password?token=syp_abc"));
+    }
+}
