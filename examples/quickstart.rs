@@ -51,6 +51,7 @@ async fn main() -> anyhow::Result<()> {
             name: "quickstart".to_owned(),
             scopes: vec![ApiKeyScope::Chat, ApiKeyScope::Runs],
             org_id: org.id.clone(),
+            project_id: None,
             expires_in_days: Some(30),
         })
         .send()

@@ -75,6 +75,7 @@ async fn register_login_mint_a_key_and_use_it() -> Result<(), Box<dyn std::error
             name: "sdk".to_owned(),
             scopes: vec![ApiKeyScope::Chat],
             org_id: org.id.clone(),
+            project_id: None,
             expires_in_days: None,
         })
         .send()
@@ -92,6 +93,7 @@ async fn register_login_mint_a_key_and_use_it() -> Result<(), Box<dyn std::error
             name: "x".into(),
             scopes: vec![ApiKeyScope::X],
             org_id: org.id.clone(),
+            project_id: None,
             expires_in_days: None,
         })
         .send()

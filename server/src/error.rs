@@ -113,6 +113,9 @@ pub enum ErrorCode {
     /// The change would leave the organization without an owner.
     #[oai(rename = "org.last_owner")]
     OrgLastOwner,
+    /// No such project in the caller's organizations.
+    #[oai(rename = "project.not_found")]
+    ProjectNotFound,
     /// No account has this email.
     #[oai(rename = "user.not_found")]
     UserNotFound,
@@ -174,9 +177,11 @@ impl ErrorCode {
             Self::AuthInvalidResetToken => StatusCode::UNAUTHORIZED,
             Self::AuthEmailTaken => StatusCode::CONFLICT,
             Self::AuthWeakPassword => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::OrgNotFound | Self::ApiKeyNotFound | Self::OrgMemberNotFound | Self::UserNotFound => {
-                StatusCode::NOT_FOUND
-            }
+            Self::OrgNotFound
+            | Self::ApiKeyNotFound
+            | Self::OrgMemberNotFound
+            | Self::UserNotFound
+            | Self::ProjectNotFound => StatusCode::NOT_FOUND,
             Self::OrgAlreadyMember | Self::OrgLastOwner => StatusCode::CONFLICT,
             Self::RateLimitExceeded | Self::AuthTooManyFailedLogins => StatusCode::TOO_MANY_REQUESTS,
             Self::ServerNotReady => StatusCode::SERVICE_UNAVAILABLE,
@@ -218,7 +223,8 @@ impl ErrorCode {
             | Self::OrgNotFound
             | Self::ApiKeyNotFound
             | Self::OrgMemberNotFound
-            | Self::UserNotFound => ErrorType::NotFoundError,
+            | Self::UserNotFound
+            | Self::ProjectNotFound => ErrorType::NotFoundError,
             Self::OrgAlreadyMember | Self::OrgLastOwner => ErrorType::InvalidRequestError,
             Self::RateLimitExceeded | Self::AuthTooManyFailedLogins => ErrorType::RateLimitError,
             Self::ServerNotReady | Self::ServerInternal => ErrorType::ApiError,

@@ -79,6 +79,8 @@ pub struct CreateApiKeyRequest {
     pub scopes: Vec<ApiKeyScope>,
     /// The organization the key acts in; the caller must be a member.
     pub org_id: String,
+    /// Narrows the key to one project of that organization.
+    pub project_id: Option<String>,
     /// Days until the key stops working (1 to 3650); never, when absent.
     pub expires_in_days: Option<u32>,
 }
@@ -92,6 +94,8 @@ pub struct ApiKey {
     pub prefix: String,
     pub scopes: Vec<ApiKeyScope>,
     pub org_id: String,
+    #[oai(nullable)]
+    pub project_id: Option<String>,
     pub created_at: DateTime<Utc>,
     #[oai(nullable)]
     pub expires_at: Option<DateTime<Utc>>,
@@ -107,6 +111,7 @@ impl From<ApiKeyRow> for ApiKey {
             name: row.name,
             prefix: row.prefix,
             org_id: row.org_id,
+            project_id: row.project_id,
             created_at: timestamp(row.created_at),
             expires_at: row.expires_at.map(timestamp),
             last_used_at: row.last_used_at.map(timestamp),
@@ -155,6 +160,7 @@ impl ApiKeysApi {
             name: body.name,
             scopes: body.scopes.into_iter().map(Scope::from).collect(),
             org_id: body.org_id,
+            project_id: body.project_id,
             expires_in_days: body.expires_in_days,
         };
         let minted = api_keys::api_key_create(

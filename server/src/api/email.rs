@@ -10,7 +10,9 @@ use super::auth::{client_ip, context, enforce};
 use super::responses::{Accepted202, NoContent204};
 use super::security::AnyCredential;
 use crate::app::AppState;
+use crate::domain::DomainError;
 use crate::domain::email;
+use crate::error::ApiError;
 use crate::operation_errors;
 
 #[derive(Default)]
@@ -102,7 +104,13 @@ impl EmailApi {
         body: Json<PasswordResetConfirmRequest>,
     ) -> Result<NoContent204, PasswordResetConfirmError> {
         let Json(body) = body;
-        email::confirm_password_reset(&state.db, &body.token, body.new_password, &context(remote)).await?;
+        email::confirm_password_reset(&state.db, &body.token, body.new_password, &context(remote))
+            .await
+            .map_err(|err| match err {
+                // The policy's error names `password`; here the field is `new_password`.
+                DomainError::WeakPassword(_) => ApiError::from(err).param("new_password"),
+                other => ApiError::from(other),
+            })?;
         Ok(NoContent204::NoContent)
     }
 }

@@ -123,6 +123,7 @@ impl From<DomainError> for ApiError {
                     Resource::ApiKey => ErrorCode::ApiKeyNotFound,
                     Resource::User => ErrorCode::UserNotFound,
                     Resource::Member => ErrorCode::OrgMemberNotFound,
+                    Resource::Project => ErrorCode::ProjectNotFound,
                 };
                 ApiError::new(code, format!("No such {resource}"))
             }

@@ -9,6 +9,7 @@ mod errors;
 mod meta;
 mod operations;
 mod orgs;
+mod projects;
 mod responses;
 pub mod security;
 mod two_factor;
@@ -32,6 +33,8 @@ pub enum ApiTags {
     ApiKeys,
     /// Organizations.
     Orgs,
+    /// Projects within organizations.
+    Projects,
 }
 
 pub type Apis = (
@@ -42,6 +45,7 @@ pub type Apis = (
     email::EmailApi,
     api_keys::ApiKeysApi,
     orgs::OrgsApi,
+    projects::ProjectsApi,
 );
 
 /// The poem-openapi service: the routes, and the spec generated from the code

@@ -17,6 +17,8 @@ pub struct NewApiKey {
     pub name: String,
     pub scopes: Vec<Scope>,
     pub org_id: String,
+    /// Narrows the key to one project of the org.
+    pub project_id: Option<String>,
     pub expires_in_days: Option<u32>,
 }
 
@@ -45,6 +47,12 @@ pub async fn api_key_create(
         let user = db.user_by_id(&principal.user_id).await?.ok_or(DomainError::InvalidToken)?;
         if !user.email_verified {
             return Err(DomainError::EmailUnverified);
+        }
+    }
+    if let Some(project_id) = &input.project_id {
+        let project = db.project_by_id(project_id).await?;
+        if project.is_none_or(|p| p.org_id != input.org_id) {
+            return Err(DomainError::NotFound(Resource::Project));
         }
     }
     mint(db, &principal.user_id, input, ctx).await
@@ -79,8 +87,13 @@ pub async fn api_key_bootstrap(
             Some(membership) => (membership.org.id, false),
             None => (create_owned_by(db, &user_id, org_name, ctx).await?.org.id, true),
         };
-    let minted =
-        mint(db, &user_id, NewApiKey { name: key_name, scopes, org_id, expires_in_days: None }, ctx).await?;
+    let minted = mint(
+        db,
+        &user_id,
+        NewApiKey { name: key_name, scopes, org_id, project_id: None, expires_in_days: None },
+        ctx,
+    )
+    .await?;
     Ok(Bootstrapped { minted, user_created, org_created })
 }
 
@@ -134,6 +147,7 @@ async fn mint(db: &Db, user_id: &str, input: NewApiKey, ctx: &RequestContext) ->
         secret_hash: digest(&secret),
         scopes: scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" "),
         org_id: input.org_id,
+        project_id: input.project_id,
         user_id: user_id.to_owned(),
         name,
         created_at: now,

@@ -9,6 +9,7 @@ pub mod key_usage;
 pub mod orgs;
 pub mod passwords;
 pub mod principal;
+pub mod projects;
 pub mod tokens;
 pub mod two_factor;
 
@@ -83,6 +84,7 @@ pub enum Resource {
     ApiKey,
     User,
     Member,
+    Project,
 }
 
 impl std::fmt::Display for Resource {
@@ -92,6 +94,7 @@ impl std::fmt::Display for Resource {
             Self::ApiKey => "API key",
             Self::User => "user",
             Self::Member => "member",
+            Self::Project => "project",
         })
     }
 }

@@ -112,7 +112,7 @@ impl Role {
 
 /// The caller's membership of `org_id`, or 404 when they are not in it (or
 /// their API key is bound to another org).
-async fn caller_role(db: &Db, principal: &Principal, org_id: &str) -> DomainResult<Role> {
+pub(super) async fn caller_role(db: &Db, principal: &Principal, org_id: &str) -> DomainResult<Role> {
     if principal.key_org().is_some_and(|own| own != org_id) {
         return Err(DomainError::NotFound(Resource::Organization));
     }
@@ -122,7 +122,12 @@ async fn caller_role(db: &Db, principal: &Principal, org_id: &str) -> DomainResu
 
 /// Checks the caller may change the org: a session or a key with the `admin`
 /// scope, and at least the `needed` role.
-async fn manager_role(db: &Db, principal: &Principal, org_id: &str, needed: Role) -> DomainResult<Role> {
+pub(super) async fn manager_role(
+    db: &Db,
+    principal: &Principal,
+    org_id: &str,
+    needed: Role,
+) -> DomainResult<Role> {
     let role = caller_role(db, principal, org_id).await?;
     principal.require_scope(Scope::Admin)?;
     if role > needed {

@@ -9,6 +9,8 @@ use super::{Db, StoreError};
 pub struct ApiKeyRow {
     pub id: String,
     pub org_id: String,
+    /// The project the key is narrowed to, if any.
+    pub project_id: Option<String>,
     pub user_id: String,
     pub name: String,
     pub prefix: String,
@@ -25,6 +27,7 @@ fn api_key(row: &AnyRow) -> Result<ApiKeyRow, StoreError> {
     Ok(ApiKeyRow {
         id: row.try_get("id")?,
         org_id: row.try_get("org_id")?,
+        project_id: row.try_get("project_id")?,
         user_id: row.try_get("user_id")?,
         name: row.try_get("name")?,
         prefix: row.try_get("prefix")?,
@@ -40,11 +43,12 @@ fn api_key(row: &AnyRow) -> Result<ApiKeyRow, StoreError> {
 impl Db {
     pub async fn api_key_insert(&self, key: &ApiKeyRow) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO api_keys (id, org_id, user_id, name, prefix, secret_hash, scopes, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO api_keys (id, org_id, project_id, user_id, name, prefix, secret_hash, scopes, created_at, \
+             expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&key.id)
         .bind(&key.org_id)
+        .bind(&key.project_id)
         .bind(&key.user_id)
         .bind(&key.name)
         .bind(&key.prefix)
@@ -59,7 +63,7 @@ impl Db {
 
     pub async fn api_key_by_id(&self, id: &str) -> Result<Option<ApiKeyRow>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, org_id, user_id, name, prefix, secret_hash, scopes, created_at, expires_at, \
+            "SELECT id, org_id, project_id, user_id, name, prefix, secret_hash, scopes, created_at, expires_at, \
              last_used_at, revoked_at FROM api_keys WHERE id = $1",
         )
         .bind(id)
@@ -76,7 +80,7 @@ impl Db {
         limit: i64,
     ) -> Result<Vec<ApiKeyRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, org_id, user_id, name, prefix, secret_hash, scopes, created_at, expires_at, \
+            "SELECT id, org_id, project_id, user_id, name, prefix, secret_hash, scopes, created_at, expires_at, \
              last_used_at, revoked_at FROM api_keys \
              WHERE user_id = $1 AND revoked_at IS NULL AND id > $2 ORDER BY id LIMIT $3",
         )

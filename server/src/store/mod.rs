@@ -7,6 +7,7 @@ mod audit;
 mod email;
 mod orgs;
 mod outbox;
+mod projects;
 mod settings;
 mod two_factor;
 mod users;
@@ -16,6 +17,7 @@ pub use audit::AuditEvent;
 pub use email::{Queued, Resent, VerificationRow};
 pub use orgs::{MemberRow, MembershipRow, OrgRow};
 pub use outbox::OutboxRow;
+pub use projects::ProjectRow;
 pub use two_factor::{ChallengeRow, TotpState};
 pub use users::{RefreshTokenRow, UserRow};
 

@@ -76,6 +76,14 @@ enum Sends {
     PromoteFreshMember,
     /// `{id}` is the owner's org and `{user_id}` a member added for this one call.
     FreshMember,
+    /// A valid new project in the owner's org.
+    ProjectInOwnersOrg,
+    /// `{id}` is the owner's project.
+    OwnersProject,
+    /// `{id}` is the owner's project, with a new name.
+    RenameOwnersProject,
+    /// `{id}` is a project of the owner's, created for this one call.
+    FreshOwnersProject,
 }
 
 impl Sends {
@@ -92,6 +100,10 @@ impl Sends {
                 | Self::NewMemberForOwnersOrg
                 | Self::PromoteFreshMember
                 | Self::FreshMember
+                | Self::ProjectInOwnersOrg
+                | Self::OwnersProject
+                | Self::RenameOwnersProject
+                | Self::FreshOwnersProject
         )
     }
 }
@@ -128,18 +140,20 @@ const SESSION_ONLY: Expect = Expect::Error(403, "auth.session_required");
 const NO_SUCH_ORG: Expect = Expect::Error(404, "org.not_found");
 const NO_SUCH_KEY: Expect = Expect::Error(404, "api_key.not_found");
 const NEEDS_ADMIN_SCOPE: Expect = Expect::Error(403, "auth.scope_denied");
+const NO_SUCH_PROJECT: Expect = Expect::Error(404, "project.not_found");
 
 /// An operation id, what its calls send, and what each of [`CALLERS`] gets.
 type Row = (&'static str, Sends, [Expect; 5]);
 
 // The table names what a row sends by the variant alone.
 use Sends::{
-    EndsSession, FreshMember, FreshOwnersKey, FreshOwnersOrg, KeyInOwnersOrg, NewMemberForOwnersOrg, NewOrg,
-    Nothing, OwnersOrg, PromoteFreshMember, RecoveryCode, RenameOwnersOrg, SetupCode,
+    EndsSession, FreshMember, FreshOwnersKey, FreshOwnersOrg, FreshOwnersProject, KeyInOwnersOrg,
+    NewMemberForOwnersOrg, NewOrg, Nothing, OwnersOrg, OwnersProject, ProjectInOwnersOrg, PromoteFreshMember,
+    RecoveryCode, RenameOwnersOrg, RenameOwnersProject, SetupCode,
 };
 
 #[rustfmt::skip]
-const MATRIX: [Row; 19] = [
+const MATRIX: [Row; 24] = [
 //   operation              sends           anonymous      owner       key `*`       key `chat`    stranger
     ("two_factor_setup",   Nothing,        [NO_CREDENTIAL, OK,         SESSION_ONLY, SESSION_ONLY, OK]),
     ("two_factor_enable",  SetupCode,      [NO_CREDENTIAL, OK,         SESSION_ONLY, SESSION_ONLY, OK]),
@@ -158,6 +172,11 @@ const MATRIX: [Row; 19] = [
     ("org_member_add",     NewMemberForOwnersOrg, [NO_CREDENTIAL, CREATED, CREATED,  NEEDS_ADMIN_SCOPE, NO_SUCH_ORG]),
     ("org_member_update",  PromoteFreshMember, [NO_CREDENTIAL, OK,     OK,           NEEDS_ADMIN_SCOPE, NO_SUCH_ORG]),
     ("org_member_remove",  FreshMember,    [NO_CREDENTIAL, NO_CONTENT, NO_CONTENT,   NEEDS_ADMIN_SCOPE, NO_SUCH_ORG]),
+    ("project_create",     ProjectInOwnersOrg, [NO_CREDENTIAL, CREATED, CREATED,     NEEDS_ADMIN_SCOPE, NO_SUCH_ORG]),
+    ("project_list",       Nothing,        [NO_CREDENTIAL, OK,         OK,           OK,           OK]),
+    ("project_get",        OwnersProject,  [NO_CREDENTIAL, OK,         OK,           OK,           NO_SUCH_PROJECT]),
+    ("project_update",     RenameOwnersProject, [NO_CREDENTIAL, OK,    OK,           NEEDS_ADMIN_SCOPE, NO_SUCH_PROJECT]),
+    ("project_delete",     FreshOwnersProject, [NO_CREDENTIAL, NO_CONTENT, NO_CONTENT, NEEDS_ADMIN_SCOPE, NO_SUCH_PROJECT]),
     ("api_key_create",     KeyInOwnersOrg, [NO_CREDENTIAL, CREATED,    SESSION_ONLY, SESSION_ONLY, NO_SUCH_ORG]),
     ("api_key_list",       Nothing,        [NO_CREDENTIAL, OK,         SESSION_ONLY, SESSION_ONLY, OK]),
     ("api_key_delete",     FreshOwnersKey, [NO_CREDENTIAL, NO_CONTENT, SESSION_ONLY, SESSION_ONLY, NO_SUCH_KEY]),
@@ -236,6 +255,7 @@ struct World {
     api: Api,
     owner: Session,
     owners_org: String,
+    owners_project: String,
     key_all: MintedKey,
     key_chat: MintedKey,
     stranger: Session,
@@ -258,7 +278,19 @@ impl World {
         let key_chat = api.mint_key(&owner, &owners_org, &["chat"]).await?;
         let stranger = api.register("stranger@example.com").await?;
         api.create_org(&stranger, "Stranger's Org").await?;
-        Ok(Self { api, owner, owners_org, key_all, key_chat, stranger })
+        let mut world =
+            Self { api, owner, owners_org, owners_project: String::new(), key_all, key_chat, stranger };
+        world.owners_project = world.create_project("Owner's Project").await?;
+        Ok(world)
+    }
+
+    /// A new project in the owner's org.
+    async fn create_project(&self, name: &str) -> Result<String, BoxError> {
+        let body = json!({"org_id": self.owners_org, "name": name});
+        string_at(
+            &expect_status(self.api.post("/v1/projects", self.owner.bearer(), body).await?, 201)?,
+            "/id",
+        )
     }
 
     /// The request `caller` sends in the row of `operation`.
@@ -316,6 +348,13 @@ impl World {
                 id = Some(self.owners_org.clone());
                 body = Some(json!({"email": self.fresh_account().await?.email, "role": "member"}));
             }
+            ProjectInOwnersOrg => body = Some(json!({"org_id": self.owners_org, "name": "Matrix Project"})),
+            OwnersProject => id = Some(self.owners_project.clone()),
+            RenameOwnersProject => {
+                id = Some(self.owners_project.clone());
+                body = Some(json!({"name": "Renamed Project"}));
+            }
+            FreshOwnersProject => id = Some(self.create_project("Short-lived Project").await?),
             PromoteFreshMember | FreshMember => {
                 let member = self.fresh_account().await?;
                 let added = json!({"email": member.email, "role": "member"});

@@ -13,6 +13,7 @@ mod identity;
 mod key_usage;
 mod members;
 mod operations;
+mod projects;
 mod published;
 mod support;
 mod two_factor;
