@@ -136,6 +136,21 @@ pub fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
+/// Longest name of an org or project, in characters.
+pub const MAX_NAME_LEN: usize = 100;
+
+/// A trimmed org or project name of 1 to [`MAX_NAME_LEN`] characters.
+pub fn check_name(name: &str) -> DomainResult<String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
+        return Err(DomainError::Invalid {
+            param: "name",
+            message: "must be 1 to 100 characters".to_owned(),
+        });
+    }
+    Ok(name.to_owned())
+}
+
 /// Lists return 50 items unless asked; the API caps `limit` at 200.
 pub fn page_limit(limit: Option<u32>) -> i64 {
     i64::from(limit.unwrap_or(50).clamp(1, 200))

@@ -5,21 +5,8 @@
 
 use super::accounts::{audit_in_org, normalize_email};
 use super::principal::{Principal, Scope};
-use super::{DomainError, DomainResult, Page, RequestContext, Resource, new_id, now};
+use super::{DomainError, DomainResult, Page, RequestContext, Resource, check_name, new_id, now};
 use crate::store::{Db, MemberRow, MembershipRow, OrgRow};
-
-pub const MAX_NAME_LEN: usize = 100;
-
-fn check_name(name: &str) -> DomainResult<String> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
-        return Err(DomainError::Invalid {
-            param: "name",
-            message: "must be 1 to 100 characters".to_owned(),
-        });
-    }
-    Ok(name.to_owned())
-}
 
 pub async fn org_create(
     db: &Db,

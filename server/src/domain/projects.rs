@@ -5,21 +5,8 @@
 use super::accounts::audit_in_org;
 use super::orgs::{Role, caller_role, manager_role};
 use super::principal::Principal;
-use super::{DomainError, DomainResult, Page, RequestContext, Resource, new_id, now};
+use super::{DomainError, DomainResult, Page, RequestContext, Resource, check_name, new_id, now};
 use crate::store::{Db, ProjectRow};
-
-pub const MAX_NAME_LEN: usize = 100;
-
-fn check_name(name: &str) -> DomainResult<String> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
-        return Err(DomainError::Invalid {
-            param: "name",
-            message: "must be 1 to 100 characters".to_owned(),
-        });
-    }
-    Ok(name.to_owned())
-}
 
 /// The project, if the caller may see it; 404 otherwise, whether or not it exists.
 pub async fn project_get(db: &Db, principal: &Principal, project_id: &str) -> DomainResult<ProjectRow> {
