@@ -113,12 +113,18 @@ pub enum ErrorCode {
     /// The change would leave the organization without an owner.
     #[oai(rename = "org.last_owner")]
     OrgLastOwner,
+    /// The invitation token is unknown, expired, replaced or already used.
+    #[oai(rename = "org.invalid_invitation")]
+    OrgInvalidInvitation,
+    /// The invitation is for another email address than the caller's.
+    #[oai(rename = "org.invitation_email_mismatch")]
+    OrgInvitationEmailMismatch,
+    /// No pending invitation with this id in the organization.
+    #[oai(rename = "org.invitation_not_found")]
+    OrgInvitationNotFound,
     /// No such project in the caller's organizations.
     #[oai(rename = "project.not_found")]
     ProjectNotFound,
-    /// No account has this email.
-    #[oai(rename = "user.not_found")]
-    UserNotFound,
     /// No such API key among the caller's.
     #[oai(rename = "api_key.not_found")]
     ApiKeyNotFound,
@@ -180,9 +186,11 @@ impl ErrorCode {
             Self::OrgNotFound
             | Self::ApiKeyNotFound
             | Self::OrgMemberNotFound
-            | Self::UserNotFound
+            | Self::OrgInvitationNotFound
             | Self::ProjectNotFound => StatusCode::NOT_FOUND,
             Self::OrgAlreadyMember | Self::OrgLastOwner => StatusCode::CONFLICT,
+            Self::OrgInvalidInvitation => StatusCode::UNAUTHORIZED,
+            Self::OrgInvitationEmailMismatch => StatusCode::FORBIDDEN,
             Self::RateLimitExceeded | Self::AuthTooManyFailedLogins => StatusCode::TOO_MANY_REQUESTS,
             Self::ServerNotReady => StatusCode::SERVICE_UNAVAILABLE,
             Self::ServerInternal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -223,9 +231,11 @@ impl ErrorCode {
             | Self::OrgNotFound
             | Self::ApiKeyNotFound
             | Self::OrgMemberNotFound
-            | Self::UserNotFound
+            | Self::OrgInvitationNotFound
             | Self::ProjectNotFound => ErrorType::NotFoundError,
             Self::OrgAlreadyMember | Self::OrgLastOwner => ErrorType::InvalidRequestError,
+            Self::OrgInvalidInvitation => ErrorType::AuthenticationError,
+            Self::OrgInvitationEmailMismatch => ErrorType::PermissionError,
             Self::RateLimitExceeded | Self::AuthTooManyFailedLogins => ErrorType::RateLimitError,
             Self::ServerNotReady | Self::ServerInternal => ErrorType::ApiError,
         }

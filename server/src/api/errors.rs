@@ -113,6 +113,17 @@ impl From<DomainError> for ApiError {
                     .param("email")
                     .fix("Change their role with PATCH /v1/orgs/{id}/members/{user_id} instead.")
             }
+            DomainError::InvalidInvitation => {
+                ApiError::new(ErrorCode::OrgInvalidInvitation, "Invalid or expired invitation")
+                    .param("token")
+                    .why("An invitation works once, within 7 days; inviting the address again replaces it.")
+                    .fix("Ask an owner or admin of the organization to invite you again.")
+            }
+            DomainError::InvitationEmailMismatch => {
+                ApiError::new(ErrorCode::OrgInvitationEmailMismatch, "This invitation is for another email address")
+                    .param("token")
+                    .fix("Sign in to the account with the invited address, or register one with it.")
+            }
             DomainError::LastOwner => {
                 ApiError::new(ErrorCode::OrgLastOwner, "The organization would have no owner left")
                     .fix("Make another member an owner first.")
@@ -121,8 +132,8 @@ impl From<DomainError> for ApiError {
                 let code = match resource {
                     Resource::Organization => ErrorCode::OrgNotFound,
                     Resource::ApiKey => ErrorCode::ApiKeyNotFound,
-                    Resource::User => ErrorCode::UserNotFound,
                     Resource::Member => ErrorCode::OrgMemberNotFound,
+                    Resource::Invitation => ErrorCode::OrgInvitationNotFound,
                     Resource::Project => ErrorCode::ProjectNotFound,
                 };
                 ApiError::new(code, format!("No such {resource}"))

@@ -1,18 +1,22 @@
-//! `/v1/orgs`: create an organization, list the caller's, read one.
+//! `/v1/orgs`: create an organization, list the caller's, read one; manage
+//! its members, invite addresses without an account, accept an invitation.
 
+use chrono::{DateTime, Utc};
 use poem::web::{Data, RemoteAddr};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
-use poem_openapi::{Object, OpenApi};
+use poem_openapi::{Object, OpenApi, Union};
 
 use super::auth::context;
 use super::responses::{Created201, NoContent204};
 use super::security::AnyCredential;
-use super::wire::{Member, Org, Role};
+use super::wire::{Member, Org, Role, timestamp};
 use super::{ApiTags, Ok200};
 use crate::app::AppState;
-use crate::domain::{orgs, page_limit};
+use crate::domain::orgs::MemberAdded;
+use crate::domain::{invitations, orgs, page_limit};
 use crate::operation_errors;
+use crate::store::InvitationRow;
 
 #[derive(Default)]
 pub struct OrgsApi;
@@ -40,9 +44,66 @@ pub struct UpdateOrgRequest {
 
 #[derive(Debug, Object)]
 pub struct AddMemberRequest {
-    /// The email of an existing account.
+    /// An account's email; an address without an account is invited.
     pub email: String,
     pub role: Role,
+}
+
+/// A pending invitation for an address without an account.
+#[derive(Debug, Object)]
+pub struct Invitation {
+    /// `inv_` followed by a ULID.
+    pub id: String,
+    pub org_id: String,
+    pub email: String,
+    pub role: Role,
+    pub expires_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<InvitationRow> for Invitation {
+    fn from(row: InvitationRow) -> Self {
+        Self {
+            role: orgs::Role::parse(&row.role).into(),
+            id: row.id,
+            org_id: row.org_id,
+            email: row.email,
+            expires_at: timestamp(row.expires_at),
+            created_at: timestamp(row.created_at),
+        }
+    }
+}
+
+/// The new member, or the invitation mailed to an address without an account.
+#[derive(Debug, Union)]
+#[oai(one_of)]
+pub enum MemberAddResult {
+    Member(Member),
+    Invitation(Invitation),
+}
+
+impl From<MemberAdded> for MemberAddResult {
+    fn from(added: MemberAdded) -> Self {
+        match added {
+            MemberAdded::Member(row) => Self::Member(row.into()),
+            MemberAdded::Invited(row) => Self::Invitation(row.into()),
+        }
+    }
+}
+
+/// A page of pending invitations.
+#[derive(Debug, Object)]
+pub struct InvitationList {
+    pub data: Vec<Invitation>,
+    #[oai(nullable)]
+    pub next_cursor: Option<String>,
+    pub has_more: bool,
+}
+
+#[derive(Debug, Object)]
+pub struct AcceptInvitationRequest {
+    /// The token from the invitation mail.
+    pub token: String,
 }
 
 #[derive(Debug, Object)]
@@ -66,6 +127,9 @@ operation_errors!(OrgUpdateError: 400, 401, 403, 404, 422);
 operation_errors!(OrgDeleteError: 401, 403, 404);
 operation_errors!(MemberListError: 400, 401, 403, 404);
 operation_errors!(MemberAddError: 400, 401, 403, 404, 409, 422);
+operation_errors!(InvitationAcceptError: 400, 401, 403, 409);
+operation_errors!(InvitationListError: 400, 401, 403, 404);
+operation_errors!(InvitationDeleteError: 401, 403, 404);
 operation_errors!(MemberUpdateError: 400, 401, 403, 404, 409);
 operation_errors!(MemberRemoveError: 401, 403, 404, 409);
 
@@ -171,8 +235,8 @@ impl OrgsApi {
         })))
     }
 
-    /// Adds an existing account to the organization. Owners add any role;
-    /// admins add members and externals.
+    /// Adds an account to the organization by email, or invites an address
+    /// without one. Owners add any role; admins add members and externals.
     #[oai(path = "/v1/orgs/:id/members", method = "post", operation_id = "org_member_add")]
     async fn org_member_add(
         &self,
@@ -181,13 +245,72 @@ impl OrgsApi {
         auth: AnyCredential,
         id: Path<String>,
         body: Json<AddMemberRequest>,
-    ) -> Result<Created201<Member>, MemberAddError> {
+    ) -> Result<Created201<MemberAddResult>, MemberAddError> {
         let principal = state.principal(&auth).await?;
         let Json(body) = body;
-        let member =
-            orgs::member_add(&state.db, &principal, &id.0, &body.email, body.role.into(), &context(remote))
+        let role = body.role.into();
+        let added =
+            orgs::member_add(&state.db, &state.mail, &principal, &id.0, &body.email, role, &context(remote))
                 .await?;
-        Ok(Created201::Created(Json(member.into())))
+        Ok(Created201::Created(Json(added.into())))
+    }
+
+    /// Accepts an invitation: the signed-in user with the invited address
+    /// joins with the invited role. Needs a session.
+    #[oai(path = "/v1/orgs/invitations/accept", method = "post", operation_id = "org_invitation_accept")]
+    async fn org_invitation_accept(
+        &self,
+        state: Data<&AppState>,
+        remote: &RemoteAddr,
+        auth: AnyCredential,
+        body: Json<AcceptInvitationRequest>,
+    ) -> Result<Ok200<Member>, InvitationAcceptError> {
+        let principal = state.principal(&auth).await?;
+        let member = invitations::accept(&state.db, &principal, &body.0.token, &context(remote)).await?;
+        Ok(Ok200::Ok(Json(member.into())))
+    }
+
+    /// The organization's pending invitations. Owners and admins.
+    #[oai(path = "/v1/orgs/:id/invitations", method = "get", operation_id = "org_invitation_list")]
+    async fn org_invitation_list(
+        &self,
+        state: Data<&AppState>,
+        auth: AnyCredential,
+        id: Path<String>,
+        /// Page size, 1 to 200 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
+        limit: Query<Option<u32>>,
+        /// `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+    ) -> Result<Ok200<InvitationList>, InvitationListError> {
+        let principal = state.principal(&auth).await?;
+        let limit = page_limit(limit.0);
+        let page = invitations::pending(&state.db, &principal, &id.0, cursor.0.as_deref(), limit).await?;
+        Ok(Ok200::Ok(Json(InvitationList {
+            has_more: page.next_cursor.is_some(),
+            next_cursor: page.next_cursor,
+            data: page.items.into_iter().map(Invitation::from).collect(),
+        })))
+    }
+
+    /// Revokes a pending invitation; its token stops working. Owners revoke
+    /// any; admins those for members and externals.
+    #[oai(
+        path = "/v1/orgs/:id/invitations/:invitation_id",
+        method = "delete",
+        operation_id = "org_invitation_delete"
+    )]
+    async fn org_invitation_delete(
+        &self,
+        state: Data<&AppState>,
+        remote: &RemoteAddr,
+        auth: AnyCredential,
+        id: Path<String>,
+        invitation_id: Path<String>,
+    ) -> Result<NoContent204, InvitationDeleteError> {
+        let principal = state.principal(&auth).await?;
+        invitations::revoke(&state.db, &principal, &id.0, &invitation_id.0, &context(remote)).await?;
+        Ok(NoContent204::NoContent)
     }
 
     /// Changes a member's role. The last owner cannot be demoted.

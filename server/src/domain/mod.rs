@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod api_keys;
 pub mod email;
+pub mod invitations;
 pub mod key_usage;
 pub mod orgs;
 pub mod passwords;
@@ -65,6 +66,10 @@ pub enum DomainError {
     ResendTooSoon(std::time::Duration),
     #[error("already a member")]
     AlreadyMember,
+    #[error("invalid or expired invitation")]
+    InvalidInvitation,
+    #[error("the invitation is for another email address")]
+    InvitationEmailMismatch,
     #[error("the organization would have no owner left")]
     LastOwner,
     #[error("{0} not found")]
@@ -82,8 +87,8 @@ pub type DomainResult<T> = Result<T, DomainError>;
 pub enum Resource {
     Organization,
     ApiKey,
-    User,
     Member,
+    Invitation,
     Project,
 }
 
@@ -92,8 +97,8 @@ impl std::fmt::Display for Resource {
         f.write_str(match self {
             Self::Organization => "organization",
             Self::ApiKey => "API key",
-            Self::User => "user",
             Self::Member => "member",
+            Self::Invitation => "invitation",
             Self::Project => "project",
         })
     }

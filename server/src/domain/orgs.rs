@@ -1,12 +1,15 @@
 //! Organizations and their members: create one (the creator becomes its
 //! owner), list and read the caller's, rename, delete, and manage who belongs
-//! with which role. An org the caller is not in does not exist for them (404,
+//! with which role (an address without an account is invited, see
+//! [`invitations`]). An org the caller is not in does not exist for them (404,
 //! never 403); changes need a session or an API key with the `admin` scope.
 
 use super::accounts::{audit_in_org, normalize_email};
+use super::invitations;
 use super::principal::{Principal, Scope};
 use super::{DomainError, DomainResult, Page, RequestContext, Resource, check_name, new_id, now};
-use crate::store::{Db, MemberRow, MembershipRow, OrgRow};
+use crate::mail::Mailer;
+use crate::store::{Db, InvitationRow, MemberRow, MembershipRow, OrgRow};
 
 pub async fn org_create(
     db: &Db,
@@ -88,7 +91,7 @@ impl Role {
     }
 
     /// Owners manage everyone; admins manage members and externals.
-    fn may_manage(self, target: Role) -> bool {
+    pub(super) fn may_manage(self, target: Role) -> bool {
         match self {
             Self::Owner => true,
             Self::Admin => matches!(target, Role::Member | Role::External),
@@ -163,26 +166,41 @@ pub async fn member_list(
     Ok(Page::from_rows(rows, limit, |m| &m.user_id))
 }
 
-/// Adds an existing account by email with `role`.
+/// What adding an address to an org did.
+#[derive(Debug)]
+pub enum MemberAdded {
+    /// The address has an account: it is a member now.
+    Member(MemberRow),
+    /// It has none: an invitation is mailed to it.
+    Invited(InvitationRow),
+}
+
+/// Adds the account with `email` with `role`; an address without an account
+/// is invited instead (a pending invitation of it is replaced and re-sent).
 pub async fn member_add(
     db: &Db,
+    mail: &Mailer,
     principal: &Principal,
     org_id: &str,
     email: &str,
     role: Role,
     ctx: &RequestContext,
-) -> DomainResult<MemberRow> {
+) -> DomainResult<MemberAdded> {
     let own = manager_role(db, principal, org_id, Role::Admin).await?;
     if !own.may_manage(role) {
         return Err(DomainError::RoleDenied);
     }
     let email = normalize_email(email)?;
-    let user = db.user_by_email(&email).await?.ok_or(DomainError::NotFound(Resource::User))?;
+    let Some(user) = db.user_by_email(&email).await? else {
+        let invitation = invitations::invite(db, mail, principal, org_id, email, role, ctx).await?;
+        return Ok(MemberAdded::Invited(invitation));
+    };
     if !db.member_add(org_id, &user.id, role.as_str(), now()).await? {
         return Err(DomainError::AlreadyMember);
     }
     audit_in_org(db, ctx, Some(&principal.user_id), Some(org_id), "member.added", Some(&user.id)).await?;
-    db.member(org_id, &user.id).await?.ok_or(DomainError::NotFound(Resource::Member))
+    let member = db.member(org_id, &user.id).await?.ok_or(DomainError::NotFound(Resource::Member))?;
+    Ok(MemberAdded::Member(member))
 }
 
 /// Changes a member's role. Owners may change anyone's; admins only between

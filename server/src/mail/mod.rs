@@ -22,7 +22,7 @@ pub use smtp::{SmtpConfig, SmtpTls};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
     pub to: String,
-    /// What the message is for (`verification`, `password_reset`); for the outbox listing.
+    /// What the message is for (`verification`, `password_reset`, `invitation`); for the outbox listing.
     pub kind: &'static str,
     pub subject: String,
     pub body: String,
@@ -84,6 +84,11 @@ impl Mailer {
     /// The link a reset mail carries.
     pub fn reset_link(&self, token: &str) -> String {
         format!("{}/reset-password?token={token}", self.inner.public_url)
+    }
+
+    /// The link an invitation mail carries.
+    pub fn invitation_link(&self, token: &str) -> String {
+        format!("{}/invitations/accept?token={token}", self.inner.public_url)
     }
 
     /// Tells the delivery task that messages are waiting (after the commit).

@@ -35,6 +35,23 @@ pub fn password_reset(to: &str, token: &str, link: &str, valid_minutes: i64) -> 
     }
 }
 
+/// The mail inviting `to` to join the org `org_name` with `role`.
+pub fn invitation(to: &str, org_name: &str, role: &str, token: &str, link: &str, valid_days: i64) -> Message {
+    Message {
+        to: to.to_owned(),
+        kind: "invitation",
+        // A name is free text: keep line breaks out of the header.
+        subject: format!("You are invited to {} on Switchyard", org_name.replace(char::is_control, " ")),
+        body: format!(
+            "You are invited to join the organization {org_name} on Switchyard as {role}.\n\n\
+             Create an account with this address (or sign in to it), then open\n\n    {link}\n\n\
+             or send this token to POST /v1/orgs/invitations/accept:\n\n    {token}\n\n\
+             It works once, within {valid_days} days.\n\n\
+             If you do not expect this invitation, ignore this message.\n"
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -47,5 +64,8 @@ mod tests {
             password_reset("ada@example.com", "syp_abc", "https://x.test/reset-password?token=syp_abc", 30);
         assert!(mail.body.contains("syp_abc\n"));
         assert!(mail.body.contains("https://x.test/reset-password?token=syp_abc"));
+        let mail =
+            invitation("grace@example.com", "Acme", "member", "syi_abc", "https://x.test/i?token=syi_abc", 7);
+        assert!(mail.body.contains("syi_abc\n") && mail.body.contains("https://x.test/i?token=syi_abc"));
     }
 }

@@ -5,6 +5,7 @@
 mod api_keys;
 mod audit;
 mod email;
+mod invitations;
 mod orgs;
 mod outbox;
 mod projects;
@@ -15,6 +16,7 @@ mod users;
 pub use api_keys::ApiKeyRow;
 pub use audit::AuditEvent;
 pub use email::{Queued, Resent, VerificationRow};
+pub use invitations::{Accepted, InvitationRow};
 pub use orgs::{MemberRow, MembershipRow, OrgRow};
 pub use outbox::OutboxRow;
 pub use projects::ProjectRow;

@@ -105,13 +105,14 @@ impl Db {
         Ok(())
     }
 
-    /// Deletes the org; memberships and API keys go with it.
+    /// Deletes the org; memberships, invitations and API keys go with it.
     pub async fn org_delete(&self, org_id: &str) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
         // Explicit rather than relying on ON DELETE CASCADE, which SQLite
         // applies only with foreign keys switched on for the connection.
         sqlx::query("DELETE FROM api_keys WHERE org_id = $1").bind(org_id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM org_members WHERE org_id = $1").bind(org_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM org_invitations WHERE org_id = $1").bind(org_id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM orgs WHERE id = $1").bind(org_id).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(())

@@ -1,14 +1,14 @@
 //! The authorization matrix: every operation the committed spec secures,
 //! called by each kind of caller, answers as [`MATRIX`] says. An operation the
 //! spec secures without a row fails the suite, so new endpoints must join.
-//! Then the roles a member can hold in an org, set up in the database until
-//! the API can invite members.
+//! Then the roles a member can hold in an org, set up in the database.
 
 use std::collections::BTreeSet;
 
 use reqwest::Method;
 use serde_json::{Value, json};
 use switchyard_server::contract::OPENAPI;
+use switchyard_server::store::Db;
 
 use crate::support::{
     Api, BoxError, Credential, MintedKey, PASSWORD, Session, TestEngine, TestResult, add_member,
@@ -84,6 +84,13 @@ enum Sends {
     RenameOwnersProject,
     /// `{id}` is a project of the owner's, created for this one call.
     FreshOwnersProject,
+    /// The token of an invitation to the owner's org. Session callers use an
+    /// account registered, after the invitation was mailed to its address,
+    /// for this one call; others send a token that was never issued.
+    InvitationForCaller,
+    /// `{id}` is the owner's org and `{invitation_id}` an invitation to it,
+    /// mailed for this one call.
+    FreshInvitation,
 }
 
 impl Sends {
@@ -104,6 +111,7 @@ impl Sends {
                 | Self::OwnersProject
                 | Self::RenameOwnersProject
                 | Self::FreshOwnersProject
+                | Self::FreshInvitation
         )
     }
 }
@@ -147,13 +155,13 @@ type Row = (&'static str, Sends, [Expect; 5]);
 
 // The table names what a row sends by the variant alone.
 use Sends::{
-    EndsSession, FreshMember, FreshOwnersKey, FreshOwnersOrg, FreshOwnersProject, KeyInOwnersOrg,
-    NewMemberForOwnersOrg, NewOrg, Nothing, OwnersOrg, OwnersProject, ProjectInOwnersOrg, PromoteFreshMember,
-    RecoveryCode, RenameOwnersOrg, RenameOwnersProject, SetupCode,
+    EndsSession, FreshInvitation, FreshMember, FreshOwnersKey, FreshOwnersOrg, FreshOwnersProject,
+    InvitationForCaller, KeyInOwnersOrg, NewMemberForOwnersOrg, NewOrg, Nothing, OwnersOrg, OwnersProject,
+    ProjectInOwnersOrg, PromoteFreshMember, RecoveryCode, RenameOwnersOrg, RenameOwnersProject, SetupCode,
 };
 
 #[rustfmt::skip]
-const MATRIX: [Row; 24] = [
+const MATRIX: [Row; 27] = [
 //   operation              sends           anonymous      owner       key `*`       key `chat`    stranger
     ("two_factor_setup",   Nothing,        [NO_CREDENTIAL, OK,         SESSION_ONLY, SESSION_ONLY, OK]),
     ("two_factor_enable",  SetupCode,      [NO_CREDENTIAL, OK,         SESSION_ONLY, SESSION_ONLY, OK]),
@@ -171,6 +179,9 @@ const MATRIX: [Row; 24] = [
     ("org_member_list",    OwnersOrg,      [NO_CREDENTIAL, OK,         OK,           OK,           NO_SUCH_ORG]),
     ("org_member_add",     NewMemberForOwnersOrg, [NO_CREDENTIAL, CREATED, CREATED,  NEEDS_ADMIN_SCOPE, NO_SUCH_ORG]),
     ("org_member_update",  PromoteFreshMember, [NO_CREDENTIAL, OK,     OK,           NEEDS_ADMIN_SCOPE, NO_SUCH_ORG]),
+    ("org_invitation_list", OwnersOrg,     [NO_CREDENTIAL, OK,         OK,           OK,           NO_SUCH_ORG]),
+    ("org_invitation_delete", FreshInvitation, [NO_CREDENTIAL, NO_CONTENT, NO_CONTENT, NEEDS_ADMIN_SCOPE, NO_SUCH_ORG]),
+    ("org_invitation_accept", InvitationForCaller, [NO_CREDENTIAL, OK, SESSION_ONLY, SESSION_ONLY, OK]),
     ("org_member_remove",  FreshMember,    [NO_CREDENTIAL, NO_CONTENT, NO_CONTENT,   NEEDS_ADMIN_SCOPE, NO_SUCH_ORG]),
     ("project_create",     ProjectInOwnersOrg, [NO_CREDENTIAL, CREATED, CREATED,     NEEDS_ADMIN_SCOPE, NO_SUCH_ORG]),
     ("project_list",       Nothing,        [NO_CREDENTIAL, OK,         OK,           OK,           OK]),
@@ -253,6 +264,8 @@ fn strangers_get_404_for_the_owners_objects() {
 /// org and two keys in it, and a stranger with an org of their own.
 struct World {
     api: Api,
+    /// The server's database, to read the mail an invitation sends.
+    database_url: String,
     owner: Session,
     owners_org: String,
     owners_project: String,
@@ -271,15 +284,17 @@ struct Call {
 }
 
 impl World {
-    async fn build(api: Api) -> Result<Self, BoxError> {
+    async fn build(api: Api, database_url: &str) -> Result<Self, BoxError> {
         let owner = api.register("owner@example.com").await?;
         let owners_org = api.create_org(&owner, "Owner's Org").await?;
         let key_all = api.mint_key(&owner, &owners_org, &["*"]).await?;
         let key_chat = api.mint_key(&owner, &owners_org, &["chat"]).await?;
         let stranger = api.register("stranger@example.com").await?;
         api.create_org(&stranger, "Stranger's Org").await?;
+        let database_url = database_url.to_owned();
+        let owners_project = String::new();
         let mut world =
-            Self { api, owner, owners_org, owners_project: String::new(), key_all, key_chat, stranger };
+            Self { api, database_url, owner, owners_org, owners_project, key_all, key_chat, stranger };
         world.owners_project = world.create_project("Owner's Project").await?;
         Ok(world)
     }
@@ -311,7 +326,7 @@ impl World {
             Caller::KeyChat => Some(self.key_chat.key.clone()),
             Caller::Owner | Caller::Stranger => session.map(|session| session.access.clone()),
         };
-        let (mut id, mut user_id, mut body) = (None, None, None);
+        let (mut id, mut user_id, mut invitation_id, mut body) = (None, None, None, None);
         match sends {
             Nothing => {}
             EndsSession => {
@@ -355,6 +370,20 @@ impl World {
                 body = Some(json!({"name": "Renamed Project"}));
             }
             FreshOwnersProject => id = Some(self.create_project("Short-lived Project").await?),
+            InvitationForCaller if session.is_some() => {
+                let (account, invitation) = self.account_invited_to_owners_org().await?;
+                (token, body) = (Some(account.access), Some(json!({"token": invitation})));
+            }
+            InvitationForCaller => body = Some(json!({"token": "syi_NeverIssued"})),
+            FreshInvitation => {
+                let email = format!("{}@example.com", ulid::Ulid::new().to_string().to_lowercase());
+                let invite = json!({"email": email, "role": "member"});
+                let path = format!("/v1/orgs/{}/members", self.owners_org);
+                let invitation =
+                    expect_status(self.api.post(&path, self.owner.bearer(), invite).await?, 201)?;
+                id = Some(self.owners_org.clone());
+                invitation_id = Some(string_at(&invitation, "/id")?);
+            }
             PromoteFreshMember | FreshMember => {
                 let member = self.fresh_account().await?;
                 let added = json!({"email": member.email, "role": "member"});
@@ -374,6 +403,9 @@ impl World {
         if let Some(user_id) = user_id {
             path = path.replace("{user_id}", &user_id);
         }
+        if let Some(invitation_id) = invitation_id {
+            path = path.replace("{invitation_id}", &invitation_id);
+        }
         if path.contains('{') {
             return Err(format!("{}: {sends:?} leaves a parameter of {path} unfilled", operation.id).into());
         }
@@ -383,6 +415,23 @@ impl World {
     /// A new account, registered for one call.
     async fn fresh_account(&self) -> Result<Session, BoxError> {
         self.api.register(&format!("{}@example.com", ulid::Ulid::new().to_string().to_lowercase())).await
+    }
+
+    /// A new account whose address the owner invited to their org before it
+    /// registered, and the invitation token mailed to it.
+    async fn account_invited_to_owners_org(&self) -> Result<(Session, String), BoxError> {
+        let email = format!("{}@example.com", ulid::Ulid::new().to_string().to_lowercase());
+        let invite = json!({"email": email, "role": "member"});
+        let path = format!("/v1/orgs/{}/members", self.owners_org);
+        expect_status(self.api.post(&path, self.owner.bearer(), invite).await?, 201)?;
+        let db = Db::connect(&self.database_url).await?;
+        let mail = db.outbox_latest_to(&email).await;
+        db.close().await;
+        let mail = mail?.ok_or_else(|| format!("no invitation mailed to {email}"))?;
+        let marker = "/invitations/accept?token=";
+        let start = mail.body.find(marker).ok_or("no invitation link in the mail")? + marker.len();
+        let invitation = mail.body[start..].split_whitespace().next().unwrap_or_default().to_owned();
+        Ok((self.api.register(&email).await?, invitation))
     }
 
     /// A new account with a two-factor setup started, and a current code for it.
@@ -416,7 +465,7 @@ impl World {
 
 async fn every_secured_operation_answers_each_caller_as_the_matrix_says(engine: TestEngine) -> TestResult {
     let server = start(engine, |_| {}).await?;
-    let world = World::build(Api::new(&server)).await?;
+    let world = World::build(Api::new(&server), &server.database.url).await?;
     let mut mismatches = Vec::new();
     for operation in secured_operations()? {
         let Some((_, sends, expected)) = row_of(&operation.id) else {

@@ -10,6 +10,7 @@ mod contract;
 mod email;
 mod envelope;
 mod identity;
+mod invitations;
 mod key_usage;
 mod members;
 mod operations;

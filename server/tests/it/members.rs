@@ -75,9 +75,11 @@ async fn roles_decide_who_manages_whom(engine: TestEngine) -> TestResult {
     let listed = expect_status(api.get(&members, admin.bearer()).await?, 200)?;
     assert_eq!(listed["data"].as_array().map(Vec::len), Some(3), "{listed}");
 
-    // Unknown accounts and non-members are 404s; other tenants see no org at all.
+    // Addresses without an account are invited; non-members are 404s; other
+    // tenants see no org at all.
     let nobody = json!({"email": "nobody@example.com", "role": "member"});
-    assert_error(&api.post(&members, owner.bearer(), nobody).await?, 404, "user.not_found");
+    let invited = expect_status(api.post(&members, owner.bearer(), nobody).await?, 201)?;
+    assert!(string_at(&invited, "/id")?.starts_with("inv_"), "{invited}");
     let stranger = api.register("stranger@example.com").await?;
     assert_error(&api.get(&members, stranger.bearer()).await?, 404, "org.not_found");
     let stranger_path = format!("{members}/{}", stranger.user_id);

@@ -236,8 +236,7 @@ pub fn without_request_id(mut body: Value) -> Value {
     body
 }
 
-/// Adds a user to an org with `role` directly in the database: the API cannot
-/// invite members yet.
+/// Adds a user to an org with `role` directly in the database, bypassing the API.
 pub async fn add_member(server: &RunningServer, org_id: &str, user_id: &str, role: &str) -> TestResult {
     let db = Db::connect(&server.database.url).await?;
     let inserted =

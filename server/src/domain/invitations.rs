@@ -1,0 +1,131 @@
+//! Invitations: adding an address that has no account yet to an org.
+//!
+//! An invitation carries a token `syi_` and 43 base62 characters (256 bits),
+//! stored as a SHA-256 digest, valid for 7 days and once. It is mailed
+//! through the outbox with the link `{public_url}/invitations/accept?token=…`.
+//! Inviting the same address to the same org again revokes the open
+//! invitation (its token stops working) and mails a new one. The signed-in
+//! user whose address is the invited one accepts it and joins with the
+//! invited role. Owners and admins list the pending invitations and revoke
+//! them (admins only those for members and externals).
+
+use super::accounts::audit_in_org;
+use super::orgs::{Role, caller_role, manager_role};
+use super::principal::Principal;
+use super::tokens::{digest, random_base62};
+use super::{DomainError, DomainResult, Page, RequestContext, Resource, new_id, now};
+use crate::mail::{Mailer, render};
+use crate::store::{Accepted, Db, InvitationRow, MemberRow, Queued};
+
+pub const INVITATION_TTL_DAYS: i64 = 7;
+pub const INVITATION_TTL_SECS: i64 = INVITATION_TTL_DAYS * 24 * 60 * 60;
+
+/// Invites `email` (normalised, without an account) to `org_id` with `role`
+/// and mails the token; the caller has checked the right to.
+pub(super) async fn invite(
+    db: &Db,
+    mail: &Mailer,
+    inviter: &Principal,
+    org_id: &str,
+    email: String,
+    role: Role,
+    ctx: &RequestContext,
+) -> DomainResult<InvitationRow> {
+    let org = db
+        .membership(org_id, &inviter.user_id)
+        .await?
+        .ok_or(DomainError::NotFound(Resource::Organization))?
+        .org;
+    let token = format!("syi_{}", random_base62(43));
+    let now = now();
+    let row = InvitationRow {
+        id: new_id("inv"),
+        org_id: org_id.to_owned(),
+        email,
+        role: role.as_str().to_owned(),
+        expires_at: now + INVITATION_TTL_SECS,
+        created_at: now,
+    };
+    let message = render::invitation(
+        &row.email,
+        &org.name,
+        role.as_str(),
+        &token,
+        &mail.invitation_link(&token),
+        INVITATION_TTL_DAYS,
+    );
+    let queued = Queued { id: &new_id("msg"), message: &message, status: mail.new_message_status() };
+    db.invitation_issue(&row, &digest(&token), &inviter.user_id, queued).await?;
+    mail.wake();
+    audit_in_org(db, ctx, Some(&inviter.user_id), Some(org_id), "member.invited", Some(&row.id)).await?;
+    Ok(row)
+}
+
+/// The signed-in caller accepts the invitation with `token`: they join its
+/// org with its role if their address is the invited one.
+pub async fn accept(
+    db: &Db,
+    principal: &Principal,
+    token: &str,
+    ctx: &RequestContext,
+) -> DomainResult<MemberRow> {
+    principal.require_session()?;
+    let user = db.user_by_id(&principal.user_id).await?.ok_or(DomainError::InvalidToken)?;
+    let invitation =
+        db.invitation_live(&digest(token.trim()), now()).await?.ok_or(DomainError::InvalidInvitation)?;
+    if invitation.email != user.email {
+        return Err(DomainError::InvitationEmailMismatch);
+    }
+    match db.invitation_accept(&invitation, &user.id, now()).await? {
+        Accepted::Joined => {}
+        Accepted::Spent => return Err(DomainError::InvalidInvitation),
+        Accepted::AlreadyMember => return Err(DomainError::AlreadyMember),
+    }
+    audit_in_org(db, ctx, Some(&user.id), Some(&invitation.org_id), "member.joined", Some(&user.id)).await?;
+    db.member(&invitation.org_id, &user.id).await?.ok_or(DomainError::NotFound(Resource::Member))
+}
+
+/// The org's pending invitations; owners and admins only.
+pub async fn pending(
+    db: &Db,
+    principal: &Principal,
+    org_id: &str,
+    cursor: Option<&str>,
+    limit: i64,
+) -> DomainResult<Page<InvitationRow>> {
+    if caller_role(db, principal, org_id).await? > Role::Admin {
+        return Err(DomainError::RoleDenied);
+    }
+    let rows = db.invitations_pending(org_id, now(), cursor, limit + 1).await?;
+    Ok(Page::from_rows(rows, limit, |row| &row.id))
+}
+
+/// Revokes a pending invitation: its token stops working.
+pub async fn revoke(
+    db: &Db,
+    principal: &Principal,
+    org_id: &str,
+    invitation_id: &str,
+    ctx: &RequestContext,
+) -> DomainResult<()> {
+    let own = manager_role(db, principal, org_id, Role::Admin).await?;
+    let invitation = db
+        .invitation_pending(org_id, invitation_id, now())
+        .await?
+        .ok_or(DomainError::NotFound(Resource::Invitation))?;
+    if !own.may_manage(Role::parse(&invitation.role)) {
+        return Err(DomainError::RoleDenied);
+    }
+    if !db.invitation_revoke(org_id, invitation_id, now()).await? {
+        return Err(DomainError::NotFound(Resource::Invitation));
+    }
+    audit_in_org(
+        db,
+        ctx,
+        Some(&principal.user_id),
+        Some(org_id),
+        "member.invitation_revoked",
+        Some(invitation_id),
+    )
+    .await
+}
