@@ -197,47 +197,15 @@ impl ErrorCode {
         }
     }
 
+    /// The class follows from the status, so the two can never disagree.
     pub fn error_type(self) -> ErrorType {
-        match self {
-            Self::RequestMalformed
-            | Self::RequestInvalid
-            | Self::RequestMethodNotAllowed
-            | Self::RequestLengthRequired
-            | Self::RequestTooLarge
-            | Self::RequestUnsupportedMediaType
-            | Self::AuthEmailTaken
-            | Self::AuthWeakPassword => ErrorType::InvalidRequestError,
-            Self::AuthMissingCredentials
-            | Self::AuthInvalidCredentials
-            | Self::AuthInvalidToken
-            | Self::AuthInvalidApiKey
-            | Self::AuthInvalidRefreshToken
-            | Self::AuthRefreshReused
-            | Self::AuthInvalidTwoFactorCode
-            | Self::AuthTotpReplayed
-            | Self::AuthInvalidChallenge => ErrorType::AuthenticationError,
-            Self::AuthTwoFactorAlreadyEnabled
-            | Self::AuthTwoFactorNotEnabled
-            | Self::AuthTwoFactorSetupRequired => ErrorType::InvalidRequestError,
-            Self::AuthSessionRequired | Self::AuthScopeDenied | Self::AuthRoleDenied => {
-                ErrorType::PermissionError
-            }
-            Self::AuthEmailUnverified => ErrorType::PermissionError,
-            Self::AuthEmailAlreadyVerified | Self::AuthInvalidVerificationCode => {
-                ErrorType::InvalidRequestError
-            }
-            Self::AuthInvalidResetToken => ErrorType::AuthenticationError,
-            Self::RequestNotFound
-            | Self::OrgNotFound
-            | Self::ApiKeyNotFound
-            | Self::OrgMemberNotFound
-            | Self::OrgInvitationNotFound
-            | Self::ProjectNotFound => ErrorType::NotFoundError,
-            Self::OrgAlreadyMember | Self::OrgLastOwner => ErrorType::InvalidRequestError,
-            Self::OrgInvalidInvitation => ErrorType::AuthenticationError,
-            Self::OrgInvitationEmailMismatch => ErrorType::PermissionError,
-            Self::RateLimitExceeded | Self::AuthTooManyFailedLogins => ErrorType::RateLimitError,
-            Self::ServerNotReady | Self::ServerInternal => ErrorType::ApiError,
+        match self.status() {
+            StatusCode::UNAUTHORIZED => ErrorType::AuthenticationError,
+            StatusCode::FORBIDDEN => ErrorType::PermissionError,
+            StatusCode::NOT_FOUND => ErrorType::NotFoundError,
+            StatusCode::TOO_MANY_REQUESTS => ErrorType::RateLimitError,
+            status if status.is_server_error() => ErrorType::ApiError,
+            _ => ErrorType::InvalidRequestError,
         }
     }
 
