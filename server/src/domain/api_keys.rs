@@ -6,10 +6,9 @@ use super::orgs::create_owned_by;
 use super::passwords;
 use super::principal::{API_KEY_PREFIX, Principal, Scope};
 use super::tokens::{digest, random_base62};
-use super::{DomainError, DomainResult, Page, RequestContext, Resource, new_id, now};
+use super::{DomainError, DomainResult, Page, RequestContext, Resource, check_name, new_id, now};
 use crate::store::{ApiKeyRow, Db, UserRow};
 
-pub const MAX_NAME_LEN: usize = 100;
 pub const MAX_EXPIRES_IN_DAYS: u32 = 3650;
 /// 32 base62 characters: about 190 bits.
 const SECRET_LEN: usize = 32;
@@ -120,13 +119,7 @@ async fn create_user_without_password(db: &Db, email: &str, ctx: &RequestContext
 /// Validates and stores a key for `user_id`, whose right to the org the
 /// caller has already checked.
 async fn mint(db: &Db, user_id: &str, input: NewApiKey, ctx: &RequestContext) -> DomainResult<MintedKey> {
-    let name = input.name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
-        return Err(DomainError::Invalid {
-            param: "name",
-            message: "must be 1 to 100 characters".to_owned(),
-        });
-    }
+    let name = check_name(&input.name)?;
     if input.scopes.is_empty() {
         return Err(DomainError::Invalid { param: "scopes", message: "name at least one scope".to_owned() });
     }
