@@ -7,6 +7,7 @@ pub mod config;
 pub mod contract;
 pub mod domain;
 pub mod error;
+pub mod gateway;
 pub mod harness;
 pub mod http;
 pub mod limits;

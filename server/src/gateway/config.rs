@@ -1,0 +1,85 @@
+//! The gateway's part of the configuration file: `[providers.<name>]`,
+//! `[[routes]]`, `[prices."<model>"]` and the `[gateway]` timeouts.
+
+use serde::{Deserialize, Serialize};
+
+/// `[providers.<name>]`: where one upstream is and how to reach it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub kind: ProviderKind,
+    /// Required for `openai` (for example `https://api.openai.com/v1`);
+    /// `anthropic` defaults to `https://api.anthropic.com/v1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// The name of the environment variable holding the provider's key.
+    /// Keys never go in the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// Any OpenAI-compatible API: OpenAI, OpenRouter, vLLM, llama.cpp, Ollama.
+    Openai,
+    /// Anthropic's Messages API, translated both ways.
+    Anthropic,
+    /// Built in: deterministic answers and embeddings, no network.
+    Dev,
+}
+
+/// `[[routes]]`: a model name clients send and the targets that serve it, in
+/// order of preference.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub name: String,
+    pub targets: Vec<TargetConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// A key of `[providers]`.
+    pub provider: String,
+    /// The model name the provider knows.
+    pub model: String,
+}
+
+/// `[prices."<upstream model>"]`: USD per million tokens, as decimal strings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceConfig {
+    pub input_per_mtok: String,
+    pub output_per_mtok: String,
+}
+
+/// `[gateway]`: timeouts and retries for upstream calls.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// Opening a connection to a provider.
+    pub connect_timeout_ms: u64,
+    /// From sending the request to the response head (and, for streams, to
+    /// the first event).
+    pub first_byte_timeout_ms: u64,
+    /// Longest pause between two reads of a response body.
+    pub idle_timeout_ms: u64,
+    /// The whole upstream call, all fallbacks included.
+    pub total_timeout_ms: u64,
+    /// Base of the exponential backoff (with jitter) before trying the next target.
+    pub retry_backoff_ms: u64,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout_ms: 5_000,
+            first_byte_timeout_ms: 60_000,
+            idle_timeout_ms: 60_000,
+            total_timeout_ms: 600_000,
+            retry_backoff_ms: 100,
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! OpenAI-compatible providers (OpenAI, OpenRouter, vLLM, llama.cpp, Ollama):
+//! the request goes out as the client sent it, with the upstream model name;
+//! answers come back byte for byte, read only for their usage.
+
+use bytes::Bytes;
+use futures::StreamExt;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use tokio::time::Instant;
+
+use super::upstream::{self, UpstreamError};
+use super::wire::{ChatCompletionRequest, EmbeddingList, EmbeddingRequest, StreamOptions, Usage};
+use super::{ChunkEvent, Reply, Timeouts};
+
+pub struct OpenAi {
+    client: reqwest::Client,
+    base_url: String,
+    api_key: Option<String>,
+}
+
+/// The parts of an answer usage accounting reads.
+#[derive(Deserialize)]
+struct UsageProbe {
+    #[serde(default)]
+    usage: Option<Usage>,
+    #[serde(default)]
+    choices: Option<Vec<IgnoredAny>>,
+}
+
+impl OpenAi {
+    pub fn new(client: reqwest::Client, base_url: String, api_key: Option<String>) -> Self {
+        Self { client, base_url, api_key }
+    }
+
+    fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        let request = self.client.post(format!("{}{path}", self.base_url));
+        match &self.api_key {
+            Some(key) => request.bearer_auth(key),
+            None => request,
+        }
+    }
+
+    pub async fn chat(
+        &self,
+        request: &ChatCompletionRequest,
+        model: &str,
+        timeouts: &Timeouts,
+        deadline: Instant,
+    ) -> Result<Reply, UpstreamError> {
+        let mut outgoing = ChatCompletionRequest { model: model.to_owned(), ..request.clone() };
+        if request.is_stream() {
+            // Usage is always asked for; clients that did not ask never see it.
+            let mut options = request.stream_options.clone().unwrap_or_default();
+            options.include_usage = Some(true);
+            outgoing.stream_options = Some(StreamOptions { ..options });
+        }
+        let body = serde_json::to_vec(&outgoing).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+        let response = upstream::send(
+            self.post("/chat/completions").header("content-type", "application/json").body(body),
+            timeouts,
+        )
+        .await?;
+        if !request.is_stream() {
+            let body = upstream::body(response, timeouts).await?;
+            let probe: UsageProbe = serde_json::from_slice(&body)
+                .map_err(|e| UpstreamError::Protocol(format!("not a chat completion: {e}")))?;
+            return Ok(Reply::Complete { body, usage: probe.usage });
+        }
+        let events = upstream::sse_events(response, timeouts, deadline)
+            .filter_map(|event| async move {
+                match event {
+                    Ok(event) if event.data.as_ref() == b"[DONE]" => None,
+                    Ok(event) => Some(chunk_event(event.data)),
+                    Err(err) => Some(Err(err)),
+                }
+            })
+            .boxed();
+        Ok(Reply::Stream(events))
+    }
+
+    pub async fn embed(
+        &self,
+        request: &EmbeddingRequest,
+        model: &str,
+        timeouts: &Timeouts,
+    ) -> Result<EmbeddingList, UpstreamError> {
+        let outgoing = EmbeddingRequest { model: model.to_owned(), ..request.clone() };
+        let response = upstream::send(self.post("/embeddings").json(&outgoing), timeouts).await?;
+        let body = upstream::body(response, timeouts).await?;
+        serde_json::from_slice(&body)
+            .map_err(|e| UpstreamError::Protocol(format!("not an embedding list: {e}")))
+    }
+}
+
+/// Reads the usage of one upstream chunk, leaving its bytes as they are.
+fn chunk_event(data: Bytes) -> Result<ChunkEvent, UpstreamError> {
+    let probe: UsageProbe =
+        serde_json::from_slice(&data).map_err(|e| UpstreamError::Protocol(format!("not a chunk: {e}")))?;
+    let usage_only = probe.usage.is_some() && probe.choices.is_none_or(|c| c.is_empty());
+    Ok(ChunkEvent { data, usage: probe.usage, usage_only })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_keep_their_bytes_and_report_usage() {
+        let data =
+            Bytes::from_static(br#"{"id":"c","choices":[{"index":0,"delta":{"content":"hi"}}],"odd":1}"#);
+        let event = chunk_event(data.clone()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(event.data, data);
+        assert_eq!(event.usage, None);
+        assert!(!event.usage_only);
+
+        let last = chunk_event(Bytes::from_static(
+            br#"{"id":"c","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#,
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(last.usage, Some(Usage::new(3, 2)));
+        assert!(last.usage_only);
+    }
+
+    #[test]
+    fn unreadable_chunks_are_protocol_errors() {
+        assert!(matches!(chunk_event(Bytes::from_static(b"not json")), Err(UpstreamError::Protocol(_))));
+    }
+}

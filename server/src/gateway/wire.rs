@@ -1,0 +1,341 @@
+//! OpenAI's wire format for chat completions, models and embeddings. The
+//! same types parse requests (serde, once), describe them in the spec
+//! (poem-openapi), and carry what providers answer.
+//!
+//! Requests keep fields they do not name in `extra`, so an OpenAI-compatible
+//! upstream receives them untouched.
+
+use poem_openapi::Object;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Most messages one request may carry.
+pub const MAX_MESSAGES: usize = 100;
+/// Most characters of content one message may carry.
+pub const MAX_CONTENT_CHARS: usize = 100_000;
+
+/// `POST /v1/chat/completions`. Fields not listed here are accepted and
+/// passed through to OpenAI-compatible providers unchanged.
+#[derive(Debug, Clone, Default, Object, Serialize, Deserialize)]
+pub struct ChatCompletionRequest {
+    /// A route name this key may use, as `GET /v1/models` lists them.
+    pub model: String,
+    /// The conversation so far: 1 to 100 messages.
+    pub messages: Vec<ChatMessage>,
+    /// Answer as server-sent `chat.completion.chunk` events ending with `data: [DONE]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_options: Option<StreamOptions>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_completion_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f64>,
+    /// A string or up to 4 strings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<i64>,
+    /// The end user, for the provider's abuse monitoring.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<Tool>>,
+    /// `none`, `auto`, `required`, or `{"type": "function", "function": {"name": …}}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<Value>,
+    /// `{"type": "text" | "json_object" | "json_schema", …}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<Value>,
+    #[serde(flatten)]
+    #[oai(skip)]
+    pub extra: Map<String, Value>,
+}
+
+impl ChatCompletionRequest {
+    pub fn is_stream(&self) -> bool {
+        self.stream.unwrap_or(false)
+    }
+
+    /// Whether the client asked for the final usage chunk of a stream.
+    pub fn wants_stream_usage(&self) -> bool {
+        self.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false)
+    }
+
+    /// The completion budget the client set, under either name.
+    pub fn max_output_tokens(&self) -> Option<u32> {
+        self.max_completion_tokens.or(self.max_tokens)
+    }
+}
+
+#[derive(Debug, Clone, Default, Object, Serialize, Deserialize)]
+pub struct StreamOptions {
+    /// Send a last chunk with empty `choices` and the request's `usage`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_usage: Option<bool>,
+    #[serde(flatten)]
+    #[oai(skip)]
+    pub extra: Map<String, Value>,
+}
+
+/// One message of the conversation.
+#[derive(Debug, Clone, Default, PartialEq, Object, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// `system`, `developer`, `user`, `assistant` or `tool`.
+    pub role: String,
+    /// A string, an array of content parts (`{"type": "text", "text": …}`,
+    /// `{"type": "image_url", …}`), or null for an assistant message that
+    /// only calls tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The tool calls an assistant message made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
+    /// On a `tool` message: the call this is the result of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    #[serde(flatten)]
+    #[oai(skip)]
+    pub extra: Map<String, Value>,
+}
+
+impl ChatMessage {
+    /// The message's text: the string content, or its text parts joined.
+    pub fn text(&self) -> String {
+        match &self.content {
+            Some(Value::String(text)) => text.clone(),
+            Some(Value::Array(parts)) => parts
+                .iter()
+                .filter_map(|part| part.get("text").and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join(""),
+            _ => String::new(),
+        }
+    }
+
+    /// Characters of text content, counted as the limit counts them.
+    pub fn content_chars(&self) -> usize {
+        match &self.content {
+            Some(Value::String(text)) => text.chars().count(),
+            Some(Value::Array(parts)) => parts
+                .iter()
+                .filter_map(|part| part.get("text").and_then(Value::as_str))
+                .map(|text| text.chars().count())
+                .sum(),
+            _ => 0,
+        }
+    }
+}
+
+/// A tool the model may call.
+#[derive(Debug, Clone, Default, PartialEq, Object, Serialize, Deserialize)]
+pub struct Tool {
+    /// Always `function`.
+    #[serde(rename = "type")]
+    #[oai(rename = "type")]
+    pub kind: String,
+    pub function: FunctionDefinition,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Object, Serialize, Deserialize)]
+pub struct FunctionDefinition {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// A JSON Schema object for the arguments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
+}
+
+/// A call the model made to one of the offered tools.
+#[derive(Debug, Clone, Default, PartialEq, Object, Serialize, Deserialize)]
+pub struct ToolCall {
+    pub id: String,
+    /// Always `function`.
+    #[serde(rename = "type")]
+    #[oai(rename = "type")]
+    pub kind: String,
+    pub function: FunctionCall,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Object, Serialize, Deserialize)]
+pub struct FunctionCall {
+    pub name: String,
+    /// The arguments as a JSON text.
+    pub arguments: String,
+}
+
+/// A non-streamed answer.
+#[derive(Debug, Clone, Default, Object, Serialize, Deserialize)]
+pub struct ChatCompletion {
+    pub id: String,
+    /// Always `chat.completion`.
+    pub object: String,
+    /// Unix seconds.
+    pub created: i64,
+    pub model: String,
+    pub choices: Vec<ChatChoice>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+}
+
+#[derive(Debug, Clone, Default, Object, Serialize, Deserialize)]
+pub struct ChatChoice {
+    pub index: u32,
+    pub message: AssistantMessage,
+    /// `stop`, `length`, `tool_calls` or `content_filter`.
+    #[oai(nullable)]
+    pub finish_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Object, Serialize, Deserialize)]
+pub struct AssistantMessage {
+    /// Always `assistant`.
+    pub role: String,
+    #[oai(nullable)]
+    pub content: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
+}
+
+/// Tokens one request used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Object, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+}
+
+impl Usage {
+    pub fn new(prompt_tokens: u64, completion_tokens: u64) -> Self {
+        Self { prompt_tokens, completion_tokens, total_tokens: prompt_tokens + completion_tokens }
+    }
+}
+
+/// One server-sent event of a streamed answer.
+#[derive(Debug, Clone, Default, Object, Serialize, Deserialize)]
+pub struct ChatCompletionChunk {
+    pub id: String,
+    /// Always `chat.completion.chunk`.
+    pub object: String,
+    pub created: i64,
+    pub model: String,
+    /// Empty on the last chunk when `stream_options.include_usage` is set.
+    pub choices: Vec<ChunkChoice>,
+    /// Only on the last chunk, when `stream_options.include_usage` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[oai(nullable)]
+    pub usage: Option<Usage>,
+}
+
+#[derive(Debug, Clone, Default, Object, Serialize, Deserialize)]
+pub struct ChunkChoice {
+    pub index: u32,
+    pub delta: ChunkDelta,
+    #[oai(nullable)]
+    pub finish_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Object, Serialize, Deserialize)]
+pub struct ChunkDelta {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCallDelta>>,
+}
+
+/// A piece of a streamed tool call: the first piece of a call carries its
+/// `id`, `type` and `function.name`; later pieces append to `arguments`.
+#[derive(Debug, Clone, Default, PartialEq, Object, Serialize, Deserialize)]
+pub struct ToolCallDelta {
+    pub index: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    #[oai(rename = "type")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<FunctionCallDelta>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Object, Serialize, Deserialize)]
+pub struct FunctionCallDelta {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<String>,
+}
+
+/// `POST /v1/embeddings`.
+#[derive(Debug, Clone, Default, Object, Serialize, Deserialize)]
+pub struct EmbeddingRequest {
+    pub model: String,
+    /// A string or an array of 1 to 2,048 strings.
+    pub input: Value,
+    /// `float` (the default) or `base64` (little-endian f32).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding_format: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dimensions: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(flatten)]
+    #[oai(skip)]
+    pub extra: Map<String, Value>,
+}
+
+/// The answer of `POST /v1/embeddings`.
+#[derive(Debug, Clone, Default, Object, Serialize, Deserialize)]
+pub struct EmbeddingList {
+    /// Always `list`.
+    pub object: String,
+    pub data: Vec<Embedding>,
+    pub model: String,
+    pub usage: EmbeddingUsage,
+}
+
+#[derive(Debug, Clone, Default, Object, Serialize, Deserialize)]
+pub struct Embedding {
+    /// Always `embedding`.
+    pub object: String,
+    pub index: u32,
+    /// An array of numbers, or a base64 string with `encoding_format: base64`.
+    pub embedding: Value,
+}
+
+#[derive(Debug, Clone, Copy, Default, Object, Serialize, Deserialize)]
+pub struct EmbeddingUsage {
+    pub prompt_tokens: u64,
+    pub total_tokens: u64,
+}
+
+/// A model (route) a key may use.
+#[derive(Debug, Clone, Default, Object, Serialize, Deserialize)]
+pub struct Model {
+    pub id: String,
+    /// Always `model`.
+    pub object: String,
+    /// Unix seconds; when this server started serving the route.
+    pub created: i64,
+    pub owned_by: String,
+}
+
+/// `GET /v1/models`.
+#[derive(Debug, Clone, Default, Object, Serialize, Deserialize)]
+pub struct ModelList {
+    /// Always `list`.
+    pub object: String,
+    pub data: Vec<Model>,
+}
