@@ -53,6 +53,10 @@ async fn main() -> anyhow::Result<()> {
             org_id: org.id.clone(),
             project_id: None,
             expires_in_days: Some(30),
+            allowed_models: Default::default(),
+            budget_usd: None,
+            rpm_limit: None,
+            tpm_limit: None,
         })
         .send()
         .await?;

@@ -12,6 +12,7 @@ mod schema;
 mod servers;
 mod spec;
 mod totp;
+mod upstreams;
 
 use std::path::Path;
 use std::time::Duration;

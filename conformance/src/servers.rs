@@ -37,7 +37,9 @@ fn configure(settings: &Map<String, Value>) -> Result<Config, String> {
                 config.keys().filter(|known| !HARNESS_OWNED.contains(&known.as_str())).cloned().collect();
             return Err(format!("unknown x-server setting `{key}`; known: {}", known.join(", ")));
         }
-        config.insert(key.clone(), value.clone());
+        let mut value = value.clone();
+        crate::upstreams::fill(&mut value)?;
+        config.insert(key.clone(), value);
     }
     serde_json::from_value(Value::Object(config)).map_err(|e| format!("x-server: {e}"))
 }

@@ -77,6 +77,10 @@ async fn register_login_mint_a_key_and_use_it() -> Result<(), Box<dyn std::error
             org_id: org.id.clone(),
             project_id: None,
             expires_in_days: None,
+            allowed_models: Default::default(),
+            budget_usd: None,
+            rpm_limit: None,
+            tpm_limit: None,
         })
         .send()
         .await?;
@@ -95,6 +99,10 @@ async fn register_login_mint_a_key_and_use_it() -> Result<(), Box<dyn std::error
             org_id: org.id.clone(),
             project_id: None,
             expires_in_days: None,
+            allowed_models: Default::default(),
+            budget_usd: None,
+            rpm_limit: None,
+            tpm_limit: None,
         })
         .send()
         .await;

@@ -16,6 +16,8 @@ use crate::contract;
 use crate::domain::key_usage::KeyUsage;
 use crate::domain::tokens::{TokenIssuer, random_base62};
 use crate::domain::{DomainError, DomainResult};
+use crate::gateway::metering::Meter;
+use crate::gateway::{Gateway, InvalidGatewayConfig};
 use crate::limits::AbuseLimits;
 use crate::mail::Mailer;
 use crate::mail::delivery::Delivery;
@@ -38,6 +40,10 @@ pub struct AppState {
     pub mail: Mailer,
     /// Minting API keys needs a verified email address.
     pub require_verified_email: bool,
+    /// Routes and providers of the model gateway.
+    pub gateway: Arc<Gateway>,
+    /// Gateway limits, reservations and usage rows waiting to be written.
+    pub meter: Meter,
     /// The API areas this server serves, as `GET /v1/meta` reports them.
     pub features: Arc<[&'static str]>,
 }
@@ -50,6 +56,8 @@ pub enum AppError {
     Metrics(#[from] prometheus::Error),
     #[error("the docs page no longer embeds the spec where expected; check the poem-openapi version")]
     DocsTemplate,
+    #[error("invalid gateway configuration: {0}")]
+    Gateway(#[from] InvalidGatewayConfig),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -105,7 +113,14 @@ impl App {
             key_usage: KeyUsage::default(),
             mail: Mailer::new(config.smtp.clone(), &config.public_url),
             require_verified_email: config.require_verified_email,
-            features: Arc::from(["operations", "identity", "metrics", "docs"]),
+            gateway: Arc::new(Gateway::from_config(
+                &config.providers,
+                &config.routes,
+                &config.prices,
+                &config.gateway,
+            )?),
+            meter: Meter::default(),
+            features: Arc::from(["operations", "identity", "gateway", "metrics", "docs"]),
         };
         Ok(Self { config, state, metrics: Metrics::new()? })
     }
@@ -150,17 +165,22 @@ impl App {
         let endpoint = self.endpoint()?;
         let grace = Duration::from_secs(self.config.shutdown_grace_secs);
         let flusher = tokio::spawn(flush_key_usage(self.state.clone()));
+        let usage_flusher = tokio::spawn(flush_gateway_usage(self.state.clone()));
         let delivery = Delivery::spawn(self.state.db.clone(), self.state.mail.clone());
         let result = Server::new_with_acceptor(acceptor)
             .run_with_graceful_shutdown(endpoint, shutdown, Some(grace))
             .await;
         flusher.abort();
+        usage_flusher.abort();
         if let Some(delivery) = delivery {
             delivery.stop().await;
         }
         // What the last requests did is written before the pool closes.
         if let Err(err) = self.state.key_usage.flush(&self.state.db).await {
             tracing::error!(error = %err, "could not record API key use at shutdown");
+        }
+        if let Err(err) = self.state.meter.flush(&self.state.db).await {
+            tracing::error!(error = %err, "could not record gateway usage at shutdown");
         }
         self.state.db.close().await;
         Ok(result?)
@@ -177,6 +197,20 @@ async fn flush_key_usage(state: AppState) {
         tick.tick().await;
         if let Err(err) = state.key_usage.flush(&state.db).await {
             tracing::warn!(error = %err, "could not record API key use; will retry");
+        }
+    }
+}
+
+/// How often gateway usage rows are written.
+const GATEWAY_USAGE_FLUSH_EVERY: Duration = Duration::from_secs(2);
+
+/// Writes gateway usage rows in batches until aborted.
+async fn flush_gateway_usage(state: AppState) {
+    let mut tick = tokio::time::interval(GATEWAY_USAGE_FLUSH_EVERY);
+    loop {
+        tick.tick().await;
+        if let Err(err) = state.meter.flush(&state.db).await {
+            tracing::warn!(error = %err, "could not record gateway usage; will retry");
         }
     }
 }

@@ -2,6 +2,7 @@
 //! environment variables, then command-line flags. Unknown keys and bad values
 //! fail at start with a message that names the key.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -9,6 +10,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::gateway::config::{GatewayConfig, PriceConfig, ProviderConfig, RouteConfig};
 use crate::limits::AbuseLimitsConfig;
 use crate::mail::SmtpConfig;
 
@@ -44,6 +46,15 @@ pub struct Config {
     /// Deliver mail through this SMTP server (`[smtp]`); without it, mail
     /// stays in the dev outbox that `switchyard outbox` prints.
     pub smtp: Option<SmtpConfig>,
+    /// Model providers by name (`[providers.<name>]`). With none, the
+    /// built-in `dev` provider serves the models `default` and `dev`.
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// Model names clients send and the provider targets behind them (`[[routes]]`).
+    pub routes: Vec<RouteConfig>,
+    /// USD per million tokens by upstream model (`[prices."<model>"]`).
+    pub prices: BTreeMap<String, PriceConfig>,
+    /// Upstream timeouts and retries (`[gateway]`).
+    pub gateway: GatewayConfig,
 }
 
 /// The `[auth]` table: session tokens.
@@ -88,6 +99,10 @@ impl Default for Config {
             public_url: "http://127.0.0.1:8000".to_owned(),
             require_verified_email: false,
             smtp: None,
+            providers: BTreeMap::new(),
+            routes: Vec::new(),
+            prices: BTreeMap::new(),
+            gateway: GatewayConfig::default(),
         }
     }
 }
@@ -168,6 +183,8 @@ impl Config {
         self.abuse
             .validate()
             .map_err(|invalid| ConfigError::InvalidValue { key: invalid.key, reason: invalid.reason })?;
+        crate::gateway::Gateway::from_config(&self.providers, &self.routes, &self.prices, &self.gateway)
+            .map_err(|invalid| ConfigError::InvalidValue { key: "gateway", reason: invalid.to_string() })?;
         if self.max_body_bytes == 0 {
             return Err(ConfigError::InvalidValue {
                 key: "max_body_bytes",

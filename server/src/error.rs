@@ -135,6 +135,24 @@ pub enum ErrorCode {
     #[oai(rename = "auth.too_many_failed_logins")]
     AuthTooManyFailedLogins,
     /// The server is up but cannot serve traffic yet.
+    /// The chat or embeddings request is not valid (OpenAI's 400).
+    #[oai(rename = "gateway.invalid_request")]
+    GatewayInvalidRequest,
+    /// No route serves this model name, or the key may not use it.
+    #[oai(rename = "gateway.model_not_found")]
+    GatewayModelNotFound,
+    /// The provider refused the request; its status and message are kept.
+    #[oai(rename = "gateway.upstream_rejected")]
+    GatewayUpstreamRejected,
+    /// Every target of the route failed.
+    #[oai(rename = "gateway.upstream_error")]
+    GatewayUpstreamError,
+    /// The route's targets did not answer in time.
+    #[oai(rename = "gateway.upstream_timeout")]
+    GatewayUpstreamTimeout,
+    /// A spend budget or daily cost cap would be exceeded.
+    #[oai(rename = "billing.budget_exceeded")]
+    BillingBudgetExceeded,
     #[oai(rename = "server.not_ready")]
     ServerNotReady,
     /// An unexpected failure inside the server.
@@ -192,6 +210,11 @@ impl ErrorCode {
             Self::OrgInvalidInvitation => StatusCode::UNAUTHORIZED,
             Self::OrgInvitationEmailMismatch => StatusCode::FORBIDDEN,
             Self::RateLimitExceeded | Self::AuthTooManyFailedLogins => StatusCode::TOO_MANY_REQUESTS,
+            Self::GatewayInvalidRequest | Self::GatewayUpstreamRejected => StatusCode::BAD_REQUEST,
+            Self::GatewayModelNotFound => StatusCode::NOT_FOUND,
+            Self::GatewayUpstreamError => StatusCode::BAD_GATEWAY,
+            Self::GatewayUpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::BillingBudgetExceeded => StatusCode::PAYMENT_REQUIRED,
             Self::ServerNotReady => StatusCode::SERVICE_UNAVAILABLE,
             Self::ServerInternal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -199,14 +222,7 @@ impl ErrorCode {
 
     /// The class follows from the status, so the two can never disagree.
     pub fn error_type(self) -> ErrorType {
-        match self.status() {
-            StatusCode::UNAUTHORIZED => ErrorType::AuthenticationError,
-            StatusCode::FORBIDDEN => ErrorType::PermissionError,
-            StatusCode::NOT_FOUND => ErrorType::NotFoundError,
-            StatusCode::TOO_MANY_REQUESTS => ErrorType::RateLimitError,
-            status if status.is_server_error() => ErrorType::ApiError,
-            _ => ErrorType::InvalidRequestError,
-        }
+        ErrorType::for_status(self.status())
     }
 
     /// The code poem's own errors (routing, extraction, body limits) map to.
@@ -223,6 +239,20 @@ impl ErrorCode {
             StatusCode::SERVICE_UNAVAILABLE => Self::ServerNotReady,
             s if s.is_client_error() => Self::RequestMalformed,
             _ => Self::ServerInternal,
+        }
+    }
+}
+
+impl ErrorType {
+    /// OpenAI's error type for a status, so the two cannot disagree.
+    pub fn for_status(status: StatusCode) -> Self {
+        match status {
+            StatusCode::UNAUTHORIZED => ErrorType::AuthenticationError,
+            StatusCode::FORBIDDEN => ErrorType::PermissionError,
+            StatusCode::NOT_FOUND => ErrorType::NotFoundError,
+            StatusCode::TOO_MANY_REQUESTS => ErrorType::RateLimitError,
+            status if status.is_server_error() => ErrorType::ApiError,
+            _ => ErrorType::InvalidRequestError,
         }
     }
 }
@@ -265,11 +295,22 @@ pub struct ApiError {
     /// The limit that refused the request, for the rate-limit headers
     /// (boxed: errors travel in `Result`s and should stay small).
     pub rate_limit: Option<Box<Decision>>,
+    /// Set only for [`ErrorCode::GatewayUpstreamRejected`], which keeps the
+    /// provider's own 4xx status.
+    pub status_override: Option<StatusCode>,
 }
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), why: None, fix: None, param: None, rate_limit: None }
+        Self {
+            code,
+            message: message.into(),
+            why: None,
+            fix: None,
+            param: None,
+            rate_limit: None,
+            status_override: None,
+        }
     }
 
     pub fn why(mut self, why: impl Into<String>) -> Self {
@@ -302,8 +343,13 @@ impl ApiError {
         err
     }
 
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status_override = Some(status);
+        self
+    }
+
     pub fn status(&self) -> StatusCode {
-        self.code.status()
+        self.status_override.unwrap_or_else(|| self.code.status())
     }
 
     /// Renders the envelope, stamped with the current request's id.
@@ -311,7 +357,7 @@ impl ApiError {
         ErrorBody {
             error: ErrorDetail {
                 code: self.code,
-                error_type: self.code.error_type(),
+                error_type: ErrorType::for_status(self.status()),
                 message: self.message.clone(),
                 why: self.why.clone(),
                 fix: self.fix.clone(),

@@ -14,7 +14,9 @@ use super::{ApiTags, Ok200};
 use crate::app::AppState;
 use crate::domain::api_keys::{self, NewApiKey};
 use crate::domain::page_limit;
-use crate::domain::principal::Scope;
+use crate::domain::principal::{KeyLimits, Scope};
+use crate::error::{ApiError, ErrorCode};
+use crate::gateway::price::{format_usd_micros, parse_usd_micros};
 use crate::operation_errors;
 use crate::store::ApiKeyRow;
 
@@ -83,6 +85,14 @@ pub struct CreateApiKeyRequest {
     pub project_id: Option<String>,
     /// Days until the key stops working (1 to 3650); never, when absent.
     pub expires_in_days: Option<u32>,
+    /// Route names the key may use through the model gateway; every route when absent.
+    pub allowed_models: Option<Vec<String>>,
+    /// Gateway requests per minute; no limit when absent.
+    pub rpm_limit: Option<u32>,
+    /// Gateway tokens (prompt and completion) per minute; no limit when absent.
+    pub tpm_limit: Option<u32>,
+    /// Most the key may ever spend through the gateway, in USD (`"25.00"`).
+    pub budget_usd: Option<String>,
 }
 
 /// An API key, without its secret.
@@ -101,12 +111,25 @@ pub struct ApiKey {
     pub expires_at: Option<DateTime<Utc>>,
     #[oai(nullable)]
     pub last_used_at: Option<DateTime<Utc>>,
+    #[oai(nullable)]
+    pub allowed_models: Option<Vec<String>>,
+    #[oai(nullable)]
+    pub rpm_limit: Option<u32>,
+    #[oai(nullable)]
+    pub tpm_limit: Option<u32>,
+    #[oai(nullable)]
+    pub budget_usd: Option<String>,
 }
 
 impl From<ApiKeyRow> for ApiKey {
     fn from(row: ApiKeyRow) -> Self {
+        let limits = KeyLimits::from_row(&row.limits);
         Self {
             scopes: row.scopes.split_whitespace().filter_map(Scope::parse).map(ApiKeyScope::from).collect(),
+            allowed_models: limits.allowed_models,
+            rpm_limit: limits.requests_per_minute,
+            tpm_limit: limits.tokens_per_minute,
+            budget_usd: limits.budget_micros.map(format_usd_micros),
             id: row.id,
             name: row.name,
             prefix: row.prefix,
@@ -162,6 +185,12 @@ impl ApiKeysApi {
             org_id: body.org_id,
             project_id: body.project_id,
             expires_in_days: body.expires_in_days,
+            limits: KeyLimits {
+                allowed_models: body.allowed_models,
+                requests_per_minute: body.rpm_limit,
+                tokens_per_minute: body.tpm_limit,
+                budget_micros: body.budget_usd.as_deref().map(parse_budget).transpose()?,
+            },
         };
         let minted = api_keys::api_key_create(
             &state.db,
@@ -209,4 +238,13 @@ impl ApiKeysApi {
         api_keys::api_key_revoke(&state.db, &principal, &id.0, &context(remote)).await?;
         Ok(NoContent204::NoContent)
     }
+}
+
+/// `"25.00"` → micro-USD; anything else is a 422 naming the field.
+fn parse_budget(text: &str) -> Result<i64, ApiError> {
+    parse_usd_micros(text).ok_or_else(|| {
+        ApiError::new(ErrorCode::RequestInvalid, "Invalid budget_usd: not a decimal USD amount")
+            .param("budget_usd")
+            .fix("Send a string such as \"25.00\" (up to six decimals).")
+    })
 }

@@ -2,7 +2,11 @@
 
 use crate::domain::{DomainError, Resource};
 use crate::error::{ApiError, ErrorCode};
+use crate::gateway::GatewayError;
+use crate::gateway::metering::Refusal;
+use crate::gateway::price::format_usd_micros;
 use crate::limits::Decision;
+use poem::http::StatusCode;
 
 impl From<DomainError> for ApiError {
     fn from(err: DomainError) -> Self {
@@ -149,4 +153,63 @@ fn internal(err: &dyn std::fmt::Display) -> ApiError {
     ApiError::new(ErrorCode::ServerInternal, "Internal server error")
         .why("The server hit an unexpected condition; it has been logged.")
         .fix("Retry later; if it persists, report the request id.")
+}
+
+impl From<GatewayError> for ApiError {
+    fn from(err: GatewayError) -> Self {
+        match err {
+            GatewayError::Rejected { provider, status, message } => {
+                let kept = StatusCode::from_u16(status)
+                    .ok()
+                    .filter(|s| s.as_u16() == 404)
+                    .unwrap_or(StatusCode::BAD_REQUEST);
+                if matches!(status, 401 | 403) {
+                    return ApiError::new(
+                        ErrorCode::GatewayUpstreamError,
+                        format!("Provider {provider} refused the gateway's credentials"),
+                    )
+                    .why(message)
+                    .fix("The operator should check the provider's api_key_env.");
+                }
+                ApiError::new(ErrorCode::GatewayUpstreamRejected, message)
+                    .why(format!("Provider {provider} refused the request with status {status}."))
+                    .with_status(kept)
+            }
+            GatewayError::Exhausted { last, provider } => {
+                ApiError::new(ErrorCode::GatewayUpstreamError, "No provider of this model could answer")
+                    .why(format!("Last failure, from {provider}: {last}"))
+                    .fix("Retry later; the operator can add fallback targets to the route.")
+            }
+            GatewayError::Timeout => ApiError::new(
+                ErrorCode::GatewayUpstreamTimeout,
+                "The model's providers did not answer in time",
+            )
+            .fix("Retry, or ask for fewer tokens."),
+            GatewayError::Unsupported(what) => ApiError::new(ErrorCode::GatewayInvalidRequest, what)
+                .fix("Use a model whose provider supports this operation."),
+        }
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::RateLimited { kind, limit, retry_after } => {
+                let decision = Decision::Limited { limit, retry_after };
+                let mut err = ApiError::rate_limited(ErrorCode::RateLimitExceeded, decision);
+                err.why = Some(format!("The key's per-minute {kind} limit ({limit}) is reached."));
+                err
+            }
+            Refusal::BudgetExceeded { budget_micros, spent_micros } => {
+                ApiError::new(ErrorCode::BillingBudgetExceeded, "The key's spend budget would be exceeded")
+                    .why(format!(
+                        "The key has spent {} of its {} USD budget, counting requests still running.",
+                        format_usd_micros(spent_micros),
+                        format_usd_micros(budget_micros)
+                    ))
+                    .fix("Raise the budget with a new key, or ask for fewer tokens (max_tokens).")
+            }
+            Refusal::Store(err) => DomainError::from(err).into(),
+        }
+    }
 }

@@ -6,6 +6,7 @@ mod api_keys;
 mod auth;
 mod email;
 mod errors;
+mod gateway;
 mod meta;
 mod operations;
 mod orgs;
@@ -35,6 +36,8 @@ pub enum ApiTags {
     Orgs,
     /// Projects within organizations.
     Projects,
+    /// The OpenAI-compatible model gateway.
+    Gateway,
 }
 
 pub type Apis = (
@@ -46,6 +49,7 @@ pub type Apis = (
     api_keys::ApiKeysApi,
     orgs::OrgsApi,
     projects::ProjectsApi,
+    gateway::GatewayApi,
 );
 
 /// The poem-openapi service: the routes, and the spec generated from the code

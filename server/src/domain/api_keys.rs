@@ -4,7 +4,7 @@
 use super::accounts::{audit_in_org, normalize_email};
 use super::orgs::create_owned_by;
 use super::passwords;
-use super::principal::{API_KEY_PREFIX, Principal, Scope};
+use super::principal::{API_KEY_PREFIX, KeyLimits, Principal, Scope};
 use super::tokens::{digest, random_base62};
 use super::{DomainError, DomainResult, Page, RequestContext, Resource, check_name, new_id, now};
 use crate::store::{ApiKeyRow, Db, UserRow};
@@ -19,6 +19,7 @@ pub struct NewApiKey {
     /// Narrows the key to one project of the org.
     pub project_id: Option<String>,
     pub expires_in_days: Option<u32>,
+    pub limits: KeyLimits,
 }
 
 /// A stored key and, once only, its full text.
@@ -89,7 +90,14 @@ pub async fn api_key_bootstrap(
     let minted = mint(
         db,
         &user_id,
-        NewApiKey { name: key_name, scopes, org_id, project_id: None, expires_in_days: None },
+        NewApiKey {
+            name: key_name,
+            scopes,
+            org_id,
+            project_id: None,
+            expires_in_days: None,
+            limits: KeyLimits::default(),
+        },
         ctx,
     )
     .await?;
@@ -129,6 +137,7 @@ async fn mint(db: &Db, user_id: &str, input: NewApiKey, ctx: &RequestContext) ->
             message: "must be 1 to 3650".to_owned(),
         });
     }
+    check_limits(&input.limits)?;
     let mut scopes = input.scopes;
     scopes.sort();
     scopes.dedup();
@@ -147,11 +156,38 @@ async fn mint(db: &Db, user_id: &str, input: NewApiKey, ctx: &RequestContext) ->
         expires_at: input.expires_in_days.map(|days| now + i64::from(days) * 86_400),
         last_used_at: None,
         revoked_at: None,
+        limits: input.limits.to_row(),
         id,
     };
     db.api_key_insert(&key).await?;
     audit_in_org(db, ctx, Some(user_id), Some(&key.org_id), "api_key.created", Some(&key.id)).await?;
     Ok(MintedKey { plain: format!("{}_{secret}", key.prefix), key })
+}
+
+/// Most route names one key may be limited to.
+const MAX_ALLOWED_MODELS: usize = 100;
+
+fn check_limits(limits: &KeyLimits) -> DomainResult<()> {
+    let invalid =
+        |param: &'static str, message: &str| Err(DomainError::Invalid { param, message: message.to_owned() });
+    if let Some(models) = &limits.allowed_models {
+        if models.is_empty() || models.len() > MAX_ALLOWED_MODELS {
+            return invalid("allowed_models", "name 1 to 100 models, or leave it out to allow every model");
+        }
+        if models.iter().any(|m| m.is_empty() || m.len() > 200 || m.chars().any(char::is_whitespace)) {
+            return invalid("allowed_models", "model names are 1 to 200 characters without spaces");
+        }
+    }
+    if limits.requests_per_minute == Some(0) {
+        return invalid("rpm_limit", "must be positive; leave it out for no limit");
+    }
+    if limits.tokens_per_minute == Some(0) {
+        return invalid("tpm_limit", "must be positive; leave it out for no limit");
+    }
+    if limits.budget_micros.is_some_and(|b| b <= 0) {
+        return invalid("budget_usd", "must be a positive amount such as \"25.00\"");
+    }
+    Ok(())
 }
 
 /// The caller's live keys, without secrets.

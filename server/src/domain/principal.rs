@@ -9,7 +9,7 @@ use subtle::ConstantTimeEq;
 use super::key_usage::KeyUsage;
 use super::tokens::{TokenIssuer, digest};
 use super::{DomainError, DomainResult, now};
-use crate::store::Db;
+use crate::store::{Db, KeyLimitsRow};
 
 /// The literal start of every API key, so leaked keys are easy to find.
 pub const API_KEY_PREFIX: &str = "sy_live_";
@@ -70,7 +70,51 @@ pub enum Via {
     /// A session token from login; may do everything the user may do.
     Session { session_id: String },
     /// An API key, limited to one org and its scopes.
-    ApiKey { key_id: String, org_id: String, scopes: Vec<Scope> },
+    ApiKey {
+        key_id: String,
+        org_id: String,
+        project_id: Option<String>,
+        scopes: Vec<Scope>,
+        limits: KeyLimits,
+    },
+}
+
+/// What an API key may do through the model gateway; `None` is no limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyLimits {
+    /// Route names the key may use.
+    pub allowed_models: Option<Vec<String>>,
+    pub requests_per_minute: Option<u32>,
+    pub tokens_per_minute: Option<u32>,
+    /// Spend ceiling over the key's life, in micro-USD.
+    pub budget_micros: Option<i64>,
+}
+
+impl KeyLimits {
+    pub fn from_row(row: &KeyLimitsRow) -> Self {
+        Self {
+            allowed_models: row
+                .allowed_models
+                .as_ref()
+                .map(|names| names.split_whitespace().map(str::to_owned).collect()),
+            requests_per_minute: row.rpm_limit.and_then(|n| u32::try_from(n).ok()),
+            tokens_per_minute: row.tpm_limit.and_then(|n| u32::try_from(n).ok()),
+            budget_micros: row.budget_micros,
+        }
+    }
+
+    pub fn to_row(&self) -> KeyLimitsRow {
+        KeyLimitsRow {
+            allowed_models: self.allowed_models.as_ref().map(|names| names.join(" ")),
+            rpm_limit: self.requests_per_minute.map(i64::from),
+            tpm_limit: self.tokens_per_minute.map(i64::from),
+            budget_micros: self.budget_micros,
+        }
+    }
+
+    pub fn allows_model(&self, name: &str) -> bool {
+        self.allowed_models.as_ref().is_none_or(|names| names.iter().any(|n| n == name))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,7 +186,16 @@ pub async fn authenticate_api_key(db: &Db, usage: &KeyUsage, presented: &str) ->
     }
     usage.touch(&key.id, now());
     let scopes = key.scopes.split_whitespace().filter_map(Scope::parse).collect();
-    Ok(Principal { user_id: key.user_id, via: Via::ApiKey { key_id: key.id, org_id: key.org_id, scopes } })
+    Ok(Principal {
+        user_id: key.user_id,
+        via: Via::ApiKey {
+            limits: KeyLimits::from_row(&key.limits),
+            key_id: key.id,
+            org_id: key.org_id,
+            project_id: key.project_id,
+            scopes,
+        },
+    })
 }
 
 #[cfg(test)]
@@ -152,7 +205,13 @@ mod tests {
     fn key(scopes: Vec<Scope>) -> Principal {
         Principal {
             user_id: "usr_1".into(),
-            via: Via::ApiKey { key_id: "key_1".into(), org_id: "org_1".into(), scopes },
+            via: Via::ApiKey {
+                key_id: "key_1".into(),
+                org_id: "org_1".into(),
+                project_id: None,
+                scopes,
+                limits: KeyLimits::default(),
+            },
         }
     }
 

@@ -8,6 +8,7 @@
 pub mod anthropic;
 pub mod config;
 pub mod dev;
+pub mod metering;
 pub mod openai;
 pub mod price;
 pub mod upstream;

@@ -234,7 +234,6 @@ pub struct ChatCompletionChunk {
     pub choices: Vec<ChunkChoice>,
     /// Only on the last chunk, when `stream_options.include_usage` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[oai(nullable)]
     pub usage: Option<Usage>,
 }
 

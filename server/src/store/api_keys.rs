@@ -21,6 +21,17 @@ pub struct ApiKeyRow {
     pub expires_at: Option<i64>,
     pub last_used_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    pub limits: KeyLimitsRow,
+}
+
+/// What a key may do through the gateway; `None` means no limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyLimitsRow {
+    /// Space-separated route names.
+    pub allowed_models: Option<String>,
+    pub rpm_limit: Option<i64>,
+    pub tpm_limit: Option<i64>,
+    pub budget_micros: Option<i64>,
 }
 
 fn api_key(row: &AnyRow) -> Result<ApiKeyRow, StoreError> {
@@ -37,6 +48,12 @@ fn api_key(row: &AnyRow) -> Result<ApiKeyRow, StoreError> {
         expires_at: row.try_get("expires_at")?,
         last_used_at: row.try_get("last_used_at")?,
         revoked_at: row.try_get("revoked_at")?,
+        limits: KeyLimitsRow {
+            allowed_models: row.try_get("allowed_models")?,
+            rpm_limit: row.try_get("rpm_limit")?,
+            tpm_limit: row.try_get("tpm_limit")?,
+            budget_micros: row.try_get("budget_micros")?,
+        },
     })
 }
 
@@ -44,7 +61,8 @@ impl Db {
     pub async fn api_key_insert(&self, key: &ApiKeyRow) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO api_keys (id, org_id, project_id, user_id, name, prefix, secret_hash, scopes, created_at, \
-             expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             expires_at, allowed_models, rpm_limit, tpm_limit, budget_micros) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(&key.id)
         .bind(&key.org_id)
@@ -56,6 +74,10 @@ impl Db {
         .bind(&key.scopes)
         .bind(key.created_at)
         .bind(key.expires_at)
+        .bind(&key.limits.allowed_models)
+        .bind(key.limits.rpm_limit)
+        .bind(key.limits.tpm_limit)
+        .bind(key.limits.budget_micros)
         .execute(self.pool())
         .await?;
         Ok(())
@@ -64,7 +86,7 @@ impl Db {
     pub async fn api_key_by_id(&self, id: &str) -> Result<Option<ApiKeyRow>, StoreError> {
         let row = sqlx::query(
             "SELECT id, org_id, project_id, user_id, name, prefix, secret_hash, scopes, created_at, expires_at, \
-             last_used_at, revoked_at FROM api_keys WHERE id = $1",
+             last_used_at, revoked_at, allowed_models, rpm_limit, tpm_limit, budget_micros FROM api_keys WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(self.pool())
@@ -81,7 +103,7 @@ impl Db {
     ) -> Result<Vec<ApiKeyRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, org_id, project_id, user_id, name, prefix, secret_hash, scopes, created_at, expires_at, \
-             last_used_at, revoked_at FROM api_keys \
+             last_used_at, revoked_at, allowed_models, rpm_limit, tpm_limit, budget_micros FROM api_keys \
              WHERE user_id = $1 AND revoked_at IS NULL AND id > $2 ORDER BY id LIMIT $3",
         )
         .bind(user_id)

@@ -11,9 +11,10 @@ mod outbox;
 mod projects;
 mod settings;
 mod two_factor;
+mod usage;
 mod users;
 
-pub use api_keys::ApiKeyRow;
+pub use api_keys::{ApiKeyRow, KeyLimitsRow};
 pub use audit::AuditEvent;
 pub use email::{Queued, Resent, VerificationRow};
 pub use invitations::{Accepted, InvitationRow};
@@ -21,6 +22,7 @@ pub use orgs::{MemberRow, MembershipRow, OrgRow};
 pub use outbox::OutboxRow;
 pub use projects::ProjectRow;
 pub use two_factor::{ChallengeRow, TotpState};
+pub use usage::{UsageBucket, UsageFilter, UsageGrouping, UsageRow};
 pub use users::{RefreshTokenRow, UserRow};
 
 use std::str::FromStr;

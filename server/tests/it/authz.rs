@@ -91,6 +91,12 @@ enum Sends {
     /// `{id}` is the owner's org and `{invitation_id}` an invitation to it,
     /// mailed for this one call.
     FreshInvitation,
+    /// A chat request to the `default` model.
+    ChatRequest,
+    /// An embeddings request to the `default` model.
+    EmbeddingsRequest,
+    /// `{model}` is the `dev` model.
+    DevModel,
 }
 
 impl Sends {
@@ -155,13 +161,14 @@ type Row = (&'static str, Sends, [Expect; 5]);
 
 // The table names what a row sends by the variant alone.
 use Sends::{
-    EndsSession, FreshInvitation, FreshMember, FreshOwnersKey, FreshOwnersOrg, FreshOwnersProject,
-    InvitationForCaller, KeyInOwnersOrg, NewMemberForOwnersOrg, NewOrg, Nothing, OwnersOrg, OwnersProject,
-    ProjectInOwnersOrg, PromoteFreshMember, RecoveryCode, RenameOwnersOrg, RenameOwnersProject, SetupCode,
+    ChatRequest, DevModel, EmbeddingsRequest, EndsSession, FreshInvitation, FreshMember, FreshOwnersKey,
+    FreshOwnersOrg, FreshOwnersProject, InvitationForCaller, KeyInOwnersOrg, NewMemberForOwnersOrg, NewOrg,
+    Nothing, OwnersOrg, OwnersProject, ProjectInOwnersOrg, PromoteFreshMember, RecoveryCode, RenameOwnersOrg,
+    RenameOwnersProject, SetupCode,
 };
 
 #[rustfmt::skip]
-const MATRIX: [Row; 27] = [
+const MATRIX: [Row; 31] = [
 //   operation              sends           anonymous      owner       key `*`       key `chat`    stranger
     ("two_factor_setup",   Nothing,        [NO_CREDENTIAL, OK,         SESSION_ONLY, SESSION_ONLY, OK]),
     ("two_factor_enable",  SetupCode,      [NO_CREDENTIAL, OK,         SESSION_ONLY, SESSION_ONLY, OK]),
@@ -191,6 +198,10 @@ const MATRIX: [Row; 27] = [
     ("api_key_create",     KeyInOwnersOrg, [NO_CREDENTIAL, CREATED,    SESSION_ONLY, SESSION_ONLY, NO_SUCH_ORG]),
     ("api_key_list",       Nothing,        [NO_CREDENTIAL, OK,         SESSION_ONLY, SESSION_ONLY, OK]),
     ("api_key_delete",     FreshOwnersKey, [NO_CREDENTIAL, NO_CONTENT, SESSION_ONLY, SESSION_ONLY, NO_SUCH_KEY]),
+    ("chat_completion_create", ChatRequest, [NO_CREDENTIAL, OK,        OK,           OK,           OK]),
+    ("embedding_create",   EmbeddingsRequest, [NO_CREDENTIAL, OK,      OK,           OK,           OK]),
+    ("model_list",         Nothing,        [NO_CREDENTIAL, OK,         OK,           OK,           OK]),
+    ("model_get",          DevModel,       [NO_CREDENTIAL, OK,         OK,           OK,           OK]),
 ];
 
 /// An operation the committed spec declares security for.
@@ -327,6 +338,7 @@ impl World {
             Caller::Owner | Caller::Stranger => session.map(|session| session.access.clone()),
         };
         let (mut id, mut user_id, mut invitation_id, mut body) = (None, None, None, None);
+        let mut model = None;
         match sends {
             Nothing => {}
             EndsSession => {
@@ -384,6 +396,11 @@ impl World {
                 id = Some(self.owners_org.clone());
                 invitation_id = Some(string_at(&invitation, "/id")?);
             }
+            ChatRequest => {
+                body = Some(json!({"model": "default", "messages": [{"role": "user", "content": "Hello"}]}))
+            }
+            EmbeddingsRequest => body = Some(json!({"model": "default", "input": "Hello"})),
+            DevModel => model = Some("dev"),
             PromoteFreshMember | FreshMember => {
                 let member = self.fresh_account().await?;
                 let added = json!({"email": member.email, "role": "member"});
@@ -405,6 +422,9 @@ impl World {
         }
         if let Some(invitation_id) = invitation_id {
             path = path.replace("{invitation_id}", &invitation_id);
+        }
+        if let Some(model) = model {
+            path = path.replace("{model}", model);
         }
         if path.contains('{') {
             return Err(format!("{}: {sends:?} leaves a parameter of {path} unfilled", operation.id).into());

@@ -1,0 +1,656 @@
+//! `/v1/chat/completions`, `/v1/embeddings` and `/v1/models`: OpenAI's wire
+//! format over the gateway. Bodies are parsed once with serde (unknown fields
+//! kept for pass-through); answers from OpenAI-compatible providers are sent
+//! on as the bytes they arrived as.
+
+use std::io;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use poem::http::HeaderValue;
+use poem::web::Data;
+use poem::{Body, IntoResponse, Request, RequestBody, Response};
+use poem_openapi::param::Path;
+use poem_openapi::payload::{Json, ParsePayload, Payload};
+use poem_openapi::registry::{
+    MetaHeader, MetaMediaType, MetaResponse, MetaResponses, MetaSchemaRef, Registry,
+};
+use poem_openapi::types::Type;
+use poem_openapi::{ApiExtractor, ApiExtractorType, ApiResponse, ExtractParamOptions, OpenApi};
+use serde::de::DeserializeOwned;
+use tokio::time::Instant;
+
+use super::security::AnyCredential;
+use super::{ApiTags, Ok200};
+use crate::app::AppState;
+use crate::domain::principal::{Principal, Scope, Via};
+use crate::error::{ApiError, ErrorCode};
+use crate::gateway::metering::{Admission, Caller, Estimate, Quota};
+use crate::gateway::wire::{
+    ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, EmbeddingList, EmbeddingRequest,
+    MAX_CONTENT_CHARS, MAX_MESSAGES, Model, ModelList, Usage,
+};
+use crate::gateway::{ChunkEvent, EventStream, Price, Reply, Route};
+use crate::http::request_id;
+use crate::operation_errors;
+use crate::store::UsageRow;
+
+#[derive(Default)]
+pub struct GatewayApi;
+
+operation_errors!(ChatCompletionError: 400, 401, 402, 403, 404, 429, 502, 504);
+operation_errors!(EmbeddingError: 400, 401, 402, 403, 404, 429, 502, 504);
+operation_errors!(ModelListError: 401, 403);
+operation_errors!(ModelGetError: 401, 403, 404);
+
+#[OpenApi(tag = "ApiTags::Gateway")]
+impl GatewayApi {
+    /// Creates a chat completion (OpenAI's format): the whole answer as JSON,
+    /// or with `stream: true` as server-sent `chat.completion.chunk` events
+    /// ending with `data: [DONE]`. Needs the `chat` scope.
+    #[oai(path = "/v1/chat/completions", method = "post", operation_id = "chat_completion_create")]
+    async fn chat_completion_create(
+        &self,
+        state: Data<&AppState>,
+        auth: AnyCredential,
+        body: OpenAiJson<ChatCompletionRequest>,
+    ) -> Result<GatewayReply<ChatCompletion>, ChatCompletionError> {
+        let started = Instant::now();
+        let request = body.0;
+        check_chat(&request)?;
+        let (route, ticket) =
+            admit(&state, &auth, &request.model, |price| Estimate::chat(&request, price)).await?;
+        let answered = match state.gateway.chat(&route, &request).await {
+            Ok(answered) => answered,
+            Err(err) => return Err(ticket.fail(err.into(), started).into()),
+        };
+        let ticket =
+            ticket.answered_by(&answered.target.provider_name, &answered.target.model, answered.target.price);
+        let timing = ServerTiming { upstream: answered.upstream, total: started.elapsed() };
+        let quota = ticket.quota();
+        Ok(match answered.value {
+            Reply::Complete { body, usage } => {
+                ticket.finish(200, usage, started);
+                GatewayReply::json(body, quota, timing)
+            }
+            Reply::Stream(events) => GatewayReply::stream(
+                sse_frames(events, request.wants_stream_usage(), ticket, started),
+                quota,
+                timing,
+            ),
+        })
+    }
+
+    /// Creates embeddings (OpenAI's format) for a string or an array of
+    /// strings. Needs the `chat` scope.
+    #[oai(path = "/v1/embeddings", method = "post", operation_id = "embedding_create")]
+    async fn embedding_create(
+        &self,
+        state: Data<&AppState>,
+        auth: AnyCredential,
+        body: OpenAiJson<EmbeddingRequest>,
+    ) -> Result<GatewayReply<EmbeddingList>, EmbeddingError> {
+        let started = Instant::now();
+        let request = body.0;
+        check_embedding(&request)?;
+        let (route, ticket) =
+            admit(&state, &auth, &request.model, |price| Estimate::embedding(&request, price)).await?;
+        let answered = match state.gateway.embed(&route, &request).await {
+            Ok(answered) => answered,
+            Err(err) => return Err(ticket.fail(err.into(), started).into()),
+        };
+        let ticket =
+            ticket.answered_by(&answered.target.provider_name, &answered.target.model, answered.target.price);
+        let list: EmbeddingList = answered.value;
+        let usage = Usage::new(list.usage.prompt_tokens, 0);
+        let quota = ticket.quota();
+        ticket.finish(200, Some(usage), started);
+        let body =
+            serde_json::to_vec(&list).map_err(|e| ApiError::new(ErrorCode::ServerInternal, e.to_string()))?;
+        let timing = ServerTiming { upstream: answered.upstream, total: started.elapsed() };
+        Ok(GatewayReply::json(Bytes::from(body), quota, timing))
+    }
+
+    /// Lists the models (routes) this credential may use, in OpenAI's list
+    /// shape. Needs the `chat` scope.
+    #[oai(path = "/v1/models", method = "get", operation_id = "model_list")]
+    async fn model_list(
+        &self,
+        state: Data<&AppState>,
+        auth: AnyCredential,
+    ) -> Result<Ok200<ModelList>, ModelListError> {
+        let principal = state.principal(&auth).await?;
+        principal.require_scope(Scope::Chat)?;
+        let data = state
+            .gateway
+            .routes()
+            .filter(|route| may_use(&principal, &route.name))
+            .map(|route| model(route))
+            .collect();
+        Ok(Ok200::Ok(Json(ModelList { object: "list".to_owned(), data })))
+    }
+
+    /// One model (route) this credential may use. Needs the `chat` scope.
+    #[oai(path = "/v1/models/:model", method = "get", operation_id = "model_get")]
+    async fn model_get(
+        &self,
+        state: Data<&AppState>,
+        auth: AnyCredential,
+        /// A route name; OpenRouter-style names with `/` are accepted.
+        model: Path<String>,
+    ) -> Result<Ok200<Model>, ModelGetError> {
+        let principal = state.principal(&auth).await?;
+        principal.require_scope(Scope::Chat)?;
+        let route = allowed_route(&state, &principal, &model.0)?;
+        Ok(Ok200::Ok(Json(self::model(&route))))
+    }
+}
+
+/// Checks the credential, its `chat` scope and right to the model, then
+/// admits the request under the key's limits with the estimate `estimate`
+/// makes at the route's price.
+async fn admit(
+    state: &AppState,
+    auth: &AnyCredential,
+    model: &str,
+    estimate: impl FnOnce(Price) -> Estimate,
+) -> Result<(std::sync::Arc<Route>, Ticket), ApiError> {
+    let principal = state.principal(auth).await?;
+    principal.require_scope(Scope::Chat)?;
+    let route = allowed_route(state, &principal, model)?;
+    let caller = caller(&principal);
+    let admission = state.meter.admit(&state.db, &caller, estimate(route.estimate_price())).await?;
+    let ticket = Ticket::new(admission, &caller, &route.name);
+    Ok((route, ticket))
+}
+
+fn model(route: &Route) -> Model {
+    Model {
+        id: route.name.clone(),
+        object: "model".to_owned(),
+        created: route.created,
+        owned_by: route
+            .targets
+            .first()
+            .map_or_else(|| "switchyard".to_owned(), |t| t.provider_name.to_string()),
+    }
+}
+
+fn may_use(principal: &Principal, model: &str) -> bool {
+    match &principal.via {
+        Via::ApiKey { limits, .. } => limits.allows_model(model),
+        Via::Session { .. } => true,
+    }
+}
+
+/// The route for `model`, if it exists and the key may use it; both cases
+/// answer the same 404 so a key cannot probe for routes it may not use.
+fn allowed_route(
+    state: &AppState,
+    principal: &Principal,
+    model: &str,
+) -> Result<std::sync::Arc<Route>, ApiError> {
+    match state.gateway.route(model) {
+        Some(route) if may_use(principal, model) => Ok(route.clone()),
+        _ => {
+            Err(ApiError::new(ErrorCode::GatewayModelNotFound, format!("The model `{model}` does not exist"))
+                .param("model")
+                .fix("List the models this key may use with GET /v1/models."))
+        }
+    }
+}
+
+fn caller(principal: &Principal) -> Caller {
+    match &principal.via {
+        Via::ApiKey { key_id, org_id, project_id, limits, .. } => Caller {
+            user_id: principal.user_id.clone(),
+            org_id: Some(org_id.clone()),
+            project_id: project_id.clone(),
+            key_id: Some(key_id.clone()),
+            limits: limits.clone(),
+        },
+        Via::Session { .. } => Caller {
+            user_id: principal.user_id.clone(),
+            org_id: None,
+            project_id: None,
+            key_id: None,
+            limits: Default::default(),
+        },
+    }
+}
+
+fn invalid(param: &str, message: String) -> ApiError {
+    ApiError::new(ErrorCode::GatewayInvalidRequest, message).param(param)
+}
+
+/// API.md's limits: 1 to 100 messages of at most 100,000 characters each.
+fn check_chat(request: &ChatCompletionRequest) -> Result<(), ApiError> {
+    if request.model.trim().is_empty() {
+        return Err(invalid("model", "`model` must name a model".to_owned()));
+    }
+    if request.messages.is_empty() || request.messages.len() > MAX_MESSAGES {
+        return Err(invalid("messages", format!("`messages` must hold 1 to {MAX_MESSAGES} messages")));
+    }
+    for (index, message) in request.messages.iter().enumerate() {
+        if !matches!(message.role.as_str(), "system" | "developer" | "user" | "assistant" | "tool") {
+            return Err(invalid(
+                &format!("messages[{index}].role"),
+                format!("`messages[{index}].role` must be system, developer, user, assistant or tool"),
+            ));
+        }
+        if message.content_chars() > MAX_CONTENT_CHARS {
+            return Err(invalid(
+                &format!("messages[{index}].content"),
+                format!("`messages[{index}].content` is longer than {MAX_CONTENT_CHARS} characters"),
+            ));
+        }
+    }
+    if request.n.is_some_and(|n| n == 0 || n > 8) {
+        return Err(invalid("n", "`n` must be 1 to 8".to_owned()));
+    }
+    Ok(())
+}
+
+/// Most strings one embeddings request may carry.
+const MAX_EMBEDDING_INPUTS: usize = 2_048;
+
+fn check_embedding(request: &EmbeddingRequest) -> Result<(), ApiError> {
+    if request.model.trim().is_empty() {
+        return Err(invalid("model", "`model` must name a model".to_owned()));
+    }
+    let texts: Vec<&str> = match &request.input {
+        serde_json::Value::String(text) => vec![text.as_str()],
+        serde_json::Value::Array(items) => items.iter().filter_map(serde_json::Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    let count = request.input.as_array().map_or(1, Vec::len);
+    if texts.is_empty() || texts.len() != count || count > MAX_EMBEDDING_INPUTS {
+        return Err(invalid(
+            "input",
+            format!("`input` must be a string or an array of 1 to {MAX_EMBEDDING_INPUTS} strings"),
+        ));
+    }
+    if texts.iter().any(|text| text.chars().count() > MAX_CONTENT_CHARS) {
+        return Err(invalid("input", format!("each input must be at most {MAX_CONTENT_CHARS} characters")));
+    }
+    if request.encoding_format.as_deref().is_some_and(|f| f != "float" && f != "base64") {
+        return Err(invalid("encoding_format", "`encoding_format` must be float or base64".to_owned()));
+    }
+    Ok(())
+}
+
+/// One request's usage record in the making; finishing it settles the
+/// reservation. Dropped unfinished (the client went away mid-stream), it
+/// records what was used with status 499.
+struct Ticket {
+    admission: Option<Admission>,
+    row: UsageRow,
+    price: Price,
+    usage: Option<Usage>,
+    started: Instant,
+}
+
+impl Ticket {
+    fn new(admission: Admission, caller: &Caller, route: &str) -> Self {
+        Self {
+            admission: Some(admission),
+            row: UsageRow {
+                id: crate::domain::new_id("use"),
+                occurred_at: crate::domain::now(),
+                org_id: caller.org_id.clone(),
+                project_id: caller.project_id.clone(),
+                user_id: caller.user_id.clone(),
+                key_id: caller.key_id.clone(),
+                route: route.to_owned(),
+                provider: None,
+                upstream_model: None,
+                prompt_tokens: 0,
+                completion_tokens: 0,
+                cost_micros: 0,
+                latency_ms: 0,
+                status: 499,
+            },
+            price: Price::default(),
+            usage: None,
+            started: Instant::now(),
+        }
+    }
+
+    fn answered_by(mut self, provider: &str, model: &str, price: Price) -> Self {
+        self.row.provider = Some(provider.to_owned());
+        self.row.upstream_model = Some(model.to_owned());
+        self.price = price;
+        self
+    }
+
+    fn quota(&self) -> Quota {
+        self.admission.as_ref().map(|a| a.quota).unwrap_or_default()
+    }
+
+    /// Records the failed call and hands its error back.
+    fn fail(self, err: ApiError, started: Instant) -> ApiError {
+        self.finish(err.status().as_u16(), None, started);
+        err
+    }
+
+    fn finish(mut self, status: u16, usage: Option<Usage>, started: Instant) {
+        self.started = started;
+        self.usage = usage.or(self.usage);
+        self.row.status = i64::from(status);
+        self.settle();
+    }
+
+    fn settle(&mut self) {
+        let Some(admission) = self.admission.take() else { return };
+        let usage = self.usage.unwrap_or_default();
+        let mut row = self.row.clone();
+        row.prompt_tokens = i64::try_from(usage.prompt_tokens).unwrap_or(i64::MAX);
+        row.completion_tokens = i64::try_from(usage.completion_tokens).unwrap_or(i64::MAX);
+        row.cost_micros = self.price.cost_micros(&usage);
+        row.latency_ms = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        admission.settle(row);
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.settle();
+    }
+}
+
+/// The SSE body: each chunk as `data: …\n\n`, then `data: [DONE]`. The usage
+/// chunk goes only to clients that asked for it; an upstream failure after
+/// the first byte ends the stream with an error event.
+fn sse_frames(
+    events: EventStream,
+    wants_usage: bool,
+    ticket: Ticket,
+    started: Instant,
+) -> impl Stream<Item = Result<Bytes, io::Error>> + Send + 'static {
+    futures::stream::unfold(Some((events, ticket)), move |state| async move {
+        let (mut events, mut ticket) = state?;
+        loop {
+            match events.next().await {
+                Some(Ok(ChunkEvent { data, usage, usage_only })) => {
+                    if usage.is_some() {
+                        ticket.usage = usage;
+                    }
+                    if usage_only && !wants_usage {
+                        continue;
+                    }
+                    return Some((Ok(frame(&data)), Some((events, ticket))));
+                }
+                Some(Err(err)) => {
+                    let err = ApiError::new(ErrorCode::GatewayUpstreamError, err.to_string());
+                    let body = serde_json::to_vec(&poem_openapi::types::ToJSON::to_json(&err.body()))
+                        .unwrap_or_default();
+                    ticket.finish(502, None, started);
+                    return Some((Ok(frame(&body)), None));
+                }
+                None => {
+                    ticket.finish(200, None, started);
+                    return Some((Ok(Bytes::from_static(b"data: [DONE]\n\n")), None));
+                }
+            }
+        }
+    })
+}
+
+fn frame(data: &[u8]) -> Bytes {
+    let mut frame = Vec::with_capacity(data.len() + 8);
+    frame.extend_from_slice(b"data: ");
+    frame.extend_from_slice(data);
+    frame.extend_from_slice(b"\n\n");
+    Bytes::from(frame)
+}
+
+/// `Server-Timing`: time spent waiting on the provider, and the gateway's own.
+#[derive(Debug, Clone, Copy)]
+struct ServerTiming {
+    upstream: Duration,
+    total: Duration,
+}
+
+impl ServerTiming {
+    fn header(&self) -> String {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        format!(
+            "upstream;dur={:.3}, gateway;dur={:.3}",
+            ms(self.upstream),
+            ms(self.total.saturating_sub(self.upstream))
+        )
+    }
+}
+
+/// A gateway answer of type `T`: its JSON bytes, or for chat an event
+/// stream, with the rate-limit and timing headers.
+pub struct GatewayReply<T> {
+    body: Body,
+    content_type: &'static str,
+    quota: Quota,
+    timing: ServerTiming,
+    answer: PhantomData<fn() -> T>,
+}
+
+/// The media types a gateway answer is documented with.
+pub trait ReplyContent: Type {
+    fn media_types() -> Vec<MetaMediaType> {
+        vec![MetaMediaType { content_type: "application/json", schema: Self::schema_ref() }]
+    }
+}
+
+impl ReplyContent for EmbeddingList {}
+
+impl ReplyContent for ChatCompletion {
+    fn media_types() -> Vec<MetaMediaType> {
+        vec![
+            MetaMediaType { content_type: "application/json", schema: Self::schema_ref() },
+            MetaMediaType { content_type: "text/event-stream", schema: ChatCompletionChunk::schema_ref() },
+        ]
+    }
+}
+
+impl<T> GatewayReply<T> {
+    fn json(body: Bytes, quota: Quota, timing: ServerTiming) -> Self {
+        Self {
+            body: Body::from_bytes(body),
+            content_type: "application/json",
+            quota,
+            timing,
+            answer: PhantomData,
+        }
+    }
+
+    fn stream(
+        frames: impl Stream<Item = Result<Bytes, io::Error>> + Send + 'static,
+        quota: Quota,
+        timing: ServerTiming,
+    ) -> Self {
+        Self {
+            body: Body::from_bytes_stream(frames),
+            content_type: "text/event-stream",
+            quota,
+            timing,
+            answer: PhantomData,
+        }
+    }
+}
+
+impl<T: Send> IntoResponse for GatewayReply<T> {
+    fn into_response(self) -> Response {
+        let mut response = Response::builder().content_type(self.content_type).body(self.body);
+        let headers = response.headers_mut();
+        if self.content_type == "text/event-stream" {
+            headers.insert("cache-control", HeaderValue::from_static("no-cache"));
+        }
+        if let Ok(timing) = HeaderValue::from_str(&self.timing.header()) {
+            headers.insert("server-timing", timing);
+        }
+        let mut put = |name: &'static str, value: u64| {
+            headers.insert(name, HeaderValue::from(value));
+        };
+        if let Some((limit, remaining)) = self.quota.requests {
+            put("x-ratelimit-limit", u64::from(limit));
+            put("x-ratelimit-remaining", u64::from(remaining));
+            put("x-ratelimit-reset", self.quota.reset_secs);
+            put("x-ratelimit-limit-requests", u64::from(limit));
+            put("x-ratelimit-remaining-requests", u64::from(remaining));
+        }
+        if let Some((limit, remaining)) = self.quota.tokens {
+            put("x-ratelimit-limit-tokens", u64::from(limit));
+            put("x-ratelimit-remaining-tokens", u64::from(remaining));
+        }
+        response
+    }
+}
+
+fn header(name: &str, description: &str, required: bool, schema: MetaSchemaRef) -> MetaHeader {
+    MetaHeader {
+        name: name.to_owned(),
+        description: Some(description.to_owned()),
+        required,
+        deprecated: false,
+        schema,
+    }
+}
+
+impl<T: ReplyContent + Send> ApiResponse for GatewayReply<T> {
+    fn meta() -> MetaResponses {
+        let count = || u64::schema_ref();
+        MetaResponses {
+            responses: vec![MetaResponse {
+                description: "The answer; for chat, server-sent events when `stream` is true.",
+                status: Some(200),
+                status_range: None,
+                content: T::media_types(),
+                headers: vec![
+                    request_id::header_meta(),
+                    header(
+                        "Server-Timing",
+                        "Time spent upstream and in the gateway, in ms.",
+                        true,
+                        String::schema_ref(),
+                    ),
+                    header(
+                        "X-RateLimit-Limit",
+                        "The key's requests per minute, when it has a limit.",
+                        false,
+                        count(),
+                    ),
+                    header("X-RateLimit-Remaining", "Requests left in the current minute.", false, count()),
+                    header("X-RateLimit-Reset", "Seconds until the window has room again.", false, count()),
+                    header(
+                        "x-ratelimit-limit-requests",
+                        "OpenAI's name for X-RateLimit-Limit.",
+                        false,
+                        count(),
+                    ),
+                    header(
+                        "x-ratelimit-remaining-requests",
+                        "OpenAI's name for X-RateLimit-Remaining.",
+                        false,
+                        count(),
+                    ),
+                    header(
+                        "x-ratelimit-limit-tokens",
+                        "The key's tokens per minute, when it has a limit.",
+                        false,
+                        count(),
+                    ),
+                    header(
+                        "x-ratelimit-remaining-tokens",
+                        "Tokens left in the current minute.",
+                        false,
+                        count(),
+                    ),
+                ],
+            }],
+        }
+    }
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+        ChatCompletionChunk::register(registry);
+    }
+}
+
+/// A JSON body parsed with serde, so fields the type does not name are kept
+/// (for pass-through) instead of rejected; the spec shows `T`'s schema.
+pub struct OpenAiJson<T>(pub T);
+
+impl<T: Type> Payload for OpenAiJson<T> {
+    const CONTENT_TYPE: &'static str = "application/json";
+
+    fn check_content_type(content_type: &str) -> bool {
+        content_type
+            .split(';')
+            .next()
+            .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        T::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+}
+
+impl<T: DeserializeOwned + Send> ParsePayload for OpenAiJson<T> {
+    const IS_REQUIRED: bool = true;
+
+    async fn from_request(request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
+        let data = <Vec<u8> as poem::FromRequest>::from_request(request, body).await?;
+        serde_json::from_slice(&data).map(OpenAiJson).map_err(|err| {
+            let api = if err.is_syntax() || err.is_eof() {
+                ApiError::new(ErrorCode::RequestMalformed, format!("The body is not valid JSON: {err}"))
+            } else {
+                ApiError::new(ErrorCode::GatewayInvalidRequest, format!("Invalid request body: {err}"))
+            };
+            // The error's own extensions replace the response's, so the
+            // marker that it is already enveloped goes on the error.
+            let mut err = poem::Error::from_response(api.into_response());
+            err.set_data(crate::error::Enveloped);
+            err
+        })
+    }
+}
+
+impl<'a, T: Type + DeserializeOwned + Send> ApiExtractor<'a> for OpenAiJson<T> {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
+
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        <Self as Payload>::register(registry);
+    }
+
+    fn request_meta() -> Option<poem_openapi::registry::MetaRequest> {
+        Some(poem_openapi::registry::MetaRequest {
+            description: None,
+            content: vec![MetaMediaType { content_type: Self::CONTENT_TYPE, schema: Self::schema_ref() }],
+            required: true,
+        })
+    }
+
+    async fn from_request(
+        request: &'a Request,
+        body: &mut RequestBody,
+        _param_opts: ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        match request.content_type() {
+            Some(content_type) if Self::check_content_type(content_type) => {
+                <Self as ParsePayload>::from_request(request, body).await
+            }
+            Some(content_type) => Err(poem_openapi::error::ContentTypeError::NotSupported {
+                content_type: content_type.to_owned(),
+            }
+            .into()),
+            None => Err(poem_openapi::error::ContentTypeError::ExpectContentType.into()),
+        }
+    }
+}
