@@ -76,7 +76,13 @@ impl GatewayApi {
                 GatewayReply::json(body, quota, timing)
             }
             Reply::Stream(events) => GatewayReply::stream(
-                sse_frames(events, request.wants_stream_usage(), ticket, started),
+                sse_frames(
+                    events,
+                    request.wants_stream_usage(),
+                    state.gateway.stream_keepalive(),
+                    ticket,
+                    started,
+                ),
                 quota,
                 timing,
             ),
@@ -362,17 +368,23 @@ impl Drop for Ticket {
 
 /// The SSE body: each chunk as `data: …\n\n`, then `data: [DONE]`. The usage
 /// chunk goes only to clients that asked for it; an upstream failure after
-/// the first byte ends the stream with an error event.
+/// the first byte ends the stream with an error event. While the provider is
+/// quiet, a `: keep-alive` comment goes out every `keepalive`: writing it is
+/// how a client that went away is noticed, which drops the provider's stream.
 fn sse_frames(
     events: EventStream,
     wants_usage: bool,
+    keepalive: Duration,
     ticket: Ticket,
     started: Instant,
 ) -> impl Stream<Item = Result<Bytes, io::Error>> + Send + 'static {
     futures::stream::unfold(Some((events, ticket)), move |state| async move {
         let (mut events, mut ticket) = state?;
         loop {
-            match events.next().await {
+            let Ok(next) = tokio::time::timeout(keepalive, events.next()).await else {
+                return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), Some((events, ticket))));
+            };
+            match next {
                 Some(Ok(ChunkEvent { data, usage, usage_only })) => {
                     if usage.is_some() {
                         ticket.usage = usage;

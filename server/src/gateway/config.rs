@@ -70,6 +70,10 @@ pub struct GatewayConfig {
     pub total_timeout_ms: u64,
     /// Base of the exponential backoff (with jitter) before trying the next target.
     pub retry_backoff_ms: u64,
+    /// While a stream waits on its provider, a `: keep-alive` comment goes to
+    /// the client this often; it also reveals a client that went away, so the
+    /// provider's request is cancelled.
+    pub stream_keepalive_ms: u64,
 }
 
 impl Default for GatewayConfig {
@@ -80,6 +84,7 @@ impl Default for GatewayConfig {
             idle_timeout_ms: 60_000,
             total_timeout_ms: 600_000,
             retry_backoff_ms: 100,
+            stream_keepalive_ms: 15_000,
         }
     }
 }

@@ -58,6 +58,7 @@ pub struct Timeouts {
     pub idle: Duration,
     pub total: Duration,
     pub backoff: Duration,
+    pub keepalive: Duration,
 }
 
 impl From<&GatewayConfig> for Timeouts {
@@ -68,6 +69,7 @@ impl From<&GatewayConfig> for Timeouts {
             idle: Duration::from_millis(config.idle_timeout_ms),
             total: Duration::from_millis(config.total_timeout_ms),
             backoff: Duration::from_millis(config.retry_backoff_ms),
+            keepalive: Duration::from_millis(config.stream_keepalive_ms.max(1)),
         }
     }
 }
@@ -243,6 +245,11 @@ impl Gateway {
             order.push(route.name.clone());
         }
         Ok(Self { routes: table, order, timeouts })
+    }
+
+    /// How often a waiting stream sends the client a keep-alive comment.
+    pub fn stream_keepalive(&self) -> Duration {
+        self.timeouts.keepalive
     }
 
     pub fn route(&self, model: &str) -> Option<&Arc<Route>> {

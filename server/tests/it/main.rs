@@ -9,6 +9,7 @@ mod config;
 mod contract;
 mod email;
 mod envelope;
+mod gateway;
 mod identity;
 mod invitations;
 mod key_usage;

@@ -1,0 +1,252 @@
+//! The model gateway against real upstreams started by the test: fallback to
+//! the next target, budgets that hold under concurrent requests, usage rows
+//! written by the time the server stops, and upstream streams cancelled when
+//! the client goes away.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use poem::listener::{Acceptor, Listener, TcpListener};
+use poem::web::Data;
+use poem::{Body, EndpointExt, Response, Route, Server, handler};
+use serde_json::{Value, json};
+use switchyard_server::Config;
+use switchyard_server::gateway::config::{
+    PriceConfig, ProviderConfig, ProviderKind, RouteConfig, TargetConfig,
+};
+use switchyard_server::store::Db;
+
+use crate::support::{
+    Api, BoxError, Credential, MintedKey, TestEngine, TestResult, expect_status, on_both_engines, start,
+};
+
+on_both_engines!(
+    a_failing_target_falls_back_to_the_next,
+    fifty_concurrent_requests_never_overspend_a_budget,
+    usage_is_written_by_the_time_the_server_stops,
+    a_client_that_goes_away_cancels_the_upstream_stream,
+);
+
+/// What the mock upstream saw.
+#[derive(Default)]
+struct Seen {
+    failing_calls: AtomicUsize,
+    working_calls: AtomicUsize,
+    /// Set when a never-ending stream's body was dropped: its client left.
+    stream_dropped: AtomicBool,
+}
+
+#[handler]
+fn failing(seen: Data<&Arc<Seen>>) -> Response {
+    seen.failing_calls.fetch_add(1, Ordering::SeqCst);
+    Response::builder().status(poem::http::StatusCode::SERVICE_UNAVAILABLE).body("overloaded")
+}
+
+#[handler]
+fn working(seen: Data<&Arc<Seen>>) -> Response {
+    seen.working_calls.fetch_add(1, Ordering::SeqCst);
+    let completion = json!({
+        "id": "chatcmpl-mock", "object": "chat.completion", "created": 1, "model": "mock-model",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "from the mock"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+    });
+    Response::builder().content_type("application/json").body(completion.to_string())
+}
+
+/// Marks `seen.stream_dropped` when dropped.
+struct DropFlag(Arc<Seen>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.stream_dropped.store(true, Ordering::SeqCst);
+    }
+}
+
+/// One chunk, then only SSE comments (which a server must write to notice
+/// its reader left) until the reader goes away.
+#[handler]
+fn endless(seen: Data<&Arc<Seen>>) -> Response {
+    let flag = DropFlag(seen.clone());
+    let first = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},\"finish_reason\":null}]}\n\n";
+    let body =
+        futures::stream::once(
+            async move { Ok::<_, std::io::Error>(bytes::Bytes::from_static(first.as_bytes())) },
+        )
+        .chain(futures::stream::unfold((), |()| async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Some((Ok(bytes::Bytes::from_static(b": waiting\n\n")), ()))
+        }))
+        .map(move |item| {
+            let _keep = &flag;
+            item
+        });
+    Response::builder().content_type("text/event-stream").body(Body::from_bytes_stream(body))
+}
+
+/// Starts the mock upstream; returns its base address and what it sees.
+async fn mock_upstream() -> Result<(String, Arc<Seen>), BoxError> {
+    let seen = Arc::new(Seen::default());
+    let app = Route::new()
+        .at("/failing/v1/chat/completions", poem::post(failing))
+        .at("/working/v1/chat/completions", poem::post(working))
+        .at("/endless/v1/chat/completions", poem::post(endless))
+        .data(seen.clone());
+    let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await?;
+    let addr = acceptor.local_addr().remove(0);
+    let addr = addr.as_socket_addr().ok_or("the mock has no socket address")?.to_owned();
+    tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
+    Ok((format!("http://{addr}"), seen))
+}
+
+fn openai(base: &str, path: &str) -> ProviderConfig {
+    ProviderConfig {
+        kind: ProviderKind::Openai,
+        base_url: Some(format!("{base}/{path}/v1")),
+        api_key_env: None,
+    }
+}
+
+fn route(name: &str, targets: &[(&str, &str)]) -> RouteConfig {
+    RouteConfig {
+        name: name.to_owned(),
+        targets: targets
+            .iter()
+            .map(|(provider, model)| TargetConfig {
+                provider: (*provider).to_owned(),
+                model: (*model).to_owned(),
+            })
+            .collect(),
+    }
+}
+
+/// Routes over the mock: `fallback` (failing, then working), `endless`, and
+/// `dev` on the built-in provider; one USD per million tokens everywhere.
+fn configure(config: &mut Config, base: &str) {
+    config.providers = BTreeMap::from([
+        ("failing".to_owned(), openai(base, "failing")),
+        ("working".to_owned(), openai(base, "working")),
+        ("endless".to_owned(), openai(base, "endless")),
+        ("dev".to_owned(), ProviderConfig { kind: ProviderKind::Dev, base_url: None, api_key_env: None }),
+    ]);
+    config.routes = vec![
+        route("fallback", &[("failing", "mock-model"), ("working", "mock-model")]),
+        route("endless", &[("endless", "mock-model")]),
+        route("dev", &[("dev", "dev")]),
+    ];
+    let price = PriceConfig { input_per_mtok: "1.00".to_owned(), output_per_mtok: "1.00".to_owned() };
+    config.prices = BTreeMap::from([("mock-model".to_owned(), price.clone()), ("dev".to_owned(), price)]);
+    config.gateway.retry_backoff_ms = 1;
+    config.gateway.stream_keepalive_ms = 100;
+}
+
+/// A chat key in a fresh org, with `extra` fields on the key request.
+async fn chat_key(api: &Api, extra: Value) -> Result<MintedKey, BoxError> {
+    let owner = api.register("owner@example.com").await?;
+    let org = api.create_org(&owner, "Gateway").await?;
+    let mut body = json!({"name": "gateway", "scopes": ["chat"], "org_id": org});
+    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+        body.extend(extra.clone());
+    }
+    let minted = expect_status(api.post("/v1/api-keys", owner.bearer(), body).await?, 201)?;
+    Ok(MintedKey {
+        id: minted["id"].as_str().ok_or("no id")?.to_owned(),
+        key: minted["key"].as_str().ok_or("no key")?.to_owned(),
+    })
+}
+
+fn hello(model: &str) -> Value {
+    json!({"model": model, "max_tokens": 5, "messages": [{"role": "user", "content": "Hello"}]})
+}
+
+async fn a_failing_target_falls_back_to_the_next(engine: TestEngine) -> TestResult {
+    let (base, seen) = mock_upstream().await?;
+    let server = start(engine, |config| configure(config, &base)).await?;
+    let api = Api::new(&server);
+    let key = chat_key(&api, json!({})).await?;
+    let answer = expect_status(
+        api.post("/v1/chat/completions", Credential::Bearer(&key.key), hello("fallback")).await?,
+        200,
+    )?;
+    assert_eq!(answer["choices"][0]["message"]["content"], "from the mock");
+    assert_eq!(seen.failing_calls.load(Ordering::SeqCst), 1);
+    assert_eq!(seen.working_calls.load(Ordering::SeqCst), 1);
+    Ok(())
+}
+
+async fn fifty_concurrent_requests_never_overspend_a_budget(engine: TestEngine) -> TestResult {
+    let (base, _) = mock_upstream().await?;
+    let server = start(engine, |config| configure(config, &base)).await?;
+    let api = Api::new(&server);
+    // Each request reserves 8 micro-USD (3 prompt + 5 completion tokens) and
+    // costs 7 (the dev answer "You said: Hello" is 4 tokens).
+    let budget_micros = 100;
+    let key = chat_key(&api, json!({"budget_usd": "0.000100"})).await?;
+    let calls = (0..50).map(|_| api.post("/v1/chat/completions", Credential::Bearer(&key.key), hello("dev")));
+    let statuses: Vec<u16> = futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(|r| r.map(|(s, _)| s))
+        .collect::<Result<_, _>>()?;
+    let answered = statuses.iter().filter(|s| **s == 200).count();
+    let refused = statuses.iter().filter(|s| **s == 402).count();
+    assert_eq!(answered + refused, 50, "{statuses:?}");
+    assert!((12..=14).contains(&answered), "{answered} answered: {statuses:?}");
+    let database = server.stop().await?;
+    let db = Db::connect(&database.url).await?;
+    let spent = db.usage_spent_by_key(&key.id).await?;
+    db.close().await;
+    assert!(spent <= budget_micros, "spent {spent} of {budget_micros}");
+    assert_eq!(spent, 7 * answered as i64);
+    Ok(())
+}
+
+async fn usage_is_written_by_the_time_the_server_stops(engine: TestEngine) -> TestResult {
+    let (base, _) = mock_upstream().await?;
+    let server = start(engine, |config| configure(config, &base)).await?;
+    let api = Api::new(&server);
+    let key = chat_key(&api, json!({})).await?;
+    for _ in 0..3 {
+        expect_status(
+            api.post("/v1/chat/completions", Credential::Bearer(&key.key), hello("fallback")).await?,
+            200,
+        )?;
+    }
+    let database = server.stop().await?;
+    let db = Db::connect(&database.url).await?;
+    let spent = db.usage_spent_by_key(&key.id).await?;
+    db.close().await;
+    // 10 prompt and 5 completion tokens a request, at one USD per million tokens.
+    assert_eq!(spent, 3 * 15);
+    Ok(())
+}
+
+async fn a_client_that_goes_away_cancels_the_upstream_stream(engine: TestEngine) -> TestResult {
+    let (base, seen) = mock_upstream().await?;
+    let server = start(engine, |config| configure(config, &base)).await?;
+    let api = Api::new(&server);
+    let key = chat_key(&api, json!({})).await?;
+    let response = reqwest::Client::new()
+        .post(server.url("/v1/chat/completions"))
+        .bearer_auth(&key.key)
+        .json(
+            &json!({"model": "endless", "stream": true, "messages": [{"role": "user", "content": "Hello"}]}),
+        )
+        .send()
+        .await?;
+    assert_eq!(response.status(), 200);
+    let mut body = response.bytes_stream();
+    let first = body.next().await.ok_or("no first chunk")??;
+    assert!(String::from_utf8_lossy(&first).contains("\"hi\""));
+    assert!(!seen.stream_dropped.load(Ordering::SeqCst));
+    drop(body);
+    for _ in 0..100 {
+        if seen.stream_dropped.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err("the upstream stream was still open 5 s after the client went away".into())
+}
