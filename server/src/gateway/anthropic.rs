@@ -1191,6 +1191,7 @@ mod tests {
             idle: 5 * second,
             total: 10 * second,
             backoff: second,
+            keepalive: second,
         }
     }
 
