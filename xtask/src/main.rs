@@ -2,7 +2,12 @@
 //!
 //! - `ci`: everything CI checks, in order, with a summary line;
 //! - `spec-check`: the committed spec against the code (the drift check);
-//! - `conformance [--engine sqlite|postgres|all]`: replay the spec's examples.
+//! - `conformance [--engine sqlite|postgres|all]`: replay the spec's examples;
+//! - `clients [--suite python|node|all] [--url URL]`: the official `openai` SDKs against a server;
+//! - `bench gateway`: what the model gateway adds, as a table in `docs/benchmarks.md`.
+
+mod bench;
+mod clients;
 
 use std::process::{Command, ExitCode};
 use std::time::Instant;
@@ -16,8 +21,13 @@ fn main() -> ExitCode {
         "ci" => ci(),
         "spec-check" => spec_check().run(),
         "conformance" => conformance(rest).run(),
+        "clients" => clients::run(rest),
+        "bench" => bench::run(rest),
         _ => {
-            eprintln!("usage: cargo xtask <ci | spec-check | conformance [--engine sqlite|postgres|all]>");
+            eprintln!(
+                "usage: cargo xtask <ci | spec-check | conformance [--engine sqlite|postgres|all] | clients \
+                 | bench gateway>"
+            );
             return ExitCode::from(2);
         }
     };
@@ -69,6 +79,7 @@ fn ci() -> bool {
             &["test", "--workspace", "--", "--skip", "every_example_in_the_spec_conforms"],
         ),
         conformance(&["--engine".to_owned(), "all".to_owned()]),
+        Step::cargo("clients (openai SDKs)", &["run", "--quiet", "-p", "xtask", "--", "clients"]),
         Step::cargo("examples build", &["build", "-p", "switchyard-examples", "--examples"]),
     ];
     let results: Vec<(&str, bool)> = steps.iter().map(|step| (step.name, step.run())).collect();

@@ -1,0 +1,74 @@
+//! `cargo xtask bench <suite>`: benchmarks that print a markdown table and
+//! record it in `docs/benchmarks.md`. Not tests: nothing fails on a slow
+//! figure; the tables say which targets were met.
+//!
+//! - `gateway`: what the model gateway adds to a chat completion, against a
+//!   mock upstream, streamed and not, at fixed rates and at full throughput.
+//!
+//! The suites run from a release build of xtask, which `cargo xtask` (a
+//! debug build) starts, so the mock upstream and the timing are optimised.
+
+mod doc;
+mod gateway;
+mod mock;
+mod oha;
+mod report;
+mod server;
+mod usage;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const USAGE: &str = "\
+usage: cargo xtask bench <suite>
+
+suites:
+  gateway   latency, throughput, first stream byte, memory and CPU of the model
+            gateway against a mock upstream, direct and through the server;
+            writes docs/benchmarks.md";
+
+/// Where the workspace and its build output are.
+pub struct Paths {
+    pub root: PathBuf,
+    pub target: PathBuf,
+}
+
+impl Paths {
+    fn discover() -> Self {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+        Self { root, target }
+    }
+}
+
+pub fn run(args: &[String]) -> bool {
+    match args {
+        [suite] if suite == "gateway" => in_release(args, gateway::run),
+        _ => {
+            eprintln!("{USAGE}");
+            false
+        }
+    }
+}
+
+/// Runs `bench` here in a release build, or starts the release build of
+/// xtask with the same arguments.
+fn in_release(args: &[String], bench: fn(&Paths) -> anyhow::Result<()>) -> bool {
+    let paths = Paths::discover();
+    if cfg!(debug_assertions) {
+        eprintln!("==> running the benchmark from a release build of xtask");
+        return Command::new("cargo")
+            .current_dir(&paths.root)
+            .args(["run", "--release", "--quiet", "-p", "xtask", "--", "bench"])
+            .args(args)
+            .status()
+            .is_ok_and(|status| status.success());
+    }
+    match bench(&paths) {
+        Ok(()) => true,
+        Err(err) => {
+            eprintln!("bench: {err:#}");
+            false
+        }
+    }
+}
