@@ -35,7 +35,8 @@ pub struct Paths {
 
 impl Paths {
     fn discover() -> Self {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let root = manifest_dir.parent().map_or_else(|| manifest_dir.join(".."), Path::to_path_buf);
         let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
         Self { root, target }
     }

@@ -37,9 +37,10 @@ How it measures:
 - **Figures**: p50 / p90 / p99 latency over all requests; *added* is through
   minus direct, per percentile. For streams, *whole answer* runs to the last
   byte and *first byte* to the first body byte (oha's first-byte time, from
-  the same runs, counted from when the request was sent). Errors are failed requests and answers outside 2xx. The
-  server's RSS is the highest `VmRSS` sampled every 50 ms during the measured
-  run, its CPU the `utime + stime` spent, as a percentage of one core.
+  the same runs, counted from when the request was sent). Errors are failed
+  requests and answers outside 2xx. The server's RSS is the highest `VmRSS`
+  sampled every 50 ms during the measured run, its CPU the `utime + stime`
+  spent, as a percentage of one core.
 - **Caveat**: oha, the mock and the server share the machine, so at maximum
   throughput they compete for its cores; the machine should be otherwise idle.
 

@@ -1,15 +1,18 @@
 //! A fast OpenAI-compatible upstream: `POST /v1/chat/completions` answers a
 //! fixed `chat.completion` with usage, or, when the request has
 //! `"stream": true`, 20 `chat.completion.chunk` events, a usage-only chunk
-//! and `[DONE]`, all sent at once. It runs on its own one-worker tokio
-//! runtime, leaving the other core to the server under test.
+//! and `[DONE]`, with no delay between them. It runs on its own one-worker
+//! tokio runtime, leaving the other core to the server under test.
 
 use std::net::SocketAddr;
 
 use anyhow::Context;
 use bytes::Bytes;
-use poem::listener::{Acceptor, Listener, TcpListener};
+use poem::http::uri::Scheme;
+use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use poem::web::{LocalAddr, RemoteAddr};
 use poem::{Body, Response, Route, Server, handler, post};
+use tokio::net::TcpStream;
 use tokio::runtime::Runtime;
 
 /// Content chunks per streamed answer, before the usage chunk and `[DONE]`.
@@ -49,7 +52,7 @@ impl Mock {
             .thread_name("bench-mock")
             .enable_all()
             .build()?;
-        let acceptor = runtime.block_on(TcpListener::bind("127.0.0.1:0").into_acceptor())?;
+        let acceptor = NoDelay(runtime.block_on(TcpListener::bind("127.0.0.1:0").into_acceptor())?);
         let addr = acceptor
             .local_addr()
             .iter()
@@ -62,6 +65,24 @@ impl Mock {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+}
+
+/// poem's TCP acceptor with Nagle's algorithm off, so that no part of an
+/// answer waits for the client to acknowledge the one before.
+struct NoDelay(TcpAcceptor);
+
+impl Acceptor for NoDelay {
+    type Io = TcpStream;
+
+    fn local_addr(&self) -> Vec<LocalAddr> {
+        self.0.local_addr()
+    }
+
+    async fn accept(&mut self) -> std::io::Result<(TcpStream, LocalAddr, RemoteAddr, Scheme)> {
+        let accepted = self.0.accept().await?;
+        accepted.0.set_nodelay(true)?;
+        Ok(accepted)
     }
 }
 
