@@ -7,17 +7,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use poem::endpoint::make_sync;
-use poem::listener::{Listener, TcpAcceptor, TcpListener};
+use poem::listener::{Listener, TcpListener};
 use poem::web::{Html, WithContentType};
 use poem::{EndpointExt, IntoResponse, Route, Server};
 
 use crate::config::{AuthConfig, Config};
 use crate::contract;
+use crate::domain::key_cache::KeyCache;
 use crate::domain::key_usage::KeyUsage;
 use crate::domain::tokens::{TokenIssuer, random_base62};
 use crate::domain::{DomainError, DomainResult};
 use crate::gateway::metering::Meter;
 use crate::gateway::{Gateway, InvalidGatewayConfig};
+use crate::http::listener::NoDelayAcceptor;
 use crate::limits::AbuseLimits;
 use crate::mail::Mailer;
 use crate::mail::delivery::Delivery;
@@ -34,6 +36,8 @@ pub struct AppState {
     token_issuer: Arc<tokio::sync::OnceCell<TokenIssuer>>,
     /// Per-client abuse limits; in-process, so each replica counts its own.
     pub limits: AbuseLimits,
+    /// API keys read recently, so validating one reads no database.
+    pub keys: KeyCache,
     /// API key uses waiting to be written.
     pub key_usage: KeyUsage,
     /// Outgoing mail: where new messages go, and the delivery task's bell.
@@ -44,6 +48,8 @@ pub struct AppState {
     pub gateway: Arc<Gateway>,
     /// Gateway limits, reservations and usage rows waiting to be written.
     pub meter: Meter,
+    /// Prometheus metrics, served at `/metrics`.
+    pub metrics: Metrics,
     /// The API areas this server serves, as `GET /v1/meta` reports them.
     pub features: Arc<[&'static str]>,
 }
@@ -103,6 +109,7 @@ impl App {
         if config.auto_migrate {
             db.migrate().await?;
         }
+        let metrics = Metrics::new()?;
         let state = AppState {
             db,
             started_at: Instant::now(),
@@ -110,6 +117,7 @@ impl App {
             auth: config.auth.clone(),
             token_issuer: Arc::default(),
             limits: AbuseLimits::in_memory(config.abuse.clone()),
+            keys: KeyCache::default(),
             key_usage: KeyUsage::default(),
             mail: Mailer::new(config.smtp.clone(), &config.public_url),
             require_verified_email: config.require_verified_email,
@@ -120,9 +128,10 @@ impl App {
                 &config.gateway,
             )?),
             meter: Meter::default(),
+            metrics: metrics.clone(),
             features: Arc::from(["operations", "identity", "gateway", "metrics", "docs"]),
         };
-        Ok(Self { config, state, metrics: Metrics::new()? })
+        Ok(Self { config, state, metrics })
     }
 
     pub fn state(&self) -> &AppState {
@@ -151,15 +160,15 @@ impl App {
 
     /// Binds the configured address (port 0 picks a free one) and returns the
     /// acceptor, whose `local_addr` tells where the server listens.
-    pub async fn bind(&self) -> Result<TcpAcceptor, AppError> {
-        Ok(TcpListener::bind(self.config.listen).into_acceptor().await?)
+    pub async fn bind(&self) -> Result<NoDelayAcceptor, AppError> {
+        Ok(NoDelayAcceptor(TcpListener::bind(self.config.listen).into_acceptor().await?))
     }
 
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
     /// requests finish for up to `shutdown_grace_secs`, and closes the pool.
     pub async fn serve(
         self,
-        acceptor: TcpAcceptor,
+        acceptor: NoDelayAcceptor,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), AppError> {
         let endpoint = self.endpoint()?;

@@ -236,6 +236,7 @@ impl ApiKeysApi {
     ) -> Result<NoContent204, ApiKeyDeleteError> {
         let principal = state.principal(&auth).await?;
         api_keys::api_key_revoke(&state.db, &principal, &id.0, &context(remote)).await?;
+        state.keys.forget_key(&id.0);
         Ok(NoContent204::NoContent)
     }
 }

@@ -209,6 +209,7 @@ impl OrgsApi {
     ) -> Result<NoContent204, OrgDeleteError> {
         let principal = state.principal(&auth).await?;
         orgs::org_delete(&state.db, &principal, &id.0, &context(remote)).await?;
+        state.keys.forget_org(&id.0);
         Ok(NoContent204::NoContent)
     }
 
@@ -344,6 +345,7 @@ impl OrgsApi {
     ) -> Result<NoContent204, MemberRemoveError> {
         let principal = state.principal(&auth).await?;
         orgs::member_remove(&state.db, &principal, &id.0, &user_id.0, &context(remote)).await?;
+        state.keys.forget_member(&id.0, &user_id.0);
         Ok(NoContent204::NoContent)
     }
 }

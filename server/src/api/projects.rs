@@ -148,6 +148,7 @@ impl ProjectsApi {
     ) -> Result<NoContent204, ProjectDeleteError> {
         let principal = state.principal(&auth).await?;
         projects::project_delete(&state.db, &principal, &id.0, &context(remote)).await?;
+        state.keys.forget_project(&id.0);
         Ok(NoContent204::NoContent)
     }
 }

@@ -33,10 +33,11 @@ impl AppState {
         match auth {
             AnyCredential::Bearer(bearer) => {
                 let issuer = self.token_issuer().await?;
-                principal::authenticate_bearer(&self.db, issuer, &self.key_usage, &bearer.0.token).await
+                principal::authenticate_bearer(&self.db, issuer, &self.keys, &self.key_usage, &bearer.0.token)
+                    .await
             }
             AnyCredential::ApiKey(key) => {
-                principal::authenticate_api_key(&self.db, &self.key_usage, &key.0.key).await
+                principal::authenticate_api_key(&self.db, &self.keys, &self.key_usage, &key.0.key).await
             }
         }
     }

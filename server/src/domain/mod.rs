@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod api_keys;
 pub mod email;
 pub mod invitations;
+pub mod key_cache;
 pub mod key_usage;
 pub mod orgs;
 pub mod passwords;

@@ -6,6 +6,7 @@ use std::fmt;
 
 use subtle::ConstantTimeEq;
 
+use super::key_cache::KeyCache;
 use super::key_usage::KeyUsage;
 use super::tokens::{TokenIssuer, digest};
 use super::{DomainError, DomainResult, now};
@@ -154,11 +155,12 @@ impl Principal {
 pub async fn authenticate_bearer(
     db: &Db,
     issuer: &TokenIssuer,
+    cache: &KeyCache,
     usage: &KeyUsage,
     token: &str,
 ) -> DomainResult<Principal> {
     if token.starts_with(API_KEY_PREFIX) {
-        return authenticate_api_key(db, usage, token).await;
+        return authenticate_api_key(db, cache, usage, token).await;
     }
     let claims = issuer.verify_access(token)?;
     // Logging out or changing the password revokes the session at once.
@@ -168,31 +170,42 @@ pub async fn authenticate_bearer(
     Ok(Principal { user_id: claims.sub, via: Via::Session { session_id: claims.sid } })
 }
 
-/// Resolves `sy_live_<key_id>_<secret>`: looked up by id, compared in constant
-/// time, and refused once revoked, expired, or its owner has left the org.
-pub async fn authenticate_api_key(db: &Db, usage: &KeyUsage, presented: &str) -> DomainResult<Principal> {
+/// Resolves `sy_live_<key_id>_<secret>`: looked up by id (in memory when
+/// read recently), compared in constant time, and refused once revoked,
+/// expired, or its owner has left the org.
+pub async fn authenticate_api_key(
+    db: &Db,
+    cache: &KeyCache,
+    usage: &KeyUsage,
+    presented: &str,
+) -> DomainResult<Principal> {
     let (key_id, secret) = presented
         .strip_prefix(API_KEY_PREFIX)
         .and_then(|rest| rest.rsplit_once('_'))
         .ok_or(DomainError::InvalidApiKey)?;
-    let key = db.api_key_by_id(key_id).await?.ok_or(DomainError::InvalidApiKey)?;
+    let cached = match cache.get(key_id) {
+        Some(cached) => cached,
+        None => {
+            let key = db.api_key_by_id(key_id).await?.ok_or(DomainError::InvalidApiKey)?;
+            let owner_is_member = db.membership(&key.org_id, &key.user_id).await?.is_some();
+            cache.put(key, owner_is_member)
+        }
+    };
+    let key = &cached.key;
     let matches: bool = digest(secret).as_bytes().ct_eq(key.secret_hash.as_bytes()).into();
     let expired = key.expires_at.is_some_and(|at| at <= now());
-    if !matches || expired || key.revoked_at.is_some() {
-        return Err(DomainError::InvalidApiKey);
-    }
-    if db.membership(&key.org_id, &key.user_id).await?.is_none() {
+    if !matches || expired || key.revoked_at.is_some() || !cached.owner_is_member {
         return Err(DomainError::InvalidApiKey);
     }
     usage.touch(&key.id, now());
     let scopes = key.scopes.split_whitespace().filter_map(Scope::parse).collect();
     Ok(Principal {
-        user_id: key.user_id,
+        user_id: key.user_id.clone(),
         via: Via::ApiKey {
             limits: KeyLimits::from_row(&key.limits),
-            key_id: key.id,
-            org_id: key.org_id,
-            project_id: key.project_id,
+            key_id: key.id.clone(),
+            org_id: key.org_id.clone(),
+            project_id: key.project_id.clone(),
             scopes,
         },
     })

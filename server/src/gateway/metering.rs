@@ -139,10 +139,15 @@ pub struct Admission {
 impl Meter {
     /// Checks the caller's limits and reserves `estimate`.
     pub async fn admit(&self, db: &Db, caller: &Caller, estimate: Estimate) -> Result<Admission, Refusal> {
-        let Some(key_id) = &caller.key_id else {
+        let limits = &caller.limits;
+        let limited = limits.requests_per_minute.is_some()
+            || limits.tokens_per_minute.is_some()
+            || limits.budget_micros.is_some();
+        // Sessions and keys without limits have nothing to count or reserve.
+        let Some(key_id) = caller.key_id.as_ref().filter(|_| limited) else {
             return Ok(self.admission(None, estimate, Quota::default(), Instant::now()));
         };
-        let limits = &caller.limits;
+        let windowed = limits.requests_per_minute.is_some() || limits.tokens_per_minute.is_some();
         if limits.budget_micros.is_some() && !self.knows_spend(key_id) {
             let spent = db.usage_spent_by_key(key_id).await?;
             self.lock_keys().entry(key_id.clone()).or_default().spent_micros.get_or_insert(spent);
@@ -175,7 +180,9 @@ impl Meter {
                 return Err(Refusal::BudgetExceeded { budget_micros: budget, spent_micros: spent });
             }
         }
-        state.window.push_back((now, estimate.tokens));
+        if windowed {
+            state.window.push_back((now, estimate.tokens));
+        }
         state.reserved_micros += estimate.cost_micros;
         let quota = Quota {
             requests: limits.requests_per_minute.map(|l| (l, l.saturating_sub(state.window.len() as u32))),
@@ -235,7 +242,8 @@ impl Admission {
                     *spent += row.cost_micros;
                 }
                 let used = u64::try_from(row.prompt_tokens + row.completion_tokens).unwrap_or(0);
-                if let Some(entry) = state.window.iter_mut().find(|(at, _)| *at == self.admitted_at) {
+                // Recent requests are at the back; settling is usually quick.
+                if let Some(entry) = state.window.iter_mut().rev().find(|(at, _)| *at == self.admitted_at) {
                     entry.1 = used;
                 }
             }

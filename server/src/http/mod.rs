@@ -1,9 +1,10 @@
 //! Cross-cutting HTTP behaviour, applied to every route in one fixed order
 //! by [`stack`]: request ids, logs and metrics, the error envelope, panic
-//! capture and the body size limit.
+//! capture and the body size limit; and the acceptor the server listens with.
 
 pub mod body_limit;
 pub mod envelope;
+pub mod listener;
 pub mod observe;
 pub mod request_id;
 

@@ -12,7 +12,7 @@ use switchyard_server::store::Db;
 
 use crate::support::{
     Api, BoxError, Credential, MintedKey, PASSWORD, Session, TestEngine, TestResult, add_member,
-    assert_error, expect_status, on_both_engines, remove_member, start, string_at,
+    assert_error, expect_status, on_both_engines, start, string_at,
 };
 
 on_both_engines!(
@@ -548,7 +548,8 @@ async fn a_key_stops_working_when_its_owner_leaves_the_org(engine: TestEngine) -
     let key = api.mint_key(&member, &org, &["*"]).await?;
     expect_status(api.get("/v1/auth/me", Credential::Bearer(&key.key)).await?, 200)?;
 
-    remove_member(&server, &org, &member.user_id).await?;
+    let path = format!("/v1/orgs/{org}/members/{}", member.user_id);
+    assert_eq!(api.delete(&path, owner.bearer()).await?.0, 204);
     assert_error(&api.get("/v1/auth/me", Credential::Bearer(&key.key)).await?, 401, "auth.invalid_api_key");
     assert_error(&api.get(&format!("/v1/orgs/{org}"), member.bearer()).await?, 404, "org.not_found");
     server.stop().await?;

@@ -250,3 +250,64 @@ async fn a_client_that_goes_away_cancels_the_upstream_stream(engine: TestEngine)
     }
     Err("the upstream stream was still open 5 s after the client went away".into())
 }
+
+mod key_cache {
+    //! Keys are validated from memory once read, and forgotten at once when
+    //! they stop being valid on this server.
+
+    use serde_json::json;
+    use switchyard_server::store::Db;
+
+    use crate::support::{
+        Api, Credential, TestEngine, TestResult, assert_error, expect_status, on_both_engines, start,
+    };
+
+    on_both_engines!(a_warm_key_is_checked_without_the_database, deleting_its_org_or_project_stops_a_key,);
+
+    async fn a_warm_key_is_checked_without_the_database(engine: TestEngine) -> TestResult {
+        let server = start(engine, |_| {}).await?;
+        let api = Api::new(&server);
+        let owner = api.register("owner@example.com").await?;
+        let org = api.create_org(&owner, "Cache").await?;
+        let key = api.mint_key(&owner, &org, &["chat"]).await?;
+        expect_status(api.get("/v1/models", Credential::Bearer(&key.key)).await?, 200)?;
+        // Remove the row behind the server's back: a key read from memory
+        // still answers, which shows the hot path does not read it again.
+        let db = Db::connect(&server.database.url).await?;
+        let deleted =
+            sqlx::query("DELETE FROM api_keys WHERE id = $1").bind(&key.id).execute(db.pool()).await;
+        db.close().await;
+        assert_eq!(deleted?.rows_affected(), 1);
+        expect_status(api.get("/v1/models", Credential::Bearer(&key.key)).await?, 200)?;
+        Ok(())
+    }
+
+    async fn deleting_its_org_or_project_stops_a_key(engine: TestEngine) -> TestResult {
+        let server = start(engine, |_| {}).await?;
+        let api = Api::new(&server);
+        let owner = api.register("owner@example.com").await?;
+        let org = api.create_org(&owner, "Cache").await?;
+        let project = expect_status(
+            api.post("/v1/projects", owner.bearer(), json!({"org_id": org, "name": "P"})).await?,
+            201,
+        )?;
+        let project_id = project["id"].as_str().ok_or("no project id")?;
+        let body = json!({"name": "narrow", "scopes": ["chat"], "org_id": org, "project_id": project_id});
+        let narrow = expect_status(api.post("/v1/api-keys", owner.bearer(), body).await?, 201)?;
+        let narrow = narrow["key"].as_str().ok_or("no key")?.to_owned();
+        let wide = api.mint_key(&owner, &org, &["chat"]).await?;
+        for key in [narrow.as_str(), wide.key.as_str()] {
+            expect_status(api.get("/v1/models", Credential::Bearer(key)).await?, 200)?;
+        }
+        assert_eq!(api.delete(&format!("/v1/projects/{project_id}"), owner.bearer()).await?.0, 204);
+        assert_error(&api.get("/v1/models", Credential::Bearer(&narrow)).await?, 401, "auth.invalid_api_key");
+        expect_status(api.get("/v1/models", Credential::Bearer(&wide.key)).await?, 200)?;
+        assert_eq!(api.delete(&format!("/v1/orgs/{org}"), owner.bearer()).await?.0, 204);
+        assert_error(
+            &api.get("/v1/models", Credential::Bearer(&wide.key)).await?,
+            401,
+            "auth.invalid_api_key",
+        );
+        Ok(())
+    }
+}

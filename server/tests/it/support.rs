@@ -251,18 +251,6 @@ pub async fn add_member(server: &RunningServer, org_id: &str, user_id: &str, rol
     changed_one_row(inserted?.rows_affected())
 }
 
-/// Removes a user from an org directly in the database.
-pub async fn remove_member(server: &RunningServer, org_id: &str, user_id: &str) -> TestResult {
-    let db = Db::connect(&server.database.url).await?;
-    let deleted = sqlx::query("DELETE FROM org_members WHERE org_id = $1 AND user_id = $2")
-        .bind(org_id)
-        .bind(user_id)
-        .execute(db.pool())
-        .await;
-    db.close().await;
-    changed_one_row(deleted?.rows_affected())
-}
-
 /// Moves an API key's expiry into the past directly in the database: the API
 /// only mints keys that live at least a day.
 pub async fn expire_api_key(server: &RunningServer, key_id: &str) -> TestResult {
