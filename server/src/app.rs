@@ -19,6 +19,7 @@ use crate::domain::tokens::{TokenIssuer, random_base62};
 use crate::domain::{DomainError, DomainResult};
 use crate::gateway::metering::Meter;
 use crate::gateway::{Gateway, InvalidGatewayConfig};
+use crate::http::client_addr::TrustedProxies;
 use crate::http::listener::NoDelayAcceptor;
 use crate::limits::AbuseLimits;
 use crate::mail::Mailer;
@@ -64,6 +65,8 @@ pub enum AppError {
     DocsTemplate,
     #[error("invalid gateway configuration: {0}")]
     Gateway(#[from] InvalidGatewayConfig),
+    #[error("trusted_proxies: {0}")]
+    TrustedProxies(String),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -155,7 +158,10 @@ impl App {
             .at("/openapi.yaml", make_sync(|_| yaml(contract::OPENAPI_YAML)))
             .at("/asyncapi.yaml", make_sync(|_| yaml(contract::ASYNCAPI_YAML)))
             .at("/docs", make_sync(move |_| Html(docs_html.clone())));
-        Ok(crate::http::stack(routes.data(self.state.clone()), self.config.max_body_bytes, &self.metrics))
+        let proxies =
+            TrustedProxies::parse(&self.config.trusted_proxies).map_err(AppError::TrustedProxies)?;
+        let routes = routes.data(self.state.clone()).data(proxies);
+        Ok(crate::http::stack(routes, self.config.max_body_bytes, &self.metrics))
     }
 
     /// Binds the configured address (port 0 picks a free one) and returns the

@@ -43,6 +43,9 @@ pub struct Config {
     pub public_url: String,
     /// Minting API keys needs a verified email address.
     pub require_verified_email: bool,
+    /// Proxies (addresses or networks such as `10.0.0.0/8`) whose
+    /// `X-Forwarded-For` is believed. Empty: the socket peer is the client.
+    pub trusted_proxies: Vec<String>,
     /// Deliver mail through this SMTP server (`[smtp]`); without it, mail
     /// stays in the dev outbox that `switchyard outbox` prints.
     pub smtp: Option<SmtpConfig>,
@@ -98,6 +101,7 @@ impl Default for Config {
             abuse: AbuseLimitsConfig::default(),
             public_url: "http://127.0.0.1:8000".to_owned(),
             require_verified_email: false,
+            trusted_proxies: Vec::new(),
             smtp: None,
             providers: BTreeMap::new(),
             routes: Vec::new(),
@@ -185,6 +189,8 @@ impl Config {
             .map_err(|invalid| ConfigError::InvalidValue { key: invalid.key, reason: invalid.reason })?;
         crate::gateway::Gateway::from_config(&self.providers, &self.routes, &self.prices, &self.gateway)
             .map_err(|invalid| ConfigError::InvalidValue { key: "gateway", reason: invalid.to_string() })?;
+        crate::http::client_addr::TrustedProxies::parse(&self.trusted_proxies)
+            .map_err(|reason| ConfigError::InvalidValue { key: "trusted_proxies", reason })?;
         if self.max_body_bytes == 0 {
             return Err(ConfigError::InvalidValue {
                 key: "max_body_bytes",

@@ -1,12 +1,12 @@
 //! `/v1/api-keys`: mint (with a session), list and revoke API keys.
 
 use chrono::{DateTime, Utc};
-use poem::web::{Data, RemoteAddr};
+use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{Enum, Object, OpenApi};
 
-use super::auth::{client_ip, context, enforce};
+use super::auth::{context, enforce};
 use super::responses::{Created201, NoContent204};
 use super::security::AnyCredential;
 use super::wire::timestamp;
@@ -17,6 +17,7 @@ use crate::domain::page_limit;
 use crate::domain::principal::{KeyLimits, Scope};
 use crate::error::{ApiError, ErrorCode};
 use crate::gateway::price::{format_usd_micros, parse_usd_micros};
+use crate::http::client_addr::ClientAddr;
 use crate::operation_errors;
 use crate::store::ApiKeyRow;
 
@@ -172,11 +173,11 @@ impl ApiKeysApi {
     async fn api_key_create(
         &self,
         state: Data<&AppState>,
-        remote: &RemoteAddr,
+        client: ClientAddr,
         auth: AnyCredential,
         body: Json<CreateApiKeyRequest>,
     ) -> Result<Created201<CreatedApiKey>, ApiKeyCreateError> {
-        enforce(state.limits.key_mint(client_ip(remote)).await)?;
+        enforce(state.limits.key_mint(client.ip()).await)?;
         let principal = state.principal(&auth).await?;
         let Json(body) = body;
         let input = NewApiKey {
@@ -197,7 +198,7 @@ impl ApiKeysApi {
             &principal,
             state.require_verified_email,
             input,
-            &context(remote),
+            &context(client),
         )
         .await?;
         Ok(Created201::Created(Json(CreatedApiKey { key: minted.plain, api_key: minted.key.into() })))
@@ -230,12 +231,12 @@ impl ApiKeysApi {
     async fn api_key_delete(
         &self,
         state: Data<&AppState>,
-        remote: &RemoteAddr,
+        client: ClientAddr,
         auth: AnyCredential,
         id: Path<String>,
     ) -> Result<NoContent204, ApiKeyDeleteError> {
         let principal = state.principal(&auth).await?;
-        api_keys::api_key_revoke(&state.db, &principal, &id.0, &context(remote)).await?;
+        api_keys::api_key_revoke(&state.db, &principal, &id.0, &context(client)).await?;
         state.keys.forget_key(&id.0);
         Ok(NoContent204::NoContent)
     }

@@ -1,8 +1,6 @@
 //! `/v1/auth/*`: register, log in, refresh, log out, and who am I.
 
-use std::net::IpAddr;
-
-use poem::web::{Data, RemoteAddr};
+use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::{Enum, Object, OpenApi, Union};
 
@@ -14,6 +12,7 @@ use crate::app::AppState;
 use crate::domain::accounts::{self, LoginOutcome, Registration, SignedIn};
 use crate::domain::{DomainError, RequestContext};
 use crate::error::{ApiError, ErrorCode};
+use crate::http::client_addr::ClientAddr;
 use crate::http::request_id;
 use crate::limits::Decision;
 use crate::operation_errors;
@@ -117,12 +116,6 @@ operation_errors!(RefreshError: 400, 401);
 operation_errors!(LogoutError: 401, 403);
 operation_errors!(MeError: 401);
 
-/// The client address abuse limits count against: the socket peer (there is
-/// no trusted proxy configuration yet, so forwarding headers are ignored).
-pub fn client_ip(remote: &RemoteAddr) -> IpAddr {
-    remote.as_socket_addr().map_or(IpAddr::from([0, 0, 0, 0]), |addr| addr.ip())
-}
-
 /// Refuses the request with 429 when `decision` says so.
 pub fn enforce(decision: Decision) -> Result<(), ApiError> {
     match decision {
@@ -134,11 +127,8 @@ pub fn enforce(decision: Decision) -> Result<(), ApiError> {
 }
 
 /// The audit context of the current request.
-pub fn context(remote: &RemoteAddr) -> RequestContext {
-    RequestContext {
-        ip: remote.as_socket_addr().map(|addr| addr.ip().to_string()),
-        request_id: request_id::current(),
-    }
+pub fn context(client: ClientAddr) -> RequestContext {
+    RequestContext { ip: Some(client.ip().to_string()), request_id: request_id::current() }
 }
 
 #[OpenApi(tag = "ApiTags::Auth")]
@@ -148,15 +138,15 @@ impl AuthApi {
     async fn auth_register(
         &self,
         state: Data<&AppState>,
-        remote: &RemoteAddr,
+        client: ClientAddr,
         body: Json<RegisterRequest>,
     ) -> Result<Created201<AuthTokens>, RegisterError> {
-        enforce(state.limits.register(client_ip(remote)).await)?;
+        enforce(state.limits.register(client.ip()).await)?;
         let issuer = state.token_issuer().await?;
         let Json(body) = body;
         let input =
             Registration { email: body.email, password: body.password, display_name: body.display_name };
-        let signed = accounts::register(&state.db, issuer, &state.mail, input, &context(remote)).await?;
+        let signed = accounts::register(&state.db, issuer, &state.mail, input, &context(client)).await?;
         Ok(Created201::Created(Json(signed.into())))
     }
 
@@ -165,10 +155,10 @@ impl AuthApi {
     async fn auth_login(
         &self,
         state: Data<&AppState>,
-        remote: &RemoteAddr,
+        client: ClientAddr,
         body: Json<LoginRequest>,
     ) -> Result<Ok200<LoginResult>, LoginError> {
-        let ip = client_ip(remote);
+        let ip = client.ip();
         enforce(state.limits.login(ip).await)?;
         let Json(body) = body;
         // Lockouts count per normalised address, so case variants share a count.
@@ -178,7 +168,7 @@ impl AuthApi {
             return Err(ApiError::rate_limited(ErrorCode::AuthTooManyFailedLogins, decision).into());
         }
         let issuer = state.token_issuer().await?;
-        let outcome = accounts::login(&state.db, issuer, &body.email, body.password, &context(remote)).await;
+        let outcome = accounts::login(&state.db, issuer, &body.email, body.password, &context(client)).await;
         match &outcome {
             Err(DomainError::InvalidCredentials) => state.limits.login_failed(&account, ip).await,
             Ok(_) => state.limits.login_succeeded(&account, ip).await,
@@ -205,11 +195,11 @@ impl AuthApi {
     async fn auth_logout(
         &self,
         state: Data<&AppState>,
-        remote: &RemoteAddr,
+        client: ClientAddr,
         auth: AnyCredential,
     ) -> Result<NoContent204, LogoutError> {
         let principal = state.principal(&auth).await?;
-        accounts::logout(&state.db, &principal, &context(remote)).await?;
+        accounts::logout(&state.db, &principal, &context(client)).await?;
         Ok(NoContent204::NoContent)
     }
 

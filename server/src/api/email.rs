@@ -1,18 +1,19 @@
 //! `/v1/auth/verify-email`, `/v1/auth/resend-verification` and
 //! `/v1/auth/password-reset[/confirm]`: the flows that go through the mailbox.
 
-use poem::web::{Data, RemoteAddr};
+use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 
 use super::ApiTags;
-use super::auth::{client_ip, context, enforce};
+use super::auth::{context, enforce};
 use super::responses::{Accepted202, NoContent204};
 use super::security::AnyCredential;
 use crate::app::AppState;
 use crate::domain::DomainError;
 use crate::domain::email;
 use crate::error::ApiError;
+use crate::http::client_addr::ClientAddr;
 use crate::operation_errors;
 
 #[derive(Default)]
@@ -59,12 +60,12 @@ impl EmailApi {
     async fn auth_verify_email(
         &self,
         state: Data<&AppState>,
-        remote: &RemoteAddr,
+        client: ClientAddr,
         auth: AnyCredential,
         body: Json<VerifyEmailRequest>,
     ) -> Result<NoContent204, VerifyEmailError> {
         let principal = state.principal(&auth).await?;
-        email::verify_email(&state.db, &principal, &body.0.code, &context(remote)).await?;
+        email::verify_email(&state.db, &principal, &body.0.code, &context(client)).await?;
         Ok(NoContent204::NoContent)
     }
 
@@ -86,11 +87,11 @@ impl EmailApi {
     async fn password_reset_request(
         &self,
         state: Data<&AppState>,
-        remote: &RemoteAddr,
+        client: ClientAddr,
         body: Json<PasswordResetRequest>,
     ) -> Result<Accepted202<MailAccepted>, PasswordResetError> {
-        enforce(state.limits.password_reset(client_ip(remote)).await)?;
-        email::request_password_reset(&state.db, &state.mail, &body.0.email, &context(remote)).await?;
+        enforce(state.limits.password_reset(client.ip()).await)?;
+        email::request_password_reset(&state.db, &state.mail, &body.0.email, &context(client)).await?;
         Ok(Accepted202::Accepted(Json(MailAccepted { message: RESET_ACCEPTED.to_owned() })))
     }
 
@@ -100,11 +101,11 @@ impl EmailApi {
     async fn password_reset_confirm(
         &self,
         state: Data<&AppState>,
-        remote: &RemoteAddr,
+        client: ClientAddr,
         body: Json<PasswordResetConfirmRequest>,
     ) -> Result<NoContent204, PasswordResetConfirmError> {
         let Json(body) = body;
-        email::confirm_password_reset(&state.db, &body.token, body.new_password, &context(remote))
+        email::confirm_password_reset(&state.db, &body.token, body.new_password, &context(client))
             .await
             .map_err(|err| match err {
                 // The policy's error names `password`; here the field is `new_password`.

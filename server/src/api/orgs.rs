@@ -2,7 +2,7 @@
 //! its members, invite addresses without an account, accept an invitation.
 
 use chrono::{DateTime, Utc};
-use poem::web::{Data, RemoteAddr};
+use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi, Union};
@@ -15,6 +15,7 @@ use super::{ApiTags, Ok200};
 use crate::app::AppState;
 use crate::domain::orgs::MemberAdded;
 use crate::domain::{invitations, orgs, page_limit};
+use crate::http::client_addr::ClientAddr;
 use crate::operation_errors;
 use crate::store::InvitationRow;
 
@@ -140,12 +141,12 @@ impl OrgsApi {
     async fn org_create(
         &self,
         state: Data<&AppState>,
-        remote: &RemoteAddr,
+        client: ClientAddr,
         auth: AnyCredential,
         body: Json<CreateOrgRequest>,
     ) -> Result<Created201<Org>, OrgCreateError> {
         let principal = state.principal(&auth).await?;
-        let org = orgs::org_create(&state.db, &principal, &body.0.name, &context(remote)).await?;
+        let org = orgs::org_create(&state.db, &principal, &body.0.name, &context(client)).await?;
         Ok(Created201::Created(Json(org.into())))
     }
 
@@ -188,13 +189,13 @@ impl OrgsApi {
     async fn org_update(
         &self,
         state: Data<&AppState>,
-        remote: &RemoteAddr,
+        client: ClientAddr,
         auth: AnyCredential,
         id: Path<String>,
         body: Json<UpdateOrgRequest>,
     ) -> Result<Ok200<Org>, OrgUpdateError> {
         let principal = state.principal(&auth).await?;
-        let org = orgs::org_rename(&state.db, &principal, &id.0, &body.0.name, &context(remote)).await?;
+        let org = orgs::org_rename(&state.db, &principal, &id.0, &body.0.name, &context(client)).await?;
         Ok(Ok200::Ok(Json(org.into())))
     }
 
@@ -203,12 +204,12 @@ impl OrgsApi {
     async fn org_delete(
         &self,
         state: Data<&AppState>,
-        remote: &RemoteAddr,
+        client: ClientAddr,
         auth: AnyCredential,
         id: Path<String>,
     ) -> Result<NoContent204, OrgDeleteError> {
         let principal = state.principal(&auth).await?;
-        orgs::org_delete(&state.db, &principal, &id.0, &context(remote)).await?;
+        orgs::org_delete(&state.db, &principal, &id.0, &context(client)).await?;
         state.keys.forget_org(&id.0);
         Ok(NoContent204::NoContent)
     }
@@ -242,7 +243,7 @@ impl OrgsApi {
     async fn org_member_add(
         &self,
         state: Data<&AppState>,
-        remote: &RemoteAddr,
+        client: ClientAddr,
         auth: AnyCredential,
         id: Path<String>,
         body: Json<AddMemberRequest>,
@@ -251,7 +252,7 @@ impl OrgsApi {
         let Json(body) = body;
         let role = body.role.into();
         let added =
-            orgs::member_add(&state.db, &state.mail, &principal, &id.0, &body.email, role, &context(remote))
+            orgs::member_add(&state.db, &state.mail, &principal, &id.0, &body.email, role, &context(client))
                 .await?;
         Ok(Created201::Created(Json(added.into())))
     }
@@ -262,12 +263,12 @@ impl OrgsApi {
     async fn org_invitation_accept(
         &self,
         state: Data<&AppState>,
-        remote: &RemoteAddr,
+        client: ClientAddr,
         auth: AnyCredential,
         body: Json<AcceptInvitationRequest>,
     ) -> Result<Ok200<Member>, InvitationAcceptError> {
         let principal = state.principal(&auth).await?;
-        let member = invitations::accept(&state.db, &principal, &body.0.token, &context(remote)).await?;
+        let member = invitations::accept(&state.db, &principal, &body.0.token, &context(client)).await?;
         Ok(Ok200::Ok(Json(member.into())))
     }
 
@@ -304,13 +305,13 @@ impl OrgsApi {
     async fn org_invitation_delete(
         &self,
         state: Data<&AppState>,
-        remote: &RemoteAddr,
+        client: ClientAddr,
         auth: AnyCredential,
         id: Path<String>,
         invitation_id: Path<String>,
     ) -> Result<NoContent204, InvitationDeleteError> {
         let principal = state.principal(&auth).await?;
-        invitations::revoke(&state.db, &principal, &id.0, &invitation_id.0, &context(remote)).await?;
+        invitations::revoke(&state.db, &principal, &id.0, &invitation_id.0, &context(client)).await?;
         Ok(NoContent204::NoContent)
     }
 
@@ -319,7 +320,7 @@ impl OrgsApi {
     async fn org_member_update(
         &self,
         state: Data<&AppState>,
-        remote: &RemoteAddr,
+        client: ClientAddr,
         auth: AnyCredential,
         id: Path<String>,
         user_id: Path<String>,
@@ -328,7 +329,7 @@ impl OrgsApi {
         let principal = state.principal(&auth).await?;
         let role = body.0.role.into();
         let member =
-            orgs::member_set_role(&state.db, &principal, &id.0, &user_id.0, role, &context(remote)).await?;
+            orgs::member_set_role(&state.db, &principal, &id.0, &user_id.0, role, &context(client)).await?;
         Ok(Ok200::Ok(Json(member.into())))
     }
 
@@ -338,13 +339,13 @@ impl OrgsApi {
     async fn org_member_remove(
         &self,
         state: Data<&AppState>,
-        remote: &RemoteAddr,
+        client: ClientAddr,
         auth: AnyCredential,
         id: Path<String>,
         user_id: Path<String>,
     ) -> Result<NoContent204, MemberRemoveError> {
         let principal = state.principal(&auth).await?;
-        orgs::member_remove(&state.db, &principal, &id.0, &user_id.0, &context(remote)).await?;
+        orgs::member_remove(&state.db, &principal, &id.0, &user_id.0, &context(client)).await?;
         state.keys.forget_member(&id.0, &user_id.0);
         Ok(NoContent204::NoContent)
     }

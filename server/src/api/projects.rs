@@ -1,7 +1,7 @@
 //! `/v1/projects`: an organization's projects.
 
 use chrono::{DateTime, Utc};
-use poem::web::{Data, RemoteAddr};
+use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
@@ -13,6 +13,7 @@ use super::wire::timestamp;
 use super::{ApiTags, Ok200};
 use crate::app::AppState;
 use crate::domain::{page_limit, projects};
+use crate::http::client_addr::ClientAddr;
 use crate::operation_errors;
 use crate::store::ProjectRow;
 
@@ -71,14 +72,14 @@ impl ProjectsApi {
     async fn project_create(
         &self,
         state: Data<&AppState>,
-        remote: &RemoteAddr,
+        client: ClientAddr,
         auth: AnyCredential,
         body: Json<CreateProjectRequest>,
     ) -> Result<Created201<Project>, ProjectCreateError> {
         let principal = state.principal(&auth).await?;
         let Json(body) = body;
         let project =
-            projects::project_create(&state.db, &principal, &body.org_id, &body.name, &context(remote))
+            projects::project_create(&state.db, &principal, &body.org_id, &body.name, &context(client))
                 .await?;
         Ok(Created201::Created(Json(project.into())))
     }
@@ -126,14 +127,14 @@ impl ProjectsApi {
     async fn project_update(
         &self,
         state: Data<&AppState>,
-        remote: &RemoteAddr,
+        client: ClientAddr,
         auth: AnyCredential,
         id: Path<String>,
         body: Json<UpdateProjectRequest>,
     ) -> Result<Ok200<Project>, ProjectUpdateError> {
         let principal = state.principal(&auth).await?;
         let project =
-            projects::project_rename(&state.db, &principal, &id.0, &body.0.name, &context(remote)).await?;
+            projects::project_rename(&state.db, &principal, &id.0, &body.0.name, &context(client)).await?;
         Ok(Ok200::Ok(Json(project.into())))
     }
 
@@ -142,12 +143,12 @@ impl ProjectsApi {
     async fn project_delete(
         &self,
         state: Data<&AppState>,
-        remote: &RemoteAddr,
+        client: ClientAddr,
         auth: AnyCredential,
         id: Path<String>,
     ) -> Result<NoContent204, ProjectDeleteError> {
         let principal = state.principal(&auth).await?;
-        projects::project_delete(&state.db, &principal, &id.0, &context(remote)).await?;
+        projects::project_delete(&state.db, &principal, &id.0, &context(client)).await?;
         state.keys.forget_project(&id.0);
         Ok(NoContent204::NoContent)
     }

@@ -1,16 +1,17 @@
 //! `/v1/auth/2fa/*`: set up, enable and disable TOTP, and complete a login
 //! that needs the second factor.
 
-use poem::web::{Data, RemoteAddr};
+use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 
-use super::auth::{AuthTokens, client_ip, context, enforce};
+use super::auth::{AuthTokens, context, enforce};
 use super::responses::NoContent204;
 use super::security::AnyCredential;
 use super::{ApiTags, Ok200};
 use crate::app::AppState;
 use crate::domain::two_factor::{self, Factor};
+use crate::http::client_addr::ClientAddr;
 use crate::operation_errors;
 
 #[derive(Default)]
@@ -79,13 +80,13 @@ impl TwoFactorApi {
     async fn two_factor_enable(
         &self,
         state: Data<&AppState>,
-        remote: &RemoteAddr,
+        client: ClientAddr,
         auth: AnyCredential,
         body: Json<EnableTwoFactorRequest>,
     ) -> Result<Ok200<RecoveryCodes>, TwoFactorEnableError> {
         let principal = state.principal(&auth).await?;
         let recovery_codes =
-            two_factor::enable(&state.db, &principal, &body.0.code, &context(remote)).await?;
+            two_factor::enable(&state.db, &principal, &body.0.code, &context(client)).await?;
         Ok(Ok200::Ok(Json(RecoveryCodes { recovery_codes })))
     }
 
@@ -95,14 +96,14 @@ impl TwoFactorApi {
     async fn two_factor_disable(
         &self,
         state: Data<&AppState>,
-        remote: &RemoteAddr,
+        client: ClientAddr,
         auth: AnyCredential,
         body: Json<DisableTwoFactorRequest>,
     ) -> Result<NoContent204, TwoFactorDisableError> {
         let principal = state.principal(&auth).await?;
         let Json(body) = body;
         let factor = Factor::from_fields(body.code, body.recovery_code)?;
-        two_factor::disable(&state.db, &principal, body.password, factor, &context(remote)).await?;
+        two_factor::disable(&state.db, &principal, body.password, factor, &context(client)).await?;
         Ok(NoContent204::NoContent)
     }
 
@@ -111,15 +112,15 @@ impl TwoFactorApi {
     async fn two_factor_login(
         &self,
         state: Data<&AppState>,
-        remote: &RemoteAddr,
+        client: ClientAddr,
         body: Json<TwoFactorLoginRequest>,
     ) -> Result<Ok200<AuthTokens>, TwoFactorLoginError> {
-        enforce(state.limits.login(client_ip(remote)).await)?;
+        enforce(state.limits.login(client.ip()).await)?;
         let issuer = state.token_issuer().await?;
         let Json(body) = body;
         let factor = Factor::from_fields(body.code, body.recovery_code)?;
         let signed =
-            two_factor::login(&state.db, issuer, &body.challenge_token, factor, &context(remote)).await?;
+            two_factor::login(&state.db, issuer, &body.challenge_token, factor, &context(client)).await?;
         Ok(Ok200::Ok(Json(signed.into())))
     }
 }

@@ -3,6 +3,7 @@
 //! capture and the body size limit; and the acceptor the server listens with.
 
 pub mod body_limit;
+pub mod client_addr;
 pub mod envelope;
 pub mod listener;
 pub mod observe;

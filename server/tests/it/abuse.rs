@@ -9,6 +9,7 @@ use crate::support::{RunningServer, TestEngine, TestResult, http, on_both_engine
 on_both_engines!(
     register_budget_is_enforced_with_headers,
     five_failed_logins_lock_the_account_for_this_client,
+    forwarded_addresses_count_only_behind_trusted_proxies,
 );
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -76,6 +77,40 @@ async fn five_failed_logins_lock_the_account_for_this_client(engine: TestEngine)
     let other =
         post(&server, "/v1/auth/login", json!({"email": "grace@example.com", "password": PASSWORD})).await?;
     assert_eq!(other.status(), 200);
+    server.stop().await?;
+    Ok(())
+}
+
+/// Registers a fresh address as if forwarded for `client`; returns the status.
+async fn register_as(server: &RunningServer, client: &str) -> Result<u16, reqwest::Error> {
+    let email = format!("{}@example.com", ulid::Ulid::new().to_string().to_lowercase());
+    let response = http()
+        .post(server.url("/v1/auth/register"))
+        .header("x-forwarded-for", client)
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await?;
+    Ok(response.status().as_u16())
+}
+
+async fn forwarded_addresses_count_only_behind_trusted_proxies(engine: TestEngine) -> TestResult {
+    // Behind a trusted proxy (the test client is 127.0.0.1), each forwarded
+    // client has its own budget.
+    let server = start(engine, |config| {
+        config.abuse.register = Limit::per_minute(1);
+        config.trusted_proxies = vec!["127.0.0.0/8".to_owned()];
+    })
+    .await?;
+    assert_eq!(register_as(&server, "198.51.100.1").await?, 201);
+    assert_eq!(register_as(&server, "198.51.100.1").await?, 429);
+    assert_eq!(register_as(&server, "198.51.100.2").await?, 201);
+    let database = server.stop().await?;
+    drop(database);
+
+    // Without trusted proxies the header is ignored: the socket peer counts.
+    let server = start(engine, |config| config.abuse.register = Limit::per_minute(1)).await?;
+    assert_eq!(register_as(&server, "198.51.100.1").await?, 201);
+    assert_eq!(register_as(&server, "198.51.100.2").await?, 429);
     server.stop().await?;
     Ok(())
 }

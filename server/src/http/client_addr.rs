@@ -1,0 +1,103 @@
+//! Who the client is, by address: the socket peer, or, when the peer is a
+//! configured trusted proxy, the address it forwarded in `X-Forwarded-For`.
+//! Abuse limits and the audit trail count against this address.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use poem::{FromRequest, Request, RequestBody};
+
+/// The `trusted_proxies` setting, as request data.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(Arc<[IpNet]>);
+
+impl TrustedProxies {
+    /// Parses addresses (`10.0.0.7`) and networks (`10.0.0.0/8`).
+    pub fn parse(entries: &[String]) -> Result<Self, String> {
+        entries
+            .iter()
+            .map(|entry| {
+                entry
+                    .parse::<IpNet>()
+                    .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| format!("{entry:?} is not an IP address or network"))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(|nets| Self(nets.into()))
+    }
+
+    fn trusts(&self, ip: IpAddr) -> bool {
+        self.0.iter().any(|net| net.contains(&ip))
+    }
+
+    /// The client behind `peer`: walking `X-Forwarded-For` from the right,
+    /// the first address that is not a trusted proxy. A peer that is not
+    /// trusted is the client, whatever it forwarded.
+    pub fn client(&self, peer: IpAddr, forwarded_for: &[&str]) -> IpAddr {
+        if !self.trusts(peer) {
+            return peer;
+        }
+        let mut client = peer;
+        for hop in forwarded_for.iter().flat_map(|header| header.split(',')).rev() {
+            let Ok(hop) = hop.trim().parse::<IpAddr>() else { return client };
+            client = hop;
+            if !self.trusts(hop) {
+                break;
+            }
+        }
+        client
+    }
+}
+
+/// The client's address, as [`TrustedProxies::client`] decides it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub IpAddr);
+
+impl ClientAddr {
+    pub fn ip(self) -> IpAddr {
+        self.0
+    }
+}
+
+impl<'a> FromRequest<'a> for ClientAddr {
+    async fn from_request(req: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
+        let peer = req.remote_addr().as_socket_addr().map_or(IpAddr::from([0, 0, 0, 0]), |addr| addr.ip());
+        let Some(proxies) = req.data::<TrustedProxies>() else { return Ok(Self(peer)) };
+        let forwarded: Vec<&str> =
+            req.headers().get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect();
+        Ok(Self(proxies.client(peer, &forwarded)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    #[test]
+    fn untrusted_peers_are_the_client() {
+        let proxies = TrustedProxies::parse(&["10.0.0.0/8".to_owned()]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(proxies.client(ip("203.0.113.9"), &["198.51.100.1"]), ip("203.0.113.9"));
+        assert_eq!(TrustedProxies::default().client(ip("10.0.0.1"), &["198.51.100.1"]), ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn trusted_proxies_are_skipped_from_the_right() {
+        let proxies = TrustedProxies::parse(&["10.0.0.0/8".to_owned(), "192.0.2.1".to_owned()])
+            .unwrap_or_else(|e| panic!("{e}"));
+        // A client-supplied first hop is not believed past the first untrusted one.
+        let forwarded = ["1.1.1.1, 198.51.100.7", "10.1.2.3"];
+        assert_eq!(proxies.client(ip("192.0.2.1"), &forwarded), ip("198.51.100.7"));
+        assert_eq!(proxies.client(ip("10.0.0.1"), &[]), ip("10.0.0.1"));
+        assert_eq!(proxies.client(ip("10.0.0.1"), &["garbage"]), ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn bad_entries_are_named() {
+        assert!(TrustedProxies::parse(&["10.0.0.0/33".to_owned()]).is_err_and(|e| e.contains("10.0.0.0/33")));
+    }
+}
