@@ -32,8 +32,9 @@ use crate::gateway::wire::{
     ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, EmbeddingList, EmbeddingRequest,
     MAX_CONTENT_CHARS, MAX_MESSAGES, Model, ModelList, Usage,
 };
-use crate::gateway::{ChunkEvent, EventStream, Price, Reply, Route};
+use crate::gateway::{ChunkEvent, EventStream, Price, Reply, Route, Target};
 use crate::http::request_id;
+use crate::metrics::{GatewayOutcome, InFlight};
 use crate::operation_errors;
 use crate::store::UsageRow;
 
@@ -61,28 +62,21 @@ impl GatewayApi {
         let request = body.0;
         check_chat(&request)?;
         let (route, ticket) =
-            admit(&state, &auth, &request.model, |price| Estimate::chat(&request, price)).await?;
+            admit(&state, &auth, &request.model, started, |price| Estimate::chat(&request, price)).await?;
         let answered = match state.gateway.chat(&route, &request).await {
             Ok(answered) => answered,
-            Err(err) => return Err(ticket.fail(err.into(), started).into()),
+            Err(err) => return Err(ticket.fail(err.into()).into()),
         };
-        let ticket =
-            ticket.answered_by(&answered.target.provider_name, &answered.target.model, answered.target.price);
+        let ticket = ticket.answered_by(&answered.target, answered.upstream);
         let timing = ServerTiming { upstream: answered.upstream, total: started.elapsed() };
         let quota = ticket.quota();
         Ok(match answered.value {
             Reply::Complete { body, usage } => {
-                ticket.finish(200, usage, started);
+                ticket.finish(200, usage);
                 GatewayReply::json(body, quota, timing)
             }
             Reply::Stream(events) => GatewayReply::stream(
-                sse_frames(
-                    events,
-                    request.wants_stream_usage(),
-                    state.gateway.stream_keepalive(),
-                    ticket,
-                    started,
-                ),
+                sse_frames(events, request.wants_stream_usage(), state.gateway.stream_keepalive(), ticket),
                 quota,
                 timing,
             ),
@@ -102,19 +96,23 @@ impl GatewayApi {
         let request = body.0;
         check_embedding(&request)?;
         let (route, ticket) =
-            admit(&state, &auth, &request.model, |price| Estimate::embedding(&request, price)).await?;
+            admit(&state, &auth, &request.model, started, |price| Estimate::embedding(&request, price))
+                .await?;
         let answered = match state.gateway.embed(&route, &request).await {
             Ok(answered) => answered,
-            Err(err) => return Err(ticket.fail(err.into(), started).into()),
+            Err(err) => return Err(ticket.fail(err.into()).into()),
         };
-        let ticket =
-            ticket.answered_by(&answered.target.provider_name, &answered.target.model, answered.target.price);
+        let ticket = ticket.answered_by(&answered.target, answered.upstream);
         let list: EmbeddingList = answered.value;
         let usage = Usage::new(list.usage.prompt_tokens, 0);
         let quota = ticket.quota();
-        ticket.finish(200, Some(usage), started);
-        let body =
-            serde_json::to_vec(&list).map_err(|e| ApiError::new(ErrorCode::ServerInternal, e.to_string()))?;
+        let body = match serde_json::to_vec(&list) {
+            Ok(body) => body,
+            Err(e) => {
+                return Err(ticket.fail(ApiError::new(ErrorCode::ServerInternal, e.to_string())).into());
+            }
+        };
+        ticket.finish(200, Some(usage));
         let timing = ServerTiming { upstream: answered.upstream, total: started.elapsed() };
         Ok(GatewayReply::json(Bytes::from(body), quota, timing))
     }
@@ -156,11 +154,12 @@ impl GatewayApi {
 
 /// Checks the credential, its `chat` scope and right to the model, then
 /// admits the request under the key's limits with the estimate `estimate`
-/// makes at the route's price.
+/// makes at the route's price. The request began at `started`.
 async fn admit(
     state: &AppState,
     auth: &AnyCredential,
     model: &str,
+    started: Instant,
     estimate: impl FnOnce(Price) -> Estimate,
 ) -> Result<(std::sync::Arc<Route>, Ticket), ApiError> {
     let principal = state.principal(auth).await?;
@@ -168,7 +167,8 @@ async fn admit(
     let route = allowed_route(state, &principal, model)?;
     let caller = caller(&principal);
     let admission = state.meter.admit(&state.db, &caller, estimate(route.estimate_price())).await?;
-    let ticket = Ticket::new(admission, &caller, &route.name);
+    let in_flight = state.metrics.gateway().admitted();
+    let ticket = Ticket::new(admission, in_flight, &caller, &route.name, started);
     Ok((route, ticket))
 }
 
@@ -287,21 +287,35 @@ fn check_embedding(request: &EmbeddingRequest) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// One request's usage record in the making; finishing it settles the
-/// reservation. Dropped unfinished (the client went away mid-stream), it
-/// records what was used with status 499.
+/// One request's usage record and metrics in the making; finishing it
+/// settles the reservation and records both, once. Dropped unfinished (the
+/// client went away mid-stream), it records what was used with status 499.
 struct Ticket {
     admission: Option<Admission>,
+    in_flight: InFlight,
     row: UsageRow,
     price: Price,
     usage: Option<Usage>,
     started: Instant,
+    /// Time spent upstream, once a target answered.
+    upstream: Option<Duration>,
+    /// When the answer (a stream's first byte) was ready, since `started`.
+    responded: Option<Duration>,
+    /// When a stream's first content or tool call went out, since `started`.
+    first_token: Option<Duration>,
 }
 
 impl Ticket {
-    fn new(admission: Admission, caller: &Caller, route: &str) -> Self {
+    fn new(
+        admission: Admission,
+        in_flight: InFlight,
+        caller: &Caller,
+        route: &str,
+        started: Instant,
+    ) -> Self {
         Self {
             admission: Some(admission),
+            in_flight,
             row: UsageRow {
                 id: crate::domain::new_id("use"),
                 occurred_at: crate::domain::now(),
@@ -320,15 +334,36 @@ impl Ticket {
             },
             price: Price::default(),
             usage: None,
-            started: Instant::now(),
+            started,
+            upstream: None,
+            responded: None,
+            first_token: None,
         }
     }
 
-    fn answered_by(mut self, provider: &str, model: &str, price: Price) -> Self {
-        self.row.provider = Some(provider.to_owned());
-        self.row.upstream_model = Some(model.to_owned());
-        self.price = price;
+    /// `target` answered after `upstream` spent waiting on providers.
+    fn answered_by(mut self, target: &Target, upstream: Duration) -> Self {
+        self.row.provider = Some(target.provider_name.to_string());
+        self.row.upstream_model = Some(target.model.to_string());
+        self.price = target.price;
+        self.upstream = Some(upstream);
         self
+    }
+
+    /// Notes the first byte of the answer going out.
+    fn responding(&mut self) {
+        if self.responded.is_none() {
+            self.responded = Some(self.started.elapsed());
+        }
+    }
+
+    /// Notes a stream chunk going out: the first one with output sets the
+    /// time to first token.
+    fn sending(&mut self, chunk: &ChunkEvent) {
+        self.responding();
+        if self.first_token.is_none() && !chunk.usage_only && chunk.carries_output() {
+            self.first_token = Some(self.started.elapsed());
+        }
     }
 
     fn quota(&self) -> Quota {
@@ -336,13 +371,13 @@ impl Ticket {
     }
 
     /// Records the failed call and hands its error back.
-    fn fail(self, err: ApiError, started: Instant) -> ApiError {
-        self.finish(err.status().as_u16(), None, started);
+    fn fail(self, err: ApiError) -> ApiError {
+        self.finish(err.status().as_u16(), None);
         err
     }
 
-    fn finish(mut self, status: u16, usage: Option<Usage>, started: Instant) {
-        self.started = started;
+    fn finish(mut self, status: u16, usage: Option<Usage>) {
+        self.responding();
         self.usage = usage.or(self.usage);
         self.row.status = i64::from(status);
         self.settle();
@@ -356,6 +391,17 @@ impl Ticket {
         row.completion_tokens = i64::try_from(usage.completion_tokens).unwrap_or(i64::MAX);
         row.cost_micros = self.price.cost_micros(&usage);
         row.latency_ms = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        self.in_flight.finished(&GatewayOutcome {
+            route: &row.route,
+            provider: row.provider.as_deref(),
+            status: u16::try_from(row.status).unwrap_or_default(),
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+            cost_micro_usd: u64::try_from(row.cost_micros).unwrap_or_default(),
+            upstream: self.upstream,
+            overhead: self.upstream.zip(self.responded).map(|(upstream, at)| at.saturating_sub(upstream)),
+            first_token: self.first_token,
+        });
         admission.settle(row);
     }
 }
@@ -376,7 +422,6 @@ fn sse_frames(
     wants_usage: bool,
     keepalive: Duration,
     ticket: Ticket,
-    started: Instant,
 ) -> impl Stream<Item = Result<Bytes, io::Error>> + Send + 'static {
     futures::stream::unfold(Some((events, ticket)), move |state| async move {
         let (mut events, mut ticket) = state?;
@@ -385,24 +430,25 @@ fn sse_frames(
                 return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), Some((events, ticket))));
             };
             match next {
-                Some(Ok(ChunkEvent { data, usage, usage_only })) => {
-                    if usage.is_some() {
-                        ticket.usage = usage;
+                Some(Ok(chunk)) => {
+                    if chunk.usage.is_some() {
+                        ticket.usage = chunk.usage;
                     }
-                    if usage_only && !wants_usage {
+                    if chunk.usage_only && !wants_usage {
                         continue;
                     }
-                    return Some((Ok(frame(&data)), Some((events, ticket))));
+                    ticket.sending(&chunk);
+                    return Some((Ok(frame(&chunk.data)), Some((events, ticket))));
                 }
                 Some(Err(err)) => {
                     let err = ApiError::new(ErrorCode::GatewayUpstreamError, err.to_string());
                     let body = serde_json::to_vec(&poem_openapi::types::ToJSON::to_json(&err.body()))
                         .unwrap_or_default();
-                    ticket.finish(502, None, started);
+                    ticket.finish(502, None);
                     return Some((Ok(frame(&body)), None));
                 }
                 None => {
-                    ticket.finish(200, None, started);
+                    ticket.finish(200, None);
                     return Some((Ok(Bytes::from_static(b"data: [DONE]\n\n")), None));
                 }
             }

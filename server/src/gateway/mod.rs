@@ -50,6 +50,38 @@ pub struct ChunkEvent {
     pub usage_only: bool,
 }
 
+impl ChunkEvent {
+    /// Whether the chunk carries output: a choice whose delta has content, a
+    /// refusal or tool calls (not only a role, a finish reason or usage).
+    pub fn carries_output(&self) -> bool {
+        #[derive(serde::Deserialize)]
+        struct Chunk<'a> {
+            #[serde(default, borrow)]
+            choices: Option<Vec<Choice<'a>>>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Choice<'a> {
+            #[serde(default, borrow)]
+            delta: Option<Delta<'a>>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Delta<'a> {
+            #[serde(default, borrow)]
+            content: Option<std::borrow::Cow<'a, str>>,
+            #[serde(default, borrow)]
+            refusal: Option<std::borrow::Cow<'a, str>>,
+            #[serde(default)]
+            tool_calls: Option<Vec<serde::de::IgnoredAny>>,
+        }
+        let Ok(chunk) = serde_json::from_slice::<Chunk<'_>>(&self.data) else { return false };
+        chunk.choices.unwrap_or_default().iter().filter_map(|choice| choice.delta.as_ref()).any(|delta| {
+            delta.content.as_deref().is_some_and(|text| !text.is_empty())
+                || delta.refusal.as_deref().is_some_and(|text| !text.is_empty())
+                || delta.tool_calls.as_ref().is_some_and(|calls| !calls.is_empty())
+        })
+    }
+}
+
 /// How long upstream calls may take.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
@@ -420,4 +452,34 @@ fn dev_defaults() -> (BTreeMap<String, ProviderConfig>, Vec<RouteConfig>) {
         targets: vec![config::TargetConfig { provider: "dev".to_owned(), model: "dev".to_owned() }],
     };
     (providers, vec![route("default"), route("dev")])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(data: &'static str) -> ChunkEvent {
+        ChunkEvent { data: Bytes::from_static(data.as_bytes()), usage: None, usage_only: false }
+    }
+
+    #[test]
+    fn output_is_content_a_refusal_or_tool_calls() {
+        for data in [
+            r#"{"choices":[{"index":0,"delta":{"content":"hi"}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":"say \"hi\""}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"refusal":"no"}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"name":"f"}}]}}]}"#,
+        ] {
+            assert!(event(data).carries_output(), "{data}");
+        }
+        for data in [
+            r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":null,"tool_calls":[]},"finish_reason":"stop"}]}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#,
+            r#"{"choices":null}"#,
+            "not json",
+        ] {
+            assert!(!event(data).carries_output(), "{data}");
+        }
+    }
 }
