@@ -21,7 +21,7 @@ use crate::gateway::metering::Meter;
 use crate::gateway::{Gateway, InvalidGatewayConfig};
 use crate::http::client_addr::TrustedProxies;
 use crate::http::listener::NoDelayAcceptor;
-use crate::limits::AbuseLimits;
+use crate::limits::{AbuseLimits, CredentialLimiter};
 use crate::mail::Mailer;
 use crate::mail::delivery::Delivery;
 use crate::metrics::Metrics;
@@ -161,7 +161,11 @@ impl App {
         let proxies =
             TrustedProxies::parse(&self.config.trusted_proxies).map_err(AppError::TrustedProxies)?;
         let routes = routes.data(self.state.clone()).data(proxies);
-        Ok(crate::http::stack(routes, self.config.max_body_bytes, &self.metrics))
+        let credential_limiter = Arc::new(CredentialLimiter::new(
+            self.config.abuse.credential,
+            self.config.abuse.max_tracked_keys,
+        ));
+        Ok(crate::http::stack(routes, self.config.max_body_bytes, &self.metrics, credential_limiter))
     }
 
     /// Binds the configured address (port 0 picks a free one) and returns the

@@ -401,39 +401,40 @@ pub fn error_response_meta(status: u16) -> MetaResponse {
             content_type: "application/json; charset=utf-8",
             schema: <Json<ErrorBody> as poem_openapi::payload::Payload>::schema_ref(),
         }],
-        headers: if status == 429 {
+        headers: {
             let mut headers = vec![request_id::header_meta()];
-            headers.extend(rate_limit_headers_meta());
+            headers.extend(rate_limit_headers_meta(status == 429));
             headers
-        } else {
-            vec![request_id::header_meta()]
         },
     }
 }
 
 /// `Retry-After` and `X-RateLimit-*`, documented on every 429.
-fn rate_limit_headers_meta() -> Vec<poem_openapi::registry::MetaHeader> {
-    [
-        ("Retry-After", "Seconds to wait before retrying."),
+/// `X-RateLimit-*`: on a 429 always, with `Retry-After`; otherwise whenever
+/// the request presented a credential.
+fn rate_limit_headers_meta(limited: bool) -> Vec<poem_openapi::registry::MetaHeader> {
+    let retry_after = ("Retry-After", "Seconds to wait before retrying.");
+    let headers = [
         ("X-RateLimit-Limit", "Requests allowed in the window."),
         ("X-RateLimit-Remaining", "Requests left in the window."),
         ("X-RateLimit-Reset", "Seconds until the window has room again."),
-    ]
-    .into_iter()
-    .map(|(name, description)| poem_openapi::registry::MetaHeader {
-        name: name.to_owned(),
-        description: Some(description.to_owned()),
-        required: true,
-        deprecated: false,
-        schema: <u64 as poem_openapi::types::Type>::schema_ref(),
-    })
-    .collect()
+    ];
+    let (required, sent): (bool, Vec<_>) = if limited {
+        (true, std::iter::once(retry_after).chain(headers).collect())
+    } else {
+        (false, headers.to_vec())
+    };
+    sent.into_iter()
+        .map(|(name, description)| poem_openapi::registry::MetaHeader {
+            name: name.to_owned(),
+            description: Some(description.to_owned()),
+            required,
+            deprecated: false,
+            schema: <u64 as poem_openapi::types::Type>::schema_ref(),
+        })
+        .collect()
 }
 
-/// Declares an operation's error type: a newtype over [`ApiError`] whose spec
-/// lists exactly the statuses the operation can return, so the published
-/// contract and the generated SDK stay precise. Returning a code whose status
-/// is not declared is a bug that debug builds (and so every test) catch.
 #[macro_export]
 macro_rules! operation_errors {
     ($(#[$meta:meta])* $name:ident: $($status:literal),+ $(,)?) => {

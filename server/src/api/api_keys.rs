@@ -162,8 +162,8 @@ pub struct ApiKeyList {
 }
 
 operation_errors!(ApiKeyCreateError: 400, 401, 403, 404, 422, 429);
-operation_errors!(ApiKeyListError: 400, 401, 403);
-operation_errors!(ApiKeyDeleteError: 401, 403, 404);
+operation_errors!(ApiKeyListError: 400, 401, 403, 429);
+operation_errors!(ApiKeyDeleteError: 401, 403, 404, 429);
 
 #[OpenApi(tag = "ApiTags::ApiKeys")]
 impl ApiKeysApi {
@@ -191,6 +191,7 @@ impl ApiKeysApi {
                 requests_per_minute: body.rpm_limit,
                 tokens_per_minute: body.tpm_limit,
                 budget_micros: body.budget_usd.as_deref().map(parse_budget).transpose()?,
+                org_caps: Default::default(),
             },
         };
         let minted = api_keys::api_key_create(

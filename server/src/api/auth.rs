@@ -112,9 +112,9 @@ pub struct Me {
 
 operation_errors!(RegisterError: 400, 409, 422, 429);
 operation_errors!(LoginError: 400, 401, 429);
-operation_errors!(RefreshError: 400, 401);
-operation_errors!(LogoutError: 401, 403);
-operation_errors!(MeError: 401);
+operation_errors!(RefreshError: 400, 401, 429);
+operation_errors!(LogoutError: 401, 403, 429);
+operation_errors!(MeError: 401, 429);
 
 /// Refuses the request with 429 when `decision` says so.
 pub fn enforce(decision: Decision) -> Result<(), ApiError> {

@@ -48,10 +48,10 @@ pub struct MailAccepted {
 const RESET_ACCEPTED: &str = "If an account exists for this address, a password-reset link is on its way. It works once, within 30 minutes.";
 const CODE_SENT: &str = "A new verification code is on its way. It works for 10 minutes.";
 
-operation_errors!(VerifyEmailError: 400, 401, 403, 409, 422);
+operation_errors!(VerifyEmailError: 400, 401, 403, 409, 422, 429);
 operation_errors!(ResendVerificationError: 401, 403, 409, 429);
 operation_errors!(PasswordResetError: 400, 429);
-operation_errors!(PasswordResetConfirmError: 400, 401, 422);
+operation_errors!(PasswordResetConfirmError: 400, 401, 422, 429);
 
 #[OpenApi(tag = "ApiTags::Auth")]
 impl EmailApi {

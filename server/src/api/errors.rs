@@ -3,7 +3,7 @@
 use crate::domain::{DomainError, Resource};
 use crate::error::{ApiError, ErrorCode};
 use crate::gateway::GatewayError;
-use crate::gateway::metering::Refusal;
+use crate::gateway::metering::{Budget, Refusal};
 use crate::gateway::price::format_usd_micros;
 use crate::limits::Decision;
 use poem::http::StatusCode;
@@ -200,14 +200,32 @@ impl From<Refusal> for ApiError {
                 err.why = Some(format!("The key's per-minute {kind} limit ({limit}) is reached."));
                 err
             }
-            Refusal::BudgetExceeded { budget_micros, spent_micros } => {
-                ApiError::new(ErrorCode::BillingBudgetExceeded, "The key's spend budget would be exceeded")
-                    .why(format!(
-                        "The key has spent {} of its {} USD budget, counting requests still running.",
-                        format_usd_micros(spent_micros),
-                        format_usd_micros(budget_micros)
-                    ))
-                    .fix("Raise the budget with a new key, or ask for fewer tokens (max_tokens).")
+            Refusal::BudgetExceeded { what, budget_micros, spent_micros } => {
+                let (spent, budget) = (format_usd_micros(spent_micros), format_usd_micros(budget_micros));
+                let (message, why, fix) = match what {
+                    Budget::Key => (
+                        "The key's spend budget would be exceeded",
+                        format!(
+                            "The key has spent {spent} of its {budget} USD budget, counting requests still running."
+                        ),
+                        "Raise the budget with a new key, or ask for fewer tokens (max_tokens).",
+                    ),
+                    Budget::OrgDailyCap => (
+                        "The organization's daily spend cap would be exceeded",
+                        format!(
+                            "The organization has spent {spent} of its {budget} USD cap today (UTC), counting requests still running."
+                        ),
+                        "Wait for the next UTC day, or ask an owner or admin to raise daily_cost_cap_usd.",
+                    ),
+                    Budget::MemberDailyCap => (
+                        "Your daily spend cap in this organization would be exceeded",
+                        format!(
+                            "You have spent {spent} of the {budget} USD each member may spend today (UTC), counting requests still running."
+                        ),
+                        "Wait for the next UTC day, or ask an owner or admin to raise member_daily_cost_cap_usd.",
+                    ),
+                };
+                ApiError::new(ErrorCode::BillingBudgetExceeded, message).why(why).fix(fix)
             }
             Refusal::Store(err) => DomainError::from(err).into(),
         }

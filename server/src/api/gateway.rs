@@ -43,8 +43,8 @@ pub struct GatewayApi;
 
 operation_errors!(ChatCompletionError: 400, 401, 402, 403, 404, 429, 502, 504);
 operation_errors!(EmbeddingError: 400, 401, 402, 403, 404, 429, 502, 504);
-operation_errors!(ModelListError: 401, 403);
-operation_errors!(ModelGetError: 401, 403, 404);
+operation_errors!(ModelListError: 401, 403, 429);
+operation_errors!(ModelGetError: 401, 403, 404, 429);
 
 #[OpenApi(tag = "ApiTags::Gateway")]
 impl GatewayApi {

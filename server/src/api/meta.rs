@@ -39,7 +39,7 @@ pub struct BuildInfo {
 
 operation_errors!(
     /// Errors of `GET /v1/meta`.
-    MetaError: 503
+    MetaError: 429, 503
 );
 
 #[OpenApi(tag = "ApiTags::Meta")]

@@ -14,6 +14,7 @@ mod projects;
 mod responses;
 pub mod security;
 mod two_factor;
+mod usage;
 mod wire;
 
 use poem_openapi::{OpenApiService, Tags};
@@ -50,6 +51,7 @@ pub type Apis = (
     orgs::OrgsApi,
     projects::ProjectsApi,
     gateway::GatewayApi,
+    usage::UsageApi,
 );
 
 /// The poem-openapi service: the routes, and the spec generated from the code

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
+use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{Object, OpenApi, Union};
 
 use super::auth::context;
@@ -15,6 +16,8 @@ use super::{ApiTags, Ok200};
 use crate::app::AppState;
 use crate::domain::orgs::MemberAdded;
 use crate::domain::{invitations, orgs, page_limit};
+use crate::error::{ApiError, ErrorCode};
+use crate::gateway::price::parse_usd_micros;
 use crate::http::client_addr::ClientAddr;
 use crate::operation_errors;
 use crate::store::InvitationRow;
@@ -37,10 +40,33 @@ pub struct OrgList {
     pub has_more: bool,
 }
 
+/// The fields to change; at least one.
 #[derive(Debug, Object)]
 pub struct UpdateOrgRequest {
     /// 1 to 100 characters.
-    pub name: String,
+    pub name: Option<String>,
+    /// Daily gateway spend cap for the whole organization in USD (`"50.00"`);
+    /// null removes it.
+    #[oai(nullable)]
+    pub daily_cost_cap_usd: MaybeUndefined<String>,
+    /// Daily gateway spend cap for each member in USD; null removes it.
+    #[oai(nullable)]
+    pub member_daily_cost_cap_usd: MaybeUndefined<String>,
+}
+
+/// `"50.00"` → `Some(50_000_000)`, null → `None`, absent → unchanged.
+fn cap_change(field: &'static str, value: MaybeUndefined<String>) -> Result<Option<Option<i64>>, ApiError> {
+    match value {
+        MaybeUndefined::Undefined => Ok(None),
+        MaybeUndefined::Null => Ok(Some(None)),
+        MaybeUndefined::Value(text) => {
+            parse_usd_micros(&text).map(|micros| Some(Some(micros))).ok_or_else(|| {
+                ApiError::new(ErrorCode::RequestInvalid, format!("Invalid {field}: not a decimal USD amount"))
+                    .param(field)
+                    .fix("Send a string such as \"50.00\", or null to remove the cap.")
+            })
+        }
+    }
 }
 
 #[derive(Debug, Object)]
@@ -121,18 +147,18 @@ pub struct MemberList {
     pub has_more: bool,
 }
 
-operation_errors!(OrgCreateError: 400, 401, 403, 422);
-operation_errors!(OrgListError: 400, 401);
-operation_errors!(OrgGetError: 401, 404);
-operation_errors!(OrgUpdateError: 400, 401, 403, 404, 422);
-operation_errors!(OrgDeleteError: 401, 403, 404);
-operation_errors!(MemberListError: 400, 401, 403, 404);
-operation_errors!(MemberAddError: 400, 401, 403, 404, 409, 422);
-operation_errors!(InvitationAcceptError: 400, 401, 403, 409);
-operation_errors!(InvitationListError: 400, 401, 403, 404);
-operation_errors!(InvitationDeleteError: 401, 403, 404);
-operation_errors!(MemberUpdateError: 400, 401, 403, 404, 409);
-operation_errors!(MemberRemoveError: 401, 403, 404, 409);
+operation_errors!(OrgCreateError: 400, 401, 403, 422, 429);
+operation_errors!(OrgListError: 400, 401, 429);
+operation_errors!(OrgGetError: 401, 404, 429);
+operation_errors!(OrgUpdateError: 400, 401, 403, 404, 422, 429);
+operation_errors!(OrgDeleteError: 401, 403, 404, 429);
+operation_errors!(MemberListError: 400, 401, 403, 404, 429);
+operation_errors!(MemberAddError: 400, 401, 403, 404, 409, 422, 429);
+operation_errors!(InvitationAcceptError: 400, 401, 403, 409, 429);
+operation_errors!(InvitationListError: 400, 401, 403, 404, 429);
+operation_errors!(InvitationDeleteError: 401, 403, 404, 429);
+operation_errors!(MemberUpdateError: 400, 401, 403, 404, 409, 429);
+operation_errors!(MemberRemoveError: 401, 403, 404, 409, 429);
 
 #[OpenApi(tag = "ApiTags::Orgs")]
 impl OrgsApi {
@@ -184,7 +210,8 @@ impl OrgsApi {
         Ok(Ok200::Ok(Json(orgs::org_get(&state.db, &principal, &id.0).await?.into())))
     }
 
-    /// Renames an organization. Owners and admins.
+    /// Renames an organization or sets its daily gateway spend caps. Owners
+    /// and admins.
     #[oai(path = "/v1/orgs/:id", method = "patch", operation_id = "org_update")]
     async fn org_update(
         &self,
@@ -195,7 +222,15 @@ impl OrgsApi {
         body: Json<UpdateOrgRequest>,
     ) -> Result<Ok200<Org>, OrgUpdateError> {
         let principal = state.principal(&auth).await?;
-        let org = orgs::org_rename(&state.db, &principal, &id.0, &body.0.name, &context(client)).await?;
+        let Json(body) = body;
+        let changes = orgs::OrgChanges {
+            name: body.name,
+            org_daily_cap: cap_change("daily_cost_cap_usd", body.daily_cost_cap_usd)?,
+            member_daily_cap: cap_change("member_daily_cost_cap_usd", body.member_daily_cost_cap_usd)?,
+        };
+        let org = orgs::org_update(&state.db, &principal, &id.0, changes, &context(client)).await?;
+        // Keys carry their org's caps; the next request reads the new ones.
+        state.keys.forget_org(&id.0);
         Ok(Ok200::Ok(Json(org.into())))
     }
 

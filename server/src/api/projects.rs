@@ -58,11 +58,11 @@ pub struct ProjectList {
     pub has_more: bool,
 }
 
-operation_errors!(ProjectCreateError: 400, 401, 403, 404, 422);
-operation_errors!(ProjectListError: 400, 401);
-operation_errors!(ProjectGetError: 401, 404);
-operation_errors!(ProjectUpdateError: 400, 401, 403, 404, 422);
-operation_errors!(ProjectDeleteError: 401, 403, 404);
+operation_errors!(ProjectCreateError: 400, 401, 403, 404, 422, 429);
+operation_errors!(ProjectListError: 400, 401, 429);
+operation_errors!(ProjectGetError: 401, 404, 429);
+operation_errors!(ProjectUpdateError: 400, 401, 403, 404, 422, 429);
+operation_errors!(ProjectDeleteError: 401, 403, 404, 429);
 
 #[OpenApi(tag = "ApiTags::Projects")]
 impl ProjectsApi {

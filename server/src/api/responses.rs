@@ -1,34 +1,40 @@
 //! Success response wrappers that document the `X-Request-Id` header every
-//! response carries (the header itself is set by the request-id middleware).
+//! response carries and the `X-RateLimit-*` headers of requests that present
+//! a credential (both set by middleware).
+
+// poem-openapi takes one `header(...)` entry per documented header.
+#![allow(clippy::duplicated_attributes)]
 
 use poem_openapi::ApiResponse;
 use poem_openapi::payload::Json;
 use poem_openapi::types::{ToJSON, Type};
 
-#[derive(Debug, ApiResponse)]
-#[oai(header(name = "X-Request-Id", ty = "String", description = "The id of this request."))]
-pub enum Ok200<T: ToJSON + Type + Send> {
-    #[oai(status = 200)]
-    Ok(Json<T>),
+/// A success response that documents the headers every response may carry.
+macro_rules! success_response {
+    ($name:ident $(<$payload:ident>)?, $status:literal, $variant:ident $(($body:ty))?) => {
+        #[derive(Debug, ApiResponse)]
+        #[oai(
+            header(name = "X-Request-Id", ty = "String", description = "The id of this request."),
+            header(
+                name = "X-RateLimit-Limit",
+                ty = "Option<u64>",
+                description = "Requests the credential may send in the window; sent when the request presents a credential."
+            ),
+            header(name = "X-RateLimit-Remaining", ty = "Option<u64>", description = "Requests left in the window."),
+            header(
+                name = "X-RateLimit-Reset",
+                ty = "Option<u64>",
+                description = "Seconds until the window starts afresh."
+            )
+        )]
+        pub enum $name $(<$payload: ToJSON + Type + Send>)? {
+            #[oai(status = $status)]
+            $variant $(($body))?,
+        }
+    };
 }
 
-#[derive(Debug, ApiResponse)]
-#[oai(header(name = "X-Request-Id", ty = "String", description = "The id of this request."))]
-pub enum Created201<T: ToJSON + Type + Send> {
-    #[oai(status = 201)]
-    Created(Json<T>),
-}
-
-#[derive(Debug, ApiResponse)]
-#[oai(header(name = "X-Request-Id", ty = "String", description = "The id of this request."))]
-pub enum NoContent204 {
-    #[oai(status = 204)]
-    NoContent,
-}
-
-#[derive(Debug, ApiResponse)]
-#[oai(header(name = "X-Request-Id", ty = "String", description = "The id of this request."))]
-pub enum Accepted202<T: ToJSON + Type + Send> {
-    #[oai(status = 202)]
-    Accepted(Json<T>),
-}
+success_response!(Ok200<T>, 200, Ok(Json<T>));
+success_response!(Created201<T>, 201, Created(Json<T>));
+success_response!(Accepted202<T>, 202, Accepted(Json<T>));
+success_response!(NoContent204, 204, NoContent);

@@ -55,9 +55,9 @@ pub struct TwoFactorLoginRequest {
     pub recovery_code: Option<String>,
 }
 
-operation_errors!(TwoFactorSetupError: 401, 403, 409);
-operation_errors!(TwoFactorEnableError: 400, 401, 403, 409);
-operation_errors!(TwoFactorDisableError: 400, 401, 403, 409, 422);
+operation_errors!(TwoFactorSetupError: 401, 403, 409, 429);
+operation_errors!(TwoFactorEnableError: 400, 401, 403, 409, 429);
+operation_errors!(TwoFactorDisableError: 400, 401, 403, 409, 422, 429);
 operation_errors!(TwoFactorLoginError: 400, 401, 422, 429);
 
 #[OpenApi(tag = "ApiTags::Auth")]

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use poem_openapi::{Enum, Object};
 
 use crate::domain::orgs;
+use crate::gateway::price::format_usd_micros;
 use crate::store::{MemberRow, MembershipRow, UserRow};
 
 /// Unix seconds as a timestamp; out-of-range values (never stored) become the epoch.
@@ -99,6 +100,14 @@ pub struct Org {
     pub name: String,
     pub role: Role,
     pub created_at: DateTime<Utc>,
+    /// What the whole organization may spend through the gateway in a UTC
+    /// day, in USD; no cap when null.
+    #[oai(nullable)]
+    pub daily_cost_cap_usd: Option<String>,
+    /// What each member may spend through the gateway in a UTC day, in USD;
+    /// no cap when null.
+    #[oai(nullable)]
+    pub member_daily_cost_cap_usd: Option<String>,
 }
 
 impl From<MembershipRow> for Org {
@@ -108,6 +117,8 @@ impl From<MembershipRow> for Org {
             name: row.org.name,
             role: orgs::Role::parse(&row.role).into(),
             created_at: timestamp(row.org.created_at),
+            daily_cost_cap_usd: row.org.caps.org_daily_micros.map(format_usd_micros),
+            member_daily_cost_cap_usd: row.org.caps.member_daily_micros.map(format_usd_micros),
         }
     }
 }

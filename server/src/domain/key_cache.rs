@@ -2,19 +2,22 @@
 //! path reads no database. An entry lives at most [`KeyCache::TTL`]; anything
 //! on this server that revokes a key, removes its owner from the org, or
 //! deletes its org or project forgets it at once, so those take effect on the
-//! next request here. Other replicas notice within the TTL.
+//! next request here; so does a change of the org's spend caps. Other
+//! replicas notice within the TTL.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::store::ApiKeyRow;
+use crate::store::{ApiKeyRow, CostCaps};
 
 /// A key as stored, and whether its owner still belonged to its org when read.
 #[derive(Debug, Clone)]
 pub struct CachedKey {
     pub key: Arc<ApiKeyRow>,
     pub owner_is_member: bool,
+    /// The daily spend caps of the key's org when read.
+    pub org_caps: CostCaps,
     read_at: Instant,
 }
 
@@ -38,8 +41,8 @@ impl KeyCache {
         self.lock().get(key_id).filter(|entry| entry.read_at.elapsed() < Self::TTL).cloned()
     }
 
-    pub fn put(&self, key: ApiKeyRow, owner_is_member: bool) -> CachedKey {
-        let entry = CachedKey { key: Arc::new(key), owner_is_member, read_at: Instant::now() };
+    pub fn put(&self, key: ApiKeyRow, owner_is_member: bool, org_caps: CostCaps) -> CachedKey {
+        let entry = CachedKey { key: Arc::new(key), owner_is_member, org_caps, read_at: Instant::now() };
         let mut entries = self.lock();
         if entries.len() >= Self::CAPACITY {
             entries.clear();
@@ -57,6 +60,7 @@ impl KeyCache {
         self.lock().retain(|_, entry| !(entry.key.org_id == org_id && entry.key.user_id == user_id));
     }
 
+    /// Forgets the org's keys: it was deleted, or its caps changed.
     pub fn forget_org(&self, org_id: &str) {
         self.lock().retain(|_, entry| entry.key.org_id != org_id);
     }
@@ -92,10 +96,10 @@ mod tests {
     #[test]
     fn forgets_by_key_member_org_and_project() {
         let cache = KeyCache::default();
-        cache.put(row("a", "org1", "u1", None), true);
-        cache.put(row("b", "org1", "u2", Some("p1")), true);
-        cache.put(row("c", "org2", "u1", None), true);
-        cache.put(row("d", "org3", "u3", None), true);
+        cache.put(row("a", "org1", "u1", None), true, CostCaps::default());
+        cache.put(row("b", "org1", "u2", Some("p1")), true, CostCaps::default());
+        cache.put(row("c", "org2", "u1", None), true, CostCaps::default());
+        cache.put(row("d", "org3", "u3", None), true, CostCaps::default());
         cache.forget_member("org1", "u1");
         assert!(cache.get("a").is_none() && cache.get("b").is_some() && cache.get("c").is_some());
         cache.forget_project("p1");

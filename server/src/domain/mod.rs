@@ -14,6 +14,7 @@ pub mod principal;
 pub mod projects;
 pub mod tokens;
 pub mod two_factor;
+pub mod usage;
 
 use crate::store::StoreError;
 

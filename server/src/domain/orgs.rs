@@ -9,7 +9,7 @@ use super::invitations;
 use super::principal::{Principal, Scope};
 use super::{DomainError, DomainResult, Page, RequestContext, Resource, check_name, new_id, now};
 use crate::mail::Mailer;
-use crate::store::{Db, InvitationRow, MemberRow, MembershipRow, OrgRow};
+use crate::store::{CostCaps, Db, InvitationRow, MemberRow, MembershipRow, OrgRow};
 
 pub async fn org_create(
     db: &Db,
@@ -28,7 +28,8 @@ pub(super) async fn create_owned_by(
     name: &str,
     ctx: &RequestContext,
 ) -> DomainResult<MembershipRow> {
-    let org = OrgRow { id: new_id("org"), name: check_name(name)?, created_at: now() };
+    let org =
+        OrgRow { id: new_id("org"), name: check_name(name)?, created_at: now(), caps: CostCaps::default() };
     db.org_create(&org, owner_id).await?;
     audit_in_org(db, ctx, Some(owner_id), Some(&org.id), "org.created", Some(&org.id)).await?;
     Ok(MembershipRow { org, role: "owner".to_owned() })
@@ -126,17 +127,55 @@ pub(super) async fn manager_role(
     Ok(role)
 }
 
-pub async fn org_rename(
+/// What `PATCH /v1/orgs/{id}` changes; `None` leaves a field as it is.
+#[derive(Debug, Default)]
+pub struct OrgChanges {
+    pub name: Option<String>,
+    /// The org's daily cap in micro-USD; `Some(None)` removes it.
+    pub org_daily_cap: Option<Option<i64>>,
+    pub member_daily_cap: Option<Option<i64>>,
+}
+
+/// Renames the org and/or sets its daily gateway spend caps. Owners and admins.
+pub async fn org_update(
     db: &Db,
     principal: &Principal,
     org_id: &str,
-    name: &str,
+    changes: OrgChanges,
     ctx: &RequestContext,
 ) -> DomainResult<MembershipRow> {
     manager_role(db, principal, org_id, Role::Admin).await?;
-    let name = check_name(name)?;
-    db.org_rename(org_id, &name).await?;
-    audit_in_org(db, ctx, Some(&principal.user_id), Some(org_id), "org.renamed", Some(org_id)).await?;
+    let current = org_get(db, principal, org_id).await?;
+    if changes.name.is_none() && changes.org_daily_cap.is_none() && changes.member_daily_cap.is_none() {
+        return Err(DomainError::Invalid {
+            param: "name",
+            message: "name at least one field to change".to_owned(),
+        });
+    }
+    let caps = CostCaps {
+        org_daily_micros: changes.org_daily_cap.unwrap_or(current.org.caps.org_daily_micros),
+        member_daily_micros: changes.member_daily_cap.unwrap_or(current.org.caps.member_daily_micros),
+    };
+    for (param, cap) in [
+        ("daily_cost_cap_usd", caps.org_daily_micros),
+        ("member_daily_cost_cap_usd", caps.member_daily_micros),
+    ] {
+        if cap.is_some_and(|micros| micros <= 0) {
+            return Err(DomainError::Invalid {
+                param,
+                message: "must be a positive amount, or null for no cap".to_owned(),
+            });
+        }
+    }
+    let actor = Some(principal.user_id.as_str());
+    if let Some(name) = changes.name {
+        db.org_rename(org_id, &check_name(&name)?).await?;
+        audit_in_org(db, ctx, actor, Some(org_id), "org.renamed", Some(org_id)).await?;
+    }
+    if caps != current.org.caps {
+        db.org_set_cost_caps(org_id, caps).await?;
+        audit_in_org(db, ctx, actor, Some(org_id), "org.cost_caps_changed", Some(org_id)).await?;
+    }
     org_get(db, principal, org_id).await
 }
 

@@ -10,7 +10,7 @@ use super::key_cache::KeyCache;
 use super::key_usage::KeyUsage;
 use super::tokens::{TokenIssuer, digest};
 use super::{DomainError, DomainResult, now};
-use crate::store::{Db, KeyLimitsRow};
+use crate::store::{CostCaps, Db, KeyLimitsRow};
 
 /// The literal start of every API key, so leaked keys are easy to find.
 pub const API_KEY_PREFIX: &str = "sy_live_";
@@ -89,6 +89,8 @@ pub struct KeyLimits {
     pub tokens_per_minute: Option<u32>,
     /// Spend ceiling over the key's life, in micro-USD.
     pub budget_micros: Option<i64>,
+    /// The org's daily caps, as read with the key.
+    pub org_caps: CostCaps,
 }
 
 impl KeyLimits {
@@ -101,6 +103,7 @@ impl KeyLimits {
             requests_per_minute: row.rpm_limit.and_then(|n| u32::try_from(n).ok()),
             tokens_per_minute: row.tpm_limit.and_then(|n| u32::try_from(n).ok()),
             budget_micros: row.budget_micros,
+            org_caps: CostCaps::default(),
         }
     }
 
@@ -187,8 +190,9 @@ pub async fn authenticate_api_key(
         Some(cached) => cached,
         None => {
             let key = db.api_key_by_id(key_id).await?.ok_or(DomainError::InvalidApiKey)?;
-            let owner_is_member = db.membership(&key.org_id, &key.user_id).await?.is_some();
-            cache.put(key, owner_is_member)
+            let membership = db.membership(&key.org_id, &key.user_id).await?;
+            let caps = membership.as_ref().map(|m| m.org.caps).unwrap_or_default();
+            cache.put(key, membership.is_some(), caps)
         }
     };
     let key = &cached.key;
@@ -202,7 +206,7 @@ pub async fn authenticate_api_key(
     Ok(Principal {
         user_id: key.user_id.clone(),
         via: Via::ApiKey {
-            limits: KeyLimits::from_row(&key.limits),
+            limits: KeyLimits { org_caps: cached.org_caps, ..KeyLimits::from_row(&key.limits) },
             key_id: key.id.clone(),
             org_id: key.org_id.clone(),
             project_id: key.project_id.clone(),

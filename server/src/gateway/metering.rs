@@ -66,13 +66,24 @@ impl Estimate {
     }
 }
 
+/// Which spend limit a request would break.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    /// The key's lifetime budget.
+    Key,
+    /// What the whole org may spend in a UTC day.
+    OrgDailyCap,
+    /// What one member may spend in the org in a UTC day.
+    MemberDailyCap,
+}
+
 /// Why a request may not run now.
 #[derive(Debug, thiserror::Error)]
 pub enum Refusal {
     #[error("the key's per-minute {kind} limit ({limit}) is reached")]
     RateLimited { kind: &'static str, limit: u32, retry_after: Duration },
-    #[error("the key's budget would be exceeded")]
-    BudgetExceeded { budget_micros: i64, spent_micros: i64 },
+    #[error("a spend budget would be exceeded")]
+    BudgetExceeded { what: Budget, budget_micros: i64, spent_micros: i64 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -111,11 +122,84 @@ impl KeyState {
     fn tokens(&self) -> u64 {
         self.window.iter().map(|(_, tokens)| tokens).sum()
     }
+
+    /// Checks the per-minute limits and the budget, then counts the request
+    /// and reserves its estimate.
+    fn admit(&mut self, limits: &KeyLimits, estimate: Estimate, now: Instant) -> Result<Quota, Refusal> {
+        if let Some(limit) = limits.requests_per_minute {
+            if self.window.len() >= limit as usize {
+                return Err(Refusal::RateLimited {
+                    kind: "request",
+                    limit,
+                    retry_after: self.retry_after(now),
+                });
+            }
+        }
+        if let Some(limit) = limits.tokens_per_minute {
+            if self.tokens() + estimate.tokens.min(u64::from(limit)) > u64::from(limit) {
+                return Err(Refusal::RateLimited {
+                    kind: "token",
+                    limit,
+                    retry_after: self.retry_after(now),
+                });
+            }
+        }
+        if let Some(budget) = limits.budget_micros {
+            let spent = self.spent_micros.unwrap_or(0);
+            if spent + self.reserved_micros + estimate.cost_micros > budget {
+                return Err(Refusal::BudgetExceeded {
+                    what: Budget::Key,
+                    budget_micros: budget,
+                    spent_micros: spent,
+                });
+            }
+        }
+        if limits.requests_per_minute.is_some() || limits.tokens_per_minute.is_some() {
+            self.window.push_back((now, estimate.tokens));
+        }
+        self.reserved_micros += estimate.cost_micros;
+        Ok(Quota {
+            requests: limits.requests_per_minute.map(|l| (l, l.saturating_sub(self.window.len() as u32))),
+            tokens: limits
+                .tokens_per_minute
+                .map(|l| (l, l.saturating_sub(u32::try_from(self.tokens()).unwrap_or(u32::MAX)))),
+            reset_secs: self.retry_after(now).as_secs_f64().ceil() as u64,
+        })
+    }
+}
+
+/// One org's or one member's spend on one UTC day.
+#[derive(Debug, Clone, Copy, Default)]
+struct DaySpend {
+    /// Days since the Unix epoch.
+    day: i64,
+    spent_micros: i64,
+    reserved_micros: i64,
+}
+
+/// A daily cap that applies to a request.
+struct DayCap {
+    /// Where its spend is kept in [`Inner::days`].
+    slot: String,
+    org_id: String,
+    user_id: Option<String>,
+    limit_micros: i64,
+    what: Budget,
+}
+
+/// The UTC day of now, as days since the Unix epoch.
+fn today() -> i64 {
+    crate::domain::now().div_euclid(86_400)
 }
 
 #[derive(Default)]
 struct Inner {
     keys: Mutex<HashMap<String, KeyState>>,
+    /// Daily spend by org and by member.
+    days: Mutex<HashMap<String, DaySpend>>,
+    /// Held while usage rows are written, so no row is in flight while a
+    /// daily cap's spend is read.
+    flushing: tokio::sync::Mutex<()>,
     pending: Mutex<Vec<UsageRow>>,
 }
 
@@ -130,6 +214,9 @@ pub struct Meter {
 pub struct Admission {
     inner: Arc<Inner>,
     key_id: Option<String>,
+    /// The daily caps it reserved against, and the day it did.
+    day_slots: Vec<String>,
+    day: i64,
     admitted_at: Instant,
     estimate: Estimate,
     pub quota: Quota,
@@ -137,66 +224,137 @@ pub struct Admission {
 }
 
 impl Meter {
-    /// Checks the caller's limits and reserves `estimate`.
+    /// Checks the caller's limits and reserves `estimate` against every
+    /// budget and cap that applies, all under the same locks.
     pub async fn admit(&self, db: &Db, caller: &Caller, estimate: Estimate) -> Result<Admission, Refusal> {
-        let limits = &caller.limits;
-        let limited = limits.requests_per_minute.is_some()
-            || limits.tokens_per_minute.is_some()
-            || limits.budget_micros.is_some();
-        // Sessions and keys without limits have nothing to count or reserve.
-        let Some(key_id) = caller.key_id.as_ref().filter(|_| limited) else {
-            return Ok(self.admission(None, estimate, Quota::default(), Instant::now()));
-        };
-        let windowed = limits.requests_per_minute.is_some() || limits.tokens_per_minute.is_some();
-        if limits.budget_micros.is_some() && !self.knows_spend(key_id) {
-            let spent = db.usage_spent_by_key(key_id).await?;
-            self.lock_keys().entry(key_id.clone()).or_default().spent_micros.get_or_insert(spent);
-        }
         let now = Instant::now();
+        let limits = &caller.limits;
+        let windowed = limits.requests_per_minute.is_some() || limits.tokens_per_minute.is_some();
+        let key_id = caller.key_id.as_ref().filter(|_| windowed || limits.budget_micros.is_some());
+        let day = today();
+        let caps = self.day_caps(caller);
+        // Sessions and keys without limits have nothing to count or reserve.
+        if key_id.is_none() && caps.is_empty() {
+            return Ok(self.admission(None, Vec::new(), day, estimate, Quota::default(), now));
+        }
+        if let Some(key_id) = key_id.filter(|_| limits.budget_micros.is_some()) {
+            if !self.knows_spend(key_id) {
+                let spent = db.usage_spent_by_key(key_id).await?;
+                self.lock_keys().entry(key_id.clone()).or_default().spent_micros.get_or_insert(spent);
+            }
+        }
+        for cap in &caps {
+            if !self.knows_day(&cap.slot, day) {
+                self.load_day(db, cap, day).await?;
+            }
+        }
         let mut keys = self.lock_keys();
-        let state = keys.entry(key_id.clone()).or_default();
-        state.prune(now);
-        if let Some(limit) = limits.requests_per_minute {
-            if state.window.len() >= limit as usize {
-                return Err(Refusal::RateLimited {
-                    kind: "request",
-                    limit,
-                    retry_after: state.retry_after(now),
+        let mut days = self.lock_days();
+        for cap in &caps {
+            let spend = days.get(&cap.slot).filter(|spend| spend.day == day).copied().unwrap_or_default();
+            if spend.spent_micros + spend.reserved_micros + estimate.cost_micros > cap.limit_micros {
+                return Err(Refusal::BudgetExceeded {
+                    what: cap.what,
+                    budget_micros: cap.limit_micros,
+                    spent_micros: spend.spent_micros,
                 });
             }
         }
-        if let Some(limit) = limits.tokens_per_minute {
-            if state.tokens() + estimate.tokens.min(u64::from(limit)) > u64::from(limit) {
-                return Err(Refusal::RateLimited {
-                    kind: "token",
-                    limit,
-                    retry_after: state.retry_after(now),
-                });
+        let mut quota = Quota::default();
+        if let Some(key_id) = key_id {
+            let state = keys.entry(key_id.clone()).or_default();
+            state.prune(now);
+            quota = state.admit(limits, estimate, now)?;
+        }
+        for cap in &caps {
+            if let Some(spend) = days.get_mut(&cap.slot) {
+                spend.reserved_micros += estimate.cost_micros;
             }
         }
-        if let Some(budget) = limits.budget_micros {
-            let spent = state.spent_micros.unwrap_or(0);
-            if spent + state.reserved_micros + estimate.cost_micros > budget {
-                return Err(Refusal::BudgetExceeded { budget_micros: budget, spent_micros: spent });
-            }
-        }
-        if windowed {
-            state.window.push_back((now, estimate.tokens));
-        }
-        state.reserved_micros += estimate.cost_micros;
-        let quota = Quota {
-            requests: limits.requests_per_minute.map(|l| (l, l.saturating_sub(state.window.len() as u32))),
-            tokens: limits
-                .tokens_per_minute
-                .map(|l| (l, l.saturating_sub(u32::try_from(state.tokens()).unwrap_or(u32::MAX)))),
-            reset_secs: state.retry_after(now).as_secs_f64().ceil() as u64,
-        };
-        drop(keys);
-        Ok(self.admission(Some(key_id.clone()), estimate, quota, now))
+        drop((keys, days));
+        let slots = caps.into_iter().map(|cap| cap.slot).collect();
+        Ok(self.admission(key_id.cloned(), slots, day, estimate, quota, now))
     }
 
-    fn admission(&self, key_id: Option<String>, estimate: Estimate, quota: Quota, at: Instant) -> Admission {
-        Admission { inner: self.inner.clone(), key_id, admitted_at: at, estimate, quota, settled: false }
+    /// The daily caps of the caller's org that apply: the org's and the member's.
+    fn day_caps(&self, caller: &Caller) -> Vec<DayCap> {
+        let (Some(org_id), Some(_)) = (&caller.org_id, &caller.key_id) else { return Vec::new() };
+        let caps = caller.limits.org_caps;
+        let mut out = Vec::new();
+        if let Some(limit_micros) = caps.org_daily_micros {
+            out.push(DayCap {
+                slot: format!("org {org_id}"),
+                org_id: org_id.clone(),
+                user_id: None,
+                limit_micros,
+                what: Budget::OrgDailyCap,
+            });
+        }
+        if let Some(limit_micros) = caps.member_daily_micros {
+            out.push(DayCap {
+                slot: format!("member {org_id} {}", caller.user_id),
+                org_id: org_id.clone(),
+                user_id: Some(caller.user_id.clone()),
+                limit_micros,
+                what: Budget::MemberDailyCap,
+            });
+        }
+        out
+    }
+
+    fn admission(
+        &self,
+        key_id: Option<String>,
+        day_slots: Vec<String>,
+        day: i64,
+        estimate: Estimate,
+        quota: Quota,
+        at: Instant,
+    ) -> Admission {
+        Admission {
+            inner: self.inner.clone(),
+            key_id,
+            day_slots,
+            day,
+            admitted_at: at,
+            estimate,
+            quota,
+            settled: false,
+        }
+    }
+
+    /// Starts counting a daily cap's spend: what the database holds, plus
+    /// this process's rows not written yet. Writing is paused meanwhile, and
+    /// settling cannot slip between the sum and the start of counting, so no
+    /// request is counted twice or missed.
+    async fn load_day(&self, db: &Db, cap: &DayCap, day: i64) -> Result<(), StoreError> {
+        let _no_flush = self.inner.flushing.lock().await;
+        let since = day * 86_400;
+        let stored = db.usage_spent_in_org_since(&cap.org_id, cap.user_id.as_deref(), since).await?;
+        let mut days = self.lock_days();
+        let unwritten: i64 = self
+            .inner
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|row| row.occurred_at >= since && row.org_id.as_deref() == Some(cap.org_id.as_str()))
+            .filter(|row| cap.user_id.as_ref().is_none_or(|user| *user == row.user_id))
+            .map(|row| row.cost_micros)
+            .sum();
+        let entry = days.entry(cap.slot.clone()).or_default();
+        if entry.day != day {
+            *entry = DaySpend { day, spent_micros: stored + unwritten, reserved_micros: 0 };
+        }
+        Ok(())
+    }
+
+    fn knows_day(&self, slot: &str, day: i64) -> bool {
+        self.lock_days().get(slot).is_some_and(|spend| spend.day == day)
+    }
+
+    fn lock_days(&self) -> std::sync::MutexGuard<'_, HashMap<String, DaySpend>> {
+        self.inner.days.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn knows_spend(&self, key_id: &str) -> bool {
@@ -214,6 +372,7 @@ impl Meter {
 
     /// Writes the waiting usage rows; on failure they wait for the next flush.
     pub async fn flush(&self, db: &Db) -> Result<usize, StoreError> {
+        let _flushing = self.inner.flushing.lock().await;
         let batch = std::mem::take(&mut *self.inner.pending.lock().unwrap_or_else(PoisonError::into_inner));
         if batch.is_empty() {
             return Ok(0);
@@ -248,7 +407,27 @@ impl Admission {
                 }
             }
         }
+        // Charged to the daily caps and queued under one lock (see `Meter::load_day`).
+        let days = self.release_days(row.cost_micros);
         self.inner.pending.lock().unwrap_or_else(PoisonError::into_inner).push(row);
+        drop(days);
+    }
+
+    /// Takes the reservation off the daily caps and charges `cost_micros`;
+    /// returns the caps' lock, still held. Past midnight the day's spend
+    /// started afresh and nothing is left to undo.
+    fn release_days(&self, cost_micros: i64) -> Option<std::sync::MutexGuard<'_, HashMap<String, DaySpend>>> {
+        if self.day_slots.is_empty() {
+            return None;
+        }
+        let mut days = self.inner.days.lock().unwrap_or_else(PoisonError::into_inner);
+        for slot in &self.day_slots {
+            if let Some(spend) = days.get_mut(slot).filter(|spend| spend.day == self.day) {
+                spend.reserved_micros -= self.estimate.cost_micros;
+                spend.spent_micros += cost_micros;
+            }
+        }
+        Some(days)
     }
 }
 
@@ -263,5 +442,6 @@ impl Drop for Admission {
                 state.reserved_micros -= self.estimate.cost_micros;
             }
         }
+        drop(self.release_days(0));
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod body_limit;
 pub mod client_addr;
+pub mod credential_limit;
 pub mod envelope;
 pub mod listener;
 pub mod observe;
@@ -13,6 +14,9 @@ use poem::endpoint::BoxEndpoint;
 use poem::middleware::CatchPanic;
 use poem::{Endpoint, EndpointExt, IntoEndpoint};
 
+use std::sync::Arc;
+
+use crate::limits::CredentialLimiter;
 use crate::metrics::Metrics;
 
 /// Wraps `routes` in the middleware stack every Switchyard route gets.
@@ -20,15 +24,19 @@ pub fn stack(
     routes: impl Endpoint + 'static,
     max_body_bytes: usize,
     metrics: &Metrics,
+    credential_limiter: Arc<CredentialLimiter>,
 ) -> BoxEndpoint<'static> {
     // Outermost last: the request id scopes everything inside it, the log and
-    // metrics see the final enveloped status, the envelope sees every error,
+    // metrics see the final enveloped status, the per-credential limit
+    // refuses before routing and adds its headers to every answer, the
+    // envelope sees every error,
     // panics are caught before they escape, and bodies are capped before
     // anything parses them.
     routes
         .with(body_limit::BodyLimit::new(max_body_bytes))
         .with(CatchPanic::new().with_handler(envelope::panic_response))
         .with(envelope::Envelope)
+        .with(credential_limit::CredentialLimit(credential_limiter))
         .with(observe::Observe::new(metrics.clone()))
         .with(request_id::RequestId)
         .into_endpoint()

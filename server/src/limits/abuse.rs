@@ -17,6 +17,9 @@ pub const MAX_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
 /// Largest configurable `max`: the log keeps one instant per counted hit.
 pub const MAX_PER_WINDOW: u32 = 10_000;
 
+/// Largest `max` of the per-credential limit.
+pub const MAX_CREDENTIAL_PER_WINDOW: u32 = 100_000_000;
+
 /// The abuse limits; see the module docs for the TOML shape.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -32,6 +35,9 @@ pub struct AbuseLimitsConfig {
     /// Failed logins per account and client before further attempts are
     /// refused until the oldest counted failure leaves the window.
     pub lockout: Limit,
+    /// Requests per credential (session token or API key), for every
+    /// authenticated endpoint; counted in fixed windows.
+    pub credential: Limit,
     /// Most keys the in-process store tracks at once (ignored by shared stores).
     pub max_tracked_keys: usize,
 }
@@ -44,6 +50,7 @@ impl Default for AbuseLimitsConfig {
             key_mint: Limit::per_minute(10),
             password_reset: Limit::per_minute(5),
             lockout: Limit::new(5, Duration::from_secs(15 * 60)),
+            credential: Limit::per_minute(6_000),
             max_tracked_keys: 100_000,
         }
     }
@@ -77,6 +84,15 @@ impl AbuseLimitsConfig {
                 let reason = format!("window_secs must be 1 to {}", MAX_WINDOW.as_secs());
                 return Err(InvalidLimits { key, reason });
             }
+        }
+        // A fixed window keeps one counter whatever `max`, so it may be large.
+        if !(1..=MAX_CREDENTIAL_PER_WINDOW).contains(&self.credential.max) {
+            let reason = format!("max must be 1 to {MAX_CREDENTIAL_PER_WINDOW}");
+            return Err(InvalidLimits { key: "credential", reason });
+        }
+        if self.credential.window < Duration::from_secs(1) || self.credential.window > MAX_WINDOW {
+            let reason = format!("window_secs must be 1 to {}", MAX_WINDOW.as_secs());
+            return Err(InvalidLimits { key: "credential", reason });
         }
         if self.max_tracked_keys == 0 {
             return Err(InvalidLimits { key: "max_tracked_keys", reason: "must be at least 1".to_owned() });

@@ -1,5 +1,6 @@
 //! Per-client abuse limits for the sensitive endpoints (register, login, API-key
-//! minting, password reset) and the per-account login lockout. This module owns
+//! minting, password reset), the per-account login lockout, and the general
+//! per-credential limit every authenticated request counts against. This module owns
 //! the policy (which bucket, which key, which numbers) and the in-process
 //! counter store; handlers ask it for a [`Decision`] and turn a refusal into a
 //! 429 with the headers [`Decision::write_headers`] sets.
@@ -52,6 +53,7 @@
 //! key_mint         = { max = 10, window_secs = 60 }
 //! password_reset   = { max = 5,  window_secs = 60 }
 //! lockout          = { max = 5,  window_secs = 900 }  # failed logins per account and client
+//! credential       = { max = 6000, window_secs = 60 } # requests per session token or API key
 //! max_tracked_keys = 100000                           # in-process store only
 //! ```
 //!
@@ -65,6 +67,7 @@
 //!    `limits.login_succeeded(account, ip)`.
 
 mod abuse;
+mod credential;
 mod memory;
 #[cfg(test)]
 mod tests;
@@ -77,6 +80,7 @@ use poem::http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use serde::{Deserialize, Serialize};
 
 pub use abuse::{AbuseLimits, AbuseLimitsConfig, Bucket, InvalidLimits, MAX_PER_WINDOW, MAX_WINDOW};
+pub use credential::CredentialLimiter;
 pub use memory::InMemoryLimiterStore;
 
 /// At most `max` hits in any `window`.

@@ -18,7 +18,7 @@ pub use api_keys::{ApiKeyRow, KeyLimitsRow};
 pub use audit::AuditEvent;
 pub use email::{Queued, Resent, VerificationRow};
 pub use invitations::{Accepted, InvitationRow};
-pub use orgs::{MemberRow, MembershipRow, OrgRow};
+pub use orgs::{CostCaps, MemberRow, MembershipRow, OrgRow};
 pub use outbox::OutboxRow;
 pub use projects::ProjectRow;
 pub use two_factor::{ChallengeRow, TotpState};

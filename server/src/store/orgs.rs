@@ -9,6 +9,16 @@ pub struct OrgRow {
     pub id: String,
     pub name: String,
     pub created_at: i64,
+    pub caps: CostCaps,
+}
+
+/// An org's daily gateway spend caps, in micro-USD per UTC day.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CostCaps {
+    /// What the whole org may spend in a day.
+    pub org_daily_micros: Option<i64>,
+    /// What each member (with all their keys) may spend in a day.
+    pub member_daily_micros: Option<i64>,
 }
 
 /// An org together with the caller's role in it.
@@ -43,7 +53,8 @@ impl Db {
     /// The org with `org_id` if `user_id` belongs to it, with their role.
     pub async fn membership(&self, org_id: &str, user_id: &str) -> Result<Option<MembershipRow>, StoreError> {
         let row = sqlx::query(
-            "SELECT o.id, o.name, o.created_at, m.role FROM orgs o \
+            "SELECT o.id, o.name, o.created_at, o.daily_cost_cap_micros, o.member_daily_cost_cap_micros, m.role \
+             FROM orgs o \
              JOIN org_members m ON m.org_id = o.id WHERE o.id = $1 AND m.user_id = $2",
         )
         .bind(org_id)
@@ -61,7 +72,8 @@ impl Db {
         limit: i64,
     ) -> Result<Vec<MembershipRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT o.id, o.name, o.created_at, m.role FROM orgs o \
+            "SELECT o.id, o.name, o.created_at, o.daily_cost_cap_micros, o.member_daily_cost_cap_micros, m.role \
+             FROM orgs o \
              JOIN org_members m ON m.org_id = o.id \
              WHERE m.user_id = $1 AND o.id > $2 ORDER BY o.id LIMIT $3",
         )
@@ -80,6 +92,10 @@ fn membership(row: &sqlx::any::AnyRow) -> Result<MembershipRow, StoreError> {
             id: row.try_get("id")?,
             name: row.try_get("name")?,
             created_at: row.try_get("created_at")?,
+            caps: CostCaps {
+                org_daily_micros: row.try_get("daily_cost_cap_micros")?,
+                member_daily_micros: row.try_get("member_daily_cost_cap_micros")?,
+            },
         },
         role: row.try_get("role")?,
     })
@@ -102,6 +118,18 @@ impl Db {
             .bind(org_id)
             .execute(self.pool())
             .await?;
+        Ok(())
+    }
+
+    pub async fn org_set_cost_caps(&self, org_id: &str, caps: CostCaps) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE orgs SET daily_cost_cap_micros = $1, member_daily_cost_cap_micros = $2 WHERE id = $3",
+        )
+        .bind(caps.org_daily_micros)
+        .bind(caps.member_daily_micros)
+        .bind(org_id)
+        .execute(self.pool())
+        .await?;
         Ok(())
     }
 

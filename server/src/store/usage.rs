@@ -39,6 +39,7 @@ impl UsageGrouping {
             Self::Model => "route",
             Self::Key => "key_id",
             Self::Project => "project_id",
+            // The first second of the row's UTC day.
             Self::Day => "(occurred_at / 86400) * 86400",
         }
     }
@@ -53,7 +54,9 @@ pub struct UsageFilter {
     pub key_id: Option<String>,
     /// Only this user's rows (members who do not manage the org).
     pub user_id: Option<String>,
+    /// Unix seconds, inclusive.
     pub from: i64,
+    /// Unix seconds, exclusive.
     pub to: i64,
 }
 
@@ -107,7 +110,27 @@ impl Db {
         Ok(row.try_get("spent")?)
     }
 
-    /// Sums per group over the filter's rows, largest cost first.
+    /// What an org (or, with `user_id`, one member of it) spent since `since`.
+    pub async fn usage_spent_in_org_since(
+        &self,
+        org_id: &str,
+        user_id: Option<&str>,
+        since: i64,
+    ) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT) AS spent FROM usage_records \
+             WHERE org_id = $1 AND occurred_at >= $2 AND ($3 IS NULL OR user_id = $3)",
+        )
+        .bind(org_id)
+        .bind(since)
+        .bind(user_id)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(row.try_get("spent")?)
+    }
+
+    /// Sums per group over the filter's rows, in no particular order (the
+    /// caller sorts: the engines disagree on where `NULL` goes).
     pub async fn usage_aggregate(
         &self,
         filter: &UsageFilter,
@@ -115,22 +138,24 @@ impl Db {
     ) -> Result<Vec<UsageBucket>, StoreError> {
         let group = grouping.column();
         // The group expression is one of four constants; every value is bound.
+        // An absent filter is bound as '' (ids are never empty), as in
+        // `projects_visible_to`.
         let sql = format!(
             "SELECT CAST({group} AS TEXT) AS grp, COUNT(*) AS requests, \
              CAST(SUM(prompt_tokens) AS BIGINT) AS prompt_tokens, \
              CAST(SUM(completion_tokens) AS BIGINT) AS completion_tokens, \
              CAST(SUM(cost_micros) AS BIGINT) AS cost_micros \
              FROM usage_records WHERE org_id = $1 AND occurred_at >= $2 AND occurred_at < $3 \
-             AND ($4 IS NULL OR project_id = $4) AND ($5 IS NULL OR key_id = $5) AND ($6 IS NULL OR user_id = $6) \
-             GROUP BY {group} ORDER BY grp"
+             AND ($4 = '' OR project_id = $4) AND ($5 = '' OR key_id = $5) AND ($6 = '' OR user_id = $6) \
+             GROUP BY {group}"
         );
         let rows = sqlx::query(&sql)
             .bind(&filter.org_id)
             .bind(filter.from)
             .bind(filter.to)
-            .bind(&filter.project_id)
-            .bind(&filter.key_id)
-            .bind(&filter.user_id)
+            .bind(filter.project_id.as_deref().unwrap_or(""))
+            .bind(filter.key_id.as_deref().unwrap_or(""))
+            .bind(filter.user_id.as_deref().unwrap_or(""))
             .fetch_all(self.pool())
             .await?;
         rows.iter()

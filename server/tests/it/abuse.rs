@@ -10,6 +10,7 @@ on_both_engines!(
     register_budget_is_enforced_with_headers,
     five_failed_logins_lock_the_account_for_this_client,
     forwarded_addresses_count_only_behind_trusted_proxies,
+    every_authenticated_response_carries_the_credential_limit,
 );
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -112,5 +113,32 @@ async fn forwarded_addresses_count_only_behind_trusted_proxies(engine: TestEngin
     assert_eq!(register_as(&server, "198.51.100.1").await?, 201);
     assert_eq!(register_as(&server, "198.51.100.2").await?, 429);
     server.stop().await?;
+    Ok(())
+}
+
+async fn every_authenticated_response_carries_the_credential_limit(engine: TestEngine) -> TestResult {
+    let server = start(engine, |config| config.abuse.credential = Limit::per_minute(3)).await?;
+    let api = crate::support::Api::new(&server);
+    let ada = api.register("ada@example.com").await?;
+    let grace = api.register("grace@example.com").await?;
+    let me = |token: &str| http().get(server.url("/v1/auth/me")).bearer_auth(token.to_owned()).send();
+    for remaining in [2, 1, 0] {
+        let response = me(&ada.access).await?;
+        assert_eq!(response.status(), 200);
+        assert_eq!(header(&response, "x-ratelimit-limit"), Some(3));
+        assert_eq!(header(&response, "x-ratelimit-remaining"), Some(remaining));
+        assert!(header(&response, "x-ratelimit-reset").is_some_and(|secs| secs <= 60));
+    }
+    // Errors count and carry the headers too; the fourth request is refused.
+    let refused = me(&ada.access).await?;
+    assert_eq!(refused.status(), 429);
+    assert!(header(&refused, "retry-after").is_some_and(|secs| (1..=60).contains(&secs)));
+    let body: Value = refused.json().await?;
+    assert_eq!(body["error"]["code"], "rate_limit.exceeded");
+    // Another credential has its own budget, and requests without one carry no headers.
+    assert_eq!(me(&grace.access).await?.status(), 200);
+    let anonymous = http().get(server.url("/v1/auth/me")).send().await?;
+    assert_eq!(anonymous.status(), 401);
+    assert_eq!(header(&anonymous, "x-ratelimit-limit"), None);
     Ok(())
 }

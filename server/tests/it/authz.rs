@@ -97,6 +97,8 @@ enum Sends {
     EmbeddingsRequest,
     /// `{model}` is the `dev` model.
     DevModel,
+    /// `?org_id=` is the owner's org.
+    OwnersOrgQuery,
 }
 
 impl Sends {
@@ -118,6 +120,7 @@ impl Sends {
                 | Self::RenameOwnersProject
                 | Self::FreshOwnersProject
                 | Self::FreshInvitation
+                | Self::OwnersOrgQuery
         )
     }
 }
@@ -168,7 +171,7 @@ use Sends::{
 };
 
 #[rustfmt::skip]
-const MATRIX: [Row; 31] = [
+const MATRIX: [Row; 32] = [
 //   operation              sends           anonymous      owner       key `*`       key `chat`    stranger
     ("two_factor_setup",   Nothing,        [NO_CREDENTIAL, OK,         SESSION_ONLY, SESSION_ONLY, OK]),
     ("two_factor_enable",  SetupCode,      [NO_CREDENTIAL, OK,         SESSION_ONLY, SESSION_ONLY, OK]),
@@ -202,6 +205,8 @@ const MATRIX: [Row; 31] = [
     ("embedding_create",   EmbeddingsRequest, [NO_CREDENTIAL, OK,      OK,           OK,           OK]),
     ("model_list",         Nothing,        [NO_CREDENTIAL, OK,         OK,           OK,           OK]),
     ("model_get",          DevModel,       [NO_CREDENTIAL, OK,         OK,           OK,           OK]),
+    // A key without the `admin` scope sees its own usage only, but sees it.
+    ("usage_get",          Sends::OwnersOrgQuery, [NO_CREDENTIAL, OK,  OK,           OK,           NO_SUCH_ORG]),
 ];
 
 /// An operation the committed spec declares security for.
@@ -338,7 +343,7 @@ impl World {
             Caller::Owner | Caller::Stranger => session.map(|session| session.access.clone()),
         };
         let (mut id, mut user_id, mut invitation_id, mut body) = (None, None, None, None);
-        let mut model = None;
+        let (mut model, mut query) = (None, None);
         match sends {
             Nothing => {}
             EndsSession => {
@@ -401,6 +406,7 @@ impl World {
             }
             EmbeddingsRequest => body = Some(json!({"model": "default", "input": "Hello"})),
             DevModel => model = Some("dev"),
+            Sends::OwnersOrgQuery => query = Some(format!("org_id={}", self.owners_org)),
             PromoteFreshMember | FreshMember => {
                 let member = self.fresh_account().await?;
                 let added = json!({"email": member.email, "role": "member"});
@@ -428,6 +434,9 @@ impl World {
         }
         if path.contains('{') {
             return Err(format!("{}: {sends:?} leaves a parameter of {path} unfilled", operation.id).into());
+        }
+        if let Some(query) = query {
+            path = format!("{path}?{query}");
         }
         Ok(Call { method: operation.method.clone(), path, token, body })
     }

@@ -107,7 +107,11 @@ impl ProbeApi {
 
 fn probe_client() -> Result<TestClient<poem::endpoint::BoxEndpoint<'static>>, prometheus::Error> {
     let routes = poem::Route::new().nest("/", OpenApiService::new(ProbeApi, "probe", "1"));
-    Ok(TestClient::new(switchyard_server::http::stack(routes, 1024, &Metrics::new()?)))
+    let limiter = std::sync::Arc::new(switchyard_server::limits::CredentialLimiter::new(
+        switchyard_server::limits::Limit::per_minute(100),
+        100,
+    ));
+    Ok(TestClient::new(switchyard_server::http::stack(routes, 1024, &Metrics::new()?, limiter)))
 }
 
 async fn probe_envelope(resp: poem::test::TestResponse) -> (u16, Value, String) {

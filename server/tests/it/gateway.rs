@@ -311,3 +311,80 @@ mod key_cache {
         Ok(())
     }
 }
+
+mod daily_caps {
+    //! An org's daily spend caps, for the whole org and for each member.
+
+    use reqwest::Method;
+    use serde_json::{Value, json};
+
+    use super::{configure, hello, mock_upstream};
+    use crate::support::{
+        Api, Credential, TestEngine, TestResult, add_member, assert_error, expect_status, on_both_engines,
+        start,
+    };
+
+    on_both_engines!(org_and_member_daily_caps_stop_spending_until_lifted,);
+
+    async fn chat(api: &Api, key: &str) -> Result<(u16, Value), crate::support::BoxError> {
+        api.post("/v1/chat/completions", Credential::Bearer(key), hello("dev")).await
+    }
+
+    async fn org_and_member_daily_caps_stop_spending_until_lifted(engine: TestEngine) -> TestResult {
+        let (base, _) = mock_upstream().await?;
+        let server = start(engine, |config| configure(config, &base)).await?;
+        let api = Api::new(&server);
+        let owner = api.register("owner@example.com").await?;
+        let org = api.create_org(&owner, "Capped").await?;
+        let member = api.register("member@example.com").await?;
+        add_member(&server, &org, &member.user_id, "member").await?;
+        let owners_key = api.mint_key(&owner, &org, &["chat"]).await?;
+        let members_key = api.mint_key(&member, &org, &["chat"]).await?;
+        let org_path = format!("/v1/orgs/{org}");
+
+        // Each request reserves 8 micro-USD and costs 7: a 20 micro-USD cap
+        // lets two through and refuses the third.
+        let caps = json!({"member_daily_cost_cap_usd": "0.000020"});
+        let updated =
+            expect_status(api.call(Method::PATCH, &org_path, owner.bearer(), Some(&caps)).await?, 200)?;
+        assert_eq!(updated["member_daily_cost_cap_usd"], "0.00002");
+        for _ in 0..2 {
+            expect_status(chat(&api, &owners_key.key).await?, 200)?;
+        }
+        let refused = chat(&api, &owners_key.key).await?;
+        assert_error(&refused, 402, "billing.budget_exceeded");
+        assert!(refused.1["error"]["message"].as_str().is_some_and(|m| m.contains("Your daily spend cap")));
+        // Another member has a cap of their own.
+        expect_status(chat(&api, &members_key.key).await?, 200)?;
+
+        // The org cap counts everyone: 3 requests (21) are spent, 24 allowed.
+        let caps = json!({"member_daily_cost_cap_usd": null, "daily_cost_cap_usd": "0.000024"});
+        let updated =
+            expect_status(api.call(Method::PATCH, &org_path, owner.bearer(), Some(&caps)).await?, 200)?;
+        assert_eq!(updated["member_daily_cost_cap_usd"], Value::Null);
+        let refused = chat(&api, &members_key.key).await?;
+        assert_error(&refused, 402, "billing.budget_exceeded");
+        assert!(refused.1["error"]["message"].as_str().is_some_and(|m| m.contains("organization's daily")));
+
+        // Lifting the cap takes effect on the next request.
+        expect_status(
+            api.call(Method::PATCH, &org_path, owner.bearer(), Some(&json!({"daily_cost_cap_usd": null})))
+                .await?,
+            200,
+        )?;
+        expect_status(chat(&api, &members_key.key).await?, 200)?;
+
+        // Members cannot change the caps; bad amounts are named.
+        let denied = api
+            .call(Method::PATCH, &org_path, member.bearer(), Some(&json!({"daily_cost_cap_usd": "1.00"})))
+            .await?;
+        assert_error(&denied, 403, "auth.role_denied");
+        let bad = api
+            .call(Method::PATCH, &org_path, owner.bearer(), Some(&json!({"daily_cost_cap_usd": "-1"})))
+            .await?;
+        assert_error(&bad, 422, "request.invalid");
+        let empty = api.call(Method::PATCH, &org_path, owner.bearer(), Some(&json!({}))).await?;
+        assert_error(&empty, 422, "request.invalid");
+        Ok(())
+    }
+}

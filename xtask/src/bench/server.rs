@@ -120,6 +120,10 @@ targets = [{{ provider = "mock", model = "mock-model" }}]
 [prices."mock-model"]
 input_per_mtok = "0.10"
 output_per_mtok = "0.40"
+
+# One key sends everything; its general request limit must not be what is measured.
+[abuse]
+credential = {{ max = 100000000, window_secs = 60 }}
 "#
     )
 }
