@@ -1,7 +1,8 @@
 //! The authorization matrix: every operation the committed spec secures,
 //! called by each kind of caller, answers as [`MATRIX`] says. An operation the
 //! spec secures without a row fails the suite, so new endpoints must join.
-//! Then the roles a member can hold in an org, set up in the database.
+//! The columns cover every role a member can hold in an org, both kinds of
+//! API key, and a user of another org.
 
 use std::collections::BTreeSet;
 
@@ -27,6 +28,12 @@ enum Caller {
     Anonymous,
     /// The owner of the org the rows address, with a session token.
     Owner,
+    /// An admin of the owner's org, with a session token.
+    Admin,
+    /// A member of the owner's org, with a session token.
+    Member,
+    /// An external member of the owner's org, with a session token.
+    External,
     /// The owner's API key with scope `*`.
     KeyAll,
     /// The owner's API key with only scope `chat`.
@@ -35,9 +42,30 @@ enum Caller {
     Stranger,
 }
 
+impl Caller {
+    /// The role a session caller holds in the owner's org, if any.
+    fn role_in_owners_org(self) -> Option<&'static str> {
+        match self {
+            Self::Owner => Some("owner"),
+            Self::Admin => Some("admin"),
+            Self::Member => Some("member"),
+            Self::External => Some("external"),
+            Self::Anonymous | Self::KeyAll | Self::KeyChat | Self::Stranger => None,
+        }
+    }
+}
+
 /// The columns of [`MATRIX`], in order.
-const CALLERS: [Caller; 5] =
-    [Caller::Anonymous, Caller::Owner, Caller::KeyAll, Caller::KeyChat, Caller::Stranger];
+const CALLERS: [Caller; 8] = [
+    Caller::Anonymous,
+    Caller::Owner,
+    Caller::Admin,
+    Caller::Member,
+    Caller::External,
+    Caller::KeyAll,
+    Caller::KeyChat,
+    Caller::Stranger,
+];
 
 /// What a row sends besides the caller's credential.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +95,8 @@ enum Sends {
     UnmailedCode,
     /// `{id}` is the owner's org, with a new name.
     RenameOwnersOrg,
-    /// `{id}` is an org of the owner's, created for this one call.
+    /// `{id}` is an org of the owner's, created for this one call; the
+    /// admin, member and external callers are in it with their role.
     FreshOwnersOrg,
     /// `{id}` is the owner's org; the body adds an account made for this call.
     NewMemberForOwnersOrg,
@@ -158,55 +187,61 @@ const NO_SUCH_ORG: Expect = Expect::Error(404, "org.not_found");
 const NO_SUCH_KEY: Expect = Expect::Error(404, "api_key.not_found");
 const NEEDS_ADMIN_SCOPE: Expect = Expect::Error(403, "auth.scope_denied");
 const NO_SUCH_PROJECT: Expect = Expect::Error(404, "project.not_found");
+const NEEDS_ROLE: Expect = Expect::Error(403, "auth.role_denied");
 
 /// An operation id, what its calls send, and what each of [`CALLERS`] gets.
-type Row = (&'static str, Sends, [Expect; 5]);
+type Row = (&'static str, Sends, [Expect; 8]);
 
 // The table names what a row sends by the variant alone.
 use Sends::{
     ChatRequest, DevModel, EmbeddingsRequest, EndsSession, FreshInvitation, FreshMember, FreshOwnersKey,
     FreshOwnersOrg, FreshOwnersProject, InvitationForCaller, KeyInOwnersOrg, NewMemberForOwnersOrg, NewOrg,
-    Nothing, OwnersOrg, OwnersProject, ProjectInOwnersOrg, PromoteFreshMember, RecoveryCode, RenameOwnersOrg,
-    RenameOwnersProject, SetupCode,
+    Nothing, OwnersOrg, OwnersOrgQuery, OwnersProject, ProjectInOwnersOrg, PromoteFreshMember, RecoveryCode,
+    RenameOwnersOrg, RenameOwnersProject, SetupCode, UnmailedCode,
 };
 
 #[rustfmt::skip]
 const MATRIX: [Row; 32] = [
-//   operation              sends           anonymous      owner       key `*`       key `chat`    stranger
-    ("two_factor_setup",   Nothing,        [NO_CREDENTIAL, OK,         SESSION_ONLY, SESSION_ONLY, OK]),
-    ("two_factor_enable",  SetupCode,      [NO_CREDENTIAL, OK,         SESSION_ONLY, SESSION_ONLY, OK]),
-    ("two_factor_disable", RecoveryCode,   [NO_CREDENTIAL, NO_CONTENT, SESSION_ONLY, SESSION_ONLY, NO_CONTENT]),
-    ("auth_verify_email",  Sends::UnmailedCode, [NO_CREDENTIAL, WRONG_CODE, SESSION_ONLY, SESSION_ONLY, WRONG_CODE]),
-    ("auth_resend_verification", Nothing, [NO_CREDENTIAL, ACCEPTED, SESSION_ONLY, SESSION_ONLY, ACCEPTED]),
-    ("auth_logout",        EndsSession,    [NO_CREDENTIAL, NO_CONTENT, SESSION_ONLY, SESSION_ONLY, NO_CONTENT]),
-    ("auth_me",            Nothing,        [NO_CREDENTIAL, OK,         OK,           OK,           OK]),
-    ("org_create",         NewOrg,         [NO_CREDENTIAL, CREATED,    SESSION_ONLY, SESSION_ONLY, CREATED]),
-    ("org_list",           Nothing,        [NO_CREDENTIAL, OK,         OK,           OK,           OK]),
-    ("org_get",            OwnersOrg,      [NO_CREDENTIAL, OK,         OK,           OK,           NO_SUCH_ORG]),
-    ("org_update",         RenameOwnersOrg, [NO_CREDENTIAL, OK,        OK,           NEEDS_ADMIN_SCOPE, NO_SUCH_ORG]),
+//   operation              sends           anonymous      owner       admin       member      external    key `*`       key `chat`    stranger
+    ("two_factor_setup",   Nothing,        [NO_CREDENTIAL, OK,         OK,         OK,         OK,         SESSION_ONLY, SESSION_ONLY, OK]),
+    ("two_factor_enable",  SetupCode,      [NO_CREDENTIAL, OK,         OK,         OK,         OK,         SESSION_ONLY, SESSION_ONLY, OK]),
+    ("two_factor_disable", RecoveryCode,   [NO_CREDENTIAL, NO_CONTENT, NO_CONTENT, NO_CONTENT, NO_CONTENT, SESSION_ONLY, SESSION_ONLY, NO_CONTENT]),
+    ("auth_verify_email",  UnmailedCode,   [NO_CREDENTIAL, WRONG_CODE, WRONG_CODE, WRONG_CODE, WRONG_CODE, SESSION_ONLY, SESSION_ONLY, WRONG_CODE]),
+    ("auth_resend_verification", Nothing,  [NO_CREDENTIAL, ACCEPTED,   ACCEPTED,   ACCEPTED,   ACCEPTED,   SESSION_ONLY, SESSION_ONLY, ACCEPTED]),
+    ("auth_logout",        EndsSession,    [NO_CREDENTIAL, NO_CONTENT, NO_CONTENT, NO_CONTENT, NO_CONTENT, SESSION_ONLY, SESSION_ONLY, NO_CONTENT]),
+    ("auth_me",            Nothing,        [NO_CREDENTIAL, OK,         OK,         OK,         OK,         OK,           OK,           OK]),
+    ("org_create",         NewOrg,         [NO_CREDENTIAL, CREATED,    CREATED,    CREATED,    CREATED,    SESSION_ONLY, SESSION_ONLY, CREATED]),
+    ("org_list",           Nothing,        [NO_CREDENTIAL, OK,         OK,         OK,         OK,         OK,           OK,           OK]),
+    ("org_get",            OwnersOrg,      [NO_CREDENTIAL, OK,         OK,         OK,         OK,         OK,           OK,           NO_SUCH_ORG]),
+    ("org_update",         RenameOwnersOrg, [NO_CREDENTIAL, OK,        OK,         NEEDS_ROLE, NEEDS_ROLE, OK,           NEEDS_ADMIN_SCOPE, NO_SUCH_ORG]),
     // The keys act in the owner's first org, so any other org is not theirs to see.
-    ("org_delete",         FreshOwnersOrg, [NO_CREDENTIAL, NO_CONTENT, NO_SUCH_ORG,  NO_SUCH_ORG,  NO_SUCH_ORG]),
-    ("org_member_list",    OwnersOrg,      [NO_CREDENTIAL, OK,         OK,           OK,           NO_SUCH_ORG]),
-    ("org_member_add",     NewMemberForOwnersOrg, [NO_CREDENTIAL, CREATED, CREATED,  NEEDS_ADMIN_SCOPE, NO_SUCH_ORG]),
-    ("org_member_update",  PromoteFreshMember, [NO_CREDENTIAL, OK,     OK,           NEEDS_ADMIN_SCOPE, NO_SUCH_ORG]),
-    ("org_invitation_list", OwnersOrg,     [NO_CREDENTIAL, OK,         OK,           OK,           NO_SUCH_ORG]),
-    ("org_invitation_delete", FreshInvitation, [NO_CREDENTIAL, NO_CONTENT, NO_CONTENT, NEEDS_ADMIN_SCOPE, NO_SUCH_ORG]),
-    ("org_invitation_accept", InvitationForCaller, [NO_CREDENTIAL, OK, SESSION_ONLY, SESSION_ONLY, OK]),
-    ("org_member_remove",  FreshMember,    [NO_CREDENTIAL, NO_CONTENT, NO_CONTENT,   NEEDS_ADMIN_SCOPE, NO_SUCH_ORG]),
-    ("project_create",     ProjectInOwnersOrg, [NO_CREDENTIAL, CREATED, CREATED,     NEEDS_ADMIN_SCOPE, NO_SUCH_ORG]),
-    ("project_list",       Nothing,        [NO_CREDENTIAL, OK,         OK,           OK,           OK]),
-    ("project_get",        OwnersProject,  [NO_CREDENTIAL, OK,         OK,           OK,           NO_SUCH_PROJECT]),
-    ("project_update",     RenameOwnersProject, [NO_CREDENTIAL, OK,    OK,           NEEDS_ADMIN_SCOPE, NO_SUCH_PROJECT]),
-    ("project_delete",     FreshOwnersProject, [NO_CREDENTIAL, NO_CONTENT, NO_CONTENT, NEEDS_ADMIN_SCOPE, NO_SUCH_PROJECT]),
-    ("api_key_create",     KeyInOwnersOrg, [NO_CREDENTIAL, CREATED,    SESSION_ONLY, SESSION_ONLY, NO_SUCH_ORG]),
-    ("api_key_list",       Nothing,        [NO_CREDENTIAL, OK,         SESSION_ONLY, SESSION_ONLY, OK]),
-    ("api_key_delete",     FreshOwnersKey, [NO_CREDENTIAL, NO_CONTENT, SESSION_ONLY, SESSION_ONLY, NO_SUCH_KEY]),
-    ("chat_completion_create", ChatRequest, [NO_CREDENTIAL, OK,        OK,           OK,           OK]),
-    ("embedding_create",   EmbeddingsRequest, [NO_CREDENTIAL, OK,      OK,           OK,           OK]),
-    ("model_list",         Nothing,        [NO_CREDENTIAL, OK,         OK,           OK,           OK]),
-    ("model_get",          DevModel,       [NO_CREDENTIAL, OK,         OK,           OK,           OK]),
-    // A key without the `admin` scope sees its own usage only, but sees it.
-    ("usage_get",          Sends::OwnersOrgQuery, [NO_CREDENTIAL, OK,  OK,           OK,           NO_SUCH_ORG]),
+    ("org_delete",         FreshOwnersOrg, [NO_CREDENTIAL, NO_CONTENT, NEEDS_ROLE, NEEDS_ROLE, NEEDS_ROLE, NO_SUCH_ORG,  NO_SUCH_ORG,  NO_SUCH_ORG]),
+    // Externals do not see who else is in the org.
+    ("org_member_list",    OwnersOrg,      [NO_CREDENTIAL, OK,         OK,         OK,         NEEDS_ROLE, OK,           OK,           NO_SUCH_ORG]),
+    ("org_member_add",     NewMemberForOwnersOrg, [NO_CREDENTIAL, CREATED, CREATED, NEEDS_ROLE, NEEDS_ROLE, CREATED,   NEEDS_ADMIN_SCOPE, NO_SUCH_ORG]),
+    // Only owners make admins.
+    ("org_member_update",  PromoteFreshMember, [NO_CREDENTIAL, OK,     NEEDS_ROLE, NEEDS_ROLE, NEEDS_ROLE, OK,           NEEDS_ADMIN_SCOPE, NO_SUCH_ORG]),
+    ("org_invitation_list", OwnersOrg,     [NO_CREDENTIAL, OK,         OK,         NEEDS_ROLE, NEEDS_ROLE, OK,           OK,           NO_SUCH_ORG]),
+    ("org_invitation_delete", FreshInvitation, [NO_CREDENTIAL, NO_CONTENT, NO_CONTENT, NEEDS_ROLE, NEEDS_ROLE, NO_CONTENT, NEEDS_ADMIN_SCOPE, NO_SUCH_ORG]),
+    ("org_invitation_accept", InvitationForCaller, [NO_CREDENTIAL, OK, OK,         OK,         OK,         SESSION_ONLY, SESSION_ONLY, OK]),
+    ("org_member_remove",  FreshMember,    [NO_CREDENTIAL, NO_CONTENT, NO_CONTENT, NEEDS_ROLE, NEEDS_ROLE, NO_CONTENT,   NEEDS_ADMIN_SCOPE, NO_SUCH_ORG]),
+    ("project_create",     ProjectInOwnersOrg, [NO_CREDENTIAL, CREATED, CREATED,   NEEDS_ROLE, NEEDS_ROLE, CREATED,      NEEDS_ADMIN_SCOPE, NO_SUCH_ORG]),
+    ("project_list",       Nothing,        [NO_CREDENTIAL, OK,         OK,         OK,         OK,         OK,           OK,           OK]),
+    ("project_get",        OwnersProject,  [NO_CREDENTIAL, OK,         OK,         OK,         OK,         OK,           OK,           NO_SUCH_PROJECT]),
+    ("project_update",     RenameOwnersProject, [NO_CREDENTIAL, OK,    OK,         NEEDS_ROLE, NEEDS_ROLE, OK,           NEEDS_ADMIN_SCOPE, NO_SUCH_PROJECT]),
+    ("project_delete",     FreshOwnersProject, [NO_CREDENTIAL, NO_CONTENT, NO_CONTENT, NEEDS_ROLE, NEEDS_ROLE, NO_CONTENT, NEEDS_ADMIN_SCOPE, NO_SUCH_PROJECT]),
+    // Externals may not mint keys.
+    ("api_key_create",     KeyInOwnersOrg, [NO_CREDENTIAL, CREATED,    CREATED,    CREATED,    NEEDS_ROLE, SESSION_ONLY, SESSION_ONLY, NO_SUCH_ORG]),
+    ("api_key_list",       Nothing,        [NO_CREDENTIAL, OK,         OK,         OK,         OK,         SESSION_ONLY, SESSION_ONLY, OK]),
+    // A key is its minter's: nobody else, not even an admin, can see it.
+    ("api_key_delete",     FreshOwnersKey, [NO_CREDENTIAL, NO_CONTENT, NO_SUCH_KEY, NO_SUCH_KEY, NO_SUCH_KEY, SESSION_ONLY, SESSION_ONLY, NO_SUCH_KEY]),
+    ("chat_completion_create", ChatRequest, [NO_CREDENTIAL, OK,        OK,         OK,         OK,         OK,           OK,           OK]),
+    ("embedding_create",   EmbeddingsRequest, [NO_CREDENTIAL, OK,      OK,         OK,         OK,         OK,           OK,           OK]),
+    ("model_list",         Nothing,        [NO_CREDENTIAL, OK,         OK,         OK,         OK,         OK,           OK,           OK]),
+    ("model_get",          DevModel,       [NO_CREDENTIAL, OK,         OK,         OK,         OK,         OK,           OK,           OK]),
+    // Members and externals see their own usage, and a key without the
+    // `admin` scope its own; none of them is refused.
+    ("usage_get",          OwnersOrgQuery, [NO_CREDENTIAL, OK,         OK,         OK,         OK,         OK,           OK,           NO_SUCH_ORG]),
 ];
 
 /// An operation the committed spec declares security for.
@@ -283,6 +318,10 @@ struct World {
     /// The server's database, to read the mail an invitation sends.
     database_url: String,
     owner: Session,
+    /// Sessions of an admin, a member and an external member of the owner's org.
+    admin: Session,
+    member: Session,
+    external: Session,
     owners_org: String,
     owners_project: String,
     key_all: MintedKey,
@@ -307,12 +346,58 @@ impl World {
         let key_chat = api.mint_key(&owner, &owners_org, &["chat"]).await?;
         let stranger = api.register("stranger@example.com").await?;
         api.create_org(&stranger, "Stranger's Org").await?;
+        let [admin, member, external] = [
+            api.register("admin@example.com").await?,
+            api.register("member@example.com").await?,
+            api.register("external@example.com").await?,
+        ];
         let database_url = database_url.to_owned();
         let owners_project = String::new();
-        let mut world =
-            Self { api, database_url, owner, owners_org, owners_project, key_all, key_chat, stranger };
+        let mut world = Self {
+            api,
+            database_url,
+            owner,
+            admin,
+            member,
+            external,
+            owners_org,
+            owners_project,
+            key_all,
+            key_chat,
+            stranger,
+        };
+        for caller in [Caller::Admin, Caller::Member, Caller::External] {
+            world.add_to(&world.owners_org, caller).await?;
+        }
         world.owners_project = world.create_project("Owner's Project").await?;
         Ok(world)
+    }
+
+    /// The caller's session, if it has one.
+    fn session_of(&self, caller: Caller) -> Option<&Session> {
+        match caller {
+            Caller::Owner => Some(&self.owner),
+            Caller::Admin => Some(&self.admin),
+            Caller::Member => Some(&self.member),
+            Caller::External => Some(&self.external),
+            Caller::Stranger => Some(&self.stranger),
+            Caller::Anonymous | Caller::KeyAll | Caller::KeyChat => None,
+        }
+    }
+
+    /// Adds an admin, member or external caller to an org of the owner's with
+    /// their role; anyone else is left as they are.
+    async fn add_to(&self, org_id: &str, caller: Caller) -> TestResult {
+        let (Some(role), Some(session)) = (caller.role_in_owners_org(), self.session_of(caller)) else {
+            return Ok(());
+        };
+        if role == "owner" {
+            return Ok(());
+        }
+        let body = json!({"email": session.email, "role": role});
+        let path = format!("/v1/orgs/{org_id}/members");
+        expect_status(self.api.post(&path, self.owner.bearer(), body).await?, 201)?;
+        Ok(())
     }
 
     /// A new project in the owner's org.
@@ -331,16 +416,12 @@ impl World {
         sends: Sends,
         caller: Caller,
     ) -> Result<Call, BoxError> {
-        let session = match caller {
-            Caller::Owner => Some(&self.owner),
-            Caller::Stranger => Some(&self.stranger),
-            Caller::Anonymous | Caller::KeyAll | Caller::KeyChat => None,
-        };
+        let session = self.session_of(caller);
         let mut token = match caller {
             Caller::Anonymous => None,
             Caller::KeyAll => Some(self.key_all.key.clone()),
             Caller::KeyChat => Some(self.key_chat.key.clone()),
-            Caller::Owner | Caller::Stranger => session.map(|session| session.access.clone()),
+            _ => session.map(|session| session.access.clone()),
         };
         let (mut id, mut user_id, mut invitation_id, mut body) = (None, None, None, None);
         let (mut model, mut query) = (None, None);
@@ -370,12 +451,16 @@ impl World {
                 body = Some(json!({"password": PASSWORD, "recovery_code": recovery_code}));
             }
             RecoveryCode => body = Some(json!({"password": PASSWORD, "recovery_code": "k3f9a-q2m7x"})),
-            Sends::UnmailedCode => body = Some(json!({"code": "1234567"})),
+            UnmailedCode => body = Some(json!({"code": "1234567"})),
             RenameOwnersOrg => {
                 id = Some(self.owners_org.clone());
                 body = Some(json!({"name": "Renamed Org"}));
             }
-            FreshOwnersOrg => id = Some(self.api.create_org(&self.owner, "Short-lived Org").await?),
+            FreshOwnersOrg => {
+                let org = self.api.create_org(&self.owner, "Short-lived Org").await?;
+                self.add_to(&org, caller).await?;
+                id = Some(org);
+            }
             NewMemberForOwnersOrg => {
                 id = Some(self.owners_org.clone());
                 body = Some(json!({"email": self.fresh_account().await?.email, "role": "member"}));
@@ -406,7 +491,7 @@ impl World {
             }
             EmbeddingsRequest => body = Some(json!({"model": "default", "input": "Hello"})),
             DevModel => model = Some("dev"),
-            Sends::OwnersOrgQuery => query = Some(format!("org_id={}", self.owners_org)),
+            OwnersOrgQuery => query = Some(format!("org_id={}", self.owners_org)),
             PromoteFreshMember | FreshMember => {
                 let member = self.fresh_account().await?;
                 let added = json!({"email": member.email, "role": "member"});
