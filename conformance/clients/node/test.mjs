@@ -212,6 +212,15 @@ describe('embeddings', () => {
     assert.equal(floats.data[0].embedding.length, 64);
     floats.data[0].embedding.forEach((x, i) => assert.ok(Math.abs(x - decoded.data[0].embedding[i]) < 1e-6));
   });
+
+  test('token ids', async () => {
+    const tokens = await client.embeddings.create({ model: 'default', input: [[15339, 1917], [15339]] });
+    assert.deepEqual(
+      tokens.data.map((d) => d.index),
+      [0, 1],
+    );
+    assert.equal(tokens.usage.prompt_tokens, 3);
+  });
 });
 
 describe('errors', () => {

@@ -65,6 +65,7 @@ class Credentials:
         self.chat_key = self.mint("chat", ["chat"])
         self.knowledge_key = self.mint("knowledge only", ["knowledge"])
         self.limited_key = self.mint("one request a minute", ["chat"], rpm_limit=1)
+        self.metered_key = self.mint("metered", ["chat"], rpm_limit=100, tpm_limit=100000)
 
     def mint(self, name: str, scopes: list[str], **extra) -> str:
         request = {"name": name, "scopes": scopes, "org_id": self.org_id, **extra}

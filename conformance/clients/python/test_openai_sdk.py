@@ -10,6 +10,7 @@ numbers of unit length.
 import base64
 import json
 import math
+import re
 import struct
 
 import openai
@@ -274,12 +275,14 @@ def test_embedding_dimensions(client):
     assert norm(result.data[0].embedding) == pytest.approx(1.0, abs=1e-5)
 
 
-@pytest.mark.xfail(strict=True, reason="finding: the gateway refuses token-ID arrays as embeddings input")
 def test_embedding_of_token_ids(client):
     # OpenAI accepts `input` as token IDs (an array of integers, or of such arrays);
     # some libraries send their text that way.
-    result = client.embeddings.create(model="default", input=[[15339, 1917]], encoding_format="float")
-    assert len(result.data) == 1
+    result = client.embeddings.create(model="default", input=[[15339, 1917], [15339]], encoding_format="float")
+    assert [item.index for item in result.data] == [0, 1]
+    assert result.usage.prompt_tokens == 3
+    single = client.embeddings.create(model="default", input=[15339, 1917], encoding_format="float")
+    assert single.data[0].embedding == result.data[0].embedding
 
 
 # Models
@@ -355,6 +358,19 @@ def test_second_request_over_the_rpm_limit_is_rate_limited(client_for, credentia
     check_error(caught.value, 429)
     # The SDK waits as long as Retry-After says before it retries.
     assert caught.value.response.headers.get("retry-after", "").isdigit()
+
+
+def test_limited_keys_see_openai_rate_limit_headers(client_for, credentials):
+    metered = client_for(credentials.metered_key)
+    raw = metered.chat.completions.with_raw_response.create(model="default", messages=user("count me"))
+    assert raw.parse().choices[0].message.content == "You said: count me"
+    headers = raw.headers
+    assert headers["x-ratelimit-limit-requests"] == "100"
+    assert headers["x-ratelimit-remaining-requests"] == "99"
+    assert headers["x-ratelimit-limit-tokens"] == "100000"
+    assert int(headers["x-ratelimit-remaining-tokens"]) < 100000
+    for name in ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens"):
+        assert re.fullmatch(r"\d+s", headers[name]), (name, headers[name])
 
 
 def test_empty_messages_is_a_bad_request(client):

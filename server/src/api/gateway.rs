@@ -29,8 +29,8 @@ use crate::domain::principal::{Principal, Scope, Via};
 use crate::error::{ApiError, ErrorCode};
 use crate::gateway::metering::{Admission, Caller, Estimate, Quota};
 use crate::gateway::wire::{
-    ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, EmbeddingList, EmbeddingRequest,
-    MAX_CONTENT_CHARS, MAX_MESSAGES, Model, ModelList, Usage,
+    ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, EmbeddingInputs, EmbeddingList,
+    EmbeddingRequest, MAX_CONTENT_CHARS, MAX_MESSAGES, Model, ModelList, Usage,
 };
 use crate::gateway::{ChunkEvent, EventStream, Price, Reply, Route, Target};
 use crate::http::request_id;
@@ -259,27 +259,21 @@ fn check_chat(request: &ChatCompletionRequest) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Most strings one embeddings request may carry.
-const MAX_EMBEDDING_INPUTS: usize = 2_048;
-
 fn check_embedding(request: &EmbeddingRequest) -> Result<(), ApiError> {
     if request.model.trim().is_empty() {
         return Err(invalid("model", "`model` must name a model".to_owned()));
     }
-    let texts: Vec<&str> = match &request.input {
-        serde_json::Value::String(text) => vec![text.as_str()],
-        serde_json::Value::Array(items) => items.iter().filter_map(serde_json::Value::as_str).collect(),
-        _ => Vec::new(),
+    let too_long = match EmbeddingInputs::parse(&request.input)
+        .map_err(|message| invalid("input", message))?
+    {
+        EmbeddingInputs::Texts(texts) => texts.iter().any(|text| text.chars().count() > MAX_CONTENT_CHARS),
+        EmbeddingInputs::Tokens(arrays) => arrays.iter().any(|ids| ids.len() > MAX_CONTENT_CHARS),
     };
-    let count = request.input.as_array().map_or(1, Vec::len);
-    if texts.is_empty() || texts.len() != count || count > MAX_EMBEDDING_INPUTS {
+    if too_long {
         return Err(invalid(
             "input",
-            format!("`input` must be a string or an array of 1 to {MAX_EMBEDDING_INPUTS} strings"),
+            format!("each input must be at most {MAX_CONTENT_CHARS} characters (or token ids)"),
         ));
-    }
-    if texts.iter().any(|text| text.chars().count() > MAX_CONTENT_CHARS) {
-        return Err(invalid("input", format!("each input must be at most {MAX_CONTENT_CHARS} characters")));
     }
     if request.encoding_format.as_deref().is_some_and(|f| f != "float" && f != "base64") {
         return Err(invalid("encoding_format", "`encoding_format` must be float or base64".to_owned()));
@@ -560,6 +554,16 @@ impl<T: Send> IntoResponse for GatewayReply<T> {
             put("x-ratelimit-limit-tokens", u64::from(limit));
             put("x-ratelimit-remaining-tokens", u64::from(remaining));
         }
+        // OpenAI writes resets as durations; both limits share one window.
+        let reset = HeaderValue::try_from(format!("{}s", self.quota.reset_secs));
+        for (limited, name) in [
+            (self.quota.requests.is_some(), "x-ratelimit-reset-requests"),
+            (self.quota.tokens.is_some(), "x-ratelimit-reset-tokens"),
+        ] {
+            if let (true, Ok(reset)) = (limited, &reset) {
+                headers.insert(name, reset.clone());
+            }
+        }
         response
     }
 }
@@ -622,6 +626,18 @@ impl<T: ReplyContent + Send> ApiResponse for GatewayReply<T> {
                         "Tokens left in the current minute.",
                         false,
                         count(),
+                    ),
+                    header(
+                        "x-ratelimit-reset-requests",
+                        "OpenAI's form of X-RateLimit-Reset, as a duration such as `12s`.",
+                        false,
+                        String::schema_ref(),
+                    ),
+                    header(
+                        "x-ratelimit-reset-tokens",
+                        "When the token window has room again, as a duration such as `12s`.",
+                        false,
+                        String::schema_ref(),
                     ),
                 ],
             }],

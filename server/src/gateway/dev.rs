@@ -17,9 +17,12 @@
 //! - **Streams** send the role, then the answer word by word (a tool call as
 //!   its name, then its arguments in two pieces), then the finish reason, then
 //!   a usage chunk.
+//! - **`n`** choices are all the same answer, with indexes 0 to n - 1 (in a
+//!   stream one after the other); completion tokens count each of them.
 //! - **Embeddings** are 64 numbers (or `dimensions`), a hashed bag of the
 //!   lowercased words of the input, scaled to unit length: equal texts get
-//!   equal vectors and texts sharing words point the same way.
+//!   equal vectors and texts sharing words point the same way. Token-id
+//!   input embeds each id as the word `t<id>` and counts one token per id.
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -29,8 +32,8 @@ use sha2::{Digest, Sha256};
 use super::upstream::UpstreamError;
 use super::wire::{
     AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatMessage,
-    ChunkChoice, ChunkDelta, Embedding, EmbeddingList, EmbeddingRequest, EmbeddingUsage, FunctionCall,
-    FunctionCallDelta, ToolCall, ToolCallDelta, Usage,
+    ChunkChoice, ChunkDelta, Embedding, EmbeddingInputs, EmbeddingList, EmbeddingRequest, EmbeddingUsage,
+    FunctionCall, FunctionCallDelta, ToolCall, ToolCallDelta, Usage,
 };
 use super::{ChunkEvent, Reply};
 
@@ -56,11 +59,12 @@ impl Dev {
             Answer::Text { text, .. } => count_tokens(text),
             Answer::Call(call) => count_tokens(&call.function.name) + count_tokens(&call.function.arguments),
         };
-        let usage = Usage::new(prompt_tokens, completion_tokens);
+        let choices = request.n.unwrap_or(1).max(1);
+        let usage = Usage::new(prompt_tokens, completion_tokens * u64::from(choices));
         let id = format!("chatcmpl-{}", ulid::Ulid::new());
         let created = chrono::Utc::now().timestamp();
         if request.is_stream() {
-            let chunks = stream_chunks(&id, created, model, &answer, usage);
+            let chunks = stream_chunks(&id, created, model, &answer, choices, usage);
             let events: Vec<Result<ChunkEvent, UpstreamError>> = chunks
                 .into_iter()
                 .map(|chunk| {
@@ -92,7 +96,13 @@ impl Dev {
             object: "chat.completion".to_owned(),
             created,
             model: model.to_owned(),
-            choices: vec![ChatChoice { index: 0, message, finish_reason: Some(finish_reason.to_owned()) }],
+            choices: (0..choices)
+                .map(|index| ChatChoice {
+                    index,
+                    message: message.clone(),
+                    finish_reason: Some(finish_reason.to_owned()),
+                })
+                .collect(),
             usage: Some(usage),
         };
         let body = serde_json::to_vec(&completion).unwrap_or_default();
@@ -107,17 +117,24 @@ impl Dev {
                 message: format!("dimensions must be 1 to {MAX_DIMENSIONS}"),
             });
         }
-        let inputs = embedding_inputs(&request.input).ok_or(UpstreamError::Status {
-            status: 400,
-            message: "input must be a string or an array of strings".to_owned(),
-        })?;
+        let inputs = EmbeddingInputs::parse(&request.input)
+            .map_err(|message| UpstreamError::Status { status: 400, message })?;
         let base64 = request.encoding_format.as_deref() == Some("base64");
-        let mut tokens = 0;
-        let data = inputs
+        let tokens: u64;
+        let texts = match inputs {
+            EmbeddingInputs::Texts(texts) => {
+                tokens = texts.iter().map(|text| count_tokens(text)).sum();
+                texts
+            }
+            EmbeddingInputs::Tokens(arrays) => {
+                tokens = arrays.iter().map(|ids| ids.len() as u64).sum();
+                arrays.iter().map(|ids| token_words(ids)).collect()
+            }
+        };
+        let data = texts
             .iter()
             .enumerate()
             .map(|(index, text)| {
-                tokens += count_tokens(text);
                 let vector = embed_text(text, dimensions as usize);
                 let embedding = if base64 {
                     let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
@@ -238,13 +255,33 @@ fn chunk(
     }
 }
 
+/// The chunks of a streamed answer: each of `choices` choices in turn (all
+/// alike, each with its index), then the usage chunk.
 fn stream_chunks(
     id: &str,
     created: i64,
     model: &str,
     answer: &Answer,
+    choices: u32,
     usage: Usage,
 ) -> Vec<ChatCompletionChunk> {
+    let first = choice_chunks(id, created, model, answer);
+    let mut chunks = first.clone();
+    for index in 1..choices {
+        chunks.extend(first.iter().cloned().map(|mut chunk| {
+            chunk.choices.iter_mut().for_each(|choice| choice.index = index);
+            chunk
+        }));
+    }
+    let mut last = chunk(id, created, model, ChunkDelta::default(), None);
+    last.choices.clear();
+    last.usage = Some(usage);
+    chunks.push(last);
+    chunks
+}
+
+/// One choice's chunks: the role, the answer in pieces, the finish reason.
+fn choice_chunks(id: &str, created: i64, model: &str, answer: &Answer) -> Vec<ChatCompletionChunk> {
     let mut chunks = vec![chunk(
         id,
         created,
@@ -298,21 +335,13 @@ fn stream_chunks(
         }
     };
     chunks.push(chunk(id, created, model, ChunkDelta::default(), Some(finish_reason)));
-    let mut last = chunk(id, created, model, ChunkDelta::default(), None);
-    last.choices.clear();
-    last.usage = Some(usage);
-    chunks.push(last);
     chunks
 }
 
-fn embedding_inputs(input: &Value) -> Option<Vec<String>> {
-    match input {
-        Value::String(text) => Some(vec![text.clone()]),
-        Value::Array(items) if !items.is_empty() => {
-            items.iter().map(|item| item.as_str().map(str::to_owned)).collect()
-        }
-        _ => None,
-    }
+/// Token ids as the words the dev provider embeds: `t<id>` each, so equal
+/// id sequences get equal vectors.
+fn token_words(ids: &[u32]) -> String {
+    ids.iter().map(|id| format!("t{id}")).collect::<Vec<_>>().join(" ")
 }
 
 /// A hashed bag of lowercased words, scaled to unit length.
@@ -424,5 +453,43 @@ mod tests {
         let far: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
         assert!(close > far, "{close} vs {far}");
         assert!(embed_text("", 8).iter().all(|x| *x == 0.0));
+    }
+
+    #[test]
+    fn n_answers_that_many_alike_choices() {
+        let request =
+            ChatCompletionRequest { messages: vec![user("hello")], n: Some(3), ..Default::default() };
+        let Reply::Complete { body, usage } = Dev.chat(&request, "dev") else {
+            panic!("not a complete answer")
+        };
+        let completion: ChatCompletion = serde_json::from_slice(&body).unwrap_or_default();
+        let indexes: Vec<u32> = completion.choices.iter().map(|choice| choice.index).collect();
+        assert_eq!(indexes, [0, 1, 2]);
+        assert!(completion.choices.iter().all(|c| c.message.content.as_deref() == Some("You said: hello")));
+        let one = ChatCompletionRequest { n: None, ..request.clone() };
+        let Reply::Complete { usage: single, .. } = Dev.chat(&one, "dev") else {
+            panic!("not a complete answer")
+        };
+        let (usage, single) = (usage.unwrap_or_default(), single.unwrap_or_default());
+        assert_eq!(usage.completion_tokens, 3 * single.completion_tokens);
+
+        let answer = answer(&request);
+        let chunks = stream_chunks("id", 0, "dev", &answer, 3, usage);
+        let per_choice = choice_chunks("id", 0, "dev", &answer).len();
+        assert_eq!(chunks.len(), 3 * per_choice + 1);
+        for (at, chunk) in chunks[..3 * per_choice].iter().enumerate() {
+            assert_eq!(chunk.choices[0].index as usize, at / per_choice, "chunk {at}");
+        }
+        assert!(chunks[3 * per_choice].choices.is_empty() && chunks[3 * per_choice].usage.is_some());
+    }
+
+    #[test]
+    fn token_ids_embed_like_their_words() {
+        let tokens = EmbeddingRequest { input: serde_json::json!([[7, 8], [7]]), ..Default::default() };
+        let Ok(list) = Dev.embed(&tokens, "dev") else { panic!("token ids were refused") };
+        assert_eq!(list.usage.prompt_tokens, 3);
+        let words = EmbeddingRequest { input: serde_json::json!("t7 t8"), ..Default::default() };
+        let Ok(same) = Dev.embed(&words, "dev") else { panic!("text was refused") };
+        assert_eq!(list.data[0].embedding, same.data[0].embedding);
     }
 }

@@ -281,7 +281,8 @@ pub struct FunctionCallDelta {
 #[derive(Debug, Clone, Default, Object, Serialize, Deserialize)]
 pub struct EmbeddingRequest {
     pub model: String,
-    /// A string or an array of 1 to 2,048 strings.
+    /// A string, an array of 1 to 2,048 strings, or token ids: an array of
+    /// integers, or an array of 1 to 2,048 such arrays.
     pub input: Value,
     /// `float` (the default) or `base64` (little-endian f32).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -293,6 +294,77 @@ pub struct EmbeddingRequest {
     #[serde(flatten)]
     #[oai(skip)]
     pub extra: Map<String, Value>,
+}
+
+/// Most inputs one embeddings request may carry.
+pub const MAX_EMBEDDING_INPUTS: usize = 2_048;
+
+/// What an embeddings request's `input` holds, in one of the shapes OpenAI
+/// accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmbeddingInputs {
+    Texts(Vec<String>),
+    /// Token ids, one array per input.
+    Tokens(Vec<Vec<u32>>),
+}
+
+impl EmbeddingInputs {
+    /// Reads `input`, or says what shape it must have. Every input is
+    /// non-empty and there are 1 to [`MAX_EMBEDDING_INPUTS`] of them.
+    pub fn parse(input: &Value) -> Result<Self, String> {
+        let shape = || {
+            format!(
+                "`input` must be a string, an array of 1 to {MAX_EMBEDDING_INPUTS} strings, \
+                 or token ids (an array of integers, or of such arrays)"
+            )
+        };
+        let inputs = match input {
+            Value::String(text) => Self::Texts(vec![text.clone()]),
+            Value::Array(items) if items.first().is_some_and(Value::is_string) => Self::Texts(
+                items
+                    .iter()
+                    .map(|item| item.as_str().map(str::to_owned))
+                    .collect::<Option<_>>()
+                    .ok_or_else(shape)?,
+            ),
+            Value::Array(items) if items.first().is_some_and(Value::is_number) => {
+                Self::Tokens(vec![token_ids(items).ok_or_else(shape)?])
+            }
+            Value::Array(items) if items.first().is_some_and(Value::is_array) => Self::Tokens(
+                items
+                    .iter()
+                    .map(|item| item.as_array().and_then(|ids| token_ids(ids)))
+                    .collect::<Option<_>>()
+                    .ok_or_else(shape)?,
+            ),
+            _ => return Err(shape()),
+        };
+        let (count, any_empty) = match &inputs {
+            Self::Texts(texts) => (texts.len(), false),
+            Self::Tokens(arrays) => (arrays.len(), arrays.iter().any(Vec::is_empty)),
+        };
+        if count == 0 || count > MAX_EMBEDDING_INPUTS || any_empty {
+            return Err(shape());
+        }
+        Ok(inputs)
+    }
+
+    /// How many inputs there are.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Texts(texts) => texts.len(),
+            Self::Tokens(arrays) => arrays.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// An array of token ids, or `None` when an item is not one.
+fn token_ids(items: &[Value]) -> Option<Vec<u32>> {
+    items.iter().map(|item| item.as_u64().and_then(|id| u32::try_from(id).ok())).collect()
 }
 
 /// The answer of `POST /v1/embeddings`.
@@ -337,4 +409,46 @@ pub struct ModelList {
     /// Always `list`.
     pub object: String,
     pub data: Vec<Model>,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::{EmbeddingInputs, MAX_EMBEDDING_INPUTS};
+
+    #[test]
+    fn embedding_input_takes_every_shape_openai_does() {
+        let texts = |items: &[&str]| EmbeddingInputs::Texts(items.iter().map(|t| (*t).to_owned()).collect());
+        assert_eq!(EmbeddingInputs::parse(&json!("hi")), Ok(texts(&["hi"])));
+        assert_eq!(EmbeddingInputs::parse(&json!(["a", "b"])), Ok(texts(&["a", "b"])));
+        assert_eq!(
+            EmbeddingInputs::parse(&json!([1, 2, 3])),
+            Ok(EmbeddingInputs::Tokens(vec![vec![1, 2, 3]]))
+        );
+        assert_eq!(
+            EmbeddingInputs::parse(&json!([[1, 2], [3]])),
+            Ok(EmbeddingInputs::Tokens(vec![vec![1, 2], vec![3]]))
+        );
+    }
+
+    #[test]
+    fn embedding_input_refuses_mixed_empty_and_oversized_shapes() {
+        let too_many = vec!["x"; MAX_EMBEDDING_INPUTS + 1];
+        for bad in [
+            json!(42),
+            json!(null),
+            json!([]),
+            json!(["a", 1]),
+            json!([1, "a"]),
+            json!([[1], "a"]),
+            json!([[]]),
+            json!([-1]),
+            json!([1.5]),
+            json!([4_294_967_296_u64]),
+            json!(too_many),
+        ] {
+            assert!(EmbeddingInputs::parse(&bad).is_err(), "{bad} was accepted");
+        }
+    }
 }
