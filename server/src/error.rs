@@ -134,7 +134,6 @@ pub enum ErrorCode {
     /// Too many failed logins for this account from this client.
     #[oai(rename = "auth.too_many_failed_logins")]
     AuthTooManyFailedLogins,
-    /// The server is up but cannot serve traffic yet.
     /// The chat or embeddings request is not valid (OpenAI's 400).
     #[oai(rename = "gateway.invalid_request")]
     GatewayInvalidRequest,
@@ -153,6 +152,7 @@ pub enum ErrorCode {
     /// A spend budget or daily cost cap would be exceeded.
     #[oai(rename = "billing.budget_exceeded")]
     BillingBudgetExceeded,
+    /// The server is up but cannot serve traffic yet.
     #[oai(rename = "server.not_ready")]
     ServerNotReady,
     /// An unexpected failure inside the server.

@@ -39,6 +39,13 @@ pub struct RefreshRequest {
     pub refresh_token: String,
 }
 
+#[derive(Debug, Object)]
+pub struct PasswordChangeRequest {
+    pub current_password: String,
+    /// 8 to 128 characters, not among the most common passwords.
+    pub new_password: String,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
 #[oai(rename_all = "lowercase")]
 pub enum TokenType {
@@ -115,6 +122,7 @@ operation_errors!(LoginError: 400, 401, 429);
 operation_errors!(RefreshError: 400, 401, 429);
 operation_errors!(LogoutError: 401, 403, 429);
 operation_errors!(MeError: 401, 429);
+operation_errors!(PasswordChangeError: 400, 401, 403, 422, 429);
 
 /// Refuses the request with 429 when `decision` says so.
 pub fn enforce(decision: Decision) -> Result<(), ApiError> {
@@ -201,6 +209,44 @@ impl AuthApi {
         let principal = state.principal(&auth).await?;
         accounts::logout(&state.db, &principal, &context(client)).await?;
         Ok(NoContent204::NoContent)
+    }
+
+    /// Changes the caller's password. Every session ends and the answer starts
+    /// a new one. Wrong current passwords count toward the login lockout of
+    /// the account from this address.
+    #[oai(path = "/v1/auth/password", method = "post", operation_id = "auth_password_change")]
+    async fn auth_password_change(
+        &self,
+        state: Data<&AppState>,
+        client: ClientAddr,
+        auth: AnyCredential,
+        body: Json<PasswordChangeRequest>,
+    ) -> Result<Ok200<AuthTokens>, PasswordChangeError> {
+        let principal = state.principal(&auth).await?;
+        principal.require_session()?;
+        let ip = client.ip();
+        let user = &principal.user_id;
+        if let Some(retry_after) = state.limits.login_locked(user, ip).await {
+            let decision = Decision::Limited { limit: state.limits.config().lockout.max, retry_after };
+            return Err(ApiError::rate_limited(ErrorCode::AuthTooManyFailedLogins, decision).into());
+        }
+        let issuer = state.token_issuer().await?;
+        let Json(body) = body;
+        let outcome = accounts::password_change(
+            &state.db,
+            issuer,
+            &principal,
+            body.current_password,
+            body.new_password,
+            &context(client),
+        )
+        .await;
+        match &outcome {
+            Err(DomainError::InvalidCredentials) => state.limits.login_failed(user, ip).await,
+            Ok(_) => state.limits.login_succeeded(user, ip).await,
+            Err(_) => {}
+        }
+        Ok(Ok200::Ok(Json(outcome?.into())))
     }
 
     /// The caller and their organizations (an API key sees only its own org).

@@ -10,9 +10,7 @@ use super::auth::{context, enforce};
 use super::responses::{Accepted202, NoContent204};
 use super::security::AnyCredential;
 use crate::app::AppState;
-use crate::domain::DomainError;
 use crate::domain::email;
-use crate::error::ApiError;
 use crate::http::client_addr::ClientAddr;
 use crate::operation_errors;
 
@@ -105,13 +103,7 @@ impl EmailApi {
         body: Json<PasswordResetConfirmRequest>,
     ) -> Result<NoContent204, PasswordResetConfirmError> {
         let Json(body) = body;
-        email::confirm_password_reset(&state.db, &body.token, body.new_password, &context(client))
-            .await
-            .map_err(|err| match err {
-                // The policy's error names `password`; here the field is `new_password`.
-                DomainError::WeakPassword(_) => ApiError::from(err).param("new_password"),
-                other => ApiError::from(other),
-            })?;
+        email::confirm_password_reset(&state.db, &body.token, body.new_password, &context(client)).await?;
         Ok(NoContent204::NoContent)
     }
 }

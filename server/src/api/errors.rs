@@ -19,8 +19,8 @@ impl From<DomainError> for ApiError {
                     .param("email")
                     .fix("Log in instead, or reset the password if it is forgotten.")
             }
-            DomainError::WeakPassword(why) => ApiError::new(ErrorCode::AuthWeakPassword, "Password too weak")
-                .param("password")
+            DomainError::WeakPassword { param, why } => ApiError::new(ErrorCode::AuthWeakPassword, "Password too weak")
+                .param(param)
                 .why(why)
                 .fix("Use 8 to 128 characters that are not a commonly used password."),
             DomainError::InvalidCredentials => {

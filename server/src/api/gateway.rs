@@ -7,8 +7,8 @@ use std::io;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures::{Stream, StreamExt};
+use bytes::{Bytes, BytesMut};
+use futures::{FutureExt, Stream, StreamExt};
 use poem::http::HeaderValue;
 use poem::web::Data;
 use poem::{Body, IntoResponse, Request, RequestBody, Response};
@@ -408,7 +408,8 @@ impl Drop for Ticket {
 
 /// The SSE body: each chunk as `data: …\n\n`, then `data: [DONE]`. The usage
 /// chunk goes only to clients that asked for it; an upstream failure after
-/// the first byte ends the stream with an error event. While the provider is
+/// the first byte ends the stream with an error event. Chunks that are
+/// already waiting go out together, in one write. While the provider is
 /// quiet, a `: keep-alive` comment goes out every `keepalive`: writing it is
 /// how a client that went away is noticed, which drops the provider's stream.
 fn sse_frames(
@@ -420,42 +421,58 @@ fn sse_frames(
     futures::stream::unfold(Some((events, ticket)), move |state| async move {
         let (mut events, mut ticket) = state?;
         loop {
-            let Ok(next) = tokio::time::timeout(keepalive, events.next()).await else {
+            let Ok(mut next) = tokio::time::timeout(keepalive, events.next()).await else {
                 return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), Some((events, ticket))));
             };
-            match next {
-                Some(Ok(chunk)) => {
-                    if chunk.usage.is_some() {
-                        ticket.usage = chunk.usage;
+            let mut batch = BytesMut::new();
+            loop {
+                match next {
+                    Some(Ok(chunk)) => {
+                        if chunk.usage.is_some() {
+                            ticket.usage = chunk.usage;
+                        }
+                        if !chunk.usage_only || wants_usage {
+                            ticket.sending(&chunk);
+                            push_frame(&mut batch, &chunk.data);
+                        }
                     }
-                    if chunk.usage_only && !wants_usage {
-                        continue;
+                    Some(Err(err)) => {
+                        let err = ApiError::new(ErrorCode::GatewayUpstreamError, err.to_string());
+                        let body = serde_json::to_vec(&poem_openapi::types::ToJSON::to_json(&err.body()))
+                            .unwrap_or_default();
+                        push_frame(&mut batch, &body);
+                        ticket.finish(502, None);
+                        return Some((Ok(batch.freeze()), None));
                     }
-                    ticket.sending(&chunk);
-                    return Some((Ok(frame(&chunk.data)), Some((events, ticket))));
+                    None => {
+                        batch.extend_from_slice(b"data: [DONE]\n\n");
+                        ticket.finish(200, None);
+                        return Some((Ok(batch.freeze()), None));
+                    }
                 }
-                Some(Err(err)) => {
-                    let err = ApiError::new(ErrorCode::GatewayUpstreamError, err.to_string());
-                    let body = serde_json::to_vec(&poem_openapi::types::ToJSON::to_json(&err.body()))
-                        .unwrap_or_default();
-                    ticket.finish(502, None);
-                    return Some((Ok(frame(&body)), None));
+                if batch.len() >= MAX_BATCH_BYTES {
+                    break;
                 }
-                None => {
-                    ticket.finish(200, None);
-                    return Some((Ok(Bytes::from_static(b"data: [DONE]\n\n")), None));
+                match events.next().now_or_never() {
+                    Some(ready) => next = ready,
+                    None => break,
                 }
+            }
+            if !batch.is_empty() {
+                return Some((Ok(batch.freeze()), Some((events, ticket))));
             }
         }
     })
 }
 
-fn frame(data: &[u8]) -> Bytes {
-    let mut frame = Vec::with_capacity(data.len() + 8);
-    frame.extend_from_slice(b"data: ");
-    frame.extend_from_slice(data);
-    frame.extend_from_slice(b"\n\n");
-    Bytes::from(frame)
+/// Past this many bytes, waiting chunks go out in the next write.
+const MAX_BATCH_BYTES: usize = 64 * 1024;
+
+fn push_frame(batch: &mut BytesMut, data: &[u8]) {
+    batch.reserve(data.len() + 8);
+    batch.extend_from_slice(b"data: ");
+    batch.extend_from_slice(data);
+    batch.extend_from_slice(b"\n\n");
 }
 
 /// `Server-Timing`: time spent waiting on the provider, and the gateway's own.
@@ -555,13 +572,15 @@ impl<T: Send> IntoResponse for GatewayReply<T> {
             put("x-ratelimit-remaining-tokens", u64::from(remaining));
         }
         // OpenAI writes resets as durations; both limits share one window.
-        let reset = HeaderValue::try_from(format!("{}s", self.quota.reset_secs));
-        for (limited, name) in [
-            (self.quota.requests.is_some(), "x-ratelimit-reset-requests"),
-            (self.quota.tokens.is_some(), "x-ratelimit-reset-tokens"),
-        ] {
-            if let (true, Ok(reset)) = (limited, &reset) {
-                headers.insert(name, reset.clone());
+        if self.quota.requests.is_some() || self.quota.tokens.is_some() {
+            let reset = HeaderValue::try_from(format!("{}s", self.quota.reset_secs));
+            for (limited, name) in [
+                (self.quota.requests.is_some(), "x-ratelimit-reset-requests"),
+                (self.quota.tokens.is_some(), "x-ratelimit-reset-tokens"),
+            ] {
+                if let (true, Ok(reset)) = (limited, &reset) {
+                    headers.insert(name, reset.clone());
+                }
             }
         }
         response

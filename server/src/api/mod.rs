@@ -3,6 +3,7 @@
 //! `openapi/switchyard.yaml`.
 
 mod api_keys;
+mod audit;
 mod auth;
 mod email;
 mod errors;
@@ -39,6 +40,8 @@ pub enum ApiTags {
     Projects,
     /// The OpenAI-compatible model gateway.
     Gateway,
+    /// The tamper-evident audit trail.
+    Audit,
 }
 
 pub type Apis = (
@@ -52,6 +55,7 @@ pub type Apis = (
     projects::ProjectsApi,
     gateway::GatewayApi,
     usage::UsageApi,
+    audit::AuditApi,
 );
 
 /// The poem-openapi service: the routes, and the spec generated from the code

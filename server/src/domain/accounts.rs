@@ -1,5 +1,6 @@
 //! Accounts and login sessions: register, log in, rotate refresh tokens (a
-//! reused token revokes its whole session), log out, and describe the caller.
+//! reused token revokes its whole session), log out, change the password,
+//! and describe the caller.
 
 use super::principal::Principal;
 use super::tokens::{TokenIssuer, digest, mint_refresh_token};
@@ -60,7 +61,7 @@ pub async fn register(
             message: "must be at most 100 characters".into(),
         });
     }
-    passwords::check_policy(&input.password)?;
+    passwords::check_policy(&input.password, "password")?;
     let password_hash =
         passwords::hash(input.password).await.map_err(|e| DomainError::Internal(e.to_string()))?;
     let user = UserRow {
@@ -149,6 +150,35 @@ pub async fn logout(db: &Db, principal: &Principal, ctx: &RequestContext) -> Dom
     let session_id = principal.require_session()?;
     db.session_revoke(session_id, now()).await?;
     audit(db, ctx, Some(&principal.user_id), "user.logout", Some(session_id)).await
+}
+
+/// Changes the caller's password after checking the current one. Every
+/// session of the account ends, the caller's too, and the answer signs them
+/// in afresh; API keys and two-factor login stay as they were.
+pub async fn password_change(
+    db: &Db,
+    issuer: &TokenIssuer,
+    principal: &Principal,
+    current_password: String,
+    new_password: String,
+    ctx: &RequestContext,
+) -> DomainResult<SignedIn> {
+    principal.require_session()?;
+    let user = db.user_by_id(&principal.user_id).await?.ok_or(DomainError::InvalidToken)?;
+    if !passwords::verify(current_password, Some(user.password_hash.clone())).await {
+        audit(db, ctx, Some(&user.id), "user.password_change_failed", Some(&user.id)).await?;
+        return Err(DomainError::InvalidCredentials);
+    }
+    passwords::check_policy(&new_password, "new_password")?;
+    let new_hash = passwords::hash(new_password).await.map_err(|e| DomainError::Internal(e.to_string()))?;
+    // Changed by a concurrent request since it was read: the current password
+    // the caller sent is no longer current.
+    if !db.user_change_password(&user.id, &user.password_hash, &new_hash, now()).await? {
+        return Err(DomainError::InvalidCredentials);
+    }
+    audit(db, ctx, Some(&user.id), "user.password_changed", Some(&user.id)).await?;
+    let user = UserRow { password_hash: new_hash, ..user };
+    sign_in(db, issuer, user).await
 }
 
 /// The caller and the orgs they belong to.

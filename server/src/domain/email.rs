@@ -137,7 +137,7 @@ pub async fn confirm_password_reset(
 ) -> DomainResult<()> {
     let hash = digest(token.trim());
     let user_id = db.password_reset_user(&hash, now()).await?.ok_or(DomainError::InvalidResetToken)?;
-    passwords::check_policy(&new_password)?;
+    passwords::check_policy(&new_password, "new_password")?;
     let password_hash =
         passwords::hash(new_password).await.map_err(|e| DomainError::Internal(e.to_string()))?;
     if !db.password_reset_complete(&hash, &user_id, &password_hash, now()).await? {

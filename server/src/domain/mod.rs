@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod api_keys;
+pub mod audit;
 pub mod email;
 pub mod invitations;
 pub mod key_cache;
@@ -26,8 +27,8 @@ pub enum DomainError {
     Invalid { param: &'static str, message: String },
     #[error("an account with this email already exists")]
     EmailTaken,
-    #[error("weak password: {0}")]
-    WeakPassword(&'static str),
+    #[error("weak {param}: {why}")]
+    WeakPassword { param: &'static str, why: &'static str },
     #[error("invalid email or password")]
     InvalidCredentials,
     #[error("invalid or expired access token")]

@@ -111,6 +111,15 @@ pub(super) async fn caller_role(db: &Db, principal: &Principal, org_id: &str) ->
     membership.map(|m| Role::parse(&m.role)).ok_or(DomainError::NotFound(Resource::Organization))
 }
 
+/// The org a request names with `org_id`, or an API key's own when it names
+/// none; a session must name one.
+pub(super) fn org_asked_for<'a>(principal: &'a Principal, asked: Option<&'a str>) -> DomainResult<&'a str> {
+    asked.or(principal.key_org()).ok_or_else(|| DomainError::Invalid {
+        param: "org_id",
+        message: "is required with a session token".to_owned(),
+    })
+}
+
 /// Checks the caller may change the org: a session or a key with the `admin`
 /// scope, and at least the `needed` role.
 pub(super) async fn manager_role(

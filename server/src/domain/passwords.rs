@@ -29,17 +29,19 @@ fn argon2() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
-/// Checks length and rejects the most common passwords.
-pub fn check_policy(password: &str) -> Result<(), DomainError> {
+/// Checks length and rejects the most common passwords; a refusal names
+/// `param`, the field the password came in.
+pub fn check_policy(password: &str, param: &'static str) -> Result<(), DomainError> {
+    let weak = |why| DomainError::WeakPassword { param, why };
     let chars = password.chars().count();
     if chars < MIN_LEN {
-        return Err(DomainError::WeakPassword("use at least 8 characters"));
+        return Err(weak("use at least 8 characters"));
     }
     if chars > MAX_LEN {
-        return Err(DomainError::WeakPassword("use at most 128 characters"));
+        return Err(weak("use at most 128 characters"));
     }
     if COMMON.contains(password) || COMMON.contains(password.to_lowercase().as_str()) {
-        return Err(DomainError::WeakPassword("this password is among the most commonly used"));
+        return Err(weak("this password is among the most commonly used"));
     }
     Ok(())
 }
@@ -84,11 +86,14 @@ mod tests {
 
     #[test]
     fn policy_rejects_short_long_and_common_passwords() {
-        assert!(check_policy("short").is_err());
-        assert!(check_policy(&"x".repeat(129)).is_err());
-        assert!(check_policy("password123").is_err());
-        assert!(check_policy("PASSWORD1").is_err(), "case does not make a common password strong");
-        assert!(check_policy("correct horse battery staple").is_ok());
+        assert!(check_policy("short", "password").is_err());
+        assert!(check_policy(&"x".repeat(129), "password").is_err());
+        assert!(check_policy("password123", "password").is_err());
+        assert!(
+            check_policy("PASSWORD1", "password").is_err(),
+            "case does not make a common password strong"
+        );
+        assert!(check_policy("correct horse battery staple", "password").is_ok());
     }
 
     #[test]

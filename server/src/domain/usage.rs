@@ -11,7 +11,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::orgs::{Role, caller_role};
+use super::orgs::{Role, caller_role, org_asked_for};
 use super::principal::{Principal, Scope, Via};
 use super::{DomainError, DomainResult};
 use crate::store::{Db, UsageBucket, UsageFilter, UsageGrouping};
@@ -94,16 +94,7 @@ pub async fn usage_report(
     principal: &Principal,
     query: UsageQuery<'_>,
 ) -> DomainResult<UsageReport> {
-    let org_id = match (principal.key_org(), query.org_id) {
-        (_, Some(asked)) => asked,
-        (Some(own), None) => own,
-        (None, None) => {
-            return Err(DomainError::Invalid {
-                param: "org_id",
-                message: "is required with a session token".to_owned(),
-            });
-        }
-    };
+    let org_id = org_asked_for(principal, query.org_id)?;
     let role = caller_role(db, principal, org_id).await?;
     let (from, to) = range(query.from, query.to, Utc::now())?;
     let mut report = UsageReport {

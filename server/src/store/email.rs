@@ -224,13 +224,23 @@ impl Db {
             .bind(user_id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("UPDATE password_resets SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL")
-            .bind(now)
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
-        revoke_all_sessions(&mut tx, user_id, now).await?;
+        spend_resets_and_sessions(&mut tx, user_id, now).await?;
         tx.commit().await?;
         Ok(true)
     }
+}
+
+/// After a password is set: every pending reset token of the user is spent
+/// and every session of theirs ends.
+pub(super) async fn spend_resets_and_sessions(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    user_id: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE password_resets SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL")
+        .bind(now)
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await?;
+    revoke_all_sessions(tx, user_id, now).await
 }

@@ -15,7 +15,7 @@ mod usage;
 mod users;
 
 pub use api_keys::{ApiKeyRow, KeyLimitsRow};
-pub use audit::AuditEvent;
+pub use audit::{AuditEvent, AuditFilter, AuditRow, GENESIS_HASH, link_hash};
 pub use email::{Queued, Resent, VerificationRow};
 pub use invitations::{Accepted, InvitationRow};
 pub use orgs::{CostCaps, MemberRow, MembershipRow, OrgRow};
@@ -125,8 +125,11 @@ impl Db {
         &self.pool
     }
 
+    /// Applies pending migrations, then chains any audit events recorded
+    /// before the audit trail was hash-chained.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         self.engine.migrator().run(&self.pool).await?;
+        self.audit_chain_backfill().await?;
         Ok(())
     }
 

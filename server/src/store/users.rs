@@ -3,6 +3,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::email::spend_resets_and_sessions;
 use super::{Db, StoreError, is_unique_violation};
 
 /// A user as stored.
@@ -186,5 +187,33 @@ impl Db {
                 .fetch_optional(self.pool())
                 .await?;
         Ok(matches!(revoked, Some(None)))
+    }
+
+    /// Replaces the password hash if it is still `current_hash`, spends every
+    /// pending reset token and ends every session, in one transaction. False
+    /// when the password changed in the meantime.
+    pub async fn user_change_password(
+        &self,
+        user_id: &str,
+        current_hash: &str,
+        new_hash: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let changed = sqlx::query(
+            "UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3 AND password_hash = $4",
+        )
+        .bind(new_hash)
+        .bind(now)
+        .bind(user_id)
+        .bind(current_hash)
+        .execute(&mut *tx)
+        .await?;
+        if changed.rows_affected() != 1 {
+            return Ok(false);
+        }
+        spend_resets_and_sessions(&mut tx, user_id, now).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 }

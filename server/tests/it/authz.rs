@@ -91,6 +91,10 @@ enum Sends {
     /// session of the account, so session callers use an account registered,
     /// with two-factor on, for this one call.
     RecoveryCode,
+    /// The current password and a new one. Changing the password ends every
+    /// session of the account, so session callers use an account registered
+    /// for this one call.
+    PasswordChange,
     /// A well-formed code that was never mailed: the call reaches the code check.
     UnmailedCode,
     /// `{id}` is the owner's org, with a new name.
@@ -196,12 +200,12 @@ type Row = (&'static str, Sends, [Expect; 8]);
 use Sends::{
     ChatRequest, DevModel, EmbeddingsRequest, EndsSession, FreshInvitation, FreshMember, FreshOwnersKey,
     FreshOwnersOrg, FreshOwnersProject, InvitationForCaller, KeyInOwnersOrg, NewMemberForOwnersOrg, NewOrg,
-    Nothing, OwnersOrg, OwnersOrgQuery, OwnersProject, ProjectInOwnersOrg, PromoteFreshMember, RecoveryCode,
-    RenameOwnersOrg, RenameOwnersProject, SetupCode, UnmailedCode,
+    Nothing, OwnersOrg, OwnersOrgQuery, OwnersProject, PasswordChange, ProjectInOwnersOrg,
+    PromoteFreshMember, RecoveryCode, RenameOwnersOrg, RenameOwnersProject, SetupCode, UnmailedCode,
 };
 
 #[rustfmt::skip]
-const MATRIX: [Row; 32] = [
+const MATRIX: [Row; 35] = [
 //   operation              sends           anonymous      owner       admin       member      external    key `*`       key `chat`    stranger
     ("two_factor_setup",   Nothing,        [NO_CREDENTIAL, OK,         OK,         OK,         OK,         SESSION_ONLY, SESSION_ONLY, OK]),
     ("two_factor_enable",  SetupCode,      [NO_CREDENTIAL, OK,         OK,         OK,         OK,         SESSION_ONLY, SESSION_ONLY, OK]),
@@ -209,6 +213,7 @@ const MATRIX: [Row; 32] = [
     ("auth_verify_email",  UnmailedCode,   [NO_CREDENTIAL, WRONG_CODE, WRONG_CODE, WRONG_CODE, WRONG_CODE, SESSION_ONLY, SESSION_ONLY, WRONG_CODE]),
     ("auth_resend_verification", Nothing,  [NO_CREDENTIAL, ACCEPTED,   ACCEPTED,   ACCEPTED,   ACCEPTED,   SESSION_ONLY, SESSION_ONLY, ACCEPTED]),
     ("auth_logout",        EndsSession,    [NO_CREDENTIAL, NO_CONTENT, NO_CONTENT, NO_CONTENT, NO_CONTENT, SESSION_ONLY, SESSION_ONLY, NO_CONTENT]),
+    ("auth_password_change", PasswordChange, [NO_CREDENTIAL, OK,       OK,         OK,         OK,         SESSION_ONLY, SESSION_ONLY, OK]),
     ("auth_me",            Nothing,        [NO_CREDENTIAL, OK,         OK,         OK,         OK,         OK,           OK,           OK]),
     ("org_create",         NewOrg,         [NO_CREDENTIAL, CREATED,    CREATED,    CREATED,    CREATED,    SESSION_ONLY, SESSION_ONLY, CREATED]),
     ("org_list",           Nothing,        [NO_CREDENTIAL, OK,         OK,         OK,         OK,         OK,           OK,           OK]),
@@ -241,6 +246,9 @@ const MATRIX: [Row; 32] = [
     ("model_get",          DevModel,       [NO_CREDENTIAL, OK,         OK,         OK,         OK,         OK,           OK,           OK]),
     // Members and externals see their own usage, and a key without the
     // `admin` scope its own; none of them is refused.
+    // Owners and admins read and check the audit trail; a key needs `admin`.
+    ("audit_list",         OwnersOrgQuery, [NO_CREDENTIAL, OK,         OK,         NEEDS_ROLE, NEEDS_ROLE, OK,           NEEDS_ADMIN_SCOPE, NO_SUCH_ORG]),
+    ("audit_verify",       OwnersOrgQuery, [NO_CREDENTIAL, OK,         OK,         NEEDS_ROLE, NEEDS_ROLE, OK,           NEEDS_ADMIN_SCOPE, NO_SUCH_ORG]),
     ("usage_get",          OwnersOrgQuery, [NO_CREDENTIAL, OK,         OK,         OK,         OK,         OK,           OK,           NO_SUCH_ORG]),
 ];
 
@@ -452,6 +460,12 @@ impl World {
             }
             RecoveryCode => body = Some(json!({"password": PASSWORD, "recovery_code": "k3f9a-q2m7x"})),
             UnmailedCode => body = Some(json!({"code": "1234567"})),
+            PasswordChange => {
+                if session.is_some() {
+                    token = Some(self.fresh_account().await?.access);
+                }
+                body = Some(json!({"current_password": PASSWORD, "new_password": "a brand new passphrase"}));
+            }
             RenameOwnersOrg => {
                 id = Some(self.owners_org.clone());
                 body = Some(json!({"name": "Renamed Org"}));

@@ -3,6 +3,7 @@
 //! PostgreSQL.
 
 mod abuse;
+mod audit;
 mod authz;
 mod cli;
 mod config;
@@ -16,6 +17,7 @@ mod invitations;
 mod key_usage;
 mod members;
 mod operations;
+mod password_change;
 mod projects;
 mod published;
 mod support;
