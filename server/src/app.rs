@@ -25,7 +25,7 @@ use crate::limits::{AbuseLimits, CredentialLimiter};
 use crate::mail::Mailer;
 use crate::mail::delivery::Delivery;
 use crate::metrics::Metrics;
-use crate::store::{Db, StoreError};
+use crate::store::{Db, Retention, StoreError};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -185,12 +185,19 @@ impl App {
         let grace = Duration::from_secs(self.config.shutdown_grace_secs);
         let flusher = tokio::spawn(flush_key_usage(self.state.clone()));
         let usage_flusher = tokio::spawn(flush_gateway_usage(self.state.clone()));
+        let sweeper = (self.config.housekeeping_interval_secs > 0).then(|| {
+            let every = Duration::from_secs(self.config.housekeeping_interval_secs);
+            tokio::spawn(sweep_periodically(self.state.db.clone(), every))
+        });
         let delivery = Delivery::spawn(self.state.db.clone(), self.state.mail.clone());
         let result = Server::new_with_acceptor(acceptor)
             .run_with_graceful_shutdown(endpoint, shutdown, Some(grace))
             .await;
         flusher.abort();
         usage_flusher.abort();
+        if let Some(sweeper) = sweeper {
+            sweeper.abort();
+        }
         if let Some(delivery) = delivery {
             delivery.stop().await;
         }
@@ -230,6 +237,19 @@ async fn flush_gateway_usage(state: AppState) {
         tick.tick().await;
         if let Err(err) = state.meter.flush(&state.db).await {
             tracing::warn!(error = %err, "could not record gateway usage; will retry");
+        }
+    }
+}
+
+/// Deletes rows that can no longer matter, every `every`, until aborted.
+async fn sweep_periodically(db: Db, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        match db.sweep(chrono::Utc::now().timestamp(), Retention::default()).await {
+            Ok(swept) if swept.total() > 0 => tracing::info!(?swept, "housekeeping swept expired rows"),
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "housekeeping failed; will retry"),
         }
     }
 }

@@ -35,6 +35,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// How long a graceful shutdown waits for in-flight requests.
     pub shutdown_grace_secs: u64,
+    /// How often expired sessions, tokens, codes, old invitations and
+    /// delivered mail are deleted; `0` never (run `switchyard housekeeping`).
+    pub housekeeping_interval_secs: u64,
     pub auth: AuthConfig,
     /// Per-client limits on sign-up, login and key minting (`[abuse]`).
     pub abuse: AbuseLimitsConfig,
@@ -97,6 +100,7 @@ impl Default for Config {
             log_level: "info".to_owned(),
             max_body_bytes: 1024 * 1024,
             shutdown_grace_secs: 30,
+            housekeeping_interval_secs: 3600,
             auth: AuthConfig::default(),
             abuse: AbuseLimitsConfig::default(),
             public_url: "http://127.0.0.1:8000".to_owned(),

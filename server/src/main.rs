@@ -9,7 +9,7 @@ use switchyard_server::config::{Config, LogFormat, Overrides};
 use switchyard_server::domain::RequestContext;
 use switchyard_server::domain::api_keys;
 use switchyard_server::domain::principal::Scope;
-use switchyard_server::store::{Db, OutboxRow};
+use switchyard_server::store::{Db, OutboxRow, Retention};
 use switchyard_server::{App, telemetry};
 
 #[derive(Parser)]
@@ -55,6 +55,9 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         limit: u32,
     },
+    /// Delete expired sessions, tokens, codes, old invitations and delivered
+    /// mail now (`serve` does it every `housekeeping_interval_secs`).
+    Housekeeping,
 }
 
 #[derive(Subcommand)]
@@ -158,6 +161,26 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             for row in rows.iter().rev() {
                 print!("{}", render_outbox_row(row));
             }
+            Ok(())
+        }
+        Command::Housekeeping => {
+            let db = Db::connect(&config.database_url).await?;
+            db.migrate().await?;
+            let swept = db.sweep(chrono::Utc::now().timestamp(), Retention::default()).await;
+            db.close().await;
+            let swept = swept?;
+            println!(
+                "swept {} rows: {} sessions, {} refresh tokens, {} login challenges, {} verification codes, \
+                 {} reset tokens, {} invitations, {} delivered mails",
+                swept.total(),
+                swept.sessions,
+                swept.refresh_tokens,
+                swept.login_challenges,
+                swept.email_verifications,
+                swept.password_resets,
+                swept.invitations,
+                swept.delivered_mail,
+            );
             Ok(())
         }
         Command::Config { command: ConfigCommand::Print } => {

@@ -1,5 +1,5 @@
 //! The `switchyard` binary itself: zero-config start on SQLite, `config print`,
-//! `migrate`, `--version`, bad config, and graceful shutdown on SIGTERM.
+//! `migrate`, `housekeeping`, `--version`, bad config, and graceful shutdown on SIGTERM.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -80,6 +80,16 @@ fn migrate_creates_and_migrates_the_database() -> TestResult {
     let out = run(&mut switchyard(&dir.0, &["migrate", "--database-url", "sqlite://data.db"]))?;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(dir.0.join("data.db").exists());
+    Ok(())
+}
+
+#[test]
+fn housekeeping_sweeps_once_and_reports_what_it_deleted() -> TestResult {
+    let dir = WorkDir::new()?;
+    let out = run(&mut switchyard(&dir.0, &["housekeeping", "--database-url", "sqlite://data.db"]))?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout)?;
+    assert!(text.starts_with("swept 0 rows: 0 sessions"), "{text}");
     Ok(())
 }
 
