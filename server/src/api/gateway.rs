@@ -27,16 +27,15 @@ use super::{ApiTags, Ok200};
 use crate::app::AppState;
 use crate::domain::principal::{Principal, Scope, Via};
 use crate::error::{ApiError, ErrorCode};
-use crate::gateway::metering::{Admission, Caller, Estimate, Quota};
+use crate::gateway::metering::{Caller, Estimate, Quota};
+use crate::gateway::ticket::Ticket;
 use crate::gateway::wire::{
     ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, EmbeddingInputs, EmbeddingList,
     EmbeddingRequest, MAX_CONTENT_CHARS, MAX_MESSAGES, Model, ModelList, Usage,
 };
-use crate::gateway::{ChunkEvent, EventStream, Price, Reply, Route, Target};
+use crate::gateway::{EventStream, Price, Reply, Route};
 use crate::http::request_id;
-use crate::metrics::{GatewayOutcome, InFlight};
 use crate::operation_errors;
-use crate::store::UsageRow;
 
 #[derive(Default)]
 pub struct GatewayApi;
@@ -65,7 +64,7 @@ impl GatewayApi {
             admit(&state, &auth, &request.model, started, |price| Estimate::chat(&request, price)).await?;
         let answered = match state.gateway.chat(&route, &request).await {
             Ok(answered) => answered,
-            Err(err) => return Err(ticket.fail(err.into()).into()),
+            Err(err) => return Err(refuse(ticket, err.into()).into()),
         };
         let ticket = ticket.answered_by(&answered.target, answered.upstream);
         let timing = ServerTiming { upstream: answered.upstream, total: started.elapsed() };
@@ -100,7 +99,7 @@ impl GatewayApi {
                 .await?;
         let answered = match state.gateway.embed(&route, &request).await {
             Ok(answered) => answered,
-            Err(err) => return Err(ticket.fail(err.into()).into()),
+            Err(err) => return Err(refuse(ticket, err.into()).into()),
         };
         let ticket = ticket.answered_by(&answered.target, answered.upstream);
         let list: EmbeddingList = answered.value;
@@ -109,7 +108,7 @@ impl GatewayApi {
         let body = match serde_json::to_vec(&list) {
             Ok(body) => body,
             Err(e) => {
-                return Err(ticket.fail(ApiError::new(ErrorCode::ServerInternal, e.to_string())).into());
+                return Err(refuse(ticket, ApiError::new(ErrorCode::ServerInternal, e.to_string())).into());
             }
         };
         ticket.finish(200, Some(usage));
@@ -165,7 +164,7 @@ async fn admit(
     let principal = state.principal(auth).await?;
     principal.require_scope(Scope::Chat)?;
     let route = allowed_route(state, &principal, model)?;
-    let caller = caller(&principal);
+    let caller = Caller::of(&principal);
     let admission = state.meter.admit(&state.db, &caller, estimate(route.estimate_price())).await?;
     let in_flight = state.metrics.gateway().admitted();
     let ticket = Ticket::new(admission, in_flight, &caller, &route.name, started);
@@ -208,23 +207,10 @@ fn allowed_route(
     }
 }
 
-fn caller(principal: &Principal) -> Caller {
-    match &principal.via {
-        Via::ApiKey { key_id, org_id, project_id, limits, .. } => Caller {
-            user_id: principal.user_id.clone(),
-            org_id: Some(org_id.clone()),
-            project_id: project_id.clone(),
-            key_id: Some(key_id.clone()),
-            limits: limits.clone(),
-        },
-        Via::Session { .. } => Caller {
-            user_id: principal.user_id.clone(),
-            org_id: None,
-            project_id: None,
-            key_id: None,
-            limits: Default::default(),
-        },
-    }
+/// Records the refused call and hands its error back.
+fn refuse(ticket: Ticket, err: ApiError) -> ApiError {
+    ticket.finish(err.status().as_u16(), None);
+    err
 }
 
 fn invalid(param: &str, message: String) -> ApiError {
@@ -279,131 +265,6 @@ fn check_embedding(request: &EmbeddingRequest) -> Result<(), ApiError> {
         return Err(invalid("encoding_format", "`encoding_format` must be float or base64".to_owned()));
     }
     Ok(())
-}
-
-/// One request's usage record and metrics in the making; finishing it
-/// settles the reservation and records both, once. Dropped unfinished (the
-/// client went away mid-stream), it records what was used with status 499.
-struct Ticket {
-    admission: Option<Admission>,
-    in_flight: InFlight,
-    row: UsageRow,
-    price: Price,
-    usage: Option<Usage>,
-    started: Instant,
-    /// Time spent upstream, once a target answered.
-    upstream: Option<Duration>,
-    /// When the answer (a stream's first byte) was ready, since `started`.
-    responded: Option<Duration>,
-    /// When a stream's first content or tool call went out, since `started`.
-    first_token: Option<Duration>,
-}
-
-impl Ticket {
-    fn new(
-        admission: Admission,
-        in_flight: InFlight,
-        caller: &Caller,
-        route: &str,
-        started: Instant,
-    ) -> Self {
-        Self {
-            admission: Some(admission),
-            in_flight,
-            row: UsageRow {
-                id: crate::domain::new_id("use"),
-                occurred_at: crate::domain::now(),
-                org_id: caller.org_id.clone(),
-                project_id: caller.project_id.clone(),
-                user_id: caller.user_id.clone(),
-                key_id: caller.key_id.clone(),
-                route: route.to_owned(),
-                provider: None,
-                upstream_model: None,
-                prompt_tokens: 0,
-                completion_tokens: 0,
-                cost_micros: 0,
-                latency_ms: 0,
-                status: 499,
-            },
-            price: Price::default(),
-            usage: None,
-            started,
-            upstream: None,
-            responded: None,
-            first_token: None,
-        }
-    }
-
-    /// `target` answered after `upstream` spent waiting on providers.
-    fn answered_by(mut self, target: &Target, upstream: Duration) -> Self {
-        self.row.provider = Some(target.provider_name.to_string());
-        self.row.upstream_model = Some(target.model.to_string());
-        self.price = target.price;
-        self.upstream = Some(upstream);
-        self
-    }
-
-    /// Notes the first byte of the answer going out.
-    fn responding(&mut self) {
-        if self.responded.is_none() {
-            self.responded = Some(self.started.elapsed());
-        }
-    }
-
-    /// Notes a stream chunk going out: the first one with output sets the
-    /// time to first token.
-    fn sending(&mut self, chunk: &ChunkEvent) {
-        self.responding();
-        if self.first_token.is_none() && !chunk.usage_only && chunk.carries_output() {
-            self.first_token = Some(self.started.elapsed());
-        }
-    }
-
-    fn quota(&self) -> Quota {
-        self.admission.as_ref().map(|a| a.quota).unwrap_or_default()
-    }
-
-    /// Records the failed call and hands its error back.
-    fn fail(self, err: ApiError) -> ApiError {
-        self.finish(err.status().as_u16(), None);
-        err
-    }
-
-    fn finish(mut self, status: u16, usage: Option<Usage>) {
-        self.responding();
-        self.usage = usage.or(self.usage);
-        self.row.status = i64::from(status);
-        self.settle();
-    }
-
-    fn settle(&mut self) {
-        let Some(admission) = self.admission.take() else { return };
-        let usage = self.usage.unwrap_or_default();
-        let mut row = self.row.clone();
-        row.prompt_tokens = i64::try_from(usage.prompt_tokens).unwrap_or(i64::MAX);
-        row.completion_tokens = i64::try_from(usage.completion_tokens).unwrap_or(i64::MAX);
-        row.cost_micros = self.price.cost_micros(&usage);
-        row.latency_ms = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
-        self.in_flight.finished(&GatewayOutcome {
-            route: &row.route,
-            provider: row.provider.as_deref(),
-            status: u16::try_from(row.status).unwrap_or_default(),
-            prompt_tokens: usage.prompt_tokens,
-            completion_tokens: usage.completion_tokens,
-            cost_micro_usd: u64::try_from(row.cost_micros).unwrap_or_default(),
-            upstream: self.upstream,
-            overhead: self.upstream.zip(self.responded).map(|(upstream, at)| at.saturating_sub(upstream)),
-            first_token: self.first_token,
-        });
-        admission.settle(row);
-    }
-}
-
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        self.settle();
-    }
 }
 
 /// The SSE body: each chunk as `data: …\n\n`, then `data: [DONE]`. The usage

@@ -11,6 +11,7 @@ pub mod dev;
 pub mod metering;
 pub mod openai;
 pub mod price;
+pub mod ticket;
 pub mod upstream;
 pub mod wire;
 
