@@ -4,7 +4,8 @@
 //! committed contract (`openapi/switchyard.yaml`) at build time; see
 //! [`Client`] for every operation. Hand-written additions sit beside them:
 //! [`connect`] builds a client with credentials and timeouts suited to
-//! streaming, and [`stream`] reads server-sent event streams.
+//! streaming, [`stream`] reads server-sent event streams, and
+//! `ChatCompletionRequest::new` and `ChatMessage::text` shorten gateway calls.
 //!
 //! ```text
 //! let client = switchyard_sdk::connect("http://127.0.0.1:8000", Credential::None)?;
@@ -13,6 +14,7 @@
 //!
 //! `examples/quickstart.rs` in the repository is a complete program.
 
+mod chat;
 mod client;
 pub mod stream;
 

@@ -1,8 +1,56 @@
 //! Server-sent event streams (chat completion chunks, run events, knowledge
 //! answers): [`events`] turns a streaming response into a stream of
-//! [`SseEvent`]s, following the WHATWG event-stream parsing rules.
+//! [`SseEvent`]s, following the WHATWG event-stream parsing rules, and
+//! [`chat_completion_stream`] streams a chat completion as typed chunks
+//! (the generated `chat_completion_create` reads whole JSON answers only).
 
 use futures::{Stream, StreamExt, stream};
+
+use crate::types::{ChatCompletionChunk, ChatCompletionRequest, ErrorBody};
+use crate::{Client, ClientInfo, Error, ResponseValue};
+
+/// What can end a chat completion stream early.
+#[derive(Debug, thiserror::Error)]
+pub enum ChatStreamError {
+    #[error("reading the stream: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("a chunk is not a chat.completion.chunk: {0}")]
+    Chunk(#[from] serde_json::Error),
+    /// The provider failed after the stream began; the server sends the
+    /// error envelope as the last event.
+    #[error("the stream ended with an error: {}", .0.error.message)]
+    Upstream(Box<ErrorBody>),
+}
+
+/// Sends `request` with `stream: true` and yields its chunks as they arrive,
+/// ending at `data: [DONE]`. Refusals before the stream starts (401, 404,
+/// 429, …) come back as [`Error::ErrorResponse`], as from any operation.
+pub async fn chat_completion_stream(
+    client: &Client,
+    request: &ChatCompletionRequest,
+) -> Result<impl Stream<Item = Result<ChatCompletionChunk, ChatStreamError>> + use<>, Error<ErrorBody>> {
+    let mut body = serde_json::to_value(request).map_err(|e| Error::InvalidRequest(e.to_string()))?;
+    body["stream"] = serde_json::Value::Bool(true);
+    let response = client
+        .client()
+        .post(format!("{}/v1/chat/completions", client.baseurl()))
+        .header(reqwest::header::ACCEPT, "text/event-stream")
+        .json(&body)
+        .send()
+        .await?;
+    if !response.status().is_success() {
+        return Err(Error::ErrorResponse(ResponseValue::from_response(response).await?));
+    }
+    Ok(events(response)
+        .take_while(|event| std::future::ready(!matches!(event, Ok(event) if event.data == "[DONE]")))
+        .map(|event| {
+            let data = event?.data;
+            match serde_json::from_str::<ErrorBody>(&data) {
+                Ok(failure) => Err(ChatStreamError::Upstream(Box::new(failure))),
+                Err(_) => Ok(serde_json::from_str::<ChatCompletionChunk>(&data)?),
+            }
+        }))
+}
 
 /// One dispatched event.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

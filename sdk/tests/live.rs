@@ -113,3 +113,63 @@ async fn register_login_mint_a_key_and_use_it() -> Result<(), Box<dyn std::error
     server.stop().await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn streams_a_chat_completion_as_typed_chunks() -> Result<(), Box<dyn std::error::Error>> {
+    use futures::StreamExt;
+    use switchyard_sdk::stream::chat_completion_stream;
+    use switchyard_sdk::types::{
+        ApiKeyScope, ChatCompletionRequest, ChatMessage, CreateApiKeyRequest, CreateOrgRequest,
+        RegisterRequest,
+    };
+
+    let server = RunningServer::start(TestDatabase::create(TestEngine::Sqlite).await?, |_| {}).await?;
+    let anonymous = connect(&server.base_url, Credential::None)?;
+    let register = RegisterRequest {
+        email: "ada@example.com".to_owned(),
+        password: "correct horse battery staple".to_owned(),
+        display_name: None,
+    };
+    let session = anonymous.auth_register().body(register).send().await?.into_inner();
+    let user = connect(&server.base_url, Credential::Bearer(session.access_token))?;
+    let org = user.org_create().body(CreateOrgRequest { name: "Engines".to_owned() }).send().await?;
+    let key = CreateApiKeyRequest {
+        name: "chat".to_owned(),
+        scopes: vec![ApiKeyScope::Chat],
+        org_id: org.id.clone(),
+        project_id: None,
+        expires_in_days: None,
+        allowed_models: Default::default(),
+        budget_usd: None,
+        rpm_limit: None,
+        tpm_limit: None,
+    };
+    let minted = user.api_key_create().body(key).send().await?;
+    let client = connect(&server.base_url, Credential::ApiKey(minted.key.clone()))?;
+
+    let request = |model: &str| {
+        ChatCompletionRequest::new(model, vec![ChatMessage::text("user", "stream this please")])
+    };
+    let chunks: Vec<_> = chat_completion_stream(&client, &request("default")).await?.collect().await;
+    let mut text = String::new();
+    let mut finish = None;
+    for chunk in chunks {
+        let chunk = chunk?;
+        assert_eq!(chunk.object, "chat.completion.chunk");
+        for choice in chunk.choices {
+            text.push_str(choice.delta.content.as_deref().unwrap_or_default());
+            finish = choice.finish_reason.or(finish);
+        }
+    }
+    assert_eq!(text, "You said: stream this please");
+    assert_eq!(finish.as_deref(), Some("stop"));
+
+    // A refusal before the stream starts is the typed envelope.
+    match chat_completion_stream(&client, &request("no-such-model")).await {
+        Err(Error::ErrorResponse(err)) => assert_eq!(err.error.code, ErrorCode::GatewayModelNotFound),
+        Err(other) => panic!("expected a typed 404, got {other}"),
+        Ok(_) => panic!("an unknown model must be refused"),
+    }
+    server.stop().await?;
+    Ok(())
+}
