@@ -101,6 +101,9 @@ pub enum ErrorCode {
     /// The password-reset token is unknown, expired or already used.
     #[oai(rename = "auth.invalid_reset_token")]
     AuthInvalidResetToken,
+    /// No live session with this id among the caller's.
+    #[oai(rename = "auth.session_not_found")]
+    AuthSessionNotFound,
     /// No such organization (or not one the caller belongs to).
     #[oai(rename = "org.not_found")]
     OrgNotFound,
@@ -205,7 +208,8 @@ impl ErrorCode {
             | Self::ApiKeyNotFound
             | Self::OrgMemberNotFound
             | Self::OrgInvitationNotFound
-            | Self::ProjectNotFound => StatusCode::NOT_FOUND,
+            | Self::ProjectNotFound
+            | Self::AuthSessionNotFound => StatusCode::NOT_FOUND,
             Self::OrgAlreadyMember | Self::OrgLastOwner => StatusCode::CONFLICT,
             Self::OrgInvalidInvitation => StatusCode::UNAUTHORIZED,
             Self::OrgInvitationEmailMismatch => StatusCode::FORBIDDEN,

@@ -139,6 +139,7 @@ impl From<DomainError> for ApiError {
                     Resource::Member => ErrorCode::OrgMemberNotFound,
                     Resource::Invitation => ErrorCode::OrgInvitationNotFound,
                     Resource::Project => ErrorCode::ProjectNotFound,
+                    Resource::Session => ErrorCode::AuthSessionNotFound,
                 };
                 ApiError::new(code, format!("No such {resource}"))
             }

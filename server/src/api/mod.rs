@@ -14,6 +14,7 @@ mod orgs;
 mod projects;
 mod responses;
 pub mod security;
+mod sessions;
 mod two_factor;
 mod usage;
 mod wire;
@@ -48,6 +49,7 @@ pub type Apis = (
     operations::OperationsApi,
     meta::MetaApi,
     auth::AuthApi,
+    sessions::SessionsApi,
     two_factor::TwoFactorApi,
     email::EmailApi,
     api_keys::ApiKeysApi,

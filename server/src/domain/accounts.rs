@@ -4,10 +4,10 @@
 
 use super::principal::Principal;
 use super::tokens::{TokenIssuer, digest, mint_refresh_token};
-use super::{DomainError, DomainResult, RequestContext, new_id, now};
+use super::{DomainError, DomainResult, Page, RequestContext, Resource, new_id, now};
 use super::{email, passwords, two_factor};
 use crate::mail::Mailer;
-use crate::store::{AuditEvent, Db, MembershipRow, UserRow};
+use crate::store::{AuditEvent, Db, MembershipRow, SessionRow, UserRow};
 
 pub const MAX_EMAIL_LEN: usize = 254;
 pub const MAX_DISPLAY_NAME_LEN: usize = 100;
@@ -78,7 +78,7 @@ pub async fn register(
     }
     audit(db, ctx, Some(&user.id), "user.registered", Some(&user.id)).await?;
     email::send_verification(db, mail, &user).await?;
-    sign_in(db, issuer, user).await
+    sign_in(db, issuer, user, ctx).await
 }
 
 /// A correct password either signs in or, with 2FA on, asks for the second factor.
@@ -106,7 +106,7 @@ pub async fn login(
         }
         Some(user) if verified => {
             audit(db, ctx, Some(&user.id), "user.login", Some(&user.id)).await?;
-            Ok(LoginOutcome::SignedIn(sign_in(db, issuer, user).await?))
+            Ok(LoginOutcome::SignedIn(sign_in(db, issuer, user, ctx).await?))
         }
         other => {
             let actor = other.as_ref().map(|u| u.id.as_str());
@@ -178,7 +178,34 @@ pub async fn password_change(
     }
     audit(db, ctx, Some(&user.id), "user.password_changed", Some(&user.id)).await?;
     let user = UserRow { password_hash: new_hash, ..user };
-    sign_in(db, issuer, user).await
+    sign_in(db, issuer, user, ctx).await
+}
+
+/// The caller's sessions that can still be used, and which one is theirs.
+pub async fn session_list(
+    db: &Db,
+    principal: &Principal,
+    cursor: Option<&str>,
+    limit: i64,
+) -> DomainResult<(Page<SessionRow>, String)> {
+    let current = principal.require_session()?.to_owned();
+    let rows = db.sessions_of(&principal.user_id, now(), cursor, limit + 1).await?;
+    Ok((Page::from_rows(rows, limit, |s| &s.id), current))
+}
+
+/// Ends one of the caller's sessions, such as a lost device's; another
+/// user's, or one already ended, does not exist for them.
+pub async fn session_revoke(
+    db: &Db,
+    principal: &Principal,
+    session_id: &str,
+    ctx: &RequestContext,
+) -> DomainResult<()> {
+    principal.require_session()?;
+    if !db.session_revoke_of(&principal.user_id, session_id, now()).await? {
+        return Err(DomainError::NotFound(Resource::Session));
+    }
+    audit(db, ctx, Some(&principal.user_id), "user.session_revoked", Some(session_id)).await
 }
 
 /// The caller and the orgs they belong to.
@@ -191,12 +218,17 @@ pub async fn me(db: &Db, principal: &Principal) -> DomainResult<(UserRow, Vec<Me
     Ok((user, memberships))
 }
 
-pub(super) async fn sign_in(db: &Db, issuer: &TokenIssuer, user: UserRow) -> DomainResult<SignedIn> {
+pub(super) async fn sign_in(
+    db: &Db,
+    issuer: &TokenIssuer,
+    user: UserRow,
+    ctx: &RequestContext,
+) -> DomainResult<SignedIn> {
     let session_id = new_id("ses");
     let refresh = mint_refresh_token();
     let now = now();
-    db.session_create(&session_id, &user.id, &refresh.digest, now + issuer.refresh_ttl.as_secs() as i64, now)
-        .await?;
+    let expires_at = now + issuer.refresh_ttl.as_secs() as i64;
+    db.session_create(&session_id, &user.id, ctx.ip.as_deref(), &refresh.digest, expires_at, now).await?;
     Ok(SignedIn {
         access_token: issuer.access_token(&user.id, &session_id)?,
         refresh_token: refresh.plain,

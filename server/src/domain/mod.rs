@@ -93,6 +93,7 @@ pub enum Resource {
     Member,
     Invitation,
     Project,
+    Session,
 }
 
 impl std::fmt::Display for Resource {
@@ -103,6 +104,7 @@ impl std::fmt::Display for Resource {
             Self::Member => "member",
             Self::Invitation => "invitation",
             Self::Project => "project",
+            Self::Session => "session",
         })
     }
 }

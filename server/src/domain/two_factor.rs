@@ -149,7 +149,7 @@ pub async fn login(
         return Err(DomainError::InvalidChallenge);
     }
     audit(db, ctx, Some(&user.id), "user.login", Some(&user.id)).await?;
-    sign_in(db, issuer, user).await
+    sign_in(db, issuer, user, ctx).await
 }
 
 async fn verify_factor(db: &Db, user_id: &str, email: &str, factor: &Factor) -> DomainResult<()> {

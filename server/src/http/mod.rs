@@ -1,6 +1,7 @@
 //! Cross-cutting HTTP behaviour, applied to every route in one fixed order
 //! by [`stack`]: request ids, logs and metrics, the error envelope, panic
-//! capture and the body size limit; and the acceptor the server listens with.
+//! capture, the body size limit and the NUL guard; and the acceptor the
+//! server listens with.
 
 pub mod body_limit;
 pub mod client_addr;
@@ -9,6 +10,7 @@ pub mod envelope;
 pub mod listener;
 pub mod observe;
 pub mod request_id;
+pub mod text_guard;
 
 use poem::endpoint::BoxEndpoint;
 use poem::middleware::CatchPanic;
@@ -30,9 +32,10 @@ pub fn stack(
     // metrics see the final enveloped status, the per-credential limit
     // refuses before routing and adds its headers to every answer, the
     // envelope sees every error,
-    // panics are caught before they escape, and bodies are capped before
-    // anything parses them.
+    // panics are caught before they escape, bodies are capped before
+    // anything parses them, and text no store can hold is refused.
     routes
+        .with(text_guard::NoNul)
         .with(body_limit::BodyLimit::new(max_body_bytes))
         .with(CatchPanic::new().with_handler(envelope::panic_response))
         .with(envelope::Envelope)

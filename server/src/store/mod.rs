@@ -25,7 +25,7 @@ pub use outbox::OutboxRow;
 pub use projects::ProjectRow;
 pub use two_factor::{ChallengeRow, TotpState};
 pub use usage::{UsageBucket, UsageFilter, UsageGrouping, UsageRow};
-pub use users::{RefreshTokenRow, UserRow};
+pub use users::{RefreshTokenRow, SessionRow, UserRow};
 
 use std::str::FromStr;
 use std::time::Duration;

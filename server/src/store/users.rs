@@ -6,6 +6,17 @@ use sqlx::any::AnyRow;
 use super::email::spend_resets_and_sessions;
 use super::{Db, StoreError, is_unique_violation};
 
+/// A login session as its user sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    pub id: String,
+    /// The client address it began from.
+    pub ip: Option<String>,
+    pub created_at: i64,
+    /// When it last rotated its refresh token.
+    pub refreshed_at: Option<i64>,
+}
+
 /// A user as stored.
 #[derive(Debug, Clone)]
 pub struct UserRow {
@@ -92,18 +103,21 @@ impl Db {
     }
 
     /// Starts a login session with its first refresh token.
+    /// Starts a session for `user_id` from `ip` with its first refresh token.
     pub async fn session_create(
         &self,
         session_id: &str,
         user_id: &str,
+        ip: Option<&str>,
         token_hash: &str,
         expires_at: i64,
         now: i64,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
-        sqlx::query("INSERT INTO auth_sessions (id, user_id, created_at) VALUES ($1, $2, $3)")
+        sqlx::query("INSERT INTO auth_sessions (id, user_id, ip, created_at) VALUES ($1, $2, $3, $4)")
             .bind(session_id)
             .bind(user_id)
+            .bind(ip)
             .bind(now)
             .execute(&mut *tx)
             .await?;
@@ -167,8 +181,64 @@ impl Db {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        sqlx::query("UPDATE auth_sessions SET refreshed_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(session_id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// The user's sessions that can still be used (not ended, with a live
+    /// refresh token), in id order after the keyset cursor `after`.
+    pub async fn sessions_of(
+        &self,
+        user_id: &str,
+        now: i64,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<SessionRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT s.id, s.ip, s.created_at, s.refreshed_at FROM auth_sessions s \
+             WHERE s.user_id = $1 AND s.revoked_at IS NULL AND s.id > $2 AND EXISTS \
+             (SELECT 1 FROM refresh_tokens t WHERE t.session_id = s.id AND t.spent_at IS NULL AND t.expires_at > $3) \
+             ORDER BY s.id LIMIT $4",
+        )
+        .bind(user_id)
+        .bind(after.unwrap_or(""))
+        .bind(now)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(SessionRow {
+                    id: row.try_get("id")?,
+                    ip: row.try_get("ip")?,
+                    created_at: row.try_get("created_at")?,
+                    refreshed_at: row.try_get("refreshed_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Ends one of the user's sessions; false when they have no such live one.
+    pub async fn session_revoke_of(
+        &self,
+        user_id: &str,
+        session_id: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let ended = sqlx::query(
+            "UPDATE auth_sessions SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(session_id)
+        .bind(user_id)
+        .execute(self.pool())
+        .await?;
+        Ok(ended.rows_affected() == 1)
     }
 
     pub async fn session_revoke(&self, session_id: &str, now: i64) -> Result<(), StoreError> {

@@ -132,6 +132,8 @@ enum Sends {
     DevModel,
     /// `?org_id=` is the owner's org.
     OwnersOrgQuery,
+    /// `{id}` is a session of the owner's, signed in for this one call.
+    OwnersOtherSession,
 }
 
 impl Sends {
@@ -154,6 +156,7 @@ impl Sends {
                 | Self::FreshOwnersProject
                 | Self::FreshInvitation
                 | Self::OwnersOrgQuery
+                | Self::OwnersOtherSession
         )
     }
 }
@@ -192,6 +195,7 @@ const NO_SUCH_KEY: Expect = Expect::Error(404, "api_key.not_found");
 const NEEDS_ADMIN_SCOPE: Expect = Expect::Error(403, "auth.scope_denied");
 const NO_SUCH_PROJECT: Expect = Expect::Error(404, "project.not_found");
 const NEEDS_ROLE: Expect = Expect::Error(403, "auth.role_denied");
+const NO_SUCH_SESSION: Expect = Expect::Error(404, "auth.session_not_found");
 
 /// An operation id, what its calls send, and what each of [`CALLERS`] gets.
 type Row = (&'static str, Sends, [Expect; 8]);
@@ -200,12 +204,13 @@ type Row = (&'static str, Sends, [Expect; 8]);
 use Sends::{
     ChatRequest, DevModel, EmbeddingsRequest, EndsSession, FreshInvitation, FreshMember, FreshOwnersKey,
     FreshOwnersOrg, FreshOwnersProject, InvitationForCaller, KeyInOwnersOrg, NewMemberForOwnersOrg, NewOrg,
-    Nothing, OwnersOrg, OwnersOrgQuery, OwnersProject, PasswordChange, ProjectInOwnersOrg,
-    PromoteFreshMember, RecoveryCode, RenameOwnersOrg, RenameOwnersProject, SetupCode, UnmailedCode,
+    Nothing, OwnersOrg, OwnersOrgQuery, OwnersOtherSession, OwnersProject, PasswordChange,
+    ProjectInOwnersOrg, PromoteFreshMember, RecoveryCode, RenameOwnersOrg, RenameOwnersProject, SetupCode,
+    UnmailedCode,
 };
 
 #[rustfmt::skip]
-const MATRIX: [Row; 35] = [
+const MATRIX: [Row; 37] = [
 //   operation              sends           anonymous      owner       admin       member      external    key `*`       key `chat`    stranger
     ("two_factor_setup",   Nothing,        [NO_CREDENTIAL, OK,         OK,         OK,         OK,         SESSION_ONLY, SESSION_ONLY, OK]),
     ("two_factor_enable",  SetupCode,      [NO_CREDENTIAL, OK,         OK,         OK,         OK,         SESSION_ONLY, SESSION_ONLY, OK]),
@@ -214,6 +219,9 @@ const MATRIX: [Row; 35] = [
     ("auth_resend_verification", Nothing,  [NO_CREDENTIAL, ACCEPTED,   ACCEPTED,   ACCEPTED,   ACCEPTED,   SESSION_ONLY, SESSION_ONLY, ACCEPTED]),
     ("auth_logout",        EndsSession,    [NO_CREDENTIAL, NO_CONTENT, NO_CONTENT, NO_CONTENT, NO_CONTENT, SESSION_ONLY, SESSION_ONLY, NO_CONTENT]),
     ("auth_password_change", PasswordChange, [NO_CREDENTIAL, OK,       OK,         OK,         OK,         SESSION_ONLY, SESSION_ONLY, OK]),
+    ("session_list",       Nothing,        [NO_CREDENTIAL, OK,         OK,         OK,         OK,         SESSION_ONLY, SESSION_ONLY, OK]),
+    // A session is its user's alone.
+    ("session_delete",     OwnersOtherSession, [NO_CREDENTIAL, NO_CONTENT, NO_SUCH_SESSION, NO_SUCH_SESSION, NO_SUCH_SESSION, SESSION_ONLY, SESSION_ONLY, NO_SUCH_SESSION]),
     ("auth_me",            Nothing,        [NO_CREDENTIAL, OK,         OK,         OK,         OK,         OK,           OK,           OK]),
     ("org_create",         NewOrg,         [NO_CREDENTIAL, CREATED,    CREATED,    CREATED,    CREATED,    SESSION_ONLY, SESSION_ONLY, CREATED]),
     ("org_list",           Nothing,        [NO_CREDENTIAL, OK,         OK,         OK,         OK,         OK,           OK,           OK]),
@@ -506,6 +514,13 @@ impl World {
             EmbeddingsRequest => body = Some(json!({"model": "default", "input": "Hello"})),
             DevModel => model = Some("dev"),
             OwnersOrgQuery => query = Some(format!("org_id={}", self.owners_org)),
+            OwnersOtherSession => {
+                let other = self.api.login(&self.owner.email).await?;
+                let sessions = expect_status(self.api.get("/v1/auth/sessions", other.bearer()).await?, 200)?;
+                let current =
+                    sessions["data"].as_array().into_iter().flatten().find(|s| s["current"] == true);
+                id = Some(string_at(current.ok_or("no current session listed")?, "/id")?);
+            }
             PromoteFreshMember | FreshMember => {
                 let member = self.fresh_account().await?;
                 let added = json!({"email": member.email, "role": "member"});

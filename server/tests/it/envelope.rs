@@ -157,3 +157,27 @@ async fn panics_become_a_logged_500_in_the_envelope() -> TestResult {
     assert!(!body.to_string().contains("probe panic"), "panic text must not leak: {body}");
     Ok(())
 }
+
+/// No store can hold U+0000: it is refused in URLs and JSON bodies alike,
+/// on both engines, before any handler runs.
+#[tokio::test]
+async fn nul_characters_are_refused_wherever_they_are_sent() -> TestResult {
+    let server = start(TestEngine::Sqlite, |_| {}).await?;
+    let resp = http().get(server.url("/v1/orgs/org_%00")).send().await?;
+    let (status, body, id) = envelope_of(resp).await?;
+    assert_eq!(status, 400);
+    assert_envelope(&body, "request.malformed", &id);
+    assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("NUL")), "{body}");
+
+    let resp = http()
+        .post(server.url("/v1/auth/register"))
+        .header("content-type", "application/json")
+        .body(r#"{"email":"ada@example.com","password":"correct horse battery staple","display_name":"Ada\u0000"}"#)
+        .send()
+        .await?;
+    let (status, body, id) = envelope_of(resp).await?;
+    assert_eq!(status, 400);
+    assert_envelope(&body, "request.malformed", &id);
+    server.stop().await?;
+    Ok(())
+}
