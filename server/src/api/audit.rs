@@ -1,5 +1,6 @@
 //! `/v1/audit`: an organization's tamper-evident audit trail, and the check
-//! that recomputes its hash chain.
+//! that recomputes its hash chain; `/v1/auth/security-log`: a user's own
+//! account events.
 
 use chrono::{DateTime, Utc};
 use poem::web::Data;
@@ -26,7 +27,9 @@ pub struct AuditEvent {
     pub id: String,
     /// The event's position in the organization's chain, from 1.
     pub seq: u64,
-    pub org_id: String,
+    /// `null` for account events, which belong to no org.
+    #[oai(nullable)]
+    pub org_id: Option<String>,
     /// The user who acted, when one did.
     #[oai(nullable)]
     pub actor_id: Option<String>,
@@ -54,7 +57,7 @@ impl From<AuditRow> for AuditEvent {
         Self {
             id: row.id,
             seq: u64::try_from(row.seq).unwrap_or(0),
-            org_id: row.org_id.unwrap_or_default(),
+            org_id: row.org_id,
             actor_id: row.actor_id,
             action: row.action,
             target: row.target,
@@ -106,6 +109,7 @@ impl From<Verification> for AuditVerification {
 
 operation_errors!(AuditListError: 400, 401, 403, 404, 422, 429);
 operation_errors!(AuditVerifyError: 401, 403, 404, 422, 429);
+operation_errors!(SecurityLogError: 400, 401, 403, 422, 429);
 
 #[OpenApi(tag = "ApiTags::Audit")]
 impl AuditApi {
@@ -147,6 +151,34 @@ impl AuditApi {
             limit: page_limit(limit.0),
         };
         let page = audit::audit_list(&state.db, &caller, query).await?;
+        Ok(Ok200::Ok(Json(AuditEventList {
+            has_more: page.next_cursor.is_some(),
+            next_cursor: page.next_cursor,
+            data: page.items.into_iter().map(AuditEvent::from).collect(),
+        })))
+    }
+
+    /// The caller's own account events, newest first: sign-ups, logins and
+    /// failed logins, password and two-factor changes, sessions ended. Needs
+    /// a session token.
+    #[oai(
+        path = "/v1/auth/security-log",
+        method = "get",
+        operation_id = "security_log_list",
+        tag = "ApiTags::Auth"
+    )]
+    async fn security_log_list(
+        &self,
+        state: Data<&AppState>,
+        auth: AnyCredential,
+        /// Page size, 1 to 200 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
+        limit: Query<Option<u32>>,
+        /// `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+    ) -> Result<Ok200<AuditEventList>, SecurityLogError> {
+        let caller = state.principal(&auth).await?;
+        let page = audit::security_log(&state.db, &caller, cursor.0.as_deref(), page_limit(limit.0)).await?;
         Ok(Ok200::Ok(Json(AuditEventList {
             has_more: page.next_cursor.is_some(),
             next_cursor: page.next_cursor,

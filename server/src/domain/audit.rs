@@ -1,7 +1,8 @@
 //! The audit trail as an org's owners and admins read it: its events, newest
 //! first and filtered, and a verification that recomputes the org's hash
 //! chain from the first event to the head, naming the first position where
-//! a stored event no longer matches.
+//! a stored event no longer matches. And each user's own security log: their
+//! account events, which belong to no org.
 
 use super::orgs::{Role, manager_role, org_asked_for};
 use super::principal::Principal;
@@ -30,8 +31,35 @@ pub async fn audit_list(
 ) -> DomainResult<Page<AuditRow>> {
     let org_id = org_asked_for(principal, query.org_id)?;
     manager_role(db, principal, org_id, Role::Admin).await?;
-    let before = query
-        .cursor
+    page_of_chain(db, org_id, &query.filter, query.cursor, query.limit).await
+}
+
+/// The caller's own account events (sign-ups, logins and failed logins,
+/// password and two-factor changes, sessions ended), newest first. Needs a
+/// session.
+pub async fn security_log(
+    db: &Db,
+    principal: &Principal,
+    cursor: Option<&str>,
+    limit: i64,
+) -> DomainResult<Page<AuditRow>> {
+    principal.require_session()?;
+    let filter = AuditFilter { actor_id: Some(&principal.user_id), ..AuditFilter::default() };
+    page_of_chain(db, ACCOUNT_CHAIN, &filter, cursor, limit).await
+}
+
+/// The chain of account events outside any org.
+const ACCOUNT_CHAIN: &str = "";
+
+/// One page of a chain's events matching `filter`, newest first.
+async fn page_of_chain(
+    db: &Db,
+    chain: &str,
+    filter: &AuditFilter<'_>,
+    cursor: Option<&str>,
+    limit: i64,
+) -> DomainResult<Page<AuditRow>> {
+    let before = cursor
         .map(|cursor| {
             cursor.parse::<i64>().map_err(|_| DomainError::Invalid {
                 param: "cursor",
@@ -39,7 +67,7 @@ pub async fn audit_list(
             })
         })
         .transpose()?;
-    if let (Some(since), Some(until)) = (query.filter.since, query.filter.until)
+    if let (Some(since), Some(until)) = (filter.since, filter.until)
         && since >= until
     {
         return Err(DomainError::Invalid {
@@ -47,9 +75,9 @@ pub async fn audit_list(
             message: "must be later than `since`".to_owned(),
         });
     }
-    let mut items = db.audit_list(org_id, &query.filter, before, query.limit + 1).await?;
-    let has_more = items.len() as i64 > query.limit;
-    items.truncate(usize::try_from(query.limit).unwrap_or(usize::MAX));
+    let mut items = db.audit_list(chain, filter, before, limit + 1).await?;
+    let has_more = items.len() as i64 > limit;
+    items.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
     let next_cursor = if has_more { items.last().map(|row| row.seq.to_string()) } else { None };
     Ok(Page { items, next_cursor })
 }

@@ -169,11 +169,11 @@ impl Db {
         Ok(chained)
     }
 
-    /// An org's events matching `filter`, newest first, before position
-    /// `before` (exclusive) when given.
+    /// A chain's events (an org's, or `""` for account events) matching
+    /// `filter`, newest first, before position `before` (exclusive) when given.
     pub async fn audit_list(
         &self,
-        org_id: &str,
+        chain: &str,
         filter: &AuditFilter<'_>,
         before: Option<i64>,
         limit: i64,
@@ -184,7 +184,7 @@ impl Db {
              AND ($3 = '' OR actor_id = $3) AND ($4 = '' OR action = $4) \
              AND occurred_at >= $5 AND occurred_at < $6 ORDER BY seq DESC LIMIT $7",
         )
-        .bind(org_id)
+        .bind(chain)
         .bind(before.unwrap_or(i64::MAX))
         .bind(filter.actor_id.unwrap_or(""))
         .bind(filter.action.unwrap_or(""))

@@ -18,6 +18,7 @@ on_both_engines!(
     verification_names_the_first_tampered_position,
     concurrent_events_extend_one_chain_without_gaps,
     events_from_before_the_chain_are_chained_at_start,
+    each_user_reads_only_their_own_security_log,
 );
 
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -235,6 +236,36 @@ async fn events_from_before_the_chain_are_chained_at_start(engine: TestEngine) -
     assert_eq!(page["data"][0]["seq"], 2);
     let verified = verify(&api, &owner, &org).await?;
     assert_eq!((verified["valid"].clone(), verified["verified_events"].clone()), (json!(true), json!(2)));
+    server.stop().await?;
+    Ok(())
+}
+
+async fn each_user_reads_only_their_own_security_log(engine: TestEngine) -> TestResult {
+    let server = start(engine, |_| {}).await?;
+    let api = Api::new(&server);
+    let ada = api.register("ada@example.com").await?;
+    let wrong = json!({"email": "ada@example.com", "password": "not the password"});
+    assert_error(
+        &api.post("/v1/auth/login", crate::support::Credential::Anonymous, wrong).await?,
+        401,
+        "auth.invalid_credentials",
+    );
+    let grace = api.register("grace@example.com").await?;
+    api.create_org(&ada, "Analytical Engines").await?;
+
+    let log = expect_status(api.get("/v1/auth/security-log", ada.bearer()).await?, 200)?;
+    // Newest first; the org's creation is in the org's trail, not here.
+    assert_eq!(actions(&log), ["user.login_failed", "user.registered"], "{log}");
+    assert_eq!(log["data"][0]["org_id"], Value::Null);
+    assert_eq!(log["data"][0]["ip"], "127.0.0.1");
+    let graces = expect_status(api.get("/v1/auth/security-log", grace.bearer()).await?, 200)?;
+    assert_eq!(actions(&graces), ["user.registered"]);
+    assert_eq!(graces["data"][0]["actor_id"], grace.user_id.as_str());
+
+    let first = expect_status(api.get("/v1/auth/security-log?limit=1", ada.bearer()).await?, 200)?;
+    let cursor = string_at(&first, "/next_cursor")?;
+    let rest = api.get(&format!("/v1/auth/security-log?limit=1&cursor={cursor}"), ada.bearer()).await?;
+    assert_eq!(actions(&expect_status(rest, 200)?), ["user.registered"]);
     server.stop().await?;
     Ok(())
 }

@@ -210,7 +210,7 @@ use Sends::{
 };
 
 #[rustfmt::skip]
-const MATRIX: [Row; 37] = [
+const MATRIX: [Row; 38] = [
 //   operation              sends           anonymous      owner       admin       member      external    key `*`       key `chat`    stranger
     ("two_factor_setup",   Nothing,        [NO_CREDENTIAL, OK,         OK,         OK,         OK,         SESSION_ONLY, SESSION_ONLY, OK]),
     ("two_factor_enable",  SetupCode,      [NO_CREDENTIAL, OK,         OK,         OK,         OK,         SESSION_ONLY, SESSION_ONLY, OK]),
@@ -222,6 +222,7 @@ const MATRIX: [Row; 37] = [
     ("session_list",       Nothing,        [NO_CREDENTIAL, OK,         OK,         OK,         OK,         SESSION_ONLY, SESSION_ONLY, OK]),
     // A session is its user's alone.
     ("session_delete",     OwnersOtherSession, [NO_CREDENTIAL, NO_CONTENT, NO_SUCH_SESSION, NO_SUCH_SESSION, NO_SUCH_SESSION, SESSION_ONLY, SESSION_ONLY, NO_SUCH_SESSION]),
+    ("security_log_list",  Nothing,        [NO_CREDENTIAL, OK,         OK,         OK,         OK,         SESSION_ONLY, SESSION_ONLY, OK]),
     ("auth_me",            Nothing,        [NO_CREDENTIAL, OK,         OK,         OK,         OK,         OK,           OK,           OK]),
     ("org_create",         NewOrg,         [NO_CREDENTIAL, CREATED,    CREATED,    CREATED,    CREATED,    SESSION_ONLY, SESSION_ONLY, CREATED]),
     ("org_list",           Nothing,        [NO_CREDENTIAL, OK,         OK,         OK,         OK,         OK,           OK,           OK]),
