@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use switchyard_server::config::{Config, LogFormat, Overrides};
 use switchyard_server::domain::RequestContext;
-use switchyard_server::domain::api_keys;
 use switchyard_server::domain::principal::Scope;
+use switchyard_server::domain::{api_keys, audit};
 use switchyard_server::store::{Db, OutboxRow, Retention};
 use switchyard_server::{App, telemetry};
 
@@ -26,6 +26,17 @@ struct Cli {
     log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute every chain (or one org's) and report where one breaks;
+    /// exits non-zero when any does.
+    Verify {
+        /// Only this organization's chain.
+        #[arg(long)]
+        org: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -54,6 +65,11 @@ enum Command {
         /// How many messages to print.
         #[arg(long, default_value_t = 10)]
         limit: u32,
+    },
+    /// Check the audit trail's hash chains on the server host.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
     },
     /// Delete expired sessions, tokens, codes, old invitations and delivered
     /// mail now (`serve` does it every `housekeeping_interval_secs`).
@@ -163,6 +179,17 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Audit { command: AuditCommand::Verify { org } } => {
+            let db = Db::connect(&config.database_url).await?;
+            db.migrate().await?;
+            let verified = verify_chains(&db, org).await;
+            db.close().await;
+            let broken = verified?;
+            if broken > 0 {
+                anyhow::bail!("{broken} audit chain(s) are broken");
+            }
+            Ok(())
+        }
         Command::Housekeeping => {
             let db = Db::connect(&config.database_url).await?;
             db.migrate().await?;
@@ -188,6 +215,33 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Verifies `org`'s chain, or every chain, printing a line for each; returns
+/// how many are broken.
+async fn verify_chains(db: &Db, org: Option<String>) -> anyhow::Result<usize> {
+    let chains = match org {
+        Some(org) => vec![org],
+        None => audit::chains(db).await.map_err(|err| anyhow::anyhow!("{err}"))?,
+    };
+    let mut broken = 0;
+    for chain in chains {
+        let verified = audit::verify_chain(db, &chain).await.map_err(|err| anyhow::anyhow!("{err}"))?;
+        let name = if chain.is_empty() { "accounts" } else { chain.as_str() };
+        match verified.broken_at {
+            None => {
+                println!("{name}: intact, {} events, head {}", verified.verified_events, verified.head_hash)
+            }
+            Some(seq) => {
+                broken += 1;
+                println!(
+                    "{name}: BROKEN at event {seq} ({} events verified before it)",
+                    verified.verified_events
+                );
+            }
+        }
+    }
+    Ok(broken)
 }
 
 /// One message as `switchyard outbox` prints it.

@@ -103,16 +103,28 @@ pub async fn audit_verify(
 ) -> DomainResult<Verification> {
     let org_id = org_asked_for(principal, org_id)?;
     manager_role(db, principal, org_id, Role::Admin).await?;
+    verify_chain(db, org_id).await
+}
+
+/// Every chain there is: each org's that has events, and the account chain
+/// (`""`), for `switchyard audit verify` on the server host.
+pub async fn chains(db: &Db) -> DomainResult<Vec<String>> {
+    Ok(db.audit_chains().await?)
+}
+
+/// Recomputes one chain (an org id, or `""` for account events) from its
+/// first event to its head. No access check: callers decide who may.
+pub async fn verify_chain(db: &Db, chain: &str) -> DomainResult<Verification> {
     // The head first: events appended while the chain is read are not counted.
-    let (head_seq, head_hash) = db.audit_chain_head(org_id).await?;
+    let (head_seq, head_hash) = db.audit_chain_head(chain).await?;
     let mut verified = Verification {
-        org_id: org_id.to_owned(),
+        org_id: chain.to_owned(),
         verified_events: 0,
         head_hash: GENESIS_HASH.to_owned(),
         broken_at: None,
     };
     while verified.verified_events < head_seq {
-        let page = db.audit_chain_page(org_id, verified.verified_events, VERIFY_PAGE).await?;
+        let page = db.audit_chain_page(chain, verified.verified_events, VERIFY_PAGE).await?;
         if page.is_empty() {
             break;
         }

@@ -227,6 +227,11 @@ impl Db {
         }
     }
 
+    /// The names of every chain with events: org ids, and `""` for account events.
+    pub async fn audit_chains(&self) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT chain FROM audit_chains ORDER BY chain").fetch_all(self.pool()).await?)
+    }
+
     /// The actions recorded for `actor_id`, oldest first.
     pub async fn audit_actions_of(&self, actor_id: &str) -> Result<Vec<String>, StoreError> {
         Ok(sqlx::query_scalar("SELECT action FROM audit_events WHERE actor_id = $1 ORDER BY occurred_at, id")

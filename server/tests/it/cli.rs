@@ -1,5 +1,5 @@
 //! The `switchyard` binary itself: zero-config start on SQLite, `config print`,
-//! `migrate`, `housekeeping`, `--version`, bad config, and graceful shutdown on SIGTERM.
+//! `migrate`, `housekeeping`, `audit verify`, `--version`, bad config, and graceful shutdown on SIGTERM.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -185,5 +185,35 @@ async fn keys_create_bootstraps_a_working_key() -> TestResult {
     assert_eq!(me["user"]["email"], "ops@acme.test");
     assert_eq!(me["orgs"][0]["name"], "Acme");
     assert_eq!(me["orgs"][0]["role"], "owner");
+    Ok(())
+}
+
+/// `switchyard audit verify` checks every chain on the host and fails, naming
+/// the position, once an event was edited in the database.
+#[tokio::test]
+async fn audit_verify_finds_an_edited_event() -> TestResult {
+    let dir = WorkDir::new()?;
+    let args =
+        ["keys", "create", "--org", "Acme", "--email", "ops@acme.test", "--name", "boot", "--scopes", "*"];
+    assert!(run(&mut switchyard(&dir.0, &args))?.status.success());
+    let intact = run(&mut switchyard(&dir.0, &["audit", "verify"]))?;
+    let text = String::from_utf8(intact.stdout)?;
+    assert!(intact.status.success(), "{text}");
+    assert!(text.contains("accounts: intact, 1 events"), "{text}");
+    assert!(text.contains(": intact, 2 events"), "the org's creation and its key: {text}");
+
+    let db =
+        switchyard_server::store::Db::connect(&format!("sqlite://{}", dir.0.join("switchyard.db").display()))
+            .await?;
+    let edited =
+        sqlx::query("UPDATE audit_events SET action = 'api_key.revoked' WHERE action = 'api_key.created'")
+            .execute(db.pool())
+            .await;
+    db.close().await;
+    assert_eq!(edited?.rows_affected(), 1);
+    let broken = run(&mut switchyard(&dir.0, &["audit", "verify"]))?;
+    let text = String::from_utf8(broken.stdout)?;
+    assert!(!broken.status.success(), "{text}");
+    assert!(text.contains("BROKEN at event 2"), "{text}");
     Ok(())
 }
