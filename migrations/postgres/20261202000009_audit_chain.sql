@@ -10,6 +10,8 @@ ALTER TABLE audit_events ADD COLUMN seq BIGINT;
 ALTER TABLE audit_events ADD COLUMN prev_hash TEXT;
 ALTER TABLE audit_events ADD COLUMN hash TEXT;
 CREATE UNIQUE INDEX audit_events_chain_seq ON audit_events (chain, seq);
+-- Finds the events still to chain without reading the whole trail at each start.
+CREATE INDEX audit_events_unchained ON audit_events (occurred_at, id) WHERE hash IS NULL;
 
 CREATE TABLE audit_chains (
     chain     TEXT PRIMARY KEY,

@@ -13,7 +13,7 @@ use super::wire::timestamp;
 use super::{ApiTags, Ok200};
 use crate::app::AppState;
 use crate::domain::audit::{self, AuditQuery, Verification};
-use crate::domain::page_limit;
+use crate::domain::{Page, page_limit};
 use crate::operation_errors;
 use crate::store::{AuditFilter, AuditRow};
 
@@ -79,6 +79,16 @@ pub struct AuditEventList {
     pub has_more: bool,
 }
 
+impl From<Page<AuditRow>> for AuditEventList {
+    fn from(page: Page<AuditRow>) -> Self {
+        Self {
+            has_more: page.next_cursor.is_some(),
+            next_cursor: page.next_cursor,
+            data: page.items.into_iter().map(AuditEvent::from).collect(),
+        }
+    }
+}
+
 /// What recomputing an organization's chain found.
 #[derive(Debug, Object)]
 pub struct AuditVerification {
@@ -98,7 +108,7 @@ pub struct AuditVerification {
 impl From<Verification> for AuditVerification {
     fn from(verification: Verification) -> Self {
         Self {
-            org_id: verification.org_id,
+            org_id: verification.chain,
             valid: verification.broken_at.is_none(),
             verified_events: u64::try_from(verification.verified_events).unwrap_or(0),
             head_hash: verification.head_hash,
@@ -151,11 +161,7 @@ impl AuditApi {
             limit: page_limit(limit.0),
         };
         let page = audit::audit_list(&state.db, &caller, query).await?;
-        Ok(Ok200::Ok(Json(AuditEventList {
-            has_more: page.next_cursor.is_some(),
-            next_cursor: page.next_cursor,
-            data: page.items.into_iter().map(AuditEvent::from).collect(),
-        })))
+        Ok(Ok200::Ok(Json(page.into())))
     }
 
     /// The caller's own account events, newest first: sign-ups, logins and
@@ -179,11 +185,7 @@ impl AuditApi {
     ) -> Result<Ok200<AuditEventList>, SecurityLogError> {
         let caller = state.principal(&auth).await?;
         let page = audit::security_log(&state.db, &caller, cursor.0.as_deref(), page_limit(limit.0)).await?;
-        Ok(Ok200::Ok(Json(AuditEventList {
-            has_more: page.next_cursor.is_some(),
-            next_cursor: page.next_cursor,
-            data: page.items.into_iter().map(AuditEvent::from).collect(),
-        })))
+        Ok(Ok200::Ok(Json(page.into())))
     }
 
     /// Recomputes an organization's hash chain from its first event to its

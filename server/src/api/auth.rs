@@ -1,5 +1,7 @@
 //! `/v1/auth/*`: register, log in, refresh, log out, and who am I.
 
+use std::net::IpAddr;
+
 use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::{Enum, Object, OpenApi, Union};
@@ -134,6 +136,33 @@ pub fn enforce(decision: Decision) -> Result<(), ApiError> {
     }
 }
 
+/// Refuses with 429 while `account` is locked out from `ip` after too many
+/// wrong passwords.
+async fn refuse_if_locked_out(state: &AppState, account: &str, ip: IpAddr) -> Result<(), ApiError> {
+    match state.limits.login_locked(account, ip).await {
+        Some(retry_after) => {
+            let decision = Decision::Limited { limit: state.limits.config().lockout.max, retry_after };
+            Err(ApiError::rate_limited(ErrorCode::AuthTooManyFailedLogins, decision))
+        }
+        None => Ok(()),
+    }
+}
+
+/// Counts a password check toward the lockout: a wrong password adds a
+/// failure, a right one clears them, anything else leaves them.
+async fn count_password_attempt<T>(
+    state: &AppState,
+    account: &str,
+    ip: IpAddr,
+    outcome: &Result<T, DomainError>,
+) {
+    match outcome {
+        Err(DomainError::InvalidCredentials) => state.limits.login_failed(account, ip).await,
+        Ok(_) => state.limits.login_succeeded(account, ip).await,
+        Err(_) => {}
+    }
+}
+
 /// The audit context of the current request.
 pub fn context(client: ClientAddr) -> RequestContext {
     RequestContext { ip: Some(client.ip().to_string()), request_id: request_id::current() }
@@ -171,17 +200,10 @@ impl AuthApi {
         let Json(body) = body;
         // Lockouts count per normalised address, so case variants share a count.
         let account = accounts::normalize_email(&body.email).unwrap_or_else(|_| body.email.clone());
-        if let Some(retry_after) = state.limits.login_locked(&account, ip).await {
-            let decision = Decision::Limited { limit: state.limits.config().lockout.max, retry_after };
-            return Err(ApiError::rate_limited(ErrorCode::AuthTooManyFailedLogins, decision).into());
-        }
+        refuse_if_locked_out(&state, &account, ip).await?;
         let issuer = state.token_issuer().await?;
         let outcome = accounts::login(&state.db, issuer, &body.email, body.password, &context(client)).await;
-        match &outcome {
-            Err(DomainError::InvalidCredentials) => state.limits.login_failed(&account, ip).await,
-            Ok(_) => state.limits.login_succeeded(&account, ip).await,
-            Err(_) => {}
-        }
+        count_password_attempt(&state, &account, ip, &outcome).await;
         Ok(Ok200::Ok(Json(outcome?.into())))
     }
 
@@ -226,10 +248,7 @@ impl AuthApi {
         principal.require_session()?;
         let ip = client.ip();
         let user = &principal.user_id;
-        if let Some(retry_after) = state.limits.login_locked(user, ip).await {
-            let decision = Decision::Limited { limit: state.limits.config().lockout.max, retry_after };
-            return Err(ApiError::rate_limited(ErrorCode::AuthTooManyFailedLogins, decision).into());
-        }
+        refuse_if_locked_out(&state, user, ip).await?;
         let issuer = state.token_issuer().await?;
         let Json(body) = body;
         let outcome = accounts::password_change(
@@ -241,11 +260,7 @@ impl AuthApi {
             &context(client),
         )
         .await;
-        match &outcome {
-            Err(DomainError::InvalidCredentials) => state.limits.login_failed(user, ip).await,
-            Ok(_) => state.limits.login_succeeded(user, ip).await,
-            Err(_) => {}
-        }
+        count_password_attempt(&state, user, ip, &outcome).await;
         Ok(Ok200::Ok(Json(outcome?.into())))
     }
 

@@ -85,7 +85,8 @@ async fn page_of_chain(
 /// The outcome of recomputing an org's chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verification {
-    pub org_id: String,
+    /// The chain: an org id, or `""` for account events.
+    pub chain: String,
     /// Events that matched, from the first on.
     pub verified_events: i64,
     /// The hash of the last event that matched (the genesis hash for none).
@@ -118,7 +119,7 @@ pub async fn verify_chain(db: &Db, chain: &str) -> DomainResult<Verification> {
     // The head first: events appended while the chain is read are not counted.
     let (head_seq, head_hash) = db.audit_chain_head(chain).await?;
     let mut verified = Verification {
-        org_id: chain.to_owned(),
+        chain: chain.to_owned(),
         verified_events: 0,
         head_hash: GENESIS_HASH.to_owned(),
         broken_at: None,
@@ -179,7 +180,7 @@ mod tests {
     fn each_event_links_to_the_one_before() {
         let first = row(1, GENESIS_HASH);
         let start = Verification {
-            org_id: "org_1".to_owned(),
+            chain: "org_1".to_owned(),
             verified_events: 0,
             head_hash: GENESIS_HASH.to_owned(),
             broken_at: None,
@@ -194,7 +195,7 @@ mod tests {
     #[test]
     fn any_changed_field_breaks_the_link() {
         let start = Verification {
-            org_id: "org_1".to_owned(),
+            chain: "org_1".to_owned(),
             verified_events: 0,
             head_hash: GENESIS_HASH.to_owned(),
             broken_at: None,

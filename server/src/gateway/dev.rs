@@ -120,16 +120,15 @@ impl Dev {
         let inputs = EmbeddingInputs::parse(&request.input)
             .map_err(|message| UpstreamError::Status { status: 400, message })?;
         let base64 = request.encoding_format.as_deref() == Some("base64");
-        let tokens: u64;
-        let texts = match inputs {
+        let (texts, tokens): (Vec<String>, u64) = match inputs {
             EmbeddingInputs::Texts(texts) => {
-                tokens = texts.iter().map(|text| count_tokens(text)).sum();
-                texts
+                let tokens = texts.iter().map(|text| count_tokens(text)).sum();
+                (texts, tokens)
             }
-            EmbeddingInputs::Tokens(arrays) => {
-                tokens = arrays.iter().map(|ids| ids.len() as u64).sum();
-                arrays.iter().map(|ids| token_words(ids)).collect()
-            }
+            EmbeddingInputs::Tokens(arrays) => (
+                arrays.iter().map(|ids| token_words(ids)).collect(),
+                arrays.iter().map(|ids| ids.len() as u64).sum(),
+            ),
         };
         let data = texts
             .iter()

@@ -348,18 +348,6 @@ impl EmbeddingInputs {
         }
         Ok(inputs)
     }
-
-    /// How many inputs there are.
-    pub fn len(&self) -> usize {
-        match self {
-            Self::Texts(texts) => texts.len(),
-            Self::Tokens(arrays) => arrays.len(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// An array of token ids, or `None` when an item is not one.

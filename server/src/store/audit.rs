@@ -107,8 +107,9 @@ impl Db {
             prev_hash: String::new(),
             hash: String::new(),
         };
+        let chain = chain_of(event.org_id.as_deref());
         let mut tx = self.pool().begin().await?;
-        let (seq, prev_hash) = advance_chain(&mut tx, chain_of(row.org_id.as_deref())).await?;
+        let (seq, prev_hash) = advance_chain(&mut tx, chain).await?;
         let hash = link_hash(&prev_hash, seq, &row);
         sqlx::query(
             "INSERT INTO audit_events \
@@ -123,13 +124,13 @@ impl Db {
         .bind(&row.target)
         .bind(&row.ip)
         .bind(&row.request_id)
-        .bind(chain_of(row.org_id.as_deref()))
+        .bind(chain)
         .bind(seq)
         .bind(&prev_hash)
         .bind(&hash)
         .execute(&mut *tx)
         .await?;
-        set_head(&mut tx, chain_of(row.org_id.as_deref()), &hash).await?;
+        set_head(&mut tx, chain, &hash).await?;
         tx.commit().await?;
         Ok(())
     }
