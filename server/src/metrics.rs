@@ -8,6 +8,8 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
+use crate::store::UsageSource;
+
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
@@ -96,6 +98,8 @@ pub struct GatewayOutcome<'a> {
     pub status: u16,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// Whether the tokens are the provider's report or Switchyard's count.
+    pub usage_source: UsageSource,
     pub cost_micro_usd: u64,
     /// Time spent waiting on providers, when one answered.
     pub upstream: Option<Duration>,
@@ -123,9 +127,10 @@ impl GatewayMetrics {
             tokens: IntCounterVec::new(
                 Opts::new(
                     "gateway_tokens_total",
-                    "Tokens used by route, provider and kind (prompt, completion).",
+                    "Tokens used by route, provider, kind (prompt, completion) and usage \
+                     (reported by the provider, or estimated by Switchyard's tokenizer).",
                 ),
-                &["route", "provider", "kind"],
+                &["route", "provider", "kind", "usage"],
             )?,
             cost: IntCounterVec::new(
                 Opts::new("gateway_cost_micro_usd_total", "Cost of gateway requests in micro-USD."),
@@ -181,10 +186,14 @@ impl InFlight {
         let status = outcome.status.to_string();
         metrics.requests.with_label_values(&[route, provider, status.as_str()]).inc();
         if outcome.provider.is_some() {
-            metrics.tokens.with_label_values(&[route, provider, "prompt"]).inc_by(outcome.prompt_tokens);
+            let usage = outcome.usage_source.as_str();
             metrics
                 .tokens
-                .with_label_values(&[route, provider, "completion"])
+                .with_label_values(&[route, provider, "prompt", usage])
+                .inc_by(outcome.prompt_tokens);
+            metrics
+                .tokens
+                .with_label_values(&[route, provider, "completion", usage])
                 .inc_by(outcome.completion_tokens);
             metrics.cost.with_label_values(&[route, provider]).inc_by(outcome.cost_micro_usd);
         }

@@ -5,6 +5,7 @@
 
 use std::io;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -28,12 +29,12 @@ use crate::app::AppState;
 use crate::domain::principal::{Principal, Scope, Via};
 use crate::error::{ApiError, ErrorCode};
 use crate::gateway::metering::{Caller, Estimate, Quota};
-use crate::gateway::ticket::Ticket;
+use crate::gateway::ticket::{Metered, Ticket};
 use crate::gateway::wire::{
     ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, EmbeddingInputs, EmbeddingList,
-    EmbeddingRequest, MAX_CONTENT_CHARS, MAX_MESSAGES, Model, ModelList, Usage,
+    EmbeddingRequest, MAX_CONTENT_CHARS, MAX_MESSAGES, Model, ModelList,
 };
-use crate::gateway::{EventStream, Price, Reply, Route};
+use crate::gateway::{EventStream, Reply, Route};
 use crate::http::request_id;
 use crate::operation_errors;
 
@@ -58,26 +59,29 @@ impl GatewayApi {
         body: OpenAiJson<ChatCompletionRequest>,
     ) -> Result<GatewayReply<ChatCompletion>, ChatCompletionError> {
         let started = Instant::now();
-        let request = body.0;
+        let request = Arc::new(body.0);
         check_chat(&request)?;
+        let metered = Metered::Chat(request.clone());
         let (route, ticket) =
-            admit(&state, &auth, &request.model, started, |price| Estimate::chat(&request, price)).await?;
+            admit(&state, &auth, &request.model, started, metered, |route| Estimate::chat(&request, route))
+                .await?;
         let answered = match state.gateway.chat(&route, &request).await {
             Ok(answered) => answered,
             Err(err) => return Err(refuse(ticket, err.into()).into()),
         };
-        let ticket = ticket.answered_by(&answered.target, answered.upstream);
-        let timing = ServerTiming { upstream: answered.upstream, total: started.elapsed() };
+        let mut ticket = ticket.answered_by(&answered.target, answered.upstream);
         let quota = ticket.quota();
         Ok(match answered.value {
             Reply::Complete { body, usage } => {
-                ticket.finish(200, usage);
+                let body = ticket.completed(body, usage);
+                ticket.finish(200);
+                let timing = ServerTiming { upstream: answered.upstream, total: started.elapsed() };
                 GatewayReply::json(body, quota, timing)
             }
             Reply::Stream(events) => GatewayReply::stream(
                 sse_frames(events, request.wants_stream_usage(), state.gateway.stream_keepalive(), ticket),
                 quota,
-                timing,
+                ServerTiming { upstream: answered.upstream, total: started.elapsed() },
             ),
         })
     }
@@ -92,18 +96,20 @@ impl GatewayApi {
         body: OpenAiJson<EmbeddingRequest>,
     ) -> Result<GatewayReply<EmbeddingList>, EmbeddingError> {
         let started = Instant::now();
-        let request = body.0;
+        let request = Arc::new(body.0);
         check_embedding(&request)?;
-        let (route, ticket) =
-            admit(&state, &auth, &request.model, started, |price| Estimate::embedding(&request, price))
-                .await?;
+        let metered = Metered::Embedding(request.clone());
+        let (route, ticket) = admit(&state, &auth, &request.model, started, metered, |route| {
+            Estimate::embedding(&request, route)
+        })
+        .await?;
         let answered = match state.gateway.embed(&route, &request).await {
             Ok(answered) => answered,
             Err(err) => return Err(refuse(ticket, err.into()).into()),
         };
-        let ticket = ticket.answered_by(&answered.target, answered.upstream);
-        let list: EmbeddingList = answered.value;
-        let usage = Usage::new(list.usage.prompt_tokens, 0);
+        let mut ticket = ticket.answered_by(&answered.target, answered.upstream);
+        let mut list: EmbeddingList = answered.value;
+        ticket.embedded(&mut list);
         let quota = ticket.quota();
         let body = match serde_json::to_vec(&list) {
             Ok(body) => body,
@@ -111,7 +117,7 @@ impl GatewayApi {
                 return Err(refuse(ticket, ApiError::new(ErrorCode::ServerInternal, e.to_string())).into());
             }
         };
-        ticket.finish(200, Some(usage));
+        ticket.finish(200);
         let timing = ServerTiming { upstream: answered.upstream, total: started.elapsed() };
         Ok(GatewayReply::json(Bytes::from(body), quota, timing))
     }
@@ -159,15 +165,16 @@ async fn admit(
     auth: &AnyCredential,
     model: &str,
     started: Instant,
-    estimate: impl FnOnce(Price) -> Estimate,
-) -> Result<(std::sync::Arc<Route>, Ticket), ApiError> {
+    metered: Metered,
+    estimate: impl FnOnce(&Route) -> Estimate,
+) -> Result<(Arc<Route>, Ticket), ApiError> {
     let principal = state.principal(auth).await?;
     principal.require_scope(Scope::Chat)?;
     let route = allowed_route(state, &principal, model)?;
     let caller = Caller::of(&principal);
-    let admission = state.meter.admit(&state.db, &caller, estimate(route.estimate_price())).await?;
+    let admission = state.meter.admit(&state.db, &caller, estimate(&route)).await?;
     let in_flight = state.metrics.gateway().admitted();
-    let ticket = Ticket::new(admission, in_flight, &caller, &route.name, started);
+    let ticket = Ticket::new(admission, in_flight, &caller, &route, metered, started);
     Ok((route, ticket))
 }
 
@@ -192,11 +199,7 @@ fn may_use(principal: &Principal, model: &str) -> bool {
 
 /// The route for `model`, if it exists and the key may use it; both cases
 /// answer the same 404 so a key cannot probe for routes it may not use.
-fn allowed_route(
-    state: &AppState,
-    principal: &Principal,
-    model: &str,
-) -> Result<std::sync::Arc<Route>, ApiError> {
+fn allowed_route(state: &AppState, principal: &Principal, model: &str) -> Result<Arc<Route>, ApiError> {
     match state.gateway.route(model) {
         Some(route) if may_use(principal, model) => Ok(route.clone()),
         _ => {
@@ -209,7 +212,7 @@ fn allowed_route(
 
 /// Records the refused call and hands its error back.
 fn refuse(ticket: Ticket, err: ApiError) -> ApiError {
-    ticket.finish(err.status().as_u16(), None);
+    ticket.finish(err.status().as_u16());
     err
 }
 
@@ -267,9 +270,10 @@ fn check_embedding(request: &EmbeddingRequest) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The SSE body: each chunk as `data: …\n\n`, then `data: [DONE]`. The usage
-/// chunk goes only to clients that asked for it; an upstream failure after
-/// the first byte ends the stream with an error event. Chunks that are
+/// The SSE body: each chunk as `data: …\n\n`, then `data: [DONE]`. Clients
+/// that asked for usage get a last usage chunk, the provider's or the
+/// ticket's count when the provider sent none; others get none. An upstream
+/// failure after the first byte ends the stream with an error event. Chunks that are
 /// already waiting go out together, in one write. While the provider is
 /// quiet, a `: keep-alive` comment goes out every `keepalive`: writing it is
 /// how a client that went away is noticed, which drops the provider's stream.
@@ -289,11 +293,9 @@ fn sse_frames(
             loop {
                 match next {
                     Some(Ok(chunk)) => {
-                        if chunk.usage.is_some() {
-                            ticket.usage = chunk.usage;
-                        }
-                        if !chunk.usage_only || wants_usage {
-                            ticket.sending(&chunk);
+                        ticket.observe(&chunk);
+                        if !chunk.usage_only {
+                            ticket.responding();
                             push_frame(&mut batch, &chunk.data);
                         }
                     }
@@ -302,12 +304,15 @@ fn sse_frames(
                         let body = serde_json::to_vec(&poem_openapi::types::ToJSON::to_json(&err.body()))
                             .unwrap_or_default();
                         push_frame(&mut batch, &body);
-                        ticket.finish(502, None);
+                        ticket.finish(502);
                         return Some((Ok(batch.freeze()), None));
                     }
                     None => {
+                        if let Some(usage) = ticket.usage_chunk().filter(|_| wants_usage) {
+                            push_frame(&mut batch, &usage);
+                        }
                         batch.extend_from_slice(b"data: [DONE]\n\n");
-                        ticket.finish(200, None);
+                        ticket.finish(200);
                         return Some((Ok(batch.freeze()), None));
                     }
                 }

@@ -68,6 +68,10 @@ pub struct UsageGroup {
     pub total_tokens: u64,
     /// What they cost, in USD, as a decimal string.
     pub cost_usd: String,
+    /// How many of the requests were counted by Switchyard's tokenizer
+    /// because their provider reported no usage (the others carry the
+    /// provider's own figures).
+    pub estimated_requests: u64,
 }
 
 /// The sums over every group of a report.
@@ -79,6 +83,8 @@ pub struct UsageTotals {
     pub total_tokens: u64,
     /// In USD, as a decimal string.
     pub cost_usd: String,
+    /// Requests counted by Switchyard's tokenizer (no usage from the provider).
+    pub estimated_requests: u64,
 }
 
 /// Usage in an organization over a time range, summed per group.
@@ -109,15 +115,30 @@ impl From<UsageSums> for UsageTotals {
             completion_tokens: count(sums.completion_tokens),
             total_tokens: count(sums.total_tokens()),
             cost_usd: format_usd_micros(sums.cost_micros),
+            estimated_requests: count(sums.estimated_requests),
         }
     }
 }
 
 impl From<usage::UsageGroup> for UsageGroup {
     fn from(group: usage::UsageGroup) -> Self {
-        let UsageTotals { requests, prompt_tokens, completion_tokens, total_tokens, cost_usd } =
-            group.sums.into();
-        Self { group: group.group, requests, prompt_tokens, completion_tokens, total_tokens, cost_usd }
+        let UsageTotals {
+            requests,
+            prompt_tokens,
+            completion_tokens,
+            total_tokens,
+            cost_usd,
+            estimated_requests,
+        } = group.sums.into();
+        Self {
+            group: group.group,
+            requests,
+            prompt_tokens,
+            completion_tokens,
+            total_tokens,
+            cost_usd,
+            estimated_requests,
+        }
     }
 }
 

@@ -42,6 +42,8 @@ pub struct UsageSums {
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
     pub cost_micros: i64,
+    /// Requests whose tokens Switchyard counted because the provider reported none.
+    pub estimated_requests: i64,
 }
 
 impl UsageSums {
@@ -51,6 +53,7 @@ impl UsageSums {
             prompt_tokens: bucket.prompt_tokens,
             completion_tokens: bucket.completion_tokens,
             cost_micros: bucket.cost_micros,
+            estimated_requests: bucket.estimated_requests,
         }
     }
 
@@ -60,6 +63,7 @@ impl UsageSums {
             prompt_tokens: self.prompt_tokens.saturating_add(other.prompt_tokens),
             completion_tokens: self.completion_tokens.saturating_add(other.completion_tokens),
             cost_micros: self.cost_micros.saturating_add(other.cost_micros),
+            estimated_requests: self.estimated_requests.saturating_add(other.estimated_requests),
         }
     }
 

@@ -353,6 +353,8 @@ struct MessagesResponse {
     model: String,
     content: Vec<ResponseBlock>,
     stop_reason: Option<String>,
+    /// Missing, the ticket counts the answer itself.
+    #[serde(default)]
     usage: AnthropicUsage,
 }
 
@@ -554,7 +556,10 @@ impl StreamTranslator {
     fn message_start(&mut self, start: MessageStart) -> Vec<ChatCompletionChunk> {
         self.id = start.message.id;
         self.model = start.message.model;
-        self.usage = start.message.usage;
+        // `message_start` counts the output so far (usually 1); only
+        // `message_delta` has the total. A stream cut before it reports no
+        // output, so the ticket counts the output itself.
+        self.usage = AnthropicUsage { output_tokens: None, ..start.message.usage };
         let delta = ChunkDelta { role: Some("assistant".to_owned()), ..ChunkDelta::default() };
         vec![self.chunk(delta, None)]
     }

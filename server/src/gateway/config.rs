@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::tokens::Tokenizer;
+
 /// `[providers.<name>]`: where one upstream is and how to reach it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,6 +38,10 @@ pub enum ProviderKind {
 pub struct RouteConfig {
     pub name: String,
     pub targets: Vec<TargetConfig>,
+    /// What counts the route's tokens when a provider reports no usage:
+    /// `o200k_base` (the default), `cl100k_base`, `p50k_base` or `r50k_base`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<Tokenizer>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::Price;
-use super::wire::{ChatCompletionRequest, EmbeddingRequest, Usage};
+use super::Route;
+use super::tokens::{self, PromptPiece};
+use super::wire::{ChatCompletionRequest, EmbeddingInputs, EmbeddingRequest, Usage};
 use crate::domain::principal::KeyLimits;
 use crate::store::{Db, StoreError, UsageRow};
 
@@ -40,30 +41,42 @@ pub struct Estimate {
 }
 
 impl Estimate {
-    /// Prompt size (4 characters a token, one more per message) plus the
-    /// completion budget, at the route's dearest price.
-    pub fn chat(request: &ChatCompletionRequest, price: Price) -> Self {
-        let prompt: u64 = request.messages.iter().map(|m| 1 + (m.content_chars() as u64).div_ceil(4)).sum();
+    /// Every input (message text, names, tool definitions, tool-call
+    /// arguments: 4 characters a token and one more per message; images by
+    /// the dearest target's rule; other content parts as their JSON) plus the
+    /// completion budget of every choice, at the route's dearest price.
+    pub fn chat(request: &ChatCompletionRequest, route: &Route) -> Self {
+        let mut prompt = 0;
+        tokens::prompt_pieces(request, |piece| {
+            prompt += match piece {
+                PromptPiece::Message { .. } => 1,
+                PromptPiece::Text(text) => text_estimate(text),
+                PromptPiece::Image { detail_low } => route.estimate_image_tokens(detail_low),
+                PromptPiece::Json(value) => text_estimate(&value.to_string()),
+            };
+        });
         let completion = request.max_output_tokens().map_or(DEFAULT_COMPLETION_ESTIMATE, u64::from)
             * u64::from(request.n.unwrap_or(1).max(1));
         let usage = Usage::new(prompt, completion);
-        Self { tokens: usage.total_tokens, cost_micros: price.cost_micros(&usage) }
+        Self { tokens: usage.total_tokens, cost_micros: route.estimate_price().cost_micros(&usage) }
+    }
+
+    /// The inputs' size: token ids as they are, texts at 4 characters a
+    /// token; embeddings have no completion.
+    pub fn embedding(request: &EmbeddingRequest, route: &Route) -> Self {
+        let prompt = match EmbeddingInputs::parse(&request.input) {
+            Ok(EmbeddingInputs::Texts(texts)) => texts.iter().map(|text| text_estimate(text)).sum(),
+            Ok(EmbeddingInputs::Tokens(arrays)) => arrays.iter().map(|ids| ids.len() as u64).sum(),
+            Err(_) => 0,
+        };
+        let usage = Usage::new(prompt, 0);
+        Self { tokens: usage.total_tokens, cost_micros: route.estimate_price().cost_micros(&usage) }
     }
 }
 
-impl Estimate {
-    /// The inputs' size; embeddings have no completion.
-    pub fn embedding(request: &EmbeddingRequest, price: Price) -> Self {
-        let chars: usize = match &request.input {
-            serde_json::Value::String(text) => text.chars().count(),
-            serde_json::Value::Array(items) => {
-                items.iter().filter_map(serde_json::Value::as_str).map(|t| t.chars().count()).sum()
-            }
-            _ => 0,
-        };
-        let usage = Usage::new((chars as u64).div_ceil(4), 0);
-        Self { tokens: usage.total_tokens, cost_micros: price.cost_micros(&usage) }
-    }
+/// A cheap measure of text for reservations: 4 characters a token.
+fn text_estimate(text: &str) -> u64 {
+    (text.chars().count() as u64).div_ceil(4)
 }
 
 /// Which spend limit a request would break.

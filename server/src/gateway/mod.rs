@@ -12,6 +12,7 @@ pub mod metering;
 pub mod openai;
 pub mod price;
 pub mod ticket;
+pub mod tokens;
 pub mod upstream;
 pub mod wire;
 
@@ -27,6 +28,7 @@ use tokio::time::Instant;
 
 use self::config::{GatewayConfig, PriceConfig, ProviderConfig, ProviderKind, RouteConfig};
 pub use self::price::Price;
+use self::tokens::{ImageRule, Tokenizer};
 pub use self::upstream::UpstreamError;
 use self::wire::{ChatCompletionRequest, EmbeddingList, EmbeddingRequest, Usage};
 
@@ -49,38 +51,6 @@ pub struct ChunkEvent {
     /// A chunk with no choices, only usage: sent only to clients that asked
     /// for `stream_options.include_usage`.
     pub usage_only: bool,
-}
-
-impl ChunkEvent {
-    /// Whether the chunk carries output: a choice whose delta has content, a
-    /// refusal or tool calls (not only a role, a finish reason or usage).
-    pub fn carries_output(&self) -> bool {
-        #[derive(serde::Deserialize)]
-        struct Chunk<'a> {
-            #[serde(default, borrow)]
-            choices: Option<Vec<Choice<'a>>>,
-        }
-        #[derive(serde::Deserialize)]
-        struct Choice<'a> {
-            #[serde(default, borrow)]
-            delta: Option<Delta<'a>>,
-        }
-        #[derive(serde::Deserialize)]
-        struct Delta<'a> {
-            #[serde(default, borrow)]
-            content: Option<std::borrow::Cow<'a, str>>,
-            #[serde(default, borrow)]
-            refusal: Option<std::borrow::Cow<'a, str>>,
-            #[serde(default)]
-            tool_calls: Option<Vec<serde::de::IgnoredAny>>,
-        }
-        let Ok(chunk) = serde_json::from_slice::<Chunk<'_>>(&self.data) else { return false };
-        chunk.choices.unwrap_or_default().iter().filter_map(|choice| choice.delta.as_ref()).any(|delta| {
-            delta.content.as_deref().is_some_and(|text| !text.is_empty())
-                || delta.refusal.as_deref().is_some_and(|text| !text.is_empty())
-                || delta.tool_calls.as_ref().is_some_and(|calls| !calls.is_empty())
-        })
-    }
 }
 
 /// How long upstream calls may take.
@@ -129,6 +99,15 @@ impl Provider {
         }
     }
 
+    /// How the provider counts an image of a prompt.
+    pub fn image_rule(&self) -> ImageRule {
+        match self {
+            Self::Dev(_) => ImageRule::None,
+            Self::OpenAi(_) => ImageRule::OpenAi,
+            Self::Anthropic(_) => ImageRule::Anthropic,
+        }
+    }
+
     async fn embed(
         &self,
         request: &EmbeddingRequest,
@@ -158,6 +137,8 @@ pub struct Route {
     pub targets: Vec<Target>,
     /// Unix seconds, reported as the model's `created`.
     pub created: i64,
+    /// What counts the route's tokens when a provider reports none.
+    pub tokenizer: Tokenizer,
 }
 
 impl Route {
@@ -168,6 +149,11 @@ impl Route {
             .map(|t| t.price)
             .max_by_key(|p| p.input_micros_per_mtok + p.output_micros_per_mtok)
             .unwrap_or_default()
+    }
+
+    /// What an image costs at most on any of the route's targets.
+    pub fn estimate_image_tokens(&self, detail_low: bool) -> u64 {
+        self.targets.iter().map(|t| t.provider.image_rule().tokens(detail_low)).max().unwrap_or(0)
     }
 }
 
@@ -271,7 +257,9 @@ impl Gateway {
                     price: parsed_prices.get(&target.model).copied().unwrap_or_default(),
                 });
             }
-            let entry = Arc::new(Route { name: route.name.clone(), targets, created });
+            let tokenizer = route.tokenizer.unwrap_or_default();
+            tokenizer.preload();
+            let entry = Arc::new(Route { name: route.name.clone(), targets, created, tokenizer });
             if table.insert(route.name.clone(), entry).is_some() {
                 return Err(invalid("routes", format!("route {:?} is defined twice", route.name)));
             }
@@ -451,36 +439,7 @@ fn dev_defaults() -> (BTreeMap<String, ProviderConfig>, Vec<RouteConfig>) {
     let route = |name: &str| RouteConfig {
         name: name.to_owned(),
         targets: vec![config::TargetConfig { provider: "dev".to_owned(), model: "dev".to_owned() }],
+        tokenizer: None,
     };
     (providers, vec![route("default"), route("dev")])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn event(data: &'static str) -> ChunkEvent {
-        ChunkEvent { data: Bytes::from_static(data.as_bytes()), usage: None, usage_only: false }
-    }
-
-    #[test]
-    fn output_is_content_a_refusal_or_tool_calls() {
-        for data in [
-            r#"{"choices":[{"index":0,"delta":{"content":"hi"}}]}"#,
-            r#"{"choices":[{"index":0,"delta":{"content":"say \"hi\""}}]}"#,
-            r#"{"choices":[{"index":0,"delta":{"refusal":"no"}}]}"#,
-            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"name":"f"}}]}}]}"#,
-        ] {
-            assert!(event(data).carries_output(), "{data}");
-        }
-        for data in [
-            r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#,
-            r#"{"choices":[{"index":0,"delta":{"content":null,"tool_calls":[]},"finish_reason":"stop"}]}"#,
-            r#"{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#,
-            r#"{"choices":null}"#,
-            "not json",
-        ] {
-            assert!(!event(data).carries_output(), "{data}");
-        }
-    }
 }

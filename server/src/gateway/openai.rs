@@ -4,13 +4,14 @@
 
 use bytes::Bytes;
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use tokio::time::Instant;
 
-use super::upstream::{self, UpstreamError};
+use super::upstream::{self, SseEvent, UpstreamError};
 use super::wire::{ChatCompletionRequest, EmbeddingList, EmbeddingRequest, StreamOptions, Usage};
-use super::{ChunkEvent, Reply, Timeouts};
+use super::{ChunkEvent, EventStream, Reply, Timeouts};
 
 pub struct OpenAi {
     client: reqwest::Client,
@@ -24,7 +25,13 @@ struct UsageProbe {
     #[serde(default)]
     usage: Option<Usage>,
     #[serde(default)]
-    choices: Option<Vec<IgnoredAny>>,
+    choices: Option<Vec<ChoiceProbe>>,
+}
+
+#[derive(Deserialize)]
+struct ChoiceProbe {
+    #[serde(default)]
+    finish_reason: Option<IgnoredAny>,
 }
 
 impl OpenAi {
@@ -66,16 +73,7 @@ impl OpenAi {
                 .map_err(|e| UpstreamError::Protocol(format!("not a chat completion: {e}")))?;
             return Ok(Reply::Complete { body, usage: probe.usage });
         }
-        let events = upstream::sse_events(response, timeouts, deadline)
-            .filter_map(|event| async move {
-                match event {
-                    Ok(event) if event.data.as_ref() == b"[DONE]" => None,
-                    Ok(event) => Some(chunk_event(event.data)),
-                    Err(err) => Some(Err(err)),
-                }
-            })
-            .boxed();
-        Ok(Reply::Stream(events))
+        Ok(Reply::Stream(chunk_stream(upstream::sse_events(response, timeouts, deadline))))
     }
 
     pub async fn embed(
@@ -92,12 +90,38 @@ impl OpenAi {
     }
 }
 
-/// Reads the usage of one upstream chunk, leaving its bytes as they are.
-fn chunk_event(data: Bytes) -> Result<ChunkEvent, UpstreamError> {
+/// The chunks of an upstream stream until `[DONE]`. A stream that ends
+/// without `[DONE]` before any choice finished was cut short, and ends with
+/// an error: the connection broke, or the server fell over mid-answer.
+fn chunk_stream(events: BoxStream<'static, Result<SseEvent, UpstreamError>>) -> EventStream {
+    futures::stream::unfold(Some((events, false)), |state| async move {
+        let (mut events, mut finished) = state?;
+        match events.next().await {
+            Some(Ok(event)) if event.data.as_ref() == b"[DONE]" => None,
+            Some(Ok(event)) => {
+                let chunk = chunk_event(event.data);
+                if let Ok((_, true)) = &chunk {
+                    finished = true;
+                }
+                Some((chunk.map(|(chunk, _)| chunk), Some((events, finished))))
+            }
+            Some(Err(err)) => Some((Err(err), None)),
+            None if finished => None,
+            None => Some((Err(UpstreamError::Protocol("the stream ended mid-answer".to_owned())), None)),
+        }
+    })
+    .boxed()
+}
+
+/// Reads the usage of one upstream chunk, leaving its bytes as they are,
+/// and whether a choice finished in it.
+fn chunk_event(data: Bytes) -> Result<(ChunkEvent, bool), UpstreamError> {
     let probe: UsageProbe =
         serde_json::from_slice(&data).map_err(|e| UpstreamError::Protocol(format!("not a chunk: {e}")))?;
-    let usage_only = probe.usage.is_some() && probe.choices.is_none_or(|c| c.is_empty());
-    Ok(ChunkEvent { data, usage: probe.usage, usage_only })
+    let choices = probe.choices.unwrap_or_default();
+    let finished = choices.iter().any(|choice| choice.finish_reason.is_some());
+    let usage_only = probe.usage.is_some() && choices.is_empty();
+    Ok((ChunkEvent { data, usage: probe.usage, usage_only }, finished))
 }
 
 #[cfg(test)]
@@ -108,17 +132,39 @@ mod tests {
     fn chunks_keep_their_bytes_and_report_usage() {
         let data =
             Bytes::from_static(br#"{"id":"c","choices":[{"index":0,"delta":{"content":"hi"}}],"odd":1}"#);
-        let event = chunk_event(data.clone()).unwrap_or_else(|e| panic!("{e}"));
+        let (event, finished) = chunk_event(data.clone()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!finished);
         assert_eq!(event.data, data);
         assert_eq!(event.usage, None);
         assert!(!event.usage_only);
 
-        let last = chunk_event(Bytes::from_static(
+        let (last, _) = chunk_event(Bytes::from_static(
             br#"{"id":"c","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#,
         ))
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(last.usage, Some(Usage::new(3, 2)));
         assert!(last.usage_only);
+    }
+
+    async fn ends_of(data: &[&'static str]) -> Vec<Result<usize, String>> {
+        let events = data
+            .iter()
+            .map(|data| Ok(SseEvent { event: None, data: Bytes::from_static(data.as_bytes()) }))
+            .collect::<Vec<_>>();
+        chunk_stream(futures::stream::iter(events).boxed())
+            .map(|item| item.map(|chunk| chunk.data.len()).map_err(|e| e.to_string()))
+            .collect()
+            .await
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_stops_before_it_finished_is_an_error() {
+        let text = r#"{"choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}"#;
+        let finish = r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#;
+        let cut = ends_of(&[text]).await;
+        assert!(matches!(cut.as_slice(), [Ok(_), Err(e)] if e.contains("mid-answer")), "{cut:?}");
+        assert!(ends_of(&[text, finish]).await.iter().all(Result::is_ok));
+        assert_eq!(ends_of(&[text, "[DONE]", text]).await.len(), 1);
     }
 
     #[test]

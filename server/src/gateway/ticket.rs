@@ -1,17 +1,25 @@
 //! One metered gateway call: the admission under the caller's limits, the
 //! usage row and the metrics it leaves, settled exactly once whether the
 //! call finished, failed, or was dropped when its client went away.
+//!
+//! What is charged is the provider's reported usage; when the provider
+//! reported none (or reported no completion for an answer that produced
+//! text), the ticket counts it itself from the request and the output that
+//! passed through it, and marks the row `estimated`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::metering::{Admission, Caller, Quota};
-use super::wire::Usage;
-use super::{ChunkEvent, Price, Target};
+use super::tokens::{self, ImageRule, OutputTally, Tokenizer};
+use super::wire::{ChatCompletionChunk, ChatCompletionRequest, EmbeddingList, EmbeddingRequest, Usage};
+use super::{ChunkEvent, Price, Route, Target};
 use crate::domain::principal::{Principal, Via};
 use crate::metrics::{GatewayOutcome, InFlight};
-use crate::store::UsageRow;
+use crate::store::{UsageRow, UsageSource};
 
 impl Caller {
     /// Who a request is made for, as metering sees it.
@@ -35,6 +43,13 @@ impl Caller {
     }
 }
 
+/// The request a ticket meters, read again only when its usage must be counted.
+#[derive(Debug, Clone)]
+pub enum Metered {
+    Chat(Arc<ChatCompletionRequest>),
+    Embedding(Arc<EmbeddingRequest>),
+}
+
 /// One request's usage record and metrics in the making; finishing it
 /// settles the reservation and records both, once. Dropped unfinished (the
 /// client went away mid-stream), it records what was used with status 499.
@@ -43,7 +58,18 @@ pub struct Ticket {
     in_flight: InFlight,
     row: UsageRow,
     price: Price,
-    pub usage: Option<Usage>,
+    metered: Metered,
+    tokenizer: Tokenizer,
+    /// How the answering provider counts images; set once one answered.
+    images: Option<ImageRule>,
+    /// What the provider said the request used.
+    reported: Option<Usage>,
+    /// What the answer produced, for counting when nothing was reported.
+    output: OutputTally,
+    /// A stream's usage-only chunk, held back until the stream ends.
+    held_usage_chunk: Option<Bytes>,
+    /// The figure charged, once decided.
+    decided: Option<(Usage, UsageSource)>,
     started: Instant,
     /// Time spent upstream, once a target answered.
     upstream: Option<Duration>,
@@ -58,7 +84,8 @@ impl Ticket {
         admission: Admission,
         in_flight: InFlight,
         caller: &Caller,
-        route: &str,
+        route: &Route,
+        metered: Metered,
         started: Instant,
     ) -> Self {
         Self {
@@ -71,7 +98,7 @@ impl Ticket {
                 project_id: caller.project_id.clone(),
                 user_id: caller.user_id.clone(),
                 key_id: caller.key_id.clone(),
-                route: route.to_owned(),
+                route: route.name.clone(),
                 provider: None,
                 upstream_model: None,
                 prompt_tokens: 0,
@@ -79,9 +106,16 @@ impl Ticket {
                 cost_micros: 0,
                 latency_ms: 0,
                 status: 499,
+                usage_source: UsageSource::Reported,
             },
             price: Price::default(),
-            usage: None,
+            metered,
+            tokenizer: route.tokenizer,
+            images: None,
+            reported: None,
+            output: OutputTally::default(),
+            held_usage_chunk: None,
+            decided: None,
             started,
             upstream: None,
             responded: None,
@@ -94,6 +128,7 @@ impl Ticket {
         self.row.provider = Some(target.provider_name.to_string());
         self.row.upstream_model = Some(target.model.to_string());
         self.price = target.price;
+        self.images = Some(target.provider.image_rule());
         self.upstream = Some(upstream);
         self
     }
@@ -105,40 +140,130 @@ impl Ticket {
         }
     }
 
-    /// Notes a stream chunk going out: the first one with output sets the
-    /// time to first token.
-    pub fn sending(&mut self, chunk: &ChunkEvent) {
-        self.responding();
-        if self.first_token.is_none() && !chunk.usage_only && chunk.carries_output() {
+    /// Reads a stream chunk as it arrives: its usage, and its output for
+    /// counting. Call it for every chunk; a usage-only chunk is held back
+    /// (see [`Ticket::usage_chunk`]) and the others go to the client.
+    pub fn observe(&mut self, chunk: &ChunkEvent) {
+        if chunk.usage.is_some() {
+            self.reported = chunk.usage;
+        }
+        if chunk.usage_only {
+            self.held_usage_chunk = Some(chunk.data.clone());
+        } else if self.output.add_chunk(&chunk.data) && self.first_token.is_none() {
             self.first_token = Some(self.started.elapsed());
         }
+    }
+
+    /// Takes a whole chat answer and the usage its provider reported. When
+    /// none was reported, the answer's output is counted and the body gains
+    /// the counted `usage`, as OpenAI's answers always carry one.
+    pub fn completed(&mut self, body: Bytes, usage: Option<Usage>) -> Bytes {
+        self.reported = usage;
+        if usage.is_some_and(|u| u.prompt_tokens > 0 && u.completion_tokens > 0) {
+            return body;
+        }
+        self.output.add_completion(&body);
+        let (usage, source) = self.usage();
+        if source == UsageSource::Reported {
+            return body;
+        }
+        let Ok(mut completion) = serde_json::from_slice::<serde_json::Value>(&body) else { return body };
+        let Some(object) = completion.as_object_mut() else { return body };
+        object.insert("usage".to_owned(), serde_json::to_value(usage).unwrap_or_default());
+        serde_json::to_vec(&completion).map(Bytes::from).unwrap_or(body)
+    }
+
+    /// Takes an embeddings answer; when its provider reported no usage, the
+    /// inputs are counted and the answer carries the count.
+    pub fn embedded(&mut self, list: &mut EmbeddingList) {
+        let reported = list.usage.prompt_tokens;
+        self.reported = (reported > 0).then(|| Usage::new(reported, 0));
+        let (usage, _) = self.usage();
+        list.usage.prompt_tokens = usage.prompt_tokens;
+        list.usage.total_tokens = usage.total_tokens;
+    }
+
+    /// The last chunk of a stream for a client that asked for usage
+    /// (`stream_options.include_usage`): the provider's usage chunk when its
+    /// report is whole, otherwise one in OpenAI's shape with the count.
+    /// `None` when the usage already went out on a chunk with choices.
+    pub fn usage_chunk(&mut self) -> Option<Bytes> {
+        let (usage, source) = self.usage();
+        if source == UsageSource::Reported {
+            return self.held_usage_chunk.take();
+        }
+        let head = self.output.head().cloned().unwrap_or_default();
+        let chunk = ChatCompletionChunk {
+            id: head.id,
+            object: "chat.completion.chunk".to_owned(),
+            created: head.created,
+            model: head.model,
+            choices: Vec::new(),
+            usage: Some(usage),
+        };
+        serde_json::to_vec(&chunk).ok().map(Bytes::from)
+    }
+
+    /// What the request is charged: the provider's report when it is whole,
+    /// otherwise the tokenizer's count. A request no provider answered used
+    /// nothing.
+    pub fn usage(&mut self) -> (Usage, UsageSource) {
+        if let Some(decided) = self.decided {
+            return decided;
+        }
+        let decided = self.decide();
+        self.decided = Some(decided);
+        decided
+    }
+
+    fn decide(&self) -> (Usage, UsageSource) {
+        let Some(images) = self.images else {
+            return (self.reported.unwrap_or_default(), UsageSource::Reported);
+        };
+        let produced = !self.output.is_empty();
+        if let Some(reported) = self.reported {
+            let whole = reported.prompt_tokens > 0 && (reported.completion_tokens > 0 || !produced);
+            if whole {
+                return (reported, UsageSource::Reported);
+            }
+        }
+        let reported_prompt = self.reported.map(|u| u.prompt_tokens).filter(|tokens| *tokens > 0);
+        let prompt = reported_prompt.unwrap_or_else(|| match &self.metered {
+            Metered::Chat(request) => tokens::chat_prompt_tokens(request, self.tokenizer, images),
+            Metered::Embedding(request) => tokens::embedding_input_tokens(request, self.tokenizer),
+        });
+        (Usage::new(prompt, self.output.tokens(self.tokenizer)), UsageSource::Estimated)
     }
 
     pub fn quota(&self) -> Quota {
         self.admission.as_ref().map(|a| a.quota).unwrap_or_default()
     }
 
-    pub fn finish(mut self, status: u16, usage: Option<Usage>) {
+    pub fn finish(mut self, status: u16) {
         self.responding();
-        self.usage = usage.or(self.usage);
         self.row.status = i64::from(status);
         self.settle();
     }
 
     fn settle(&mut self) {
+        if self.admission.is_none() {
+            return;
+        }
+        let (usage, source) = self.usage();
         let Some(admission) = self.admission.take() else { return };
-        let usage = self.usage.unwrap_or_default();
         let mut row = self.row.clone();
         row.prompt_tokens = i64::try_from(usage.prompt_tokens).unwrap_or(i64::MAX);
         row.completion_tokens = i64::try_from(usage.completion_tokens).unwrap_or(i64::MAX);
         row.cost_micros = self.price.cost_micros(&usage);
         row.latency_ms = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        row.usage_source = source;
         self.in_flight.finished(&GatewayOutcome {
             route: &row.route,
             provider: row.provider.as_deref(),
             status: u16::try_from(row.status).unwrap_or_default(),
             prompt_tokens: usage.prompt_tokens,
             completion_tokens: usage.completion_tokens,
+            usage_source: source,
             cost_micro_usd: u64::try_from(row.cost_micros).unwrap_or_default(),
             upstream: self.upstream,
             overhead: self.upstream.zip(self.responded).map(|(upstream, at)| at.saturating_sub(upstream)),

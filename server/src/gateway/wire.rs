@@ -362,6 +362,9 @@ pub struct EmbeddingList {
     pub object: String,
     pub data: Vec<Embedding>,
     pub model: String,
+    /// Some OpenAI-compatible servers leave it out; the gateway then counts
+    /// the inputs itself.
+    #[serde(default)]
     pub usage: EmbeddingUsage,
 }
 

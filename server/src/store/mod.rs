@@ -24,7 +24,7 @@ pub use orgs::{CostCaps, MemberRow, MembershipRow, OrgRow};
 pub use outbox::OutboxRow;
 pub use projects::ProjectRow;
 pub use two_factor::{ChallengeRow, TotpState};
-pub use usage::{UsageBucket, UsageFilter, UsageGrouping, UsageRow};
+pub use usage::{UsageBucket, UsageFilter, UsageGrouping, UsageRow, UsageSource};
 pub use users::{RefreshTokenRow, SessionRow, UserRow};
 
 use std::str::FromStr;

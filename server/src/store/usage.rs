@@ -22,6 +22,26 @@ pub struct UsageRow {
     pub latency_ms: i64,
     /// The HTTP status the client got; 499 when it went away first.
     pub status: i64,
+    pub usage_source: UsageSource,
+}
+
+/// Where a usage row's token counts come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum UsageSource {
+    /// The provider's own report (or nothing used: no provider answered).
+    #[default]
+    Reported,
+    /// Counted by Switchyard's tokenizer: the provider reported none.
+    Estimated,
+}
+
+impl UsageSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reported => "reported",
+            Self::Estimated => "estimated",
+        }
+    }
 }
 
 /// What `GET /v1/usage` groups by.
@@ -68,6 +88,8 @@ pub struct UsageBucket {
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
     pub cost_micros: i64,
+    /// Requests whose tokens Switchyard counted (see [`UsageSource::Estimated`]).
+    pub estimated_requests: i64,
 }
 
 impl Db {
@@ -77,8 +99,8 @@ impl Db {
         for row in rows {
             sqlx::query(
                 "INSERT INTO usage_records (id, occurred_at, org_id, project_id, user_id, key_id, route, provider, \
-                 upstream_model, prompt_tokens, completion_tokens, cost_micros, latency_ms, status) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                 upstream_model, prompt_tokens, completion_tokens, cost_micros, latency_ms, status, usage_source) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
             )
             .bind(&row.id)
             .bind(row.occurred_at)
@@ -94,6 +116,7 @@ impl Db {
             .bind(row.cost_micros)
             .bind(row.latency_ms)
             .bind(row.status)
+            .bind(row.usage_source.as_str())
             .execute(&mut *tx)
             .await?;
         }
@@ -144,7 +167,8 @@ impl Db {
             "SELECT CAST({group} AS TEXT) AS grp, COUNT(*) AS requests, \
              CAST(SUM(prompt_tokens) AS BIGINT) AS prompt_tokens, \
              CAST(SUM(completion_tokens) AS BIGINT) AS completion_tokens, \
-             CAST(SUM(cost_micros) AS BIGINT) AS cost_micros \
+             CAST(SUM(cost_micros) AS BIGINT) AS cost_micros, \
+             CAST(SUM(CASE WHEN usage_source = 'estimated' THEN 1 ELSE 0 END) AS BIGINT) AS estimated \
              FROM usage_records WHERE org_id = $1 AND occurred_at >= $2 AND occurred_at < $3 \
              AND ($4 = '' OR project_id = $4) AND ($5 = '' OR key_id = $5) AND ($6 = '' OR user_id = $6) \
              GROUP BY {group}"
@@ -166,6 +190,7 @@ impl Db {
                     prompt_tokens: row.try_get("prompt_tokens")?,
                     completion_tokens: row.try_get("completion_tokens")?,
                     cost_micros: row.try_get("cost_micros")?,
+                    estimated_requests: row.try_get("estimated")?,
                 })
             })
             .collect()

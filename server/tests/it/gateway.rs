@@ -9,9 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
-use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::web::Data;
-use poem::{Body, EndpointExt, Response, Route, Server, handler};
+use poem::{Body, EndpointExt, Response, Route, handler};
 use serde_json::{Value, json};
 use switchyard_server::Config;
 use switchyard_server::gateway::config::{
@@ -20,7 +19,8 @@ use switchyard_server::gateway::config::{
 use switchyard_server::store::Db;
 
 use crate::support::{
-    Api, BoxError, Credential, MintedKey, TestEngine, TestResult, expect_status, on_both_engines, start,
+    Api, BoxError, Credential, MintedKey, TestEngine, TestResult, expect_status, on_both_engines, serve_mock,
+    start,
 };
 
 on_both_engines!(
@@ -94,11 +94,7 @@ async fn mock_upstream() -> Result<(String, Arc<Seen>), BoxError> {
         .at("/working/v1/chat/completions", poem::post(working))
         .at("/endless/v1/chat/completions", poem::post(endless))
         .data(seen.clone());
-    let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await?;
-    let addr = acceptor.local_addr().remove(0);
-    let addr = addr.as_socket_addr().ok_or("the mock has no socket address")?.to_owned();
-    tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
-    Ok((format!("http://{addr}"), seen))
+    Ok((serve_mock(app).await?, seen))
 }
 
 fn openai(base: &str, path: &str) -> ProviderConfig {
@@ -119,6 +115,7 @@ fn route(name: &str, targets: &[(&str, &str)]) -> RouteConfig {
                 model: (*model).to_owned(),
             })
             .collect(),
+        tokenizer: None,
     }
 }
 
@@ -142,8 +139,9 @@ fn configure(config: &mut Config, base: &str) {
     config.gateway.stream_keepalive_ms = 100;
 }
 
-/// A chat key in a fresh org, with `extra` fields on the key request.
-async fn chat_key(api: &Api, extra: Value) -> Result<MintedKey, BoxError> {
+/// A chat key in a fresh org of a new owner (`owner@example.com`), with
+/// `extra` fields on the key request.
+pub(crate) async fn chat_key(api: &Api, extra: Value) -> Result<MintedKey, BoxError> {
     let owner = api.register("owner@example.com").await?;
     let org = api.create_org(&owner, "Gateway").await?;
     let mut body = json!({"name": "gateway", "scopes": ["chat"], "org_id": org});

@@ -100,9 +100,13 @@ async fn gateway_requests_tokens_and_timings_are_counted() -> TestResult {
     let (route, provider) = (("route", "default"), ("provider", "dev"));
     let ok = ("status", "200");
     assert_eq!(at("switchyard_gateway_requests_total", &[route, provider, ok])?, 2.0);
-    assert_eq!(at("switchyard_gateway_tokens_total", &[route, provider, ("kind", "prompt")])?, prompt as f64);
+    let reported = ("usage", "reported");
     assert_eq!(
-        at("switchyard_gateway_tokens_total", &[route, provider, ("kind", "completion")])?,
+        at("switchyard_gateway_tokens_total", &[route, provider, ("kind", "prompt"), reported])?,
+        prompt as f64
+    );
+    assert_eq!(
+        at("switchyard_gateway_tokens_total", &[route, provider, ("kind", "completion"), reported])?,
         completion as f64
     );
     // The built-in provider is free.
@@ -132,6 +136,7 @@ async fn a_request_no_provider_answered_is_counted_without_one() -> TestResult {
         config.routes = vec![RouteConfig {
             name: "broken".to_owned(),
             targets: vec![TargetConfig { provider: "down".to_owned(), model: "m".to_owned() }],
+            tokenizer: None,
         }];
         config.gateway.retry_backoff_ms = 1;
     })

@@ -12,6 +12,7 @@ mod email;
 mod envelope;
 mod gateway;
 mod gateway_metrics;
+mod gateway_usage;
 mod hostile_input;
 mod housekeeping;
 mod identity;

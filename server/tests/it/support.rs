@@ -45,6 +45,17 @@ pub fn http() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+/// Serves `app` on `127.0.0.1:0` for the rest of the test (a mock upstream,
+/// say); returns its base address, `http://127.0.0.1:<port>`.
+pub async fn serve_mock(app: impl poem::Endpoint + 'static) -> Result<String, BoxError> {
+    use poem::listener::{Acceptor, Listener, TcpListener};
+    let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await?;
+    let addr = acceptor.local_addr().remove(0);
+    let addr = addr.as_socket_addr().ok_or("the mock has no socket address")?.to_owned();
+    tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(app));
+    Ok(format!("http://{addr}"))
+}
+
 /// Declares each listed `async fn(TestEngine) -> TestResult` as a test on
 /// SQLite and one on PostgreSQL.
 macro_rules! on_both_engines {
