@@ -140,6 +140,9 @@ pub enum ErrorCode {
     /// The chat or embeddings request is not valid (OpenAI's 400).
     #[oai(rename = "gateway.invalid_request")]
     GatewayInvalidRequest,
+    /// The request sets a field this gateway does not pass on to providers.
+    #[oai(rename = "gateway.unsupported_parameter")]
+    GatewayUnsupportedParameter,
     /// No route serves this model name, or the key may not use it.
     #[oai(rename = "gateway.model_not_found")]
     GatewayModelNotFound,
@@ -214,7 +217,9 @@ impl ErrorCode {
             Self::OrgInvalidInvitation => StatusCode::UNAUTHORIZED,
             Self::OrgInvitationEmailMismatch => StatusCode::FORBIDDEN,
             Self::RateLimitExceeded | Self::AuthTooManyFailedLogins => StatusCode::TOO_MANY_REQUESTS,
-            Self::GatewayInvalidRequest | Self::GatewayUpstreamRejected => StatusCode::BAD_REQUEST,
+            Self::GatewayInvalidRequest
+            | Self::GatewayUnsupportedParameter
+            | Self::GatewayUpstreamRejected => StatusCode::BAD_REQUEST,
             Self::GatewayModelNotFound => StatusCode::NOT_FOUND,
             Self::GatewayUpstreamError => StatusCode::BAD_GATEWAY,
             Self::GatewayUpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,

@@ -34,7 +34,7 @@ use crate::gateway::wire::{
     ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, EmbeddingInputs, EmbeddingList,
     EmbeddingRequest, MAX_CONTENT_CHARS, MAX_MESSAGES, Model, ModelList,
 };
-use crate::gateway::{EventStream, Reply, Route};
+use crate::gateway::{EventStream, Reply, Route, fields};
 use crate::http::request_id;
 use crate::operation_errors;
 
@@ -62,9 +62,11 @@ impl GatewayApi {
         let request = Arc::new(body.0);
         check_chat(&request)?;
         let metered = Metered::Chat(request.clone());
-        let (route, ticket) =
-            admit(&state, &auth, &request.model, started, metered, |route| Estimate::chat(&request, route))
-                .await?;
+        let (route, ticket) = admit(&state, &auth, &request.model, started, metered, |route| {
+            check_fields(&request.extra, fields::CHAT_FIELDS, route)?;
+            Ok(Estimate::chat(&request, route))
+        })
+        .await?;
         let answered = match state.gateway.chat(&route, &request).await {
             Ok(answered) => answered,
             Err(err) => return Err(refuse(ticket, err.into()).into()),
@@ -100,7 +102,8 @@ impl GatewayApi {
         check_embedding(&request)?;
         let metered = Metered::Embedding(request.clone());
         let (route, ticket) = admit(&state, &auth, &request.model, started, metered, |route| {
-            Estimate::embedding(&request, route)
+            check_fields(&request.extra, fields::EMBEDDING_FIELDS, route)?;
+            Ok(Estimate::embedding(&request, route))
         })
         .await?;
         let answered = match state.gateway.embed(&route, &request).await {
@@ -158,21 +161,23 @@ impl GatewayApi {
 }
 
 /// Checks the credential, its `chat` scope and right to the model, then
-/// admits the request under the key's limits with the estimate `estimate`
-/// makes at the route's price. The request began at `started`.
+/// admits the request under the key's limits with the estimate `prepare`
+/// makes for the route (or the refusal it finds). The request began at
+/// `started`.
 async fn admit(
     state: &AppState,
     auth: &AnyCredential,
     model: &str,
     started: Instant,
     metered: Metered,
-    estimate: impl FnOnce(&Route) -> Estimate,
+    prepare: impl FnOnce(&Route) -> Result<Estimate, ApiError>,
 ) -> Result<(Arc<Route>, Ticket), ApiError> {
     let principal = state.principal(auth).await?;
     principal.require_scope(Scope::Chat)?;
     let route = allowed_route(state, &principal, model)?;
     let caller = Caller::of(&principal);
-    let admission = state.meter.admit(&state.db, &caller, estimate(&route)).await?;
+    let estimate = prepare(&route)?;
+    let admission = state.meter.admit(&state.db, &caller, estimate).await?;
     let in_flight = state.metrics.gateway().admitted();
     let ticket = Ticket::new(admission, in_flight, &caller, &route, metered, started);
     Ok((route, ticket))
@@ -214,6 +219,24 @@ fn allowed_route(state: &AppState, principal: &Principal, model: &str) -> Result
 fn refuse(ticket: Ticket, err: ApiError) -> ApiError {
     ticket.finish(err.status().as_u16());
     err
+}
+
+/// Refuses a field no target of the route may receive (see `gateway::fields`).
+fn check_fields(
+    extra: &serde_json::Map<String, serde_json::Value>,
+    known: &[&str],
+    route: &Route,
+) -> Result<(), ApiError> {
+    match fields::refused(extra, known, route) {
+        None => Ok(()),
+        Some(field) => Err(ApiError::new(
+            ErrorCode::GatewayUnsupportedParameter,
+            format!("`{field}` is not passed on to this model's providers"),
+        )
+        .param(field)
+        .why("Fields that can change what a request costs or where its data is kept reach a provider only when the operator allows them.")
+        .fix("Remove the field, or ask the operator to list it in the provider's pass_through setting.")),
+    }
 }
 
 fn invalid(param: &str, message: String) -> ApiError {

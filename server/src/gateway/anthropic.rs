@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
+use super::fields;
 use super::upstream::{self, SseEvent, UpstreamError};
 use super::wire::{
     AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatMessage,
@@ -37,11 +38,23 @@ pub struct Anthropic {
     client: reqwest::Client,
     base_url: String,
     api_key: Option<String>,
+    /// Request fields the operator lets through, sent as top-level fields
+    /// of the Messages request (`top_k`, `thinking`, …).
+    pass_through: Vec<String>,
 }
 
 impl Anthropic {
     pub fn new(client: reqwest::Client, base_url: String, api_key: Option<String>) -> Self {
-        Self { client, base_url, api_key }
+        Self { client, base_url, api_key, pass_through: Vec::new() }
+    }
+
+    /// Lets `fields` through to this provider (`pass_through` in its configuration).
+    pub fn with_pass_through(self, fields: Vec<String>) -> Self {
+        Self { pass_through: fields, ..self }
+    }
+
+    pub fn pass_through(&self) -> &[String] {
+        &self.pass_through
     }
 
     pub async fn chat(
@@ -51,7 +64,9 @@ impl Anthropic {
         timeouts: &Timeouts,
         deadline: Instant,
     ) -> Result<Reply, UpstreamError> {
-        let body = serde_json::to_vec(&messages_request(request, model)?).map_err(protocol)?;
+        let mut outgoing = messages_request(request, model)?;
+        outgoing.extra = fields::allowed(&request.extra, &[], &self.pass_through);
+        let body = serde_json::to_vec(&outgoing).map_err(protocol)?;
         let response = upstream::send(self.post_messages(body), timeouts).await?;
         let created = chrono::Utc::now().timestamp();
         if request.is_stream() {
@@ -114,6 +129,9 @@ struct MessagesRequest {
     metadata: Option<Metadata>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     stream: bool,
+    /// Fields the operator passes through.
+    #[serde(flatten)]
+    extra: serde_json::Map<String, Value>,
 }
 
 /// One turn of the conversation: `user` or `assistant`.
@@ -190,6 +208,7 @@ fn messages_request(request: &ChatCompletionRequest, model: &str) -> Result<Mess
         tool_choice: request.tool_choice.as_ref().map(tool_choice).transpose()?,
         metadata: request.user.clone().map(|user_id| Metadata { user_id }),
         stream: request.is_stream(),
+        extra: serde_json::Map::new(),
     })
 }
 

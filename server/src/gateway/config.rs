@@ -18,6 +18,12 @@ pub struct ProviderConfig {
     /// Keys never go in the file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_env: Option<String>,
+    /// Request fields this provider may receive beyond the ones known not
+    /// to change the price (for example `["service_tier"]`, or an
+    /// aggregator's `["provider"]`). Others are refused with 400
+    /// `gateway.unsupported_parameter`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pass_through: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -458,3 +458,57 @@ impl Drop for Admission {
         drop(self.release_days(0));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::gateway::{Price, Provider, Target, dev};
+
+    /// One dev target at one micro-USD a token, so cost equals tokens.
+    fn route() -> Route {
+        let price = Price { input_micros_per_mtok: 1_000_000, output_micros_per_mtok: 1_000_000 };
+        let target = Target {
+            provider_name: "dev".into(),
+            provider: Arc::new(Provider::Dev(dev::Dev)),
+            model: "dev".into(),
+            price,
+        };
+        Route { name: "r".into(), targets: vec![target], created: 0, tokenizer: Default::default() }
+    }
+
+    #[test]
+    fn chat_estimates_count_every_input() {
+        let request = |value: serde_json::Value| -> ChatCompletionRequest {
+            serde_json::from_value(value).unwrap_or_else(|e| panic!("{e}"))
+        };
+        let plain = request(
+            json!({"model": "r", "max_tokens": 5, "messages": [{"role": "user", "content": "Hello"}]}),
+        );
+        assert_eq!(Estimate::chat(&plain, &route()), Estimate { tokens: 8, cost_micros: 8 });
+
+        let heavy = request(json!({"model": "r", "max_tokens": 5, "n": 2, "messages": [
+            {"role": "user", "name": "abcd", "content": [{"type": "text", "text": "Hello"}]},
+            {"role": "assistant", "tool_calls": [{"id": "call", "type": "function",
+                "function": {"name": "look", "arguments": "{\"q\":\"12345678\"}"}}]},
+            {"role": "tool", "tool_call_id": "call", "content": "done"}
+        ], "tools": [{"type": "function", "function": {"name": "look", "description": "Looks",
+            "parameters": {"type": "object"}}}]}));
+        // Messages 3; name 1; "Hello" 2; call id 1, name 1, arguments 4; tool
+        // id 1, "done" 1; tool name 1, description 2, parameters 5; completion
+        // 5 for each of 2 choices.
+        assert_eq!(Estimate::chat(&heavy, &route()).tokens, 3 + 1 + 2 + 6 + 2 + 8 + 10);
+    }
+
+    #[test]
+    fn embedding_estimates_count_token_ids_as_they_are() {
+        let request = |input: serde_json::Value| -> EmbeddingRequest {
+            serde_json::from_value(json!({"model": "r", "input": input})).unwrap_or_else(|e| panic!("{e}"))
+        };
+        assert_eq!(Estimate::embedding(&request(json!([[1, 2, 3], [4, 5]])), &route()).tokens, 5);
+        assert_eq!(Estimate::embedding(&request(json!(["12345678", "1"])), &route()).tokens, 3);
+    }
+}

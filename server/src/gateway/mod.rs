@@ -8,6 +8,7 @@
 pub mod anthropic;
 pub mod config;
 pub mod dev;
+pub mod fields;
 pub mod metering;
 pub mod openai;
 pub mod price;
@@ -97,6 +98,16 @@ impl Provider {
             Self::OpenAi(openai) => openai.chat(request, model, timeouts, deadline).await,
             Self::Anthropic(anthropic) => anthropic.chat(request, model, timeouts, deadline).await,
         }
+    }
+
+    /// Whether the operator lets `field` through to this provider.
+    pub fn passes_through(&self, field: &str) -> bool {
+        let allowed = match self {
+            Self::Dev(_) => return false,
+            Self::OpenAi(openai) => openai.pass_through(),
+            Self::Anthropic(anthropic) => anthropic.pass_through(),
+        };
+        allowed.iter().any(|name| name == field)
     }
 
     /// How the provider counts an image of a prompt.
@@ -419,14 +430,22 @@ fn build_provider(
             _ => Err(invalid(format!("providers.{name}.base_url"), "must be an http:// or https:// URL")),
         }
     };
+    let pass_through = config.pass_through.clone();
     Ok(match config.kind {
+        ProviderKind::Dev if !pass_through.is_empty() => {
+            return Err(invalid(
+                format!("providers.{name}.pass_through"),
+                "the dev provider reads no extra fields",
+            ));
+        }
         ProviderKind::Dev => Provider::Dev(dev::Dev),
-        ProviderKind::Openai => Provider::OpenAi(openai::OpenAi::new(client.clone(), base_url(None)?, key)),
-        ProviderKind::Anthropic => Provider::Anthropic(anthropic::Anthropic::new(
-            client.clone(),
-            base_url(Some(anthropic::DEFAULT_BASE_URL))?,
-            key,
-        )),
+        ProviderKind::Openai => Provider::OpenAi(
+            openai::OpenAi::new(client.clone(), base_url(None)?, key).with_pass_through(pass_through),
+        ),
+        ProviderKind::Anthropic => Provider::Anthropic(
+            anthropic::Anthropic::new(client.clone(), base_url(Some(anthropic::DEFAULT_BASE_URL))?, key)
+                .with_pass_through(pass_through),
+        ),
     })
 }
 
@@ -434,7 +453,12 @@ fn build_provider(
 fn dev_defaults() -> (BTreeMap<String, ProviderConfig>, Vec<RouteConfig>) {
     let providers = BTreeMap::from([(
         "dev".to_owned(),
-        ProviderConfig { kind: ProviderKind::Dev, base_url: None, api_key_env: None },
+        ProviderConfig {
+            kind: ProviderKind::Dev,
+            base_url: None,
+            api_key_env: None,
+            pass_through: Vec::new(),
+        },
     )]);
     let route = |name: &str| RouteConfig {
         name: name.to_owned(),

@@ -1,6 +1,7 @@
 //! OpenAI-compatible providers (OpenAI, OpenRouter, vLLM, llama.cpp, Ollama):
-//! the request goes out as the client sent it, with the upstream model name;
-//! answers come back byte for byte, read only for their usage.
+//! the request goes out as the client sent it, with the upstream model name
+//! and only the fields this provider may receive (`fields`); answers come
+//! back byte for byte, read only for their usage.
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -9,6 +10,7 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use tokio::time::Instant;
 
+use super::fields;
 use super::upstream::{self, SseEvent, UpstreamError};
 use super::wire::{ChatCompletionRequest, EmbeddingList, EmbeddingRequest, StreamOptions, Usage};
 use super::{ChunkEvent, EventStream, Reply, Timeouts};
@@ -17,6 +19,8 @@ pub struct OpenAi {
     client: reqwest::Client,
     base_url: String,
     api_key: Option<String>,
+    /// Request fields the operator lets through beyond the known-safe ones.
+    pass_through: Vec<String>,
 }
 
 /// The parts of an answer usage accounting reads.
@@ -36,7 +40,16 @@ struct ChoiceProbe {
 
 impl OpenAi {
     pub fn new(client: reqwest::Client, base_url: String, api_key: Option<String>) -> Self {
-        Self { client, base_url, api_key }
+        Self { client, base_url, api_key, pass_through: Vec::new() }
+    }
+
+    /// Lets `fields` through to this provider (`pass_through` in its configuration).
+    pub fn with_pass_through(self, fields: Vec<String>) -> Self {
+        Self { pass_through: fields, ..self }
+    }
+
+    pub fn pass_through(&self) -> &[String] {
+        &self.pass_through
     }
 
     fn post(&self, path: &str) -> reqwest::RequestBuilder {
@@ -54,7 +67,11 @@ impl OpenAi {
         timeouts: &Timeouts,
         deadline: Instant,
     ) -> Result<Reply, UpstreamError> {
-        let mut outgoing = ChatCompletionRequest { model: model.to_owned(), ..request.clone() };
+        let mut outgoing = ChatCompletionRequest {
+            model: model.to_owned(),
+            extra: fields::allowed(&request.extra, fields::CHAT_FIELDS, &self.pass_through),
+            ..request.clone()
+        };
         if request.is_stream() {
             // Usage is always asked for; clients that did not ask never see it.
             let mut options = request.stream_options.clone().unwrap_or_default();
@@ -82,7 +99,11 @@ impl OpenAi {
         model: &str,
         timeouts: &Timeouts,
     ) -> Result<EmbeddingList, UpstreamError> {
-        let outgoing = EmbeddingRequest { model: model.to_owned(), ..request.clone() };
+        let outgoing = EmbeddingRequest {
+            model: model.to_owned(),
+            extra: fields::allowed(&request.extra, fields::EMBEDDING_FIELDS, &self.pass_through),
+            ..request.clone()
+        };
         let response = upstream::send(self.post("/embeddings").json(&outgoing), timeouts).await?;
         let body = upstream::body(response, timeouts).await?;
         serde_json::from_slice(&body)

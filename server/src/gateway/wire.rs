@@ -2,8 +2,8 @@
 //! same types parse requests (serde, once), describe them in the spec
 //! (poem-openapi), and carry what providers answer.
 //!
-//! Requests keep fields they do not name in `extra`, so an OpenAI-compatible
-//! upstream receives them untouched.
+//! Requests keep fields they do not name in `extra`; `gateway::fields`
+//! decides which of them a provider receives.
 
 use poem_openapi::Object;
 use serde::{Deserialize, Serialize};
@@ -14,8 +14,10 @@ pub const MAX_MESSAGES: usize = 100;
 /// Most characters of content one message may carry.
 pub const MAX_CONTENT_CHARS: usize = 100_000;
 
-/// `POST /v1/chat/completions`. Fields not listed here are accepted and
-/// passed through to OpenAI-compatible providers unchanged.
+/// `POST /v1/chat/completions`. Of the fields not listed here, the ones
+/// known not to change the price, and those the operator lets through, go to
+/// OpenAI-compatible providers unchanged; others are refused
+/// (`gateway.unsupported_parameter`).
 #[derive(Debug, Clone, Default, Object, Serialize, Deserialize)]
 pub struct ChatCompletionRequest {
     /// A route name this key may use, as `GET /v1/models` lists them.

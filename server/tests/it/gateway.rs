@@ -102,6 +102,7 @@ fn openai(base: &str, path: &str) -> ProviderConfig {
         kind: ProviderKind::Openai,
         base_url: Some(format!("{base}/{path}/v1")),
         api_key_env: None,
+        pass_through: Vec::new(),
     }
 }
 
@@ -126,7 +127,15 @@ fn configure(config: &mut Config, base: &str) {
         ("failing".to_owned(), openai(base, "failing")),
         ("working".to_owned(), openai(base, "working")),
         ("endless".to_owned(), openai(base, "endless")),
-        ("dev".to_owned(), ProviderConfig { kind: ProviderKind::Dev, base_url: None, api_key_env: None }),
+        (
+            "dev".to_owned(),
+            ProviderConfig {
+                kind: ProviderKind::Dev,
+                base_url: None,
+                api_key_env: None,
+                pass_through: Vec::new(),
+            },
+        ),
     ]);
     config.routes = vec![
         route("fallback", &[("failing", "mock-model"), ("working", "mock-model")]),

@@ -131,6 +131,7 @@ async fn a_request_no_provider_answered_is_counted_without_one() -> TestResult {
                 kind: ProviderKind::Openai,
                 base_url: Some("http://127.0.0.1:1/v1".to_owned()),
                 api_key_env: None,
+                pass_through: Vec::new(),
             },
         )]);
         config.routes = vec![RouteConfig {

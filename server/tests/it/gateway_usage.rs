@@ -182,6 +182,7 @@ fn configure(config: &mut Config, base: &str) {
                 kind: ProviderKind::Openai,
                 base_url: Some(format!("{base}/{name}/v1")),
                 api_key_env: None,
+                pass_through: Vec::new(),
             };
             ((*name).to_owned(), provider)
         })

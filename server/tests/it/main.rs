@@ -11,6 +11,7 @@ mod contract;
 mod email;
 mod envelope;
 mod gateway;
+mod gateway_fields;
 mod gateway_metrics;
 mod gateway_usage;
 mod hostile_input;
