@@ -59,6 +59,9 @@ pub enum ErrorCode {
     /// The operation needs a session token; API keys cannot do it.
     #[oai(rename = "auth.session_required")]
     AuthSessionRequired,
+    /// A session token must name an organization (`X-Switchyard-Org`) for this.
+    #[oai(rename = "auth.org_required")]
+    AuthOrgRequired,
     /// The API key lacks the scope the operation needs.
     #[oai(rename = "auth.scope_denied")]
     AuthScopeDenied,
@@ -200,7 +203,10 @@ impl ErrorCode {
             Self::AuthTwoFactorAlreadyEnabled
             | Self::AuthTwoFactorNotEnabled
             | Self::AuthTwoFactorSetupRequired => StatusCode::CONFLICT,
-            Self::AuthSessionRequired | Self::AuthScopeDenied | Self::AuthRoleDenied => StatusCode::FORBIDDEN,
+            Self::AuthSessionRequired
+            | Self::AuthOrgRequired
+            | Self::AuthScopeDenied
+            | Self::AuthRoleDenied => StatusCode::FORBIDDEN,
             Self::AuthEmailUnverified => StatusCode::FORBIDDEN,
             Self::AuthEmailAlreadyVerified => StatusCode::CONFLICT,
             Self::AuthInvalidVerificationCode => StatusCode::UNPROCESSABLE_ENTITY,

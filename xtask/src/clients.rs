@@ -3,8 +3,11 @@
 //! Installs the pinned Python SDK and pytest into `target/clients/venv` (again only
 //! when `conformance/clients/python/requirements.txt` changes) and, when `node` and
 //! `npm` are on the PATH, the pinned Node SDK into `conformance/clients/node`; builds
-//! and starts `switchyard serve` on a free port and a fresh SQLite database; runs the
-//! suites against it with `SWITCHYARD_URL` set; stops the server, passed or not.
+//! and starts `switchyard serve` on a free port and a fresh SQLite database, with the
+//! built-in `dev` routes and a route `silent` over an upstream that never reports
+//! usage (`conformance/clients/upstream/without_usage.py`); runs the suites against
+//! it with `SWITCHYARD_URL` and `SWITCHYARD_SILENT_MODEL` set; stops both, passed
+//! or not.
 //!
 //! Options: `--suite python|node|all` (default `all`) and `--url <base URL>` to test a
 //! server that is already running instead of starting one.
@@ -124,7 +127,8 @@ fn run_with(options: &Options) -> bool {
                             .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
                             .arg(clients.join("python"))
                             .env("PYTHONDONTWRITEBYTECODE", "1")
-                            .env("SWITCHYARD_URL", &url),
+                            .env("SWITCHYARD_URL", &url)
+                            .envs(silent_route(server.as_ref())),
                     );
                     outcomes.push((PYTHON, outcome));
                 }
@@ -134,7 +138,8 @@ fn run_with(options: &Options) -> bool {
                         Command::new("node")
                             .args(["--test", "--test-reporter=spec", "test.mjs"])
                             .current_dir(clients.join("node"))
-                            .env("SWITCHYARD_URL", &url),
+                            .env("SWITCHYARD_URL", &url)
+                            .envs(silent_route(server.as_ref())),
                     );
                     outcomes.push((NODE, outcome));
                 }
@@ -263,9 +268,33 @@ fn prepare_node(suite: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// A `switchyard serve` of our own, stopped and cleaned up when dropped.
+/// The route over the upstream that never reports usage, for the suites
+/// (`SWITCHYARD_SILENT_MODEL`); only our own server has one.
+fn silent_route(server: Option<&Server>) -> Vec<(&'static str, &'static str)> {
+    server.map(|_| vec![("SWITCHYARD_SILENT_MODEL", SILENT_ROUTE)]).unwrap_or_default()
+}
+
+/// The route name of the upstream without usage.
+const SILENT_ROUTE: &str = "silent";
+
+/// Our own server's configuration: the built-in `dev` provider behind
+/// `default` and `dev`, as with no configuration, and [`SILENT_ROUTE`] over
+/// `conformance/clients/upstream/without_usage.py` at `upstream`.
+fn server_config(upstream: SocketAddr) -> String {
+    format!(
+        "[providers.dev]\nkind = \"dev\"\n\n\
+         [providers.silent]\nkind = \"openai\"\nbase_url = \"http://{upstream}/v1\"\n\n\
+         [[routes]]\nname = \"default\"\ntargets = [{{ provider = \"dev\", model = \"dev\" }}]\n\n\
+         [[routes]]\nname = \"dev\"\ntargets = [{{ provider = \"dev\", model = \"dev\" }}]\n\n\
+         [[routes]]\nname = \"{SILENT_ROUTE}\"\ntargets = [{{ provider = \"silent\", model = \"silent-model\" }}]\n"
+    )
+}
+
+/// A `switchyard serve` of our own and the upstream it routes `silent` to,
+/// both stopped, and their files removed, when dropped.
 struct Server {
     child: Child,
+    upstream: Child,
     address: SocketAddr,
     dir: PathBuf,
 }
@@ -296,6 +325,8 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = self.upstream.kill();
+        let _ = self.upstream.wait();
         let _ = fs::remove_dir_all(&self.dir);
     }
 }
@@ -314,20 +345,35 @@ fn start_server(root: &Path, target: &Path) -> Result<Server, String> {
     let log =
         fs::File::create(dir.join("server.log")).map_err(|e| format!("creating the server log: {e}"))?;
     let log_err = log.try_clone().map_err(|e| format!("opening the server log: {e}"))?;
+    let upstream = start_upstream(root)?;
+    let upstream_address = upstream.1;
+    let mut upstream = upstream.0;
+    let config = dir.join("switchyard.toml");
+    if let Err(err) = fs::write(&config, server_config(upstream_address)) {
+        let _ = upstream.kill();
+        return Err(format!("writing {}: {err}", config.display()));
+    }
     let address = free_port()?;
     let database = format!("sqlite://{}", dir.join("clients.db").display());
-    // Run in the scratch directory so that no ./switchyard.toml is picked up.
-    let child = Command::new(&binary)
+    let spawned = Command::new(&binary)
         .args(["serve", "--listen", &address.to_string(), "--database-url", &database])
+        .arg("--config")
+        .arg(&config)
         .current_dir(&dir)
         .env("SWITCHYARD_LOG_LEVEL", "warn")
         .env_remove("SWITCHYARD_CONFIG")
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err)
-        .spawn()
-        .map_err(|e| format!("starting {}: {e}", binary.display()))?;
-    let mut server = Server { child, address, dir };
+        .spawn();
+    let child = match spawned {
+        Ok(child) => child,
+        Err(err) => {
+            let _ = upstream.kill();
+            return Err(format!("starting {}: {err}", binary.display()));
+        }
+    };
+    let mut server = Server { child, upstream, address, dir };
     eprintln!("clients: started {} on {address}", binary.display());
     let started = Instant::now();
     while started.elapsed() < READY_TIMEOUT {
@@ -342,6 +388,33 @@ fn start_server(root: &Path, target: &Path) -> Result<Server, String> {
     }
     server.print_log_tail();
     Err(format!("the server did not answer GET /ready with 200 within {READY_TIMEOUT:?}"))
+}
+
+/// Starts `conformance/clients/upstream/without_usage.py` (standard library
+/// only) on a free port and waits until it listens.
+fn start_upstream(root: &Path) -> Result<(Child, SocketAddr), String> {
+    let script = root.join("conformance").join("clients").join("upstream").join("without_usage.py");
+    let address = free_port()?;
+    let python = if available("python3") { "python3" } else { "python" };
+    let mut child = Command::new(python)
+        .arg(&script)
+        .arg(address.port().to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", script.display()))?;
+    let started = Instant::now();
+    while started.elapsed() < READY_TIMEOUT {
+        if TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
+            return Ok((child, address));
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("{} exited before it listened ({status})", script.display()));
+        }
+        sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    Err(format!("{} did not listen within {READY_TIMEOUT:?}", script.display()))
 }
 
 /// A port nobody listens on now: bind port 0 and let it go.

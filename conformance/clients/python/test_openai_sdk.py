@@ -10,6 +10,7 @@ numbers of unit length.
 import base64
 import json
 import math
+import os
 import re
 import struct
 
@@ -149,6 +150,56 @@ def test_stream_without_usage(client):
     assert chunks[-1].choices[0].finish_reason == "stop"
     text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks)
     assert text == ANSWER
+
+
+SILENT_ANSWER = "Switchyard counts the tokens this upstream never reports."
+
+
+@pytest.fixture(scope="session")
+def silent_model() -> str:
+    """The route over an upstream that never reports usage (llama.cpp's server
+    omits it in streams); `cargo xtask clients` configures it."""
+    model = os.environ.get("SWITCHYARD_SILENT_MODEL")
+    if not model:
+        pytest.skip("the server was started elsewhere (--url) and has no route without usage")
+    return model
+
+
+def test_stream_usage_from_an_upstream_that_omits_it(client, silent_model):
+    whole = client.chat.completions.create(model=silent_model, messages=user(GREETING))
+    assert whole.choices[0].message.content == SILENT_ANSWER
+    # Counted by Switchyard: at least a token a word, at most one a character.
+    words = len(SILENT_ANSWER.split())
+    assert words <= whole.usage.completion_tokens <= len(SILENT_ANSWER), whole.usage
+    assert whole.usage.prompt_tokens > 0
+    assert whole.usage.total_tokens == whole.usage.prompt_tokens + whole.usage.completion_tokens
+
+    chunks = list(
+        client.chat.completions.create(
+            model=silent_model,
+            messages=user(GREETING),
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    *content_chunks, last = chunks
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in content_chunks)
+    assert text == SILENT_ANSWER
+    assert all(chunk.usage is None for chunk in content_chunks)
+    assert last.choices == [] and last.usage is not None, "the usage chunk the client asked for"
+    assert last.id == content_chunks[0].id
+    assert last.usage == whole.usage
+
+    plain = list(client.chat.completions.create(model=silent_model, messages=user(GREETING), stream=True))
+    assert all(chunk.usage is None and chunk.choices for chunk in plain)
+
+
+def test_fields_that_change_the_price_are_refused(client):
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="default", messages=user(GREETING), service_tier="priority")
+    check_error(caught.value, 400)
+    assert caught.value.code == "gateway.unsupported_parameter"
+    assert caught.value.param == "service_tier"
 
 
 def test_stream_with_an_unknown_model_fails_before_streaming(client):

@@ -52,6 +52,13 @@ impl From<DomainError> for ApiError {
                     .why("API keys cannot manage credentials or organizations.")
                     .fix("Call it with the session token from POST /v1/auth/login.")
             }
+            DomainError::OrgRequired => ApiError::new(
+                ErrorCode::AuthOrgRequired,
+                "A session token must name the organization to act in",
+            )
+            .param("X-Switchyard-Org")
+            .why("Gateway calls are metered and capped in one organization; a session belongs to none.")
+            .fix("Send X-Switchyard-Org with the id of an organization you belong to, or use an API key."),
             DomainError::ScopeDenied(scope) => {
                 ApiError::new(ErrorCode::AuthScopeDenied, format!("The API key lacks the `{scope}` scope"))
                     .fix(format!("Use a key with the `{scope}` scope."))

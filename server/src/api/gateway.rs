@@ -13,7 +13,7 @@ use futures::{FutureExt, Stream, StreamExt};
 use poem::http::HeaderValue;
 use poem::web::Data;
 use poem::{Body, IntoResponse, Request, RequestBody, Response};
-use poem_openapi::param::Path;
+use poem_openapi::param::{Header, Path};
 use poem_openapi::payload::{Json, ParsePayload, Payload};
 use poem_openapi::registry::{
     MetaHeader, MetaMediaType, MetaResponse, MetaResponses, MetaSchemaRef, Registry,
@@ -56,17 +56,22 @@ impl GatewayApi {
         &self,
         state: Data<&AppState>,
         auth: AnyCredential,
+        /// With a session token: the organization to act and be metered in
+        /// (one the user belongs to). API keys act in their own.
+        #[oai(name = "X-Switchyard-Org")]
+        org: Header<Option<String>>,
         body: OpenAiJson<ChatCompletionRequest>,
     ) -> Result<GatewayReply<ChatCompletion>, ChatCompletionError> {
         let started = Instant::now();
         let request = Arc::new(body.0);
         check_chat(&request)?;
         let metered = Metered::Chat(request.clone());
-        let (route, ticket) = admit(&state, &auth, &request.model, started, metered, |route| {
-            check_fields(&request.extra, fields::CHAT_FIELDS, route)?;
-            Ok(Estimate::chat(&request, route))
-        })
-        .await?;
+        let (route, ticket) =
+            admit(&state, &auth, org.0.as_deref(), &request.model, started, metered, |route| {
+                check_fields(&request.extra, fields::CHAT_FIELDS, route)?;
+                Ok(Estimate::chat(&request, route))
+            })
+            .await?;
         let answered = match state.gateway.chat(&route, &request).await {
             Ok(answered) => answered,
             Err(err) => return Err(refuse(ticket, err.into()).into()),
@@ -95,17 +100,22 @@ impl GatewayApi {
         &self,
         state: Data<&AppState>,
         auth: AnyCredential,
+        /// With a session token: the organization to act and be metered in
+        /// (one the user belongs to). API keys act in their own.
+        #[oai(name = "X-Switchyard-Org")]
+        org: Header<Option<String>>,
         body: OpenAiJson<EmbeddingRequest>,
     ) -> Result<GatewayReply<EmbeddingList>, EmbeddingError> {
         let started = Instant::now();
         let request = Arc::new(body.0);
         check_embedding(&request)?;
         let metered = Metered::Embedding(request.clone());
-        let (route, ticket) = admit(&state, &auth, &request.model, started, metered, |route| {
-            check_fields(&request.extra, fields::EMBEDDING_FIELDS, route)?;
-            Ok(Estimate::embedding(&request, route))
-        })
-        .await?;
+        let (route, ticket) =
+            admit(&state, &auth, org.0.as_deref(), &request.model, started, metered, |route| {
+                check_fields(&request.extra, fields::EMBEDDING_FIELDS, route)?;
+                Ok(Estimate::embedding(&request, route))
+            })
+            .await?;
         let answered = match state.gateway.embed(&route, &request).await {
             Ok(answered) => answered,
             Err(err) => return Err(refuse(ticket, err.into()).into()),
@@ -160,13 +170,15 @@ impl GatewayApi {
     }
 }
 
-/// Checks the credential, its `chat` scope and right to the model, then
+/// Checks the credential, its `chat` scope, right to the model and the org
+/// it is metered in (a session names it as `org`), then
 /// admits the request under the key's limits with the estimate `prepare`
 /// makes for the route (or the refusal it finds). The request began at
 /// `started`.
 async fn admit(
     state: &AppState,
     auth: &AnyCredential,
+    org: Option<&str>,
     model: &str,
     started: Instant,
     metered: Metered,
@@ -175,7 +187,7 @@ async fn admit(
     let principal = state.principal(auth).await?;
     principal.require_scope(Scope::Chat)?;
     let route = allowed_route(state, &principal, model)?;
-    let caller = Caller::of(&principal);
+    let caller = Caller::resolve(&state.db, &principal, org).await?;
     let estimate = prepare(&route)?;
     let admission = state.meter.admit(&state.db, &caller, estimate).await?;
     let in_flight = state.metrics.gateway().admitted();
@@ -224,7 +236,7 @@ fn refuse(ticket: Ticket, err: ApiError) -> ApiError {
 /// Refuses a field no target of the route may receive (see `gateway::fields`).
 fn check_fields(
     extra: &serde_json::Map<String, serde_json::Value>,
-    known: &[&str],
+    known: &[fields::KnownField],
     route: &Route,
 ) -> Result<(), ApiError> {
     match fields::refused(extra, known, route) {

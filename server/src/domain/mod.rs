@@ -41,6 +41,8 @@ pub enum DomainError {
     RefreshReused,
     #[error("this operation needs a session token, not an API key")]
     SessionRequired,
+    #[error("a session token must name the organization to act in")]
+    OrgRequired,
     #[error("the API key lacks the `{0}` scope")]
     ScopeDenied(&'static str),
     #[error("your role in this organization does not allow it")]

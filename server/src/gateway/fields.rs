@@ -10,40 +10,86 @@ use serde_json::{Map, Value};
 
 use super::Route;
 
+/// A field a provider may receive: with any value, or only with one of
+/// some values (as JSON text).
+pub type KnownField = (&'static str, Option<&'static [&'static str]>);
+
 /// Chat fields OpenAI defines beyond the typed ones that leave the price and
 /// the provider's data retention as they are (or change it only in what the
-/// provider reports as usage).
-pub const CHAT_FIELDS: &[&str] = &[
-    "frequency_penalty",
-    "presence_penalty",
-    "logit_bias",
-    "logprobs",
-    "top_logprobs",
-    "parallel_tool_calls",
-    "reasoning_effort",
-    "verbosity",
-    "prompt_cache_key",
-    "safety_identifier",
-    "functions",
-    "function_call",
+/// provider reports as usage). `store` and `service_tier` are known only
+/// with the values that change nothing: SDKs send `store: false` freely.
+pub const CHAT_FIELDS: &[KnownField] = &[
+    ("frequency_penalty", None),
+    ("presence_penalty", None),
+    ("logit_bias", None),
+    ("logprobs", None),
+    ("top_logprobs", None),
+    ("parallel_tool_calls", None),
+    ("reasoning_effort", None),
+    ("verbosity", None),
+    ("metadata", None),
+    ("prompt_cache_key", None),
+    ("safety_identifier", None),
+    ("functions", None),
+    ("function_call", None),
+    ("store", Some(&["false", "null"])),
+    ("service_tier", Some(&["\"default\"", "null"])),
 ];
 
 /// Embeddings have no such fields beyond the typed ones.
-pub const EMBEDDING_FIELDS: &[&str] = &[];
+pub const EMBEDDING_FIELDS: &[KnownField] = &[];
+
+fn is_known(known: &[KnownField], field: &str, value: &Value) -> bool {
+    known.iter().any(|(name, values)| {
+        *name == field && values.is_none_or(|values| values.contains(&value.to_string().as_str()))
+    })
+}
 
 /// The first field of `extra` that no target of `route` may receive.
-pub fn refused<'a>(extra: &'a Map<String, Value>, known: &[&str], route: &Route) -> Option<&'a str> {
-    extra.keys().map(String::as_str).find(|field| {
-        !known.contains(field) && !route.targets.iter().any(|target| target.provider.passes_through(field))
-    })
+pub fn refused<'a>(extra: &'a Map<String, Value>, known: &[KnownField], route: &Route) -> Option<&'a str> {
+    extra
+        .iter()
+        .find(|(field, value)| {
+            !is_known(known, field, value)
+                && !route.targets.iter().any(|target| target.provider.passes_through(field))
+        })
+        .map(|(field, _)| field.as_str())
 }
 
 /// `extra` without the fields a provider allowing only `pass_through` may
 /// not receive (a route's other targets may allow more).
-pub fn allowed(extra: &Map<String, Value>, known: &[&str], pass_through: &[String]) -> Map<String, Value> {
+pub fn allowed(
+    extra: &Map<String, Value>,
+    known: &[KnownField],
+    pass_through: &[String],
+) -> Map<String, Value> {
     extra
         .iter()
-        .filter(|(field, _)| known.contains(&field.as_str()) || pass_through.iter().any(|p| p == *field))
+        .filter(|(field, value)| is_known(known, field, value) || pass_through.iter().any(|p| p == *field))
         .map(|(field, value)| (field.clone(), value.clone()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn store_and_service_tier_pass_only_with_values_that_change_nothing() {
+        let extra = |value: Value| value.as_object().cloned().unwrap_or_default();
+        let passes = |value: Value| allowed(&extra(value.clone()), CHAT_FIELDS, &[]) == extra(value);
+        assert!(passes(json!({"store": false, "service_tier": "default", "metadata": {"a": "b"}})));
+        assert!(passes(json!({"store": null, "logprobs": true})));
+        assert!(!passes(json!({"store": true})));
+        assert!(!passes(json!({"service_tier": "priority"})));
+        assert!(!passes(json!({"plugins": []})));
+        let opened = allowed(
+            &extra(json!({"service_tier": "flex", "store": true})),
+            CHAT_FIELDS,
+            &["service_tier".to_owned()],
+        );
+        assert_eq!(Value::Object(opened), json!({"service_tier": "flex"}));
+    }
 }

@@ -26,6 +26,7 @@ pub const DEFAULT_COMPLETION_ESTIMATE: u64 = 4_096;
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub user_id: String,
+    /// Always set for gateway calls (see `Caller::resolve`).
     pub org_id: Option<String>,
     pub project_id: Option<String>,
     /// `None` for session tokens, which have no per-key limits.
@@ -291,7 +292,7 @@ impl Meter {
 
     /// The daily caps of the caller's org that apply: the org's and the member's.
     fn day_caps(&self, caller: &Caller) -> Vec<DayCap> {
-        let (Some(org_id), Some(_)) = (&caller.org_id, &caller.key_id) else { return Vec::new() };
+        let Some(org_id) = &caller.org_id else { return Vec::new() };
         let caps = caller.limits.org_caps;
         let mut out = Vec::new();
         if let Some(limit_micros) = caps.org_daily_micros {

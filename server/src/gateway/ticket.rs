@@ -17,28 +17,43 @@ use super::metering::{Admission, Caller, Quota};
 use super::tokens::{self, ImageRule, OutputTally, Tokenizer};
 use super::wire::{ChatCompletionChunk, ChatCompletionRequest, EmbeddingList, EmbeddingRequest, Usage};
 use super::{ChunkEvent, Price, Route, Target};
-use crate::domain::principal::{Principal, Via};
+use crate::domain::principal::{KeyLimits, Principal, Via};
+use crate::domain::{DomainError, DomainResult, Resource};
 use crate::metrics::{GatewayOutcome, InFlight};
-use crate::store::{UsageRow, UsageSource};
+use crate::store::{Db, UsageRow, UsageSource};
 
 impl Caller {
-    /// Who a request is made for, as metering sees it.
-    pub fn of(principal: &Principal) -> Self {
+    /// Who a gateway request is made for, as metering sees it. An API key
+    /// acts in its own org (a named org must be that one); a session token
+    /// must name an org its user belongs to (`org`), and is metered as that
+    /// member, under the org's daily caps. No call is unattributed.
+    pub async fn resolve(db: &Db, principal: &Principal, org: Option<&str>) -> DomainResult<Self> {
+        let user_id = principal.user_id.clone();
         match &principal.via {
-            Via::ApiKey { key_id, org_id, project_id, limits, .. } => Caller {
-                user_id: principal.user_id.clone(),
+            Via::ApiKey { org_id, .. } if org.is_some_and(|named| named != org_id) => {
+                Err(DomainError::NotFound(Resource::Organization))
+            }
+            Via::ApiKey { key_id, org_id, project_id, limits, .. } => Ok(Caller {
+                user_id,
                 org_id: Some(org_id.clone()),
                 project_id: project_id.clone(),
                 key_id: Some(key_id.clone()),
                 limits: limits.clone(),
-            },
-            Via::Session { .. } => Caller {
-                user_id: principal.user_id.clone(),
-                org_id: None,
-                project_id: None,
-                key_id: None,
-                limits: Default::default(),
-            },
+            }),
+            Via::Session { .. } => {
+                let org_id = org.ok_or(DomainError::OrgRequired)?;
+                let membership = db
+                    .membership(org_id, &user_id)
+                    .await?
+                    .ok_or(DomainError::NotFound(Resource::Organization))?;
+                Ok(Caller {
+                    user_id,
+                    org_id: Some(membership.org.id),
+                    project_id: None,
+                    key_id: None,
+                    limits: KeyLimits { org_caps: membership.org.caps, ..KeyLimits::default() },
+                })
+            }
         }
     }
 }

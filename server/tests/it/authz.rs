@@ -124,9 +124,10 @@ enum Sends {
     /// `{id}` is the owner's org and `{invitation_id}` an invitation to it,
     /// mailed for this one call.
     FreshInvitation,
-    /// A chat request to the `default` model.
+    /// A chat request to the `default` model, naming the owner's org in
+    /// `X-Switchyard-Org` (sessions are metered in the org they name).
     ChatRequest,
-    /// An embeddings request to the `default` model.
+    /// An embeddings request to the `default` model, naming the owner's org.
     EmbeddingsRequest,
     /// `{model}` is the `dev` model.
     DevModel,
@@ -157,6 +158,8 @@ impl Sends {
                 | Self::FreshInvitation
                 | Self::OwnersOrgQuery
                 | Self::OwnersOtherSession
+                | Self::ChatRequest
+                | Self::EmbeddingsRequest
         )
     }
 }
@@ -249,8 +252,10 @@ const MATRIX: [Row; 38] = [
     ("api_key_list",       Nothing,        [NO_CREDENTIAL, OK,         OK,         OK,         OK,         SESSION_ONLY, SESSION_ONLY, OK]),
     // A key is its minter's: nobody else, not even an admin, can see it.
     ("api_key_delete",     FreshOwnersKey, [NO_CREDENTIAL, NO_CONTENT, NO_SUCH_KEY, NO_SUCH_KEY, NO_SUCH_KEY, SESSION_ONLY, SESSION_ONLY, NO_SUCH_KEY]),
-    ("chat_completion_create", ChatRequest, [NO_CREDENTIAL, OK,        OK,         OK,         OK,         OK,           OK,           OK]),
-    ("embedding_create",   EmbeddingsRequest, [NO_CREDENTIAL, OK,      OK,         OK,         OK,         OK,           OK,           OK]),
+    // Every member may use the gateway, metered in the org; a session names
+    // the org (without it: 403 `auth.org_required`, tested apart).
+    ("chat_completion_create", ChatRequest, [NO_CREDENTIAL, OK,        OK,         OK,         OK,         OK,           OK,           NO_SUCH_ORG]),
+    ("embedding_create",   EmbeddingsRequest, [NO_CREDENTIAL, OK,      OK,         OK,         OK,         OK,           OK,           NO_SUCH_ORG]),
     ("model_list",         Nothing,        [NO_CREDENTIAL, OK,         OK,         OK,         OK,         OK,           OK,           OK]),
     ("model_get",          DevModel,       [NO_CREDENTIAL, OK,         OK,         OK,         OK,         OK,           OK,           OK]),
     // Members and externals see their own usage, and a key without the
@@ -353,6 +358,8 @@ struct Call {
     /// The bearer token, if any.
     token: Option<String>,
     body: Option<Value>,
+    /// `X-Switchyard-Org`, if sent.
+    org: Option<String>,
 }
 
 impl World {
@@ -441,7 +448,7 @@ impl World {
             _ => session.map(|session| session.access.clone()),
         };
         let (mut id, mut user_id, mut invitation_id, mut body) = (None, None, None, None);
-        let (mut model, mut query) = (None, None);
+        let (mut model, mut query, mut org) = (None, None, None);
         match sends {
             Nothing => {}
             EndsSession => {
@@ -510,9 +517,13 @@ impl World {
                 invitation_id = Some(string_at(&invitation, "/id")?);
             }
             ChatRequest => {
+                org = Some(self.owners_org.clone());
                 body = Some(json!({"model": "default", "messages": [{"role": "user", "content": "Hello"}]}))
             }
-            EmbeddingsRequest => body = Some(json!({"model": "default", "input": "Hello"})),
+            EmbeddingsRequest => {
+                org = Some(self.owners_org.clone());
+                body = Some(json!({"model": "default", "input": "Hello"}))
+            }
             DevModel => model = Some("dev"),
             OwnersOrgQuery => query = Some(format!("org_id={}", self.owners_org)),
             OwnersOtherSession => {
@@ -553,7 +564,7 @@ impl World {
         if let Some(query) = query {
             path = format!("{path}?{query}");
         }
-        Ok(Call { method: operation.method.clone(), path, token, body })
+        Ok(Call { method: operation.method.clone(), path, token, body, org })
     }
 
     /// A new account, registered for one call.
@@ -619,8 +630,12 @@ async fn every_secured_operation_answers_each_caller_as_the_matrix_says(engine: 
         for (caller, expected) in CALLERS.into_iter().zip(*expected) {
             let call = world.call(&operation, *sends, caller).await?;
             let credential = call.token.as_deref().map_or(Credential::Anonymous, Credential::Bearer);
-            let (status, body) =
-                world.api.call(call.method.clone(), &call.path, credential, call.body.as_ref()).await?;
+            let headers: Vec<(&str, &str)> =
+                call.org.iter().map(|org| ("x-switchyard-org", org.as_str())).collect();
+            let (status, body) = world
+                .api
+                .call_with_headers(call.method.clone(), &call.path, credential, call.body.as_ref(), &headers)
+                .await?;
             if !expected.is_met_by(status, &body) {
                 mismatches.push(format!(
                     "{} ({} {}) as {caller:?}: expected {expected:?}, got {status} {body}",

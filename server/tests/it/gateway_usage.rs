@@ -34,6 +34,7 @@ on_both_engines!(
     a_client_that_hangs_up_is_charged_for_what_was_produced,
     answers_and_embeddings_without_usage_are_counted,
     budgets_and_token_limits_see_counted_usage,
+    sessions_are_metered_in_the_org_they_name,
 );
 
 /// What every mock answer says, one word per chunk in streams.
@@ -460,5 +461,64 @@ async fn budgets_and_token_limits_see_counted_usage(engine: TestEngine) -> TestR
 
     let rows = usage_rows(&server.stop().await?.url).await?;
     assert!(rows.iter().filter(|row| row.0 == 200).all(|row| row.2 > 0 && row.4 == "estimated"), "{rows:?}");
+    Ok(())
+}
+
+/// A chat request with a session token, naming `org` in `X-Switchyard-Org`.
+async fn session_chat(
+    api: &Api,
+    token: String,
+    org: Option<String>,
+) -> Result<crate::support::Reply, BoxError> {
+    let headers: Vec<(&str, &str)> = org.iter().map(|org| ("x-switchyard-org", org.as_str())).collect();
+    let mut body = hello("silent", false);
+    body["max_tokens"] = json!(8);
+    api.call_with_headers(
+        reqwest::Method::POST,
+        "/v1/chat/completions",
+        Credential::Bearer(&token),
+        Some(&body),
+        &headers,
+    )
+    .await
+}
+
+async fn sessions_are_metered_in_the_org_they_name(engine: TestEngine) -> TestResult {
+    let (base, _) = mock_upstream().await?;
+    let server = start(engine, |config| configure(config, &base)).await?;
+    let api = Api::new(&server);
+    let owner = api.register("owner@example.com").await?;
+    let chat = |org: Option<String>| session_chat(&api, owner.access.clone(), org);
+    // A new account with no organization cannot spend unattributed.
+    assert_error(&chat(None).await?, 403, "auth.org_required");
+    let org = api.create_org(&owner, "Metered").await?;
+    assert_error(&chat(None).await?, 403, "auth.org_required");
+    let stranger = api.register("stranger@example.com").await?;
+    let strangers_org = api.create_org(&stranger, "Elsewhere").await?;
+    assert_error(&chat(Some(strangers_org.clone())).await?, 404, "org.not_found");
+
+    // Named, the session is metered as the member, under the member's cap:
+    // the first answer costs about 270 micro-USD, the second would pass 300.
+    let caps = json!({"member_daily_cost_cap_usd": "0.000300"});
+    let path = format!("/v1/orgs/{org}");
+    expect_status(api.call(reqwest::Method::PATCH, &path, owner.bearer(), Some(&caps)).await?, 200)?;
+    expect_status(chat(Some(org.clone())).await?, 200)?;
+    assert_error(&chat(Some(org.clone())).await?, 402, "billing.budget_exceeded");
+    let report = expect_status(api.get(&format!("/v1/usage?org_id={org}"), owner.bearer()).await?, 200)?;
+    assert_eq!(report["totals"]["requests"], 1);
+
+    let database = server.stop().await?;
+    let db = Db::connect(&database.url).await?;
+    let rows = sqlx::query("SELECT org_id, user_id, key_id FROM usage_records").fetch_all(db.pool()).await;
+    db.close().await;
+    let rows = rows?;
+    assert_eq!(rows.len(), 1, "refused requests leave no usage row");
+    let org_id: Option<String> = rows[0].try_get("org_id")?;
+    let user_id: String = rows[0].try_get("user_id")?;
+    let key_id: Option<String> = rows[0].try_get("key_id")?;
+    assert_eq!(
+        (org_id.as_deref(), user_id.as_str(), key_id),
+        (Some(org.as_str()), owner.user_id.as_str(), None)
+    );
     Ok(())
 }

@@ -141,7 +141,22 @@ impl Api {
         credential: Credential<'_>,
         body: Option<&Value>,
     ) -> Result<Reply, BoxError> {
+        self.call_with_headers(method, path, credential, body, &[]).await
+    }
+
+    /// [`Api::call`] with more request headers.
+    pub async fn call_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        credential: Credential<'_>,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply, BoxError> {
         let mut request = self.http.request(method, format!("{}{path}", self.base_url));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         request = match credential {
             Credential::Anonymous => request,
             Credential::Bearer(token) => request.bearer_auth(token),
