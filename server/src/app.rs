@@ -230,11 +230,16 @@ async fn flush_key_usage(state: AppState) {
 /// How often gateway usage rows are written.
 const GATEWAY_USAGE_FLUSH_EVERY: Duration = Duration::from_secs(2);
 
-/// Writes gateway usage rows in batches until aborted.
+/// Writes gateway usage rows in batches until aborted: every
+/// [`GATEWAY_USAGE_FLUSH_EVERY`], and sooner when many are waiting, so a
+/// busy server holds a bounded number in memory.
 async fn flush_gateway_usage(state: AppState) {
     let mut tick = tokio::time::interval(GATEWAY_USAGE_FLUSH_EVERY);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = state.meter.batch_ready() => {}
+        }
         if let Err(err) = state.meter.flush(&state.db).await {
             tracing::warn!(error = %err, "could not record gateway usage; will retry");
         }

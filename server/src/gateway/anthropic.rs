@@ -966,6 +966,30 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_stream_whose_delta_reports_no_output_reports_none_so_it_is_counted() {
+        let mut translator = StreamTranslator::new(CREATED);
+        let events = [
+            (
+                "message_start",
+                r#"{"type":"message_start","message":{"id":"msg_01","type":"message","role":"assistant","model":"claude-haiku-4-5","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":30,"output_tokens":1}}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello"}}"#,
+            ),
+            ("message_delta", r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{}}"#),
+            ("message_stop", r#"{"type":"message_stop"}"#),
+        ];
+        let mut last = None;
+        for (event, data) in events {
+            last = translator.translate(event, data.as_bytes()).unwrap_or_else(|e| panic!("{e}")).pop();
+        }
+        // The prompt as reported; no completion count (not message_start's
+        // running 1), which the ticket then counts from the text.
+        assert_eq!(last.and_then(|chunk| chunk.usage), Some(Usage::new(30, 0)));
+    }
+
     #[tokio::test]
     async fn an_error_event_ends_the_stream_with_its_status() {
         let events = stream(STREAM_ERROR).await;

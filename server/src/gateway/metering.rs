@@ -215,7 +215,12 @@ struct Inner {
     /// daily cap's spend is read.
     flushing: tokio::sync::Mutex<()>,
     pending: Mutex<Vec<UsageRow>>,
+    /// Woken when [`FULL_BATCH`] rows are waiting.
+    batch_ready: tokio::sync::Notify,
 }
+
+/// Waiting usage rows that call for a write before the next tick.
+const FULL_BATCH: usize = 1_000;
 
 /// Shared by every request of this process.
 #[derive(Clone, Default)]
@@ -379,6 +384,11 @@ impl Meter {
         self.inner.keys.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Resolves once a full batch of usage rows waits to be written.
+    pub async fn batch_ready(&self) {
+        self.inner.batch_ready.notified().await;
+    }
+
     /// Usage rows waiting to be written.
     pub fn pending(&self) -> usize {
         self.inner.pending.lock().unwrap_or_else(PoisonError::into_inner).len()
@@ -423,8 +433,13 @@ impl Admission {
         }
         // Charged to the daily caps and queued under one lock (see `Meter::load_day`).
         let days = self.release_days(row.cost_micros);
-        self.inner.pending.lock().unwrap_or_else(PoisonError::into_inner).push(row);
-        drop(days);
+        let mut pending = self.inner.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        pending.push(row);
+        let full = pending.len() == FULL_BATCH;
+        drop((pending, days));
+        if full {
+            self.inner.batch_ready.notify_one();
+        }
     }
 
     /// Takes the reservation off the daily caps and charges `cost_micros`;

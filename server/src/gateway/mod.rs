@@ -269,7 +269,6 @@ impl Gateway {
                 });
             }
             let tokenizer = route.tokenizer.unwrap_or_default();
-            tokenizer.preload();
             let entry = Arc::new(Route { name: route.name.clone(), targets, created, tokenizer });
             if table.insert(route.name.clone(), entry).is_some() {
                 return Err(invalid("routes", format!("route {:?} is defined twice", route.name)));

@@ -284,6 +284,13 @@ async fn a_stream_without_usage_is_counted_and_the_client_gets_the_count(engine:
     assert_eq!(report["totals"]["estimated_requests"], 2);
     assert_eq!(report["totals"]["completion_tokens"], 2 * completion);
 
+    let metrics = reqwest::get(server.url("/metrics")).await?.text().await?;
+    let counted = format!(
+        "switchyard_gateway_tokens_total{{kind=\"completion\",provider=\"silent\",route=\"silent\",usage=\"estimated\"}} {}",
+        2 * completion
+    );
+    assert!(metrics.contains(&counted), "no `{counted}` in\n{metrics}");
+
     let rows = usage_rows(&server.stop().await?.url).await?;
     let expected =
         (200, hello_prompt(), completion, 10 * (hello_prompt() + completion), "estimated".to_owned());

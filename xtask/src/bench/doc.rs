@@ -26,14 +26,18 @@ How it measures:
   one tokio worker thread. `POST /v1/chat/completions` answers at once with a
   fixed `chat.completion` (with `usage`), or, for `\"stream\": true`, with 20
   `chat.completion.chunk` events, a usage-only chunk and `data: [DONE]`.
+  `POST /silent/v1/chat/completions` answers the same without usage, as
+  llama.cpp's server does in streams, so the gateway counts the tokens.
 - **Server**: a release build of `switchyard serve` on SQLite, routing the
-  model `default` to the mock, called with an API key.
+  model `default` to the mock and `silent` to its path without usage, called
+  with an API key.
 - **Load**: [oha](https://crates.io/crates/oha), installed into
   `target/tools` on first use. Each scenario runs against the mock directly,
   then through the server, each time after a 2 s warm-up, for 10 s: at a
   fixed 200 and 1,000 req/s (32 connections, latency counted from each
   request's scheduled start so that queueing is not hidden), and at maximum
-  throughput with 64 connections, streamed and not.
+  throughput with 64 connections, streamed and not; and at 1,000 req/s
+  without usage upstream, streamed and not.
 - **Figures**: p50 / p90 / p99 latency over all requests; *added* is through
   minus direct, per percentile. For streams, *whole answer* runs to the last
   byte and *first byte* to the first body byte (oha's first-byte time, from
@@ -44,9 +48,14 @@ How it measures:
 - **Caveat**: oha, the mock and the server share the machine, so at maximum
   throughput they compete for its cores; the machine should be otherwise idle.
 
-Targets: at 1,000 req/s, added p99 ≤ 1 ms; maximum non-stream throughput
+Targets: at 1,000 req/s, added p99 ≤ 1 ms (with or without usage
+upstream); maximum non-stream throughput
 through the server ≥ 10,000 req/s with no errors; added p99 time to the first
-stream byte ≤ 1 ms; server RSS ≤ 100 MB under load.
+stream byte ≤ 1 ms; server RSS ≤ 100 MB under load. The runs without usage
+upstream come last: counting loads the `o200k_base` vocabulary (about 30 MB
+resident) on first use, so their RSS shows what a server pays once it counts
+for a provider that reports nothing; a server whose providers report usage
+never loads it.
 ";
 
 /// The \"Latest run\" section for these rows.

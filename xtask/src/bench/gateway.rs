@@ -27,23 +27,37 @@ pub struct Scenario {
     pub stream: bool,
     /// Requests per second; `None` for maximum throughput.
     pub rate: Option<u32>,
+    /// Whether the upstream reports usage; without, the gateway counts the
+    /// tokens itself (route `silent`).
+    pub reported: bool,
 }
 
-const SCENARIOS: [Scenario; 6] = [
-    Scenario { stream: false, rate: Some(200) },
-    Scenario { stream: false, rate: Some(1_000) },
-    Scenario { stream: false, rate: None },
-    Scenario { stream: true, rate: Some(200) },
-    Scenario { stream: true, rate: Some(1_000) },
-    Scenario { stream: true, rate: None },
+const fn scenario(stream: bool, rate: Option<u32>) -> Scenario {
+    Scenario { stream, rate, reported: true }
+}
+
+const SCENARIOS: [Scenario; 8] = [
+    scenario(false, Some(200)),
+    scenario(false, Some(1_000)),
+    scenario(false, None),
+    scenario(true, Some(200)),
+    scenario(true, Some(1_000)),
+    scenario(true, None),
+    Scenario { stream: false, rate: Some(1_000), reported: false },
+    Scenario { stream: true, rate: Some(1_000), reported: false },
 ];
 
 impl Scenario {
     fn body(&self) -> &'static str {
-        if self.stream {
-            r#"{"model":"default","messages":[{"role":"user","content":"hello"}],"stream":true}"#
-        } else {
-            r#"{"model":"default","messages":[{"role":"user","content":"hello"}]}"#
+        match (self.stream, self.reported) {
+            (true, true) => {
+                r#"{"model":"default","messages":[{"role":"user","content":"hello"}],"stream":true}"#
+            }
+            (false, true) => r#"{"model":"default","messages":[{"role":"user","content":"hello"}]}"#,
+            (true, false) => {
+                r#"{"model":"silent","messages":[{"role":"user","content":"hello"}],"stream":true}"#
+            }
+            (false, false) => r#"{"model":"silent","messages":[{"role":"user","content":"hello"}]}"#,
         }
     }
 
@@ -89,10 +103,11 @@ fn fresh_dir(dir: &Path) -> anyhow::Result<()> {
 }
 
 fn measure_all(oha: &Oha, mock: &Mock, server: &Server) -> anyhow::Result<Vec<Row>> {
-    let direct_url = format!("http://{}/v1/chat/completions", mock.addr());
     let through_url = format!("http://{}/v1/chat/completions", server.addr());
     let mut rows = Vec::new();
     for scenario in SCENARIOS {
+        let prefix = if scenario.reported { "" } else { "/silent" };
+        let direct_url = format!("http://{}{prefix}/v1/chat/completions", mock.addr());
         eprintln!("==> {}", report::label(&scenario, Metric::Whole));
         let direct = warm_run(oha, &scenario.load(&direct_url, server.api_key()))?;
         let (through, usage) = warm_run_sampled(oha, &scenario.load(&through_url, server.api_key()), server)?;

@@ -1,7 +1,9 @@
 //! A fast OpenAI-compatible upstream: `POST /v1/chat/completions` answers a
 //! fixed `chat.completion` with usage, or, when the request has
 //! `"stream": true`, 20 `chat.completion.chunk` events, a usage-only chunk
-//! and `[DONE]`, with no delay between them. It runs on its own one-worker
+//! and `[DONE]`, with no delay between them. `POST
+//! /silent/v1/chat/completions` answers the same without usage, as
+//! llama.cpp's server does in streams. It runs on its own one-worker
 //! tokio runtime, leaving the other core to the server under test.
 
 use std::net::SocketAddr;
@@ -38,6 +40,12 @@ const USAGE_CHUNK: &str = concat!(
 
 const DONE: &str = "data: [DONE]\n\n";
 
+const COMPLETION_WITHOUT_USAGE: &str = concat!(
+    r#"{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"mock-model","#,
+    r#""choices":[{"index":0,"message":{"role":"assistant","content":"Hello from the mock."},"#,
+    r#""finish_reason":"stop"}]}"#
+);
+
 /// The running mock; dropping it stops it.
 pub struct Mock {
     // Held for its worker thread: dropping the runtime stops the server.
@@ -58,7 +66,9 @@ impl Mock {
             .iter()
             .find_map(|addr| addr.as_socket_addr().copied())
             .context("the mock upstream has no TCP address")?;
-        let app = Route::new().at("/v1/chat/completions", post(chat_completions));
+        let app = Route::new()
+            .at("/v1/chat/completions", post(chat_completions))
+            .at("/silent/v1/chat/completions", post(chat_completions_without_usage));
         runtime.spawn(Server::new_with_acceptor(acceptor).run(app));
         Ok(Self { _runtime: runtime, addr })
     }
@@ -92,6 +102,19 @@ fn chat_completions(body: Bytes) -> Response {
         Response::builder().content_type("text/event-stream").body(Body::from_bytes_stream(stream()))
     } else {
         Response::builder().content_type("application/json").body(COMPLETION)
+    }
+}
+
+#[handler]
+fn chat_completions_without_usage(body: Bytes) -> Response {
+    if wants_stream(&body) {
+        let events = std::iter::repeat_n(CHUNK, STREAM_CHUNKS).chain([DONE]);
+        let stream = futures::stream::iter(
+            events.map(|event| Ok::<_, std::io::Error>(Bytes::from_static(event.as_bytes()))),
+        );
+        Response::builder().content_type("text/event-stream").body(Body::from_bytes_stream(stream))
+    } else {
+        Response::builder().content_type("application/json").body(COMPLETION_WITHOUT_USAGE)
     }
 }
 

@@ -117,6 +117,15 @@ base_url = "http://{upstream}/v1"
 name = "default"
 targets = [{{ provider = "mock", model = "mock-model" }}]
 
+# The same answers without usage: the gateway counts the tokens.
+[providers.silent]
+kind = "openai"
+base_url = "http://{upstream}/silent/v1"
+
+[[routes]]
+name = "silent"
+targets = [{{ provider = "silent", model = "mock-model" }}]
+
 [prices."mock-model"]
 input_per_mtok = "0.10"
 output_per_mtok = "0.40"
