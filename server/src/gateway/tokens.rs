@@ -52,7 +52,6 @@ impl Tokenizer {
         }
         self.bpe().encode_ordinary(text).len() as u64
     }
-
 }
 
 /// What one image of a prompt counts as, by the provider's rule. An image's

@@ -34,6 +34,7 @@ on_both_engines!(
     a_client_that_hangs_up_is_charged_for_what_was_produced,
     answers_and_embeddings_without_usage_are_counted,
     budgets_and_token_limits_see_counted_usage,
+    answers_cut_short_meet_budgets_and_token_limits,
     sessions_are_metered_in_the_org_they_name,
 );
 
@@ -52,6 +53,8 @@ struct Seen {
     /// Chunks the `slow` upstream sent before its reader left.
     slow_chunks: AtomicUsize,
     slow_dropped: AtomicBool,
+    /// Streams of the `slow` upstream whose reader left.
+    slow_drops: AtomicUsize,
 }
 
 fn chunk(content: &str) -> String {
@@ -140,6 +143,7 @@ struct SlowDropped(Arc<Seen>);
 impl Drop for SlowDropped {
     fn drop(&mut self) {
         self.0.slow_dropped.store(true, Ordering::SeqCst);
+        self.0.slow_drops.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -468,6 +472,96 @@ async fn budgets_and_token_limits_see_counted_usage(engine: TestEngine) -> TestR
 
     let rows = usage_rows(&server.stop().await?.url).await?;
     assert!(rows.iter().filter(|row| row.0 == 200).all(|row| row.2 > 0 && row.4 == "estimated"), "{rows:?}");
+    Ok(())
+}
+
+/// How an answer without usage ends.
+#[derive(Debug, Clone, Copy)]
+enum Cut {
+    /// The upstream fails half-way.
+    UpstreamFails,
+    /// The client reads six chunks and hangs up.
+    ClientLeaves,
+}
+
+/// One streamed request ended as `cut`; its status. A client that leaves
+/// waits until the upstream saw it go, so the request is settled.
+async fn cut_request(
+    server: &crate::support::RunningServer,
+    seen: &Seen,
+    key: &str,
+    cut: Cut,
+) -> Result<u16, BoxError> {
+    let model = match cut {
+        Cut::UpstreamFails => "broken",
+        Cut::ClientLeaves => "slow",
+    };
+    let mut body = hello(model, true);
+    body["max_tokens"] = json!(8);
+    let response = reqwest::Client::new()
+        .post(server.url("/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    if status != 200 {
+        return Ok(status);
+    }
+    match cut {
+        Cut::UpstreamFails => drop(response.bytes().await?),
+        Cut::ClientLeaves => {
+            let drops = seen.slow_drops.load(Ordering::SeqCst);
+            let mut stream = response.bytes_stream();
+            let mut received = String::new();
+            while received.matches("\"word \"").count() < 6 {
+                received.push_str(&String::from_utf8_lossy(&stream.next().await.ok_or("the stream ended")??));
+            }
+            drop(stream);
+            for _ in 0..100 {
+                if seen.slow_drops.load(Ordering::SeqCst) > drops {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    Ok(status)
+}
+
+async fn answers_cut_short_meet_budgets_and_token_limits(engine: TestEngine) -> TestResult {
+    let (base, seen) = mock_upstream().await?;
+    let server = start(engine, |config| configure(config, &base)).await?;
+    let api = Api::new(&server);
+    let owner = api.register("owner@example.com").await?;
+    let org = api.create_org(&owner, "Metered").await?;
+    for cut in [Cut::UpstreamFails, Cut::ClientLeaves] {
+        // Each request reserves 120 micro-USD (12 tokens) and is charged
+        // about 150 to 200 (15 to 20 tokens) once counted: a 1,000 micro-USD
+        // budget and a 100 tokens-per-minute limit each stop it within ten
+        // requests. Charged nothing, neither ever would.
+        for (limit, refusal) in [(json!({"budget_usd": "0.001"}), 402), (json!({"tpm_limit": 100}), 429)] {
+            let mut body = json!({"name": "cut", "scopes": ["chat"], "org_id": org});
+            if let (Some(body), Some(limit)) = (body.as_object_mut(), limit.as_object()) {
+                body.extend(limit.clone());
+            }
+            let key = expect_status(api.post("/v1/api-keys", owner.bearer(), body).await?, 201)?;
+            let key = key["key"].as_str().ok_or("no key")?.to_owned();
+            let mut statuses = Vec::new();
+            while statuses.len() < 10 && statuses.last() != Some(&refusal) {
+                statuses.push(cut_request(&server, &seen, &key, cut).await?);
+            }
+            let answered = statuses.iter().filter(|s| **s == 200).count();
+            assert!(
+                statuses.last() == Some(&refusal) && (2..10).contains(&answered),
+                "{cut:?} with {limit}: {statuses:?}"
+            );
+        }
+    }
+    let rows = usage_rows(&server.stop().await?.url).await?;
+    let answered: Vec<_> = rows.iter().filter(|row| row.0 == 502 || row.0 == 499).collect();
+    assert!(!answered.is_empty());
+    assert!(answered.iter().all(|row| row.2 > 0 && row.4 == "estimated"), "{rows:?}");
     Ok(())
 }
 
