@@ -34,13 +34,18 @@ impl TrustedProxies {
     /// The client behind `peer`: walking `X-Forwarded-For` from the right,
     /// the first address that is not a trusted proxy. A peer that is not
     /// trusted is the client, whatever it forwarded.
+    ///
+    /// Addresses are canonical: on a dual-stack listener an IPv4 peer shows
+    /// as `::ffff:10.1.2.3`, which is `10.1.2.3` here, so it matches
+    /// `10.0.0.0/8` and counts as the IPv4 client it is.
     pub fn client(&self, peer: IpAddr, forwarded_for: &[&str]) -> IpAddr {
+        let peer = peer.to_canonical();
         if !self.trusts(peer) {
             return peer;
         }
         let mut client = peer;
         for hop in forwarded_for.iter().flat_map(|header| header.split(',')).rev() {
-            let Ok(hop) = hop.trim().parse::<IpAddr>() else { return client };
+            let Ok(hop) = hop.trim().parse::<IpAddr>().map(|hop| hop.to_canonical()) else { return client };
             client = hop;
             if !self.trusts(hop) {
                 break;
@@ -94,6 +99,14 @@ mod tests {
         assert_eq!(proxies.client(ip("192.0.2.1"), &forwarded), ip("198.51.100.7"));
         assert_eq!(proxies.client(ip("10.0.0.1"), &[]), ip("10.0.0.1"));
         assert_eq!(proxies.client(ip("10.0.0.1"), &["garbage"]), ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn mapped_ipv4_addresses_match_ipv4_networks() {
+        let proxies = TrustedProxies::parse(&["10.0.0.0/8".to_owned()]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(proxies.client(ip("::ffff:10.1.2.3"), &["198.51.100.7"]), ip("198.51.100.7"));
+        assert_eq!(proxies.client(ip("::ffff:203.0.113.9"), &[]), ip("203.0.113.9"));
+        assert_eq!(proxies.client(ip("10.1.2.3"), &["::ffff:198.51.100.8"]), ip("198.51.100.8"));
     }
 
     #[test]

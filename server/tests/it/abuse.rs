@@ -1,6 +1,8 @@
 //! Per-client abuse limits: sign-up, login and key-minting budgets, and the
 //! lockout after repeated failed logins, with the rate-limit headers.
 
+use std::net::{Ipv6Addr, SocketAddr};
+
 use serde_json::{Value, json};
 use switchyard_server::limits::Limit;
 
@@ -82,11 +84,12 @@ async fn five_failed_logins_lock_the_account_for_this_client(engine: TestEngine)
     Ok(())
 }
 
-/// Registers a fresh address as if forwarded for `client`; returns the status.
-async fn register_as(server: &RunningServer, client: &str) -> Result<u16, reqwest::Error> {
+/// Registers a fresh address at `base_url` as if forwarded for `client`;
+/// returns the status.
+async fn register_as(base_url: &str, client: &str) -> Result<u16, reqwest::Error> {
     let email = format!("{}@example.com", ulid::Ulid::new().to_string().to_lowercase());
     let response = http()
-        .post(server.url("/v1/auth/register"))
+        .post(format!("{base_url}/v1/auth/register"))
         .header("x-forwarded-for", client)
         .json(&json!({"email": email, "password": PASSWORD}))
         .send()
@@ -96,22 +99,28 @@ async fn register_as(server: &RunningServer, client: &str) -> Result<u16, reqwes
 
 async fn forwarded_addresses_count_only_behind_trusted_proxies(engine: TestEngine) -> TestResult {
     // Behind a trusted proxy (the test client is 127.0.0.1), each forwarded
-    // client has its own budget.
-    let server = start(engine, |config| {
-        config.abuse.register = Limit::per_minute(1);
-        config.trusted_proxies = vec!["127.0.0.0/8".to_owned()];
-    })
-    .await?;
-    assert_eq!(register_as(&server, "198.51.100.1").await?, 201);
-    assert_eq!(register_as(&server, "198.51.100.1").await?, 429);
-    assert_eq!(register_as(&server, "198.51.100.2").await?, 201);
-    let database = server.stop().await?;
-    drop(database);
+    // client has its own budget: on an IPv4 listener, and on a dual-stack
+    // one, where the same peer shows as ::ffff:127.0.0.1.
+    let ipv4: SocketAddr = ([127, 0, 0, 1], 0).into();
+    let dual_stack: SocketAddr = (Ipv6Addr::UNSPECIFIED, 0).into();
+    for listen in [ipv4, dual_stack] {
+        let server = start(engine, |config| {
+            config.listen = listen;
+            config.abuse.register = Limit::per_minute(1);
+            config.trusted_proxies = vec!["127.0.0.0/8".to_owned()];
+        })
+        .await?;
+        let base_url = format!("http://127.0.0.1:{}", server.addr.port());
+        assert_eq!(register_as(&base_url, "198.51.100.1").await?, 201, "on {listen}");
+        assert_eq!(register_as(&base_url, "198.51.100.1").await?, 429, "on {listen}");
+        assert_eq!(register_as(&base_url, "198.51.100.2").await?, 201, "on {listen}");
+        drop(server.stop().await?);
+    }
 
     // Without trusted proxies the header is ignored: the socket peer counts.
     let server = start(engine, |config| config.abuse.register = Limit::per_minute(1)).await?;
-    assert_eq!(register_as(&server, "198.51.100.1").await?, 201);
-    assert_eq!(register_as(&server, "198.51.100.2").await?, 429);
+    assert_eq!(register_as(&server.base_url, "198.51.100.1").await?, 201);
+    assert_eq!(register_as(&server.base_url, "198.51.100.2").await?, 429);
     server.stop().await?;
     Ok(())
 }
