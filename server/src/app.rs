@@ -160,12 +160,12 @@ impl App {
             .at("/docs", make_sync(move |_| Html(docs_html.clone())));
         let proxies =
             TrustedProxies::parse(&self.config.trusted_proxies).map_err(AppError::TrustedProxies)?;
-        let routes = routes.data(self.state.clone()).data(proxies);
+        let routes = routes.data(self.state.clone());
         let credential_limiter = Arc::new(CredentialLimiter::new(
             self.config.abuse.credential,
             self.config.abuse.max_tracked_keys,
         ));
-        Ok(crate::http::stack(routes, self.config.max_body_bytes, &self.metrics, credential_limiter))
+        Ok(crate::http::stack(routes, self.config.max_body_bytes, &self.metrics, credential_limiter, proxies))
     }
 
     /// Binds the configured address (port 0 picks a free one) and returns the

@@ -63,15 +63,20 @@ impl ClientAddr {
     pub fn ip(self) -> IpAddr {
         self.0
     }
+
+    /// The client of `req`, for middleware that runs before extractors.
+    pub fn of(req: &Request) -> Self {
+        let peer = req.remote_addr().as_socket_addr().map_or(IpAddr::from([0, 0, 0, 0]), |addr| addr.ip());
+        let Some(proxies) = req.data::<TrustedProxies>() else { return Self(peer.to_canonical()) };
+        let forwarded: Vec<&str> =
+            req.headers().get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect();
+        Self(proxies.client(peer, &forwarded))
+    }
 }
 
 impl<'a> FromRequest<'a> for ClientAddr {
     async fn from_request(req: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
-        let peer = req.remote_addr().as_socket_addr().map_or(IpAddr::from([0, 0, 0, 0]), |addr| addr.ip());
-        let Some(proxies) = req.data::<TrustedProxies>() else { return Ok(Self(peer)) };
-        let forwarded: Vec<&str> =
-            req.headers().get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect();
-        Ok(Self(proxies.client(peer, &forwarded)))
+        Ok(Self::of(req))
     }
 }
 

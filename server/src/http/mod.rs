@@ -27,13 +27,15 @@ pub fn stack(
     max_body_bytes: usize,
     metrics: &Metrics,
     credential_limiter: Arc<CredentialLimiter>,
+    trusted_proxies: client_addr::TrustedProxies,
 ) -> BoxEndpoint<'static> {
     // Outermost last: the request id scopes everything inside it, the log and
     // metrics see the final enveloped status, the per-credential limit
     // refuses before routing and adds its headers to every answer, the
     // envelope sees every error,
     // panics are caught before they escape, bodies are capped before
-    // anything parses them, and text no store can hold is refused.
+    // anything parses them, and text no store can hold is refused. The
+    // trusted proxies are known to everything, the credential limit included.
     routes
         .with(text_guard::NoNul)
         .with(body_limit::BodyLimit::new(max_body_bytes))
@@ -42,6 +44,7 @@ pub fn stack(
         .with(credential_limit::CredentialLimit(credential_limiter))
         .with(observe::Observe::new(metrics.clone()))
         .with(request_id::RequestId)
+        .data(trusted_proxies)
         .into_endpoint()
         .map_to_response()
         .boxed()

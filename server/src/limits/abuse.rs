@@ -219,7 +219,7 @@ impl AbuseLimits {
 }
 
 /// The client part of a key: the IPv4 address, or the /64 of an IPv6 one.
-pub(super) fn client_key(ip: IpAddr) -> String {
+pub(crate) fn client_key(ip: IpAddr) -> String {
     match ip.to_canonical() {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => format!("{}/64", Ipv6Addr::from(v6.to_bits() & !(u128::from(u64::MAX)))),

@@ -13,6 +13,7 @@ on_both_engines!(
     five_failed_logins_lock_the_account_for_this_client,
     forwarded_addresses_count_only_behind_trusted_proxies,
     every_authenticated_response_carries_the_credential_limit,
+    made_up_credentials_count_against_their_address,
 );
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -146,8 +147,44 @@ async fn every_authenticated_response_carries_the_credential_limit(engine: TestE
     assert_eq!(body["error"]["code"], "rate_limit.exceeded");
     // Another credential has its own budget, and requests without one carry no headers.
     assert_eq!(me(&grace.access).await?.status(), 200);
+    // The scheme is read in any case, by authentication and by the limit alike.
+    for scheme in ["BEARER", "bearer", "bEaReR"] {
+        let response = http()
+            .get(server.url("/v1/auth/me"))
+            .header("authorization", format!("{scheme} {}", grace.access))
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        let limit = header(&response, "x-ratelimit-limit");
+        if status == 200 {
+            assert_eq!(limit, Some(3), "{scheme}");
+        } else {
+            assert_eq!((status, limit), (429, Some(3)), "{scheme}: the limit counted it");
+        }
+    }
     let anonymous = http().get(server.url("/v1/auth/me")).send().await?;
     assert_eq!(anonymous.status(), 401);
     assert_eq!(header(&anonymous, "x-ratelimit-limit"), None);
+    Ok(())
+}
+
+async fn made_up_credentials_count_against_their_address(engine: TestEngine) -> TestResult {
+    let server = start(engine, |config| config.abuse.credential = Limit::per_minute(5)).await?;
+    let api = crate::support::Api::new(&server);
+    let ada = api.register("ada@example.com").await?;
+    let me = |token: String| http().get(server.url("/v1/auth/me")).bearer_auth(token).send();
+    // Ada's first request counts against the address; from then on her own.
+    assert_eq!(me(ada.access.clone()).await?.status(), 200);
+    // Every made-up token shares the address's budget (4 left), so a flood of
+    // them is refused instead of each getting a fresh counter.
+    let mut statuses = Vec::new();
+    for n in 0..6 {
+        statuses.push(me(format!("sy_live_key_madeup{n}_secret")).await?.status().as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 401, 401, 429, 429]);
+    // Ada's own budget is untouched by them.
+    let response = me(ada.access.clone()).await?;
+    assert_eq!((response.status().as_u16(), header(&response, "x-ratelimit-remaining")), (200, Some(3)));
+    server.stop().await?;
     Ok(())
 }

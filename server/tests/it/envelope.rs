@@ -111,7 +111,13 @@ fn probe_client() -> Result<TestClient<poem::endpoint::BoxEndpoint<'static>>, pr
         switchyard_server::limits::Limit::per_minute(100),
         100,
     ));
-    Ok(TestClient::new(switchyard_server::http::stack(routes, 1024, &Metrics::new()?, limiter)))
+    Ok(TestClient::new(switchyard_server::http::stack(
+        routes,
+        1024,
+        &Metrics::new()?,
+        limiter,
+        Default::default(),
+    )))
 }
 
 async fn probe_envelope(resp: poem::test::TestResponse) -> (u16, Value, String) {
