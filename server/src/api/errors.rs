@@ -1,6 +1,6 @@
 //! The one place domain errors become wire errors.
 
-use crate::domain::{DomainError, Resource};
+use crate::domain::{DomainError, Resource, two_factor};
 use crate::error::{ApiError, ErrorCode};
 use crate::gateway::GatewayError;
 use crate::gateway::metering::{Budget, Refusal};
@@ -114,6 +114,15 @@ impl From<DomainError> for ApiError {
                     .why("A reset token works once, within 30 minutes of the request.")
                     .fix("Request a new one at POST /v1/auth/password-reset.")
             }
+            DomainError::TooManySecondFactorAttempts(retry_after) => ApiError::rate_limited(
+                ErrorCode::AuthTooManyFailedLogins,
+                Decision::Limited {
+                    limit: u32::try_from(two_factor::SECOND_FACTOR_MAX_ATTEMPTS).unwrap_or(u32::MAX),
+                    retry_after,
+                },
+            )
+            .why("This account had too many second-factor attempts in the last 15 minutes, from any address.")
+            .fix("Wait for Retry-After; if these attempts were not yours, change your password."),
             DomainError::ResendTooSoon(retry_after) => ApiError::rate_limited(
                 ErrorCode::RateLimitExceeded,
                 Decision::Limited { limit: 1, retry_after },

@@ -67,6 +67,8 @@ pub enum DomainError {
     InvalidVerificationCode,
     #[error("invalid or expired password-reset token")]
     InvalidResetToken,
+    #[error("too many second-factor attempts for this account")]
+    TooManySecondFactorAttempts(std::time::Duration),
     #[error("a verification mail was resent too recently")]
     ResendTooSoon(std::time::Duration),
     #[error("already a member")]

@@ -2,6 +2,11 @@
 //! one step of skew either way). A code is accepted once: the step it matched
 //! must be later than the last accepted one. Recovery codes are single use.
 //! Turning 2FA on or off revokes every session of the user.
+//!
+//! Guessing is bounded twice, with every attempt claimed in the database
+//! before its code is checked (so parallel guesses cannot slip past a
+//! count): 5 per login challenge, and 10 per account every 15 minutes across
+//! challenges, addresses and `disable` calls (wrong passwords there count too).
 
 use totp_rs::{Algorithm, Builder, Secret, Totp};
 
@@ -14,8 +19,12 @@ use crate::store::Db;
 
 /// How long a password login's challenge stays valid.
 pub const CHALLENGE_TTL_SECS: i64 = 300;
-/// Wrong codes a challenge tolerates before it is spent.
+/// Codes a challenge takes before it is spent.
 const CHALLENGE_MAX_ATTEMPTS: i64 = 5;
+/// Second-factor attempts one account has per window, across challenges,
+/// addresses and `disable` calls; a right one starts afresh.
+pub const SECOND_FACTOR_MAX_ATTEMPTS: i64 = 10;
+pub const SECOND_FACTOR_WINDOW_SECS: i64 = 15 * 60;
 const RECOVERY_CODE_COUNT: usize = 10;
 const ISSUER: &str = "Switchyard";
 
@@ -113,10 +122,13 @@ pub async fn disable(
     if !user.two_factor_enabled {
         return Err(DomainError::TwoFactorNotEnabled);
     }
+    // A wrong password counts as a failed attempt as much as a wrong code.
+    claim_second_factor_attempt(db, &user.id).await?;
     if !passwords::verify(password, Some(user.password_hash.clone())).await {
         return Err(DomainError::InvalidCredentials);
     }
     verify_factor(db, &user.id, &user.email, &factor).await?;
+    db.second_factor_succeeded(&user.id).await?;
     db.totp_disable(&user.id, now()).await?;
     audit(db, ctx, Some(&user.id), "user.2fa_disabled", Some(&user.id)).await
 }
@@ -137,19 +149,34 @@ pub async fn login(
     ctx: &RequestContext,
 ) -> DomainResult<SignedIn> {
     let hash = digest(challenge_token);
-    let found = db.challenge_find(&hash, now()).await?;
-    let found = found.filter(|c| c.attempts < CHALLENGE_MAX_ATTEMPTS).ok_or(DomainError::InvalidChallenge)?;
-    let user = db.user_by_id(&found.user_id).await?.ok_or(DomainError::InvalidChallenge)?;
+    let user_id = db
+        .challenge_claim_attempt(&hash, now(), CHALLENGE_MAX_ATTEMPTS)
+        .await?
+        .ok_or(DomainError::InvalidChallenge)?;
+    claim_second_factor_attempt(db, &user_id).await?;
+    let user = db.user_by_id(&user_id).await?.ok_or(DomainError::InvalidChallenge)?;
     if let Err(err) = verify_factor(db, &user.id, &user.email, &factor).await {
-        db.challenge_record_failure(&hash).await?;
         audit(db, ctx, Some(&user.id), "user.login_failed", Some(&user.id)).await?;
         return Err(err);
     }
+    db.second_factor_succeeded(&user.id).await?;
     if !db.challenge_consume(&hash, now()).await? {
         return Err(DomainError::InvalidChallenge);
     }
     audit(db, ctx, Some(&user.id), "user.login", Some(&user.id)).await?;
     sign_in(db, issuer, user, ctx).await
+}
+
+/// Claims one of the account's second-factor attempts, or refuses while
+/// they are spent.
+async fn claim_second_factor_attempt(db: &Db, user_id: &str) -> DomainResult<()> {
+    let claimed = db
+        .second_factor_claim_attempt(user_id, now(), SECOND_FACTOR_MAX_ATTEMPTS, SECOND_FACTOR_WINDOW_SECS)
+        .await?;
+    claimed.map_err(|started| {
+        let left = (started + SECOND_FACTOR_WINDOW_SECS - now()).max(1);
+        DomainError::TooManySecondFactorAttempts(std::time::Duration::from_secs(left.unsigned_abs()))
+    })
 }
 
 async fn verify_factor(db: &Db, user_id: &str, email: &str, factor: &Factor) -> DomainResult<()> {

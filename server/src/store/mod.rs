@@ -23,7 +23,7 @@ pub use invitations::{Accepted, InvitationRow};
 pub use orgs::{CostCaps, MemberRow, MembershipRow, OrgRow};
 pub use outbox::OutboxRow;
 pub use projects::ProjectRow;
-pub use two_factor::{ChallengeRow, TotpState};
+pub use two_factor::TotpState;
 pub use usage::{UsageBucket, UsageFilter, UsageGrouping, UsageRow, UsageSource};
 pub use users::{RefreshTokenRow, SessionRow, UserRow};
 

@@ -12,13 +12,6 @@ pub struct TotpState {
     pub pending_secret: Option<String>,
 }
 
-/// A live login challenge.
-#[derive(Debug, Clone)]
-pub struct ChallengeRow {
-    pub user_id: String,
-    pub attempts: i64,
-}
-
 impl Db {
     pub async fn totp_state(&self, user_id: &str) -> Result<TotpState, StoreError> {
         let row = sqlx::query("SELECT totp_secret, totp_pending_secret FROM users WHERE id = $1")
@@ -140,31 +133,73 @@ impl Db {
         Ok(())
     }
 
-    /// The unexpired, unused challenge with this digest.
-    pub async fn challenge_find(
+    /// Claims one of a live challenge's `max_attempts`, atomically: the
+    /// attempt is counted before the code is checked, so parallel guesses
+    /// cannot all pass the check. The challenge's user, or `None` when the
+    /// challenge is unknown, expired, used or out of attempts.
+    pub async fn challenge_claim_attempt(
         &self,
         token_hash: &str,
         now: i64,
-    ) -> Result<Option<ChallengeRow>, StoreError> {
+        max_attempts: i64,
+    ) -> Result<Option<String>, StoreError> {
         let row = sqlx::query(
-            "SELECT user_id, attempts FROM login_challenges \
-             WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2",
+            "UPDATE login_challenges SET attempts = attempts + 1 \
+             WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 AND attempts < $3 \
+             RETURNING user_id",
         )
         .bind(token_hash)
         .bind(now)
+        .bind(max_attempts)
         .fetch_optional(self.pool())
         .await?;
-        row.map(|row| {
-            Ok(ChallengeRow { user_id: row.try_get("user_id")?, attempts: row.try_get("attempts")? })
-        })
-        .transpose()
+        row.map(|row| Ok(row.try_get("user_id")?)).transpose()
     }
 
-    pub async fn challenge_record_failure(&self, token_hash: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE login_challenges SET attempts = attempts + 1 WHERE token_hash = $1")
-            .bind(token_hash)
-            .execute(self.pool())
+    /// Claims one of the `max` second-factor attempts a user has per
+    /// `window_secs`, across challenges and addresses, atomically. `None`
+    /// while they are spent: the window's start, to tell when it ends.
+    pub async fn second_factor_claim_attempt(
+        &self,
+        user_id: &str,
+        now: i64,
+        max: i64,
+        window_secs: i64,
+    ) -> Result<Result<(), i64>, StoreError> {
+        let expired = now - window_secs;
+        let claimed = sqlx::query(
+            "UPDATE users SET \
+             second_factor_attempts = CASE WHEN second_factor_window_start <= $2 THEN 1 \
+                                           ELSE second_factor_attempts + 1 END, \
+             second_factor_window_start = CASE WHEN second_factor_window_start <= $2 THEN $3 \
+                                               ELSE second_factor_window_start END \
+             WHERE id = $1 AND (second_factor_window_start <= $2 OR second_factor_attempts < $4)",
+        )
+        .bind(user_id)
+        .bind(expired)
+        .bind(now)
+        .bind(max)
+        .execute(self.pool())
+        .await?;
+        if claimed.rows_affected() == 1 {
+            return Ok(Ok(()));
+        }
+        let row = sqlx::query("SELECT second_factor_window_start FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_optional(self.pool())
             .await?;
+        let started = row.map(|row| row.try_get::<i64, _>("second_factor_window_start")).transpose()?;
+        Ok(Err(started.unwrap_or(now)))
+    }
+
+    /// A second factor was right: the user's attempts start afresh.
+    pub async fn second_factor_succeeded(&self, user_id: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE users SET second_factor_attempts = 0, second_factor_window_start = 0 WHERE id = $1",
+        )
+        .bind(user_id)
+        .execute(self.pool())
+        .await?;
         Ok(())
     }
 

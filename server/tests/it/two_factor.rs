@@ -11,6 +11,9 @@ on_both_engines!(
     enable_then_log_in_with_a_code,
     codes_and_recovery_codes_work_once,
     challenges_die_after_five_wrong_codes,
+    fifty_parallel_guesses_on_one_challenge_have_at_most_five_checked,
+    an_account_takes_ten_second_factor_attempts_across_challenges,
+    wrong_passwords_to_disable_count_toward_the_second_factor_lockout,
     disable_needs_password_and_factor_and_ends_sessions,
     setup_and_enable_refuse_out_of_order_calls,
 );
@@ -160,6 +163,73 @@ async fn challenges_die_after_five_wrong_codes(engine: TestEngine) -> TestResult
     let right = json!({"challenge_token": challenge, "code": totp(&enabled.secret, enabled.step + 1)?});
     let (status, body) = call(&server, "/v1/auth/2fa/login", None, right).await?;
     assert_eq!((status, &body["error"]["code"]), (401, &json!("auth.invalid_challenge")), "{body}");
+    server.stop().await?;
+    Ok(())
+}
+
+async fn fifty_parallel_guesses_on_one_challenge_have_at_most_five_checked(engine: TestEngine) -> TestResult {
+    let server = start(engine, |_| {}).await?;
+    register_and_enable(&server).await?;
+    let challenge = challenge(&server).await?;
+    let guesses = (0..50).map(|n| {
+        let guess = json!({"challenge_token": challenge, "code": format!("{:06}", 100_000 + n)});
+        call(&server, "/v1/auth/2fa/login", None, guess)
+    });
+    let answers = futures::future::join_all(guesses).await;
+    let mut checked = 0;
+    for answer in answers {
+        let (status, body) = answer?;
+        match (status, body["error"]["code"].as_str()) {
+            (401, Some("auth.invalid_two_factor_code")) => checked += 1,
+            (401, Some("auth.invalid_challenge")) => {}
+            other => panic!("unexpected answer {other:?}: {body}"),
+        }
+    }
+    assert!(checked <= 5, "{checked} of 50 parallel guesses were checked against the code");
+    server.stop().await?;
+    Ok(())
+}
+
+async fn an_account_takes_ten_second_factor_attempts_across_challenges(engine: TestEngine) -> TestResult {
+    let server = start(engine, |_| {}).await?;
+    let enabled = register_and_enable(&server).await?;
+    // Two challenges (as from two addresses) spend the account's ten attempts.
+    for _ in 0..2 {
+        let challenge = challenge(&server).await?;
+        for _ in 0..5 {
+            let wrong = json!({"challenge_token": challenge, "code": "000000"});
+            let (status, body) = call(&server, "/v1/auth/2fa/login", None, wrong).await?;
+            assert_eq!(status, 401, "{body}");
+        }
+    }
+    // A third challenge is refused, even with the right code.
+    let right =
+        json!({"challenge_token": challenge(&server).await?, "code": totp(&enabled.secret, current_step())?});
+    let (status, body) = call(&server, "/v1/auth/2fa/login", None, right).await?;
+    assert_eq!((status, &body["error"]["code"]), (429, &json!("auth.too_many_failed_logins")), "{body}");
+    server.stop().await?;
+    Ok(())
+}
+
+async fn wrong_passwords_to_disable_count_toward_the_second_factor_lockout(engine: TestEngine) -> TestResult {
+    let server = start(engine, |_| {}).await?;
+    let enabled = register_and_enable(&server).await?;
+    let login =
+        json!({"challenge_token": challenge(&server).await?, "recovery_code": enabled.recovery_codes[0]});
+    let (_, tokens) = call(&server, "/v1/auth/2fa/login", None, login).await?;
+    let access = text(&tokens["access_token"])?.to_owned();
+    for n in 0..10 {
+        let wrong = if n % 2 == 0 {
+            json!({"password": "not the password", "recovery_code": enabled.recovery_codes[1]})
+        } else {
+            json!({"password": PASSWORD, "code": "000000"})
+        };
+        let (status, body) = call(&server, "/v1/auth/2fa/disable", Some(&access), wrong).await?;
+        assert_eq!(status, 401, "{body}");
+    }
+    let right = json!({"password": PASSWORD, "recovery_code": enabled.recovery_codes[1]});
+    let (status, body) = call(&server, "/v1/auth/2fa/disable", Some(&access), right).await?;
+    assert_eq!((status, &body["error"]["code"]), (429, &json!("auth.too_many_failed_logins")), "{body}");
     server.stop().await?;
     Ok(())
 }
