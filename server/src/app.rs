@@ -14,6 +14,7 @@ use poem::{EndpointExt, IntoResponse, Route, Server};
 use crate::config::{AuthConfig, Config};
 use crate::contract;
 use crate::domain::key_cache::KeyCache;
+use crate::domain::key_cache::KeyChange;
 use crate::domain::key_usage::KeyUsage;
 use crate::domain::tokens::{TokenIssuer, random_base62};
 use crate::domain::{DomainError, DomainResult};
@@ -25,7 +26,7 @@ use crate::limits::{AbuseLimits, CredentialLimiter};
 use crate::mail::Mailer;
 use crate::mail::delivery::Delivery;
 use crate::metrics::Metrics;
-use crate::store::{Db, Retention, StoreError};
+use crate::store::{Db, Engine, KeyChangeListener, Retention, StoreError};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -134,6 +135,10 @@ impl App {
             metrics: metrics.clone(),
             features: Arc::from(["operations", "identity", "gateway", "metrics", "docs"]),
         };
+        if state.db.engine() == Engine::Postgres {
+            // Until this replica listens for other replicas' key changes.
+            state.keys.suspend();
+        }
         Ok(Self { config, state, metrics })
     }
 
@@ -185,6 +190,12 @@ impl App {
         let grace = Duration::from_secs(self.config.shutdown_grace_secs);
         let flusher = tokio::spawn(flush_key_usage(self.state.clone()));
         let usage_flusher = tokio::spawn(flush_gateway_usage(self.state.clone()));
+        // Listening before the first request, so keys are cached from the start.
+        let listening = self.state.db.key_change_listener().await;
+        if listening.is_ok() {
+            self.state.keys.resume();
+        }
+        let key_changes = tokio::spawn(follow_key_changes(self.state.clone(), listening));
         let sweeper = (self.config.housekeeping_interval_secs > 0).then(|| {
             let every = Duration::from_secs(self.config.housekeeping_interval_secs);
             tokio::spawn(sweep_periodically(self.state.db.clone(), every))
@@ -195,6 +206,7 @@ impl App {
             .await;
         flusher.abort();
         usage_flusher.abort();
+        key_changes.abort();
         if let Some(sweeper) = sweeper {
             sweeper.abort();
         }
@@ -210,6 +222,59 @@ impl App {
         }
         self.state.db.close().await;
         Ok(result?)
+    }
+}
+
+/// Applies the key changes every replica announces to this one's key cache,
+/// until aborted. While not listening (SQLite never needs to; on PostgreSQL
+/// before the first connection and after a lost one) the cache is
+/// suspended, so no change made elsewhere can be missed.
+async fn follow_key_changes(state: AppState, listening: Result<Option<KeyChangeListener>, StoreError>) {
+    let mut first = Some(listening);
+    loop {
+        let listening = match first.take() {
+            Some(listening) => listening,
+            None => state.db.key_change_listener().await,
+        };
+        match listening {
+            Ok(None) => return state.keys.resume(),
+            Ok(Some(mut listener)) => {
+                state.keys.resume();
+                loop {
+                    match listener.next().await {
+                        Ok(Some(notice)) => match KeyChange::from_notice(&notice) {
+                            Some(change) => state.keys.forget(&change),
+                            None => {
+                                tracing::warn!(notice, "unreadable key change notice; forgetting every key");
+                                state.keys.forget_all();
+                            }
+                        },
+                        // The connection was lost, and notices with it.
+                        Ok(None) => break,
+                        Err(err) => {
+                            tracing::warn!(error = %err, "key change notices stopped; reading keys from the database");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for key changes; reading keys from the database")
+            }
+        }
+        state.keys.suspend();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+impl AppState {
+    /// Forgets the keys `change` concerns here at once, and announces it so
+    /// every other replica does too.
+    pub async fn key_changed(&self, change: KeyChange) {
+        self.keys.forget(&change);
+        if let Err(err) = self.db.key_change_announce(&change.to_notice()).await {
+            tracing::warn!(error = %err, "could not announce a key change; other replicas notice within the cache's TTL");
+        }
     }
 }
 

@@ -49,7 +49,12 @@ pub struct TestDatabase {
 
 enum Cleanup {
     SqliteFile(PathBuf),
-    PostgresDatabase { admin_url: String, name: String },
+    PostgresDatabase {
+        admin_url: String,
+        name: String,
+    },
+    /// Another handle owns the database.
+    Nothing,
 }
 
 fn unique_name() -> String {
@@ -89,9 +94,18 @@ impl TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// Another handle on the same database, for a second server (a replica);
+    /// dropping it leaves the database to this one.
+    pub fn shared(&self) -> Self {
+        Self { engine: self.engine, url: self.url.clone(), cleanup: Cleanup::Nothing }
+    }
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         match &self.cleanup {
+            Cleanup::Nothing => {}
             Cleanup::SqliteFile(path) => {
                 for suffix in ["", "-wal", "-shm"] {
                     let mut file = path.clone().into_os_string();

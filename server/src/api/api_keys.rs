@@ -13,6 +13,7 @@ use super::wire::timestamp;
 use super::{ApiTags, Ok200};
 use crate::app::AppState;
 use crate::domain::api_keys::{self, NewApiKey};
+use crate::domain::key_cache::KeyChange;
 use crate::domain::page_limit;
 use crate::domain::principal::{KeyLimits, Scope};
 use crate::error::{ApiError, ErrorCode};
@@ -238,7 +239,7 @@ impl ApiKeysApi {
     ) -> Result<NoContent204, ApiKeyDeleteError> {
         let principal = state.principal(&auth).await?;
         api_keys::api_key_revoke(&state.db, &principal, &id.0, &context(client)).await?;
-        state.keys.forget_key(&id.0);
+        state.key_changed(KeyChange::Key(id.0.clone())).await;
         Ok(NoContent204::NoContent)
     }
 }

@@ -14,6 +14,7 @@ use super::security::AnyCredential;
 use super::wire::{Member, Org, Role, timestamp};
 use super::{ApiTags, Ok200};
 use crate::app::AppState;
+use crate::domain::key_cache::KeyChange;
 use crate::domain::orgs::MemberAdded;
 use crate::domain::{invitations, orgs, page_limit};
 use crate::error::{ApiError, ErrorCode};
@@ -230,7 +231,7 @@ impl OrgsApi {
         };
         let org = orgs::org_update(&state.db, &principal, &id.0, changes, &context(client)).await?;
         // Keys carry their org's caps; the next request reads the new ones.
-        state.keys.forget_org(&id.0);
+        state.key_changed(KeyChange::Org(id.0.clone())).await;
         Ok(Ok200::Ok(Json(org.into())))
     }
 
@@ -245,7 +246,7 @@ impl OrgsApi {
     ) -> Result<NoContent204, OrgDeleteError> {
         let principal = state.principal(&auth).await?;
         orgs::org_delete(&state.db, &principal, &id.0, &context(client)).await?;
-        state.keys.forget_org(&id.0);
+        state.key_changed(KeyChange::Org(id.0.clone())).await;
         Ok(NoContent204::NoContent)
     }
 
@@ -381,7 +382,7 @@ impl OrgsApi {
     ) -> Result<NoContent204, MemberRemoveError> {
         let principal = state.principal(&auth).await?;
         orgs::member_remove(&state.db, &principal, &id.0, &user_id.0, &context(client)).await?;
-        state.keys.forget_member(&id.0, &user_id.0);
+        state.key_changed(KeyChange::Member { org_id: id.0.clone(), user_id: user_id.0.clone() }).await;
         Ok(NoContent204::NoContent)
     }
 }

@@ -12,6 +12,7 @@ use super::security::AnyCredential;
 use super::wire::timestamp;
 use super::{ApiTags, Ok200};
 use crate::app::AppState;
+use crate::domain::key_cache::KeyChange;
 use crate::domain::{page_limit, projects};
 use crate::http::client_addr::ClientAddr;
 use crate::operation_errors;
@@ -149,7 +150,7 @@ impl ProjectsApi {
     ) -> Result<NoContent204, ProjectDeleteError> {
         let principal = state.principal(&auth).await?;
         projects::project_delete(&state.db, &principal, &id.0, &context(client)).await?;
-        state.keys.forget_project(&id.0);
+        state.key_changed(KeyChange::Project(id.0.clone())).await;
         Ok(NoContent204::NoContent)
     }
 }

@@ -1,11 +1,18 @@
 //! API keys checked recently, kept in memory so validating a key on the hot
-//! path reads no database. An entry lives at most [`KeyCache::TTL`]; anything
-//! on this server that revokes a key, removes its owner from the org, or
-//! deletes its org or project forgets it at once, so those take effect on the
-//! next request here; so does a change of the org's spend caps. Other
-//! replicas notice within the TTL.
+//! path reads no database. An entry lives at most [`KeyCache::TTL`]. Anything
+//! that revokes a key, removes its owner from the org, deletes its org or
+//! project, or changes the org's spend caps is a [`KeyChange`]: this server
+//! forgets the keys concerned at once, and on PostgreSQL announces the change
+//! so every other replica forgets them as soon as the notice arrives (a
+//! replica whose notice connection broke forgets everything, since it may
+//! have missed some).
+//!
+//! A request that missed the cache reads the row, then puts it back; a
+//! change in between would be undone by that put, so every change bumps a
+//! generation and a put made with an older one is dropped.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -21,9 +28,65 @@ pub struct CachedKey {
     read_at: Instant,
 }
 
+/// Something that changes what cached keys may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyChange {
+    /// The key was revoked or deleted.
+    Key(String),
+    /// The user left the org, or was removed from it.
+    Member { org_id: String, user_id: String },
+    /// The org was deleted, or its spend caps changed.
+    Org(String),
+    /// The project was deleted.
+    Project(String),
+}
+
+impl KeyChange {
+    /// The change as announced to other replicas.
+    pub fn to_notice(&self) -> String {
+        match self {
+            Self::Key(id) => format!("key {id}"),
+            Self::Member { org_id, user_id } => format!("member {org_id} {user_id}"),
+            Self::Org(id) => format!("org {id}"),
+            Self::Project(id) => format!("project {id}"),
+        }
+    }
+
+    pub fn from_notice(notice: &str) -> Option<Self> {
+        let mut words = notice.split(' ');
+        let change = match (words.next()?, words.next()?, words.next()) {
+            ("key", id, None) => Self::Key(id.to_owned()),
+            ("member", org_id, Some(user_id)) => {
+                Self::Member { org_id: org_id.to_owned(), user_id: user_id.to_owned() }
+            }
+            ("org", id, None) => Self::Org(id.to_owned()),
+            ("project", id, None) => Self::Project(id.to_owned()),
+            _ => return None,
+        };
+        words.next().is_none().then_some(change)
+    }
+
+    fn concerns(&self, key: &ApiKeyRow) -> bool {
+        match self {
+            Self::Key(id) => key.id == *id,
+            Self::Member { org_id, user_id } => key.org_id == *org_id && key.user_id == *user_id,
+            Self::Org(id) => key.org_id == *id,
+            Self::Project(id) => key.project_id.as_deref() == Some(id),
+        }
+    }
+}
+
+/// The cache's generation when a request started reading a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Generation(u64);
+
 #[derive(Clone, Default)]
 pub struct KeyCache {
     entries: Arc<Mutex<HashMap<String, CachedKey>>>,
+    generation: Arc<AtomicU64>,
+    /// Set while other replicas' changes may be missed (PostgreSQL, notice
+    /// connection not up): every key is read from the database.
+    suspended: Arc<AtomicBool>,
 }
 
 impl KeyCache {
@@ -38,12 +101,46 @@ impl KeyCache {
 
     /// The key with this id, if it was read within the TTL.
     pub fn get(&self, key_id: &str) -> Option<CachedKey> {
+        if self.suspended.load(Ordering::SeqCst) {
+            return None;
+        }
         self.lock().get(key_id).filter(|entry| entry.read_at.elapsed() < Self::TTL).cloned()
     }
 
-    pub fn put(&self, key: ApiKeyRow, owner_is_member: bool, org_caps: CostCaps) -> CachedKey {
+    /// Stops serving from memory until [`KeyCache::resume`]: changes made on
+    /// other replicas could be missed meanwhile.
+    pub fn suspend(&self) {
+        self.suspended.store(true, Ordering::SeqCst);
+        self.forget_all();
+    }
+
+    /// Serves from memory again, starting empty.
+    pub fn resume(&self) {
+        self.forget_all();
+        self.suspended.store(false, Ordering::SeqCst);
+    }
+
+    /// Take before reading a key from the database, to [`KeyCache::put`] it.
+    pub fn generation(&self) -> Generation {
+        Generation(self.generation.load(Ordering::SeqCst))
+    }
+
+    /// Keeps a key read from the database since `read_from`, unless
+    /// something changed meanwhile; returns it either way.
+    pub fn put(
+        &self,
+        key: ApiKeyRow,
+        owner_is_member: bool,
+        org_caps: CostCaps,
+        read_from: Generation,
+    ) -> CachedKey {
         let entry = CachedKey { key: Arc::new(key), owner_is_member, org_caps, read_at: Instant::now() };
         let mut entries = self.lock();
+        // Changes bump the generation under this lock, so none slips in
+        // between this check and the insert.
+        if self.generation() != read_from {
+            return entry;
+        }
         if entries.len() >= Self::CAPACITY {
             entries.clear();
         }
@@ -51,22 +148,18 @@ impl KeyCache {
         entry
     }
 
-    pub fn forget_key(&self, key_id: &str) {
-        self.lock().remove(key_id);
+    /// Forgets the keys `change` concerns.
+    pub fn forget(&self, change: &KeyChange) {
+        let mut entries = self.lock();
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        entries.retain(|_, entry| !change.concerns(&entry.key));
     }
 
-    /// Forgets the keys `user_id` holds in `org_id`.
-    pub fn forget_member(&self, org_id: &str, user_id: &str) {
-        self.lock().retain(|_, entry| !(entry.key.org_id == org_id && entry.key.user_id == user_id));
-    }
-
-    /// Forgets the org's keys: it was deleted, or its caps changed.
-    pub fn forget_org(&self, org_id: &str) {
-        self.lock().retain(|_, entry| entry.key.org_id != org_id);
-    }
-
-    pub fn forget_project(&self, project_id: &str) {
-        self.lock().retain(|_, entry| entry.key.project_id.as_deref() != Some(project_id));
+    /// Forgets every key: changes may have been missed.
+    pub fn forget_all(&self) {
+        let mut entries = self.lock();
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        entries.clear();
     }
 }
 
@@ -96,17 +189,47 @@ mod tests {
     #[test]
     fn forgets_by_key_member_org_and_project() {
         let cache = KeyCache::default();
-        cache.put(row("a", "org1", "u1", None), true, CostCaps::default());
-        cache.put(row("b", "org1", "u2", Some("p1")), true, CostCaps::default());
-        cache.put(row("c", "org2", "u1", None), true, CostCaps::default());
-        cache.put(row("d", "org3", "u3", None), true, CostCaps::default());
-        cache.forget_member("org1", "u1");
+        let put = |id, org, user, project| {
+            cache.put(row(id, org, user, project), true, CostCaps::default(), cache.generation())
+        };
+        put("a", "org1", "u1", None);
+        put("b", "org1", "u2", Some("p1"));
+        put("c", "org2", "u1", None);
+        put("d", "org3", "u3", None);
+        cache.forget(&KeyChange::Member { org_id: "org1".into(), user_id: "u1".into() });
         assert!(cache.get("a").is_none() && cache.get("b").is_some() && cache.get("c").is_some());
-        cache.forget_project("p1");
+        cache.forget(&KeyChange::Project("p1".into()));
         assert!(cache.get("b").is_none());
-        cache.forget_org("org2");
+        cache.forget(&KeyChange::Org("org2".into()));
         assert!(cache.get("c").is_none());
-        cache.forget_key("d");
+        cache.forget(&KeyChange::Key("d".into()));
         assert!(cache.get("d").is_none());
+    }
+
+    #[test]
+    fn a_read_that_started_before_a_change_is_not_kept() {
+        let cache = KeyCache::default();
+        let before = cache.generation();
+        // The row was read, then revoked elsewhere before the put.
+        cache.forget(&KeyChange::Key("a".into()));
+        cache.put(row("a", "org1", "u1", None), true, CostCaps::default(), before);
+        assert!(cache.get("a").is_none(), "a stale read re-inserted a revoked key");
+        cache.put(row("a", "org1", "u1", None), true, CostCaps::default(), cache.generation());
+        assert!(cache.get("a").is_some());
+    }
+
+    #[test]
+    fn changes_travel_as_notices() {
+        for change in [
+            KeyChange::Key("key_1".into()),
+            KeyChange::Member { org_id: "org_1".into(), user_id: "usr_1".into() },
+            KeyChange::Org("org_1".into()),
+            KeyChange::Project("prj_1".into()),
+        ] {
+            assert_eq!(KeyChange::from_notice(&change.to_notice()), Some(change));
+        }
+        for junk in ["", "key", "key a b", "member org", "user usr_1", "org a b"] {
+            assert_eq!(KeyChange::from_notice(junk), None, "{junk:?}");
+        }
     }
 }

@@ -189,10 +189,11 @@ pub async fn authenticate_api_key(
     let cached = match cache.get(key_id) {
         Some(cached) => cached,
         None => {
+            let read_from = cache.generation();
             let key = db.api_key_by_id(key_id).await?.ok_or(DomainError::InvalidApiKey)?;
             let membership = db.membership(&key.org_id, &key.user_id).await?;
             let caps = membership.as_ref().map(|m| m.org.caps).unwrap_or_default();
-            cache.put(key, membership.is_some(), caps)
+            cache.put(key, membership.is_some(), caps, read_from)
         }
     };
     let key = &cached.key;

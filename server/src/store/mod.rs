@@ -7,6 +7,7 @@ mod audit;
 mod email;
 mod housekeeping;
 mod invitations;
+mod notify;
 mod orgs;
 mod outbox;
 mod projects;
@@ -20,6 +21,7 @@ pub use audit::{AuditEvent, AuditFilter, AuditRow, GENESIS_HASH, link_hash};
 pub use email::{Queued, Resent, VerificationRow};
 pub use housekeeping::{Retention, Swept};
 pub use invitations::{Accepted, InvitationRow};
+pub use notify::KeyChangeListener;
 pub use orgs::{CostCaps, MemberRow, MembershipRow, OrgRow};
 pub use outbox::OutboxRow;
 pub use projects::ProjectRow;
@@ -83,6 +85,8 @@ pub enum Readiness {
 pub struct Db {
     pool: AnyPool,
     engine: Engine,
+    /// For connections outside the pool (PostgreSQL notifications).
+    url: std::sync::Arc<str>,
 }
 
 impl Db {
@@ -116,7 +120,7 @@ impl Db {
             })
             .connect(&url)
             .await?;
-        Ok(Self { pool, engine })
+        Ok(Self { pool, engine, url: url.into() })
     }
 
     pub fn engine(&self) -> Engine {

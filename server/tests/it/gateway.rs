@@ -395,3 +395,56 @@ mod daily_caps {
         Ok(())
     }
 }
+
+mod replicas {
+    //! Two servers on one PostgreSQL database, as replicas behind a balancer:
+    //! a key revoked, a member removed or an org deleted through one is
+    //! refused by the other on its next request, though it had the key in
+    //! memory. (Replicas share a PostgreSQL database; SQLite serves one
+    //! process.)
+
+    use switchyard_server::harness::RunningServer;
+
+    use crate::support::{
+        Api, Credential, TestEngine, TestResult, add_member, assert_error, engine_available, expect_status,
+        start,
+    };
+
+    #[tokio::test]
+    async fn changes_through_one_replica_stop_keys_on_the_other_at_once() -> TestResult {
+        if !engine_available(TestEngine::Postgres) {
+            return Ok(());
+        }
+        let one = start(TestEngine::Postgres, |_| {}).await?;
+        let other = RunningServer::start(one.database.shared(), |_| {}).await?;
+        let (api, elsewhere) = (Api::new(&one), Api::new(&other));
+        let owner = api.register("owner@example.com").await?;
+        let org = api.create_org(&owner, "Replicated").await?;
+        let member = api.register("member@example.com").await?;
+        add_member(&one, &org, &member.user_id, "member").await?;
+        let revoked = api.mint_key(&owner, &org, &["chat"]).await?;
+        let members = api.mint_key(&member, &org, &["chat"]).await?;
+        let owners = api.mint_key(&owner, &org, &["chat"]).await?;
+        // The other replica reads each key once and keeps it in memory.
+        for key in [&revoked, &members, &owners] {
+            expect_status(elsewhere.get("/v1/models", Credential::Bearer(&key.key)).await?, 200)?;
+        }
+
+        assert_eq!(api.delete(&format!("/v1/api-keys/{}", revoked.id), owner.bearer()).await?.0, 204);
+        let refused = elsewhere.get("/v1/models", Credential::Bearer(&revoked.key)).await?;
+        assert_error(&refused, 401, "auth.invalid_api_key");
+
+        let path = format!("/v1/orgs/{org}/members/{}", member.user_id);
+        assert_eq!(api.delete(&path, owner.bearer()).await?.0, 204);
+        let refused = elsewhere.get("/v1/models", Credential::Bearer(&members.key)).await?;
+        assert_error(&refused, 401, "auth.invalid_api_key");
+
+        expect_status(elsewhere.get("/v1/models", Credential::Bearer(&owners.key)).await?, 200)?;
+        assert_eq!(api.delete(&format!("/v1/orgs/{org}"), owner.bearer()).await?.0, 204);
+        let refused = elsewhere.get("/v1/models", Credential::Bearer(&owners.key)).await?;
+        assert_error(&refused, 401, "auth.invalid_api_key");
+        other.stop().await?;
+        one.stop().await?;
+        Ok(())
+    }
+}
