@@ -62,6 +62,9 @@ pub enum ErrorCode {
     /// A session token must name an organization (`X-Switchyard-Org`) for this.
     #[oai(rename = "auth.org_required")]
     AuthOrgRequired,
+    /// An API key narrowed to one project cannot administer its organization.
+    #[oai(rename = "auth.project_key_denied")]
+    AuthProjectKeyDenied,
     /// The API key lacks the scope the operation needs.
     #[oai(rename = "auth.scope_denied")]
     AuthScopeDenied,
@@ -205,6 +208,7 @@ impl ErrorCode {
             | Self::AuthTwoFactorSetupRequired => StatusCode::CONFLICT,
             Self::AuthSessionRequired
             | Self::AuthOrgRequired
+            | Self::AuthProjectKeyDenied
             | Self::AuthScopeDenied
             | Self::AuthRoleDenied => StatusCode::FORBIDDEN,
             Self::AuthEmailUnverified => StatusCode::FORBIDDEN,

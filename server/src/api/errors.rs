@@ -52,6 +52,12 @@ impl From<DomainError> for ApiError {
                     .why("API keys cannot manage credentials or organizations.")
                     .fix("Call it with the session token from POST /v1/auth/login.")
             }
+            DomainError::ProjectKeyDenied => ApiError::new(
+                ErrorCode::AuthProjectKeyDenied,
+                "This API key is narrowed to one project and cannot administer the organization",
+            )
+            .why("A key minted with project_id acts only on that project's objects.")
+            .fix("Use a key that is not narrowed to a project, or a session of an owner or admin."),
             DomainError::OrgRequired => ApiError::new(
                 ErrorCode::AuthOrgRequired,
                 "A session token must name the organization to act in",

@@ -43,6 +43,8 @@ pub enum DomainError {
     SessionRequired,
     #[error("a session token must name the organization to act in")]
     OrgRequired,
+    #[error("an API key narrowed to a project cannot administer the organization")]
+    ProjectKeyDenied,
     #[error("the API key lacks the `{0}` scope")]
     ScopeDenied(&'static str),
     #[error("your role in this organization does not allow it")]

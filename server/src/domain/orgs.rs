@@ -121,7 +121,7 @@ pub(super) fn org_asked_for<'a>(principal: &'a Principal, asked: Option<&'a str>
 }
 
 /// Checks the caller may change the org: a session or a key with the `admin`
-/// scope, and at least the `needed` role.
+/// scope that is not narrowed to a project, and at least the `needed` role.
 pub(super) async fn manager_role(
     db: &Db,
     principal: &Principal,
@@ -130,6 +130,7 @@ pub(super) async fn manager_role(
 ) -> DomainResult<Role> {
     let role = caller_role(db, principal, org_id).await?;
     principal.require_scope(Scope::Admin)?;
+    principal.require_org_wide()?;
     if role > needed {
         return Err(DomainError::RoleDenied);
     }
@@ -210,6 +211,7 @@ pub async fn member_list(
     if caller_role(db, principal, org_id).await? == Role::External {
         return Err(DomainError::RoleDenied);
     }
+    principal.require_org_wide()?;
     let rows = db.members(org_id, cursor, limit + 1).await?;
     Ok(Page::from_rows(rows, limit, |m| &m.user_id))
 }
@@ -284,6 +286,7 @@ pub async fn member_remove(
     ctx: &RequestContext,
 ) -> DomainResult<()> {
     let own = caller_role(db, principal, org_id).await?;
+    principal.require_org_wide()?;
     let target = db.member(org_id, user_id).await?.ok_or(DomainError::NotFound(Resource::Member))?;
     let leaving = user_id == principal.user_id;
     if !leaving {

@@ -145,6 +145,23 @@ impl Principal {
         }
     }
 
+    /// The one project an API key is narrowed to, if any.
+    pub fn key_project(&self) -> Option<&str> {
+        match &self.via {
+            Via::ApiKey { project_id, .. } => project_id.as_deref(),
+            Via::Session { .. } => None,
+        }
+    }
+
+    /// Refuses keys narrowed to a project: org-wide administration and
+    /// org-wide reads are not theirs.
+    pub fn require_org_wide(&self) -> DomainResult<()> {
+        match self.key_project() {
+            Some(_) => Err(DomainError::ProjectKeyDenied),
+            None => Ok(()),
+        }
+    }
+
     /// The one org an API key is bound to; `None` for sessions.
     pub fn key_org(&self) -> Option<&str> {
         match &self.via {

@@ -1,15 +1,20 @@
 //! Projects: named groups inside an organization. Members of the org see its
 //! projects; owners and admins (or keys with the `admin` scope) change them.
-//! A project in an org the caller is not in does not exist for them.
+//! A project in an org the caller is not in does not exist for them, nor
+//! does any project but its own for a key narrowed to one; such a key, with
+//! the `admin` scope, may rename or delete its own project and no other.
 
 use super::accounts::audit_in_org;
 use super::orgs::{Role, caller_role, manager_role};
-use super::principal::Principal;
+use super::principal::{Principal, Scope};
 use super::{DomainError, DomainResult, Page, RequestContext, Resource, check_name, new_id, now};
 use crate::store::{Db, ProjectRow};
 
 /// The project, if the caller may see it; 404 otherwise, whether or not it exists.
 pub async fn project_get(db: &Db, principal: &Principal, project_id: &str) -> DomainResult<ProjectRow> {
+    if principal.key_project().is_some_and(|own| own != project_id) {
+        return Err(DomainError::NotFound(Resource::Project));
+    }
     let project = db.project_by_id(project_id).await?.ok_or(DomainError::NotFound(Resource::Project))?;
     match caller_role(db, principal, &project.org_id).await {
         Ok(_) => Ok(project),
@@ -46,6 +51,11 @@ pub async fn project_list(
     cursor: Option<&str>,
     limit: i64,
 ) -> DomainResult<Page<ProjectRow>> {
+    if let Some(own) = principal.key_project() {
+        let project = project_get(db, principal, own).await?;
+        let visible = org_id.is_none_or(|asked| asked == project.org_id) && cursor.is_none();
+        return Ok(Page { items: visible.then_some(project).into_iter().collect(), next_cursor: None });
+    }
     let org_id = match (principal.key_org(), org_id) {
         (Some(own), Some(asked)) if own != asked => return Ok(Page { items: Vec::new(), next_cursor: None }),
         (Some(own), _) => Some(own),
@@ -63,7 +73,7 @@ pub async fn project_rename(
     ctx: &RequestContext,
 ) -> DomainResult<ProjectRow> {
     let project = project_get(db, principal, project_id).await?;
-    manager_role(db, principal, &project.org_id, Role::Admin).await?;
+    project_manager_role(db, principal, &project).await?;
     let name = check_name(name)?;
     db.project_rename(project_id, &name).await?;
     audit_in_org(
@@ -86,7 +96,7 @@ pub async fn project_delete(
     ctx: &RequestContext,
 ) -> DomainResult<()> {
     let project = project_get(db, principal, project_id).await?;
-    manager_role(db, principal, &project.org_id, Role::Admin).await?;
+    project_manager_role(db, principal, &project).await?;
     db.project_delete(project_id).await?;
     audit_in_org(
         db,
@@ -97,4 +107,18 @@ pub async fn project_delete(
         Some(project_id),
     )
     .await
+}
+
+/// Checks the caller may change `project`: an owner or admin of its org, by
+/// session or by a key with the `admin` scope, org-wide or narrowed to it.
+async fn project_manager_role(db: &Db, principal: &Principal, project: &ProjectRow) -> DomainResult<Role> {
+    if principal.key_project() != Some(project.id.as_str()) {
+        return manager_role(db, principal, &project.org_id, Role::Admin).await;
+    }
+    let role = caller_role(db, principal, &project.org_id).await?;
+    principal.require_scope(Scope::Admin)?;
+    if role > Role::Admin {
+        return Err(DomainError::RoleDenied);
+    }
+    Ok(role)
 }

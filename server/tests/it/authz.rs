@@ -38,6 +38,8 @@ enum Caller {
     KeyAll,
     /// The owner's API key with only scope `chat`.
     KeyChat,
+    /// The owner's API key with scope `*`, narrowed to the owner's project.
+    KeyProject,
     /// A user with a session and an org of their own, not in the owner's org.
     Stranger,
 }
@@ -50,13 +52,13 @@ impl Caller {
             Self::Admin => Some("admin"),
             Self::Member => Some("member"),
             Self::External => Some("external"),
-            Self::Anonymous | Self::KeyAll | Self::KeyChat | Self::Stranger => None,
+            Self::Anonymous | Self::KeyAll | Self::KeyChat | Self::KeyProject | Self::Stranger => None,
         }
     }
 }
 
 /// The columns of [`MATRIX`], in order.
-const CALLERS: [Caller; 8] = [
+const CALLERS: [Caller; 9] = [
     Caller::Anonymous,
     Caller::Owner,
     Caller::Admin,
@@ -64,6 +66,7 @@ const CALLERS: [Caller; 8] = [
     Caller::External,
     Caller::KeyAll,
     Caller::KeyChat,
+    Caller::KeyProject,
     Caller::Stranger,
 ];
 
@@ -199,9 +202,10 @@ const NEEDS_ADMIN_SCOPE: Expect = Expect::Error(403, "auth.scope_denied");
 const NO_SUCH_PROJECT: Expect = Expect::Error(404, "project.not_found");
 const NEEDS_ROLE: Expect = Expect::Error(403, "auth.role_denied");
 const NO_SUCH_SESSION: Expect = Expect::Error(404, "auth.session_not_found");
+const PROJECT_KEY: Expect = Expect::Error(403, "auth.project_key_denied");
 
 /// An operation id, what its calls send, and what each of [`CALLERS`] gets.
-type Row = (&'static str, Sends, [Expect; 8]);
+type Row = (&'static str, Sends, [Expect; 9]);
 
 // The table names what a row sends by the variant alone.
 use Sends::{
@@ -214,56 +218,56 @@ use Sends::{
 
 #[rustfmt::skip]
 const MATRIX: [Row; 38] = [
-//   operation              sends           anonymous      owner       admin       member      external    key `*`       key `chat`    stranger
-    ("two_factor_setup",   Nothing,        [NO_CREDENTIAL, OK,         OK,         OK,         OK,         SESSION_ONLY, SESSION_ONLY, OK]),
-    ("two_factor_enable",  SetupCode,      [NO_CREDENTIAL, OK,         OK,         OK,         OK,         SESSION_ONLY, SESSION_ONLY, OK]),
-    ("two_factor_disable", RecoveryCode,   [NO_CREDENTIAL, NO_CONTENT, NO_CONTENT, NO_CONTENT, NO_CONTENT, SESSION_ONLY, SESSION_ONLY, NO_CONTENT]),
-    ("auth_verify_email",  UnmailedCode,   [NO_CREDENTIAL, WRONG_CODE, WRONG_CODE, WRONG_CODE, WRONG_CODE, SESSION_ONLY, SESSION_ONLY, WRONG_CODE]),
-    ("auth_resend_verification", Nothing,  [NO_CREDENTIAL, ACCEPTED,   ACCEPTED,   ACCEPTED,   ACCEPTED,   SESSION_ONLY, SESSION_ONLY, ACCEPTED]),
-    ("auth_logout",        EndsSession,    [NO_CREDENTIAL, NO_CONTENT, NO_CONTENT, NO_CONTENT, NO_CONTENT, SESSION_ONLY, SESSION_ONLY, NO_CONTENT]),
-    ("auth_password_change", PasswordChange, [NO_CREDENTIAL, OK,       OK,         OK,         OK,         SESSION_ONLY, SESSION_ONLY, OK]),
-    ("session_list",       Nothing,        [NO_CREDENTIAL, OK,         OK,         OK,         OK,         SESSION_ONLY, SESSION_ONLY, OK]),
+//   operation              sends           anonymous      owner       admin       member      external    key `*`       key `chat`    key `*` in project  stranger
+    ("two_factor_setup",   Nothing,        [NO_CREDENTIAL, OK, OK, OK, OK, SESSION_ONLY, SESSION_ONLY, SESSION_ONLY, OK]),
+    ("two_factor_enable",  SetupCode,      [NO_CREDENTIAL, OK, OK, OK, OK, SESSION_ONLY, SESSION_ONLY, SESSION_ONLY, OK]),
+    ("two_factor_disable", RecoveryCode,   [NO_CREDENTIAL, NO_CONTENT, NO_CONTENT, NO_CONTENT, NO_CONTENT, SESSION_ONLY, SESSION_ONLY, SESSION_ONLY, NO_CONTENT]),
+    ("auth_verify_email",  UnmailedCode,   [NO_CREDENTIAL, WRONG_CODE, WRONG_CODE, WRONG_CODE, WRONG_CODE, SESSION_ONLY, SESSION_ONLY, SESSION_ONLY, WRONG_CODE]),
+    ("auth_resend_verification", Nothing,  [NO_CREDENTIAL, ACCEPTED, ACCEPTED, ACCEPTED, ACCEPTED, SESSION_ONLY, SESSION_ONLY, SESSION_ONLY, ACCEPTED]),
+    ("auth_logout",        EndsSession,    [NO_CREDENTIAL, NO_CONTENT, NO_CONTENT, NO_CONTENT, NO_CONTENT, SESSION_ONLY, SESSION_ONLY, SESSION_ONLY, NO_CONTENT]),
+    ("auth_password_change", PasswordChange, [NO_CREDENTIAL, OK, OK, OK, OK, SESSION_ONLY, SESSION_ONLY, SESSION_ONLY, OK]),
+    ("session_list",       Nothing,        [NO_CREDENTIAL, OK, OK, OK, OK, SESSION_ONLY, SESSION_ONLY, SESSION_ONLY, OK]),
     // A session is its user's alone.
-    ("session_delete",     OwnersOtherSession, [NO_CREDENTIAL, NO_CONTENT, NO_SUCH_SESSION, NO_SUCH_SESSION, NO_SUCH_SESSION, SESSION_ONLY, SESSION_ONLY, NO_SUCH_SESSION]),
-    ("security_log_list",  Nothing,        [NO_CREDENTIAL, OK,         OK,         OK,         OK,         SESSION_ONLY, SESSION_ONLY, OK]),
-    ("auth_me",            Nothing,        [NO_CREDENTIAL, OK,         OK,         OK,         OK,         OK,           OK,           OK]),
-    ("org_create",         NewOrg,         [NO_CREDENTIAL, CREATED,    CREATED,    CREATED,    CREATED,    SESSION_ONLY, SESSION_ONLY, CREATED]),
-    ("org_list",           Nothing,        [NO_CREDENTIAL, OK,         OK,         OK,         OK,         OK,           OK,           OK]),
-    ("org_get",            OwnersOrg,      [NO_CREDENTIAL, OK,         OK,         OK,         OK,         OK,           OK,           NO_SUCH_ORG]),
-    ("org_update",         RenameOwnersOrg, [NO_CREDENTIAL, OK,        OK,         NEEDS_ROLE, NEEDS_ROLE, OK,           NEEDS_ADMIN_SCOPE, NO_SUCH_ORG]),
+    ("session_delete",     OwnersOtherSession, [NO_CREDENTIAL, NO_CONTENT, NO_SUCH_SESSION, NO_SUCH_SESSION, NO_SUCH_SESSION, SESSION_ONLY, SESSION_ONLY, SESSION_ONLY, NO_SUCH_SESSION]),
+    ("security_log_list",  Nothing,        [NO_CREDENTIAL, OK, OK, OK, OK, SESSION_ONLY, SESSION_ONLY, SESSION_ONLY, OK]),
+    ("auth_me",            Nothing,        [NO_CREDENTIAL, OK, OK, OK, OK, OK, OK, OK, OK]),
+    ("org_create",         NewOrg,         [NO_CREDENTIAL, CREATED, CREATED, CREATED, CREATED, SESSION_ONLY, SESSION_ONLY, SESSION_ONLY, CREATED]),
+    ("org_list",           Nothing,        [NO_CREDENTIAL, OK, OK, OK, OK, OK, OK, OK, OK]),
+    ("org_get",            OwnersOrg,      [NO_CREDENTIAL, OK, OK, OK, OK, OK, OK, OK, NO_SUCH_ORG]),
+    ("org_update",         RenameOwnersOrg, [NO_CREDENTIAL, OK, OK, NEEDS_ROLE, NEEDS_ROLE, OK, NEEDS_ADMIN_SCOPE, PROJECT_KEY, NO_SUCH_ORG]),
     // The keys act in the owner's first org, so any other org is not theirs to see.
-    ("org_delete",         FreshOwnersOrg, [NO_CREDENTIAL, NO_CONTENT, NEEDS_ROLE, NEEDS_ROLE, NEEDS_ROLE, NO_SUCH_ORG,  NO_SUCH_ORG,  NO_SUCH_ORG]),
+    ("org_delete",         FreshOwnersOrg, [NO_CREDENTIAL, NO_CONTENT, NEEDS_ROLE, NEEDS_ROLE, NEEDS_ROLE, NO_SUCH_ORG, NO_SUCH_ORG, NO_SUCH_ORG, NO_SUCH_ORG]),
     // Externals do not see who else is in the org.
-    ("org_member_list",    OwnersOrg,      [NO_CREDENTIAL, OK,         OK,         OK,         NEEDS_ROLE, OK,           OK,           NO_SUCH_ORG]),
-    ("org_member_add",     NewMemberForOwnersOrg, [NO_CREDENTIAL, CREATED, CREATED, NEEDS_ROLE, NEEDS_ROLE, CREATED,   NEEDS_ADMIN_SCOPE, NO_SUCH_ORG]),
+    ("org_member_list",    OwnersOrg,      [NO_CREDENTIAL, OK, OK, OK, NEEDS_ROLE, OK, OK, PROJECT_KEY, NO_SUCH_ORG]),
+    ("org_member_add",     NewMemberForOwnersOrg, [NO_CREDENTIAL, CREATED, CREATED, NEEDS_ROLE, NEEDS_ROLE, CREATED, NEEDS_ADMIN_SCOPE, PROJECT_KEY, NO_SUCH_ORG]),
     // Only owners make admins.
-    ("org_member_update",  PromoteFreshMember, [NO_CREDENTIAL, OK,     NEEDS_ROLE, NEEDS_ROLE, NEEDS_ROLE, OK,           NEEDS_ADMIN_SCOPE, NO_SUCH_ORG]),
-    ("org_invitation_list", OwnersOrg,     [NO_CREDENTIAL, OK,         OK,         NEEDS_ROLE, NEEDS_ROLE, OK,           OK,           NO_SUCH_ORG]),
-    ("org_invitation_delete", FreshInvitation, [NO_CREDENTIAL, NO_CONTENT, NO_CONTENT, NEEDS_ROLE, NEEDS_ROLE, NO_CONTENT, NEEDS_ADMIN_SCOPE, NO_SUCH_ORG]),
-    ("org_invitation_accept", InvitationForCaller, [NO_CREDENTIAL, OK, OK,         OK,         OK,         SESSION_ONLY, SESSION_ONLY, OK]),
-    ("org_member_remove",  FreshMember,    [NO_CREDENTIAL, NO_CONTENT, NO_CONTENT, NEEDS_ROLE, NEEDS_ROLE, NO_CONTENT,   NEEDS_ADMIN_SCOPE, NO_SUCH_ORG]),
-    ("project_create",     ProjectInOwnersOrg, [NO_CREDENTIAL, CREATED, CREATED,   NEEDS_ROLE, NEEDS_ROLE, CREATED,      NEEDS_ADMIN_SCOPE, NO_SUCH_ORG]),
-    ("project_list",       Nothing,        [NO_CREDENTIAL, OK,         OK,         OK,         OK,         OK,           OK,           OK]),
-    ("project_get",        OwnersProject,  [NO_CREDENTIAL, OK,         OK,         OK,         OK,         OK,           OK,           NO_SUCH_PROJECT]),
-    ("project_update",     RenameOwnersProject, [NO_CREDENTIAL, OK,    OK,         NEEDS_ROLE, NEEDS_ROLE, OK,           NEEDS_ADMIN_SCOPE, NO_SUCH_PROJECT]),
-    ("project_delete",     FreshOwnersProject, [NO_CREDENTIAL, NO_CONTENT, NO_CONTENT, NEEDS_ROLE, NEEDS_ROLE, NO_CONTENT, NEEDS_ADMIN_SCOPE, NO_SUCH_PROJECT]),
+    ("org_member_update",  PromoteFreshMember, [NO_CREDENTIAL, OK, NEEDS_ROLE, NEEDS_ROLE, NEEDS_ROLE, OK, NEEDS_ADMIN_SCOPE, PROJECT_KEY, NO_SUCH_ORG]),
+    ("org_invitation_list", OwnersOrg,     [NO_CREDENTIAL, OK, OK, NEEDS_ROLE, NEEDS_ROLE, OK, OK, PROJECT_KEY, NO_SUCH_ORG]),
+    ("org_invitation_delete", FreshInvitation, [NO_CREDENTIAL, NO_CONTENT, NO_CONTENT, NEEDS_ROLE, NEEDS_ROLE, NO_CONTENT, NEEDS_ADMIN_SCOPE, PROJECT_KEY, NO_SUCH_ORG]),
+    ("org_invitation_accept", InvitationForCaller, [NO_CREDENTIAL, OK, OK, OK, OK, SESSION_ONLY, SESSION_ONLY, SESSION_ONLY, OK]),
+    ("org_member_remove",  FreshMember,    [NO_CREDENTIAL, NO_CONTENT, NO_CONTENT, NEEDS_ROLE, NEEDS_ROLE, NO_CONTENT, NEEDS_ADMIN_SCOPE, PROJECT_KEY, NO_SUCH_ORG]),
+    ("project_create",     ProjectInOwnersOrg, [NO_CREDENTIAL, CREATED, CREATED, NEEDS_ROLE, NEEDS_ROLE, CREATED, NEEDS_ADMIN_SCOPE, PROJECT_KEY, NO_SUCH_ORG]),
+    ("project_list",       Nothing,        [NO_CREDENTIAL, OK, OK, OK, OK, OK, OK, OK, OK]),
+    ("project_get",        OwnersProject,  [NO_CREDENTIAL, OK, OK, OK, OK, OK, OK, OK, NO_SUCH_PROJECT]),
+    ("project_update",     RenameOwnersProject, [NO_CREDENTIAL, OK, OK, NEEDS_ROLE, NEEDS_ROLE, OK, NEEDS_ADMIN_SCOPE, OK, NO_SUCH_PROJECT]),
+    ("project_delete",     FreshOwnersProject, [NO_CREDENTIAL, NO_CONTENT, NO_CONTENT, NEEDS_ROLE, NEEDS_ROLE, NO_CONTENT, NEEDS_ADMIN_SCOPE, NO_SUCH_PROJECT, NO_SUCH_PROJECT]),
     // Externals may not mint keys.
-    ("api_key_create",     KeyInOwnersOrg, [NO_CREDENTIAL, CREATED,    CREATED,    CREATED,    NEEDS_ROLE, SESSION_ONLY, SESSION_ONLY, NO_SUCH_ORG]),
-    ("api_key_list",       Nothing,        [NO_CREDENTIAL, OK,         OK,         OK,         OK,         SESSION_ONLY, SESSION_ONLY, OK]),
+    ("api_key_create",     KeyInOwnersOrg, [NO_CREDENTIAL, CREATED, CREATED, CREATED, NEEDS_ROLE, SESSION_ONLY, SESSION_ONLY, SESSION_ONLY, NO_SUCH_ORG]),
+    ("api_key_list",       Nothing,        [NO_CREDENTIAL, OK, OK, OK, OK, SESSION_ONLY, SESSION_ONLY, SESSION_ONLY, OK]),
     // A key is its minter's: nobody else, not even an admin, can see it.
-    ("api_key_delete",     FreshOwnersKey, [NO_CREDENTIAL, NO_CONTENT, NO_SUCH_KEY, NO_SUCH_KEY, NO_SUCH_KEY, SESSION_ONLY, SESSION_ONLY, NO_SUCH_KEY]),
+    ("api_key_delete",     FreshOwnersKey, [NO_CREDENTIAL, NO_CONTENT, NO_SUCH_KEY, NO_SUCH_KEY, NO_SUCH_KEY, SESSION_ONLY, SESSION_ONLY, SESSION_ONLY, NO_SUCH_KEY]),
     // Every member may use the gateway, metered in the org; a session names
     // the org (without it: 403 `auth.org_required`, tested apart).
-    ("chat_completion_create", ChatRequest, [NO_CREDENTIAL, OK,        OK,         OK,         OK,         OK,           OK,           NO_SUCH_ORG]),
-    ("embedding_create",   EmbeddingsRequest, [NO_CREDENTIAL, OK,      OK,         OK,         OK,         OK,           OK,           NO_SUCH_ORG]),
-    ("model_list",         Nothing,        [NO_CREDENTIAL, OK,         OK,         OK,         OK,         OK,           OK,           OK]),
-    ("model_get",          DevModel,       [NO_CREDENTIAL, OK,         OK,         OK,         OK,         OK,           OK,           OK]),
+    ("chat_completion_create", ChatRequest, [NO_CREDENTIAL, OK, OK, OK, OK, OK, OK, OK, NO_SUCH_ORG]),
+    ("embedding_create",   EmbeddingsRequest, [NO_CREDENTIAL, OK, OK, OK, OK, OK, OK, OK, NO_SUCH_ORG]),
+    ("model_list",         Nothing,        [NO_CREDENTIAL, OK, OK, OK, OK, OK, OK, OK, OK]),
+    ("model_get",          DevModel,       [NO_CREDENTIAL, OK, OK, OK, OK, OK, OK, OK, OK]),
     // Members and externals see their own usage, and a key without the
     // `admin` scope its own; none of them is refused.
     // Owners and admins read and check the audit trail; a key needs `admin`.
-    ("audit_list",         OwnersOrgQuery, [NO_CREDENTIAL, OK,         OK,         NEEDS_ROLE, NEEDS_ROLE, OK,           NEEDS_ADMIN_SCOPE, NO_SUCH_ORG]),
-    ("audit_verify",       OwnersOrgQuery, [NO_CREDENTIAL, OK,         OK,         NEEDS_ROLE, NEEDS_ROLE, OK,           NEEDS_ADMIN_SCOPE, NO_SUCH_ORG]),
-    ("usage_get",          OwnersOrgQuery, [NO_CREDENTIAL, OK,         OK,         OK,         OK,         OK,           OK,           NO_SUCH_ORG]),
+    ("audit_list",         OwnersOrgQuery, [NO_CREDENTIAL, OK, OK, NEEDS_ROLE, NEEDS_ROLE, OK, NEEDS_ADMIN_SCOPE, PROJECT_KEY, NO_SUCH_ORG]),
+    ("audit_verify",       OwnersOrgQuery, [NO_CREDENTIAL, OK, OK, NEEDS_ROLE, NEEDS_ROLE, OK, NEEDS_ADMIN_SCOPE, PROJECT_KEY, NO_SUCH_ORG]),
+    ("usage_get",          OwnersOrgQuery, [NO_CREDENTIAL, OK, OK, OK, OK, OK, OK, OK, NO_SUCH_ORG]),
 ];
 
 /// An operation the committed spec declares security for.
@@ -348,6 +352,8 @@ struct World {
     owners_project: String,
     key_all: MintedKey,
     key_chat: MintedKey,
+    /// A `*` key narrowed to the owner's project.
+    key_project: String,
     stranger: Session,
 }
 
@@ -388,12 +394,17 @@ impl World {
             owners_project,
             key_all,
             key_chat,
+            key_project: String::new(),
             stranger,
         };
         for caller in [Caller::Admin, Caller::Member, Caller::External] {
             world.add_to(&world.owners_org, caller).await?;
         }
         world.owners_project = world.create_project("Owner's Project").await?;
+        let narrowed = json!({"name": "narrowed", "scopes": ["*"], "org_id": world.owners_org,
+            "project_id": world.owners_project});
+        let minted = expect_status(world.api.post("/v1/api-keys", world.owner.bearer(), narrowed).await?, 201)?;
+        world.key_project = string_at(&minted, "/key")?;
         Ok(world)
     }
 
@@ -405,7 +416,7 @@ impl World {
             Caller::Member => Some(&self.member),
             Caller::External => Some(&self.external),
             Caller::Stranger => Some(&self.stranger),
-            Caller::Anonymous | Caller::KeyAll | Caller::KeyChat => None,
+            Caller::Anonymous | Caller::KeyAll | Caller::KeyChat | Caller::KeyProject => None,
         }
     }
 
@@ -445,6 +456,7 @@ impl World {
             Caller::Anonymous => None,
             Caller::KeyAll => Some(self.key_all.key.clone()),
             Caller::KeyChat => Some(self.key_chat.key.clone()),
+            Caller::KeyProject => Some(self.key_project.clone()),
             _ => session.map(|session| session.access.clone()),
         };
         let (mut id, mut user_id, mut invitation_id, mut body) = (None, None, None, None);
