@@ -1,4 +1,5 @@
-//! Invitations: adding an address that has no account yet to an org.
+//! Invitations: adding an address that has no account yet, or whose account
+//! has not verified it, to an org.
 //!
 //! An invitation carries a token `syi_` and 43 base62 characters (256 bits),
 //! stored as a SHA-256 digest, valid for 7 days and once. It is mailed
@@ -20,7 +21,7 @@ use crate::store::{Accepted, Db, InvitationRow, MemberRow, Queued};
 pub const INVITATION_TTL_DAYS: i64 = 7;
 pub const INVITATION_TTL_SECS: i64 = INVITATION_TTL_DAYS * 24 * 60 * 60;
 
-/// Invites `email` (normalised, without an account) to `org_id` with `role`
+/// Invites `email` (normalised, with no verified account) to `org_id` with `role`
 /// and mails the token; the caller has checked the right to.
 pub(super) async fn invite(
     db: &Db,

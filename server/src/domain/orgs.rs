@@ -225,8 +225,11 @@ pub enum MemberAdded {
     Invited(InvitationRow),
 }
 
-/// Adds the account with `email` with `role`; an address without an account
-/// is invited instead (a pending invitation of it is replaced and re-sent).
+/// Adds the account with `email` with `role`. An address without an
+/// account, or whose account has not verified it, is invited instead (a
+/// pending invitation of it is replaced and re-sent): only the owner of the
+/// address can accept, so registering someone's address ahead of them joins
+/// nothing.
 pub async fn member_add(
     db: &Db,
     mail: &Mailer,
@@ -241,7 +244,7 @@ pub async fn member_add(
         return Err(DomainError::RoleDenied);
     }
     let email = normalize_email(email)?;
-    let Some(user) = db.user_by_email(&email).await? else {
+    let Some(user) = db.user_by_email(&email).await?.filter(|user| user.email_verified) else {
         let invitation = invitations::invite(db, mail, principal, org_id, email, role, ctx).await?;
         return Ok(MemberAdded::Invited(invitation));
     };

@@ -24,10 +24,10 @@ on_both_engines!(
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// An owner with an org, a member added, and a project: four events.
-async fn busy_org(api: &Api) -> Result<(Session, String, Session), BoxError> {
+async fn busy_org(api: &Api, database_url: &str) -> Result<(Session, String, Session), BoxError> {
     let owner = api.register("ada@example.com").await?;
     let org = api.create_org(&owner, "Analytical Engines").await?;
-    let grace = api.register("grace@example.com").await?;
+    let grace = api.register_verified("grace@example.com", database_url).await?;
     let add = json!({"email": grace.email, "role": "member"});
     expect_status(api.post(&format!("/v1/orgs/{org}/members"), owner.bearer(), add).await?, 201)?;
     let project = json!({"org_id": org, "name": "Difference Engine"});
@@ -54,7 +54,7 @@ async fn verify(api: &Api, owner: &Session, org: &str) -> Result<Value, BoxError
 async fn the_trail_lists_newest_first_with_filters_and_pages(engine: TestEngine) -> TestResult {
     let server = start(engine, |_| {}).await?;
     let api = Api::new(&server);
-    let (owner, org, grace) = busy_org(&api).await?;
+    let (owner, org, grace) = busy_org(&api, &server.database.url).await?;
 
     let all = expect_status(api.get(&format!("/v1/audit?org_id={org}"), owner.bearer()).await?, 200)?;
     assert_eq!(actions(&all), ["org.renamed", "project.created", "member.added", "org.created"], "{all}");
@@ -105,7 +105,7 @@ async fn the_trail_lists_newest_first_with_filters_and_pages(engine: TestEngine)
 async fn an_exported_trail_verifies_offline(engine: TestEngine) -> TestResult {
     let server = start(engine, |_| {}).await?;
     let api = Api::new(&server);
-    let (owner, org, _) = busy_org(&api).await?;
+    let (owner, org, _) = busy_org(&api, &server.database.url).await?;
     let key = api.mint_key(&owner, &org, &["admin"]).await?;
     let page = api.get("/v1/audit", crate::support::Credential::Bearer(&key.key)).await?;
     let page = expect_status(page, 200)?;
@@ -154,7 +154,7 @@ async fn tamper(server: &RunningServer, sql: &str, org: &str, seq: i64) -> TestR
 async fn verification_names_the_first_tampered_position(engine: TestEngine) -> TestResult {
     let server = start(engine, |_| {}).await?;
     let api = Api::new(&server);
-    let (owner, org, _) = busy_org(&api).await?;
+    let (owner, org, _) = busy_org(&api, &server.database.url).await?;
     assert_eq!(verify(&api, &owner, &org).await?["broken_at_seq"], Value::Null);
 
     // An edited event breaks the chain where it stands.

@@ -18,6 +18,7 @@ on_both_engines!(
     inviting_again_spends_the_old_token,
     admins_cannot_invite_owners_and_keys_cannot_accept,
     admins_list_and_revoke_pending_invitations,
+    an_account_that_has_not_verified_its_address_is_invited_not_added,
 );
 
 const INVITEE: &str = "grace@example.com";
@@ -187,7 +188,7 @@ async fn admins_cannot_invite_owners_and_keys_cannot_accept(engine: TestEngine) 
     let server = start(engine, |_| {}).await?;
     let api = Api::new(&server);
     let (owner, org) = owner_with_org(&api).await?;
-    let admin = api.register("admin@example.com").await?;
+    let admin = api.register_verified("admin@example.com", &server.database.url).await?;
     let add = json!({"email": admin.email, "role": "admin"});
     expect_status(api.post(&format!("/v1/orgs/{org}/members"), owner.bearer(), add).await?, 201)?;
 
@@ -219,8 +220,8 @@ async fn admins_list_and_revoke_pending_invitations(engine: TestEngine) -> TestR
     let server = start(engine, |_| {}).await?;
     let api = Api::new(&server);
     let (owner, org) = owner_with_org(&api).await?;
-    let admin = api.register("admin@example.com").await?;
-    let member = api.register("member@example.com").await?;
+    let admin = api.register_verified("admin@example.com", &server.database.url).await?;
+    let member = api.register_verified("member@example.com", &server.database.url).await?;
     let members = format!("/v1/orgs/{org}/members");
     for (who, role) in [(&admin, "admin"), (&member, "member")] {
         let add = json!({"email": who.email, "role": role});
@@ -252,6 +253,32 @@ async fn admins_list_and_revoke_pending_invitations(engine: TestEngine) -> TestR
     // The revoked token no longer works.
     let grace = api.register(INVITEE).await?;
     assert_error(&accept(&api, &grace, &token).await?, 401, "org.invalid_invitation");
+    server.stop().await?;
+    Ok(())
+}
+
+async fn an_account_that_has_not_verified_its_address_is_invited_not_added(engine: TestEngine) -> TestResult {
+    let server = start(engine, |_| {}).await?;
+    let api = Api::new(&server);
+    let (owner, org) = owner_with_org(&api).await?;
+    // Someone registers the address a new hire is about to be added with,
+    // and never verifies it.
+    let squatter = api.register(INVITEE).await?;
+    let add = json!({"email": INVITEE, "role": "member"});
+    let answer =
+        expect_status(api.post(&format!("/v1/orgs/{org}/members"), owner.bearer(), add).await?, 201)?;
+    assert!(
+        answer["id"].as_str().is_some_and(|id| id.starts_with("inv_")),
+        "an invitation, not a member: {answer}"
+    );
+    let members = expect_status(api.get(&format!("/v1/orgs/{org}/members"), owner.bearer()).await?, 200)?;
+    assert_eq!(members["data"].as_array().map(Vec::len), Some(1), "only the owner: {members}");
+    let refused = api.get(&format!("/v1/orgs/{org}"), squatter.bearer()).await?;
+    assert_error(&refused, 404, "org.not_found");
+    // The invitation goes to the address: only whoever reads its mail can accept.
+    let token = token_in(&latest_mail(&server, INVITEE).await?)?;
+    let member = expect_status(accept(&api, &squatter, &token).await?, 200)?;
+    assert_eq!(member["role"], "member");
     server.stop().await?;
     Ok(())
 }

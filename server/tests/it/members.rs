@@ -27,10 +27,14 @@ async fn patch(
 }
 
 /// An owner with an org, and a second account added to it with `role`.
-async fn org_with(api: &Api, role: &str) -> Result<(Session, Session, String), crate::support::BoxError> {
+async fn org_with(
+    api: &Api,
+    database_url: &str,
+    role: &str,
+) -> Result<(Session, Session, String), crate::support::BoxError> {
     let owner = api.register("ada@example.com").await?;
     let org = api.create_org(&owner, "Engines").await?;
-    let other = api.register("grace@example.com").await?;
+    let other = api.register_verified("grace@example.com", database_url).await?;
     let added = api
         .post(&format!("/v1/orgs/{org}/members"), owner.bearer(), json!({"email": other.email, "role": role}))
         .await?;
@@ -42,9 +46,9 @@ async fn org_with(api: &Api, role: &str) -> Result<(Session, Session, String), c
 async fn roles_decide_who_manages_whom(engine: TestEngine) -> TestResult {
     let server = start(engine, |_| {}).await?;
     let api = Api::new(&server);
-    let (owner, admin, org) = org_with(&api, "admin").await?;
+    let (owner, admin, org) = org_with(&api, &server.database.url, "admin").await?;
     let members = format!("/v1/orgs/{org}/members");
-    let newcomer = api.register("newcomer@example.com").await?;
+    let newcomer = api.register_verified("newcomer@example.com", &server.database.url).await?;
 
     // Admins add members and externals, never owners or admins.
     let as_owner = json!({"email": newcomer.email, "role": "owner"});
@@ -91,7 +95,7 @@ async fn roles_decide_who_manages_whom(engine: TestEngine) -> TestResult {
 async fn an_org_always_keeps_an_owner(engine: TestEngine) -> TestResult {
     let server = start(engine, |_| {}).await?;
     let api = Api::new(&server);
-    let (owner, other, org) = org_with(&api, "member").await?;
+    let (owner, other, org) = org_with(&api, &server.database.url, "member").await?;
     let owner_path = format!("/v1/orgs/{org}/members/{}", owner.user_id);
     assert_error(&patch(&api, &owner_path, &owner, json!({"role": "admin"})).await?, 409, "org.last_owner");
     assert_error(&api.delete(&owner_path, owner.bearer()).await?, 409, "org.last_owner");
@@ -109,7 +113,7 @@ async fn an_org_always_keeps_an_owner(engine: TestEngine) -> TestResult {
 async fn leaving_or_deletion_stops_the_members_keys(engine: TestEngine) -> TestResult {
     let server = start(engine, |_| {}).await?;
     let api = Api::new(&server);
-    let (owner, member, org) = org_with(&api, "member").await?;
+    let (owner, member, org) = org_with(&api, &server.database.url, "member").await?;
     let members_key = api.mint_key(&member, &org, &["chat"]).await?;
     let owners_key = api.mint_key(&owner, &org, &["*"]).await?;
     expect_status(api.get("/v1/auth/me", Credential::Bearer(&members_key.key)).await?, 200)?;
@@ -141,7 +145,7 @@ async fn leaving_or_deletion_stops_the_members_keys(engine: TestEngine) -> TestR
 async fn owners_and_admins_rename_members_do_not(engine: TestEngine) -> TestResult {
     let server = start(engine, |_| {}).await?;
     let api = Api::new(&server);
-    let (owner, member, org) = org_with(&api, "member").await?;
+    let (owner, member, org) = org_with(&api, &server.database.url, "member").await?;
     let path = format!("/v1/orgs/{org}");
     assert_error(&patch(&api, &path, &member, json!({"name": "Mine now"})).await?, 403, "auth.role_denied");
     assert_error(&api.delete(&path, member.bearer()).await?, 403, "auth.role_denied");
