@@ -268,6 +268,12 @@ async fn follow_key_changes(state: AppState, listening: Result<Option<KeyChangeL
 }
 
 impl AppState {
+    /// How long after proving who they are a session may do what needs a
+    /// step-up (`domain::step_up`).
+    pub fn step_up_window_secs(&self) -> u64 {
+        self.auth.reauthentication_window_secs
+    }
+
     /// Forgets the keys `change` concerns here at once, and announces it so
     /// every other replica does too.
     pub async fn key_changed(&self, change: KeyChange) {

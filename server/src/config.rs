@@ -75,11 +75,19 @@ pub struct AuthConfig {
     pub access_token_ttl_secs: u64,
     /// Lifetime of a refresh token; each refresh issues a new one.
     pub refresh_token_ttl_days: u64,
+    /// How long after signing in (or `POST /v1/auth/reauthenticate`) a
+    /// session may turn on two-factor login or mint API keys.
+    pub reauthentication_window_secs: u64,
 }
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        Self { jwt_secret: None, access_token_ttl_secs: 15 * 60, refresh_token_ttl_days: 30 }
+        Self {
+            jwt_secret: None,
+            access_token_ttl_secs: 15 * 60,
+            refresh_token_ttl_days: 30,
+            reauthentication_window_secs: 10 * 60,
+        }
     }
 }
 

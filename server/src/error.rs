@@ -62,6 +62,9 @@ pub enum ErrorCode {
     /// A session token must name an organization (`X-Switchyard-Org`) for this.
     #[oai(rename = "auth.org_required")]
     AuthOrgRequired,
+    /// The operation needs the password or second factor presented recently.
+    #[oai(rename = "auth.reauthentication_required")]
+    AuthReauthenticationRequired,
     /// An API key narrowed to one project cannot administer its organization.
     #[oai(rename = "auth.project_key_denied")]
     AuthProjectKeyDenied,
@@ -209,6 +212,7 @@ impl ErrorCode {
             Self::AuthSessionRequired
             | Self::AuthOrgRequired
             | Self::AuthProjectKeyDenied
+            | Self::AuthReauthenticationRequired
             | Self::AuthScopeDenied
             | Self::AuthRoleDenied => StatusCode::FORBIDDEN,
             Self::AuthEmailUnverified => StatusCode::FORBIDDEN,

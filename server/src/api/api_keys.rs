@@ -199,6 +199,7 @@ impl ApiKeysApi {
             &state.db,
             &principal,
             state.require_verified_email,
+            state.step_up_window_secs(),
             input,
             &context(client),
         )

@@ -12,7 +12,7 @@ use super::wire::{Org, User};
 use super::{ApiTags, Ok200};
 use crate::app::AppState;
 use crate::domain::accounts::{self, LoginOutcome, Registration, SignedIn};
-use crate::domain::{DomainError, RequestContext};
+use crate::domain::{DomainError, RequestContext, step_up};
 use crate::error::{ApiError, ErrorCode};
 use crate::http::client_addr::ClientAddr;
 use crate::http::request_id;
@@ -46,6 +46,16 @@ pub struct PasswordChangeRequest {
     pub current_password: String,
     /// 8 to 128 characters, not among the most common passwords.
     pub new_password: String,
+}
+
+/// Exactly one of `password`, `code` and `recovery_code`.
+#[derive(Debug, Object)]
+pub struct ReauthenticateRequest {
+    pub password: Option<String>,
+    /// A current code from the authenticator (two-factor accounts).
+    pub code: Option<String>,
+    /// An unused recovery code (two-factor accounts).
+    pub recovery_code: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
@@ -125,6 +135,7 @@ operation_errors!(RefreshError: 400, 401, 429);
 operation_errors!(LogoutError: 401, 403, 429);
 operation_errors!(MeError: 401, 429);
 operation_errors!(PasswordChangeError: 400, 401, 403, 422, 429);
+operation_errors!(ReauthenticateError: 400, 401, 403, 409, 422, 429);
 
 /// Refuses the request with 429 when `decision` says so.
 pub fn enforce(decision: Decision) -> Result<(), ApiError> {
@@ -262,6 +273,31 @@ impl AuthApi {
         .await;
         count_password_attempt(&state, user, ip, &outcome).await;
         Ok(Ok200::Ok(Json(outcome?.into())))
+    }
+
+    /// Proves who the caller is again, with the password or a second
+    /// factor: for the next 10 minutes (`reauthentication_window_secs`) this
+    /// session may turn on two-factor login and mint API keys. Wrong
+    /// passwords count toward the lockout, codes toward the account's
+    /// second-factor attempts.
+    #[oai(path = "/v1/auth/reauthenticate", method = "post", operation_id = "auth_reauthenticate")]
+    async fn auth_reauthenticate(
+        &self,
+        state: Data<&AppState>,
+        client: ClientAddr,
+        auth: AnyCredential,
+        body: Json<ReauthenticateRequest>,
+    ) -> Result<NoContent204, ReauthenticateError> {
+        let principal = state.principal(&auth).await?;
+        principal.require_session()?;
+        let Json(body) = body;
+        let proof = step_up::Proof::from_fields(body.password, body.code, body.recovery_code)?;
+        let (ip, user) = (client.ip(), principal.user_id.as_str());
+        refuse_if_locked_out(&state, user, ip).await?;
+        let outcome = step_up::reauthenticate(&state.db, &principal, proof, &context(client)).await;
+        count_password_attempt(&state, user, ip, &outcome).await;
+        outcome?;
+        Ok(NoContent204::NoContent)
     }
 
     /// The caller and their organizations (an API key sees only its own org).

@@ -58,6 +58,15 @@ impl From<DomainError> for ApiError {
             )
             .why("A key minted with project_id acts only on that project's objects.")
             .fix("Use a key that is not narrowed to a project, or a session of an owner or admin."),
+            DomainError::ReauthenticationRequired(window) => ApiError::new(
+                ErrorCode::AuthReauthenticationRequired,
+                "This needs your password or second factor again",
+            )
+            .why(format!(
+                "Turning on two-factor login and minting API keys need the password or second factor presented within the last {} minutes.",
+                window / 60
+            ))
+            .fix("Call POST /v1/auth/reauthenticate with your password (or a two-factor code), then retry."),
             DomainError::OrgRequired => ApiError::new(
                 ErrorCode::AuthOrgRequired,
                 "A session token must name the organization to act in",

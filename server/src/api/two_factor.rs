@@ -70,7 +70,8 @@ impl TwoFactorApi {
         auth: AnyCredential,
     ) -> Result<Ok200<TwoFactorSetup>, TwoFactorSetupError> {
         let principal = state.principal(&auth).await?;
-        let (secret, otpauth_url) = two_factor::setup(&state.db, &principal).await?;
+        let window = state.step_up_window_secs();
+        let (secret, otpauth_url) = two_factor::setup(&state.db, &principal, window).await?;
         Ok(Ok200::Ok(Json(TwoFactorSetup { secret, otpauth_url })))
     }
 
@@ -85,8 +86,9 @@ impl TwoFactorApi {
         body: Json<EnableTwoFactorRequest>,
     ) -> Result<Ok200<RecoveryCodes>, TwoFactorEnableError> {
         let principal = state.principal(&auth).await?;
+        let window = state.step_up_window_secs();
         let recovery_codes =
-            two_factor::enable(&state.db, &principal, &body.0.code, &context(client)).await?;
+            two_factor::enable(&state.db, &principal, &body.0.code, window, &context(client)).await?;
         Ok(Ok200::Ok(Json(RecoveryCodes { recovery_codes })))
     }
 

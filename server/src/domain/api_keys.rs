@@ -29,14 +29,17 @@ pub struct MintedKey {
 }
 
 /// With `require_verified_email`, the caller's address must be verified.
+/// Needs a recent sign-in or reauthentication (`step_up`).
 pub async fn api_key_create(
     db: &Db,
     principal: &Principal,
     require_verified_email: bool,
+    step_up_window_secs: u64,
     input: NewApiKey,
     ctx: &RequestContext,
 ) -> DomainResult<MintedKey> {
     principal.require_session()?;
+    super::step_up::require_recent(db, principal, step_up_window_secs).await?;
     let membership = db.membership(&input.org_id, &principal.user_id).await?;
     match membership.as_ref().map(|m| m.role.as_str()) {
         None => return Err(DomainError::NotFound(Resource::Organization)),

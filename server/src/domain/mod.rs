@@ -13,6 +13,7 @@ pub mod orgs;
 pub mod passwords;
 pub mod principal;
 pub mod projects;
+pub mod step_up;
 pub mod tokens;
 pub mod two_factor;
 pub mod usage;
@@ -41,6 +42,8 @@ pub enum DomainError {
     RefreshReused,
     #[error("this operation needs a session token, not an API key")]
     SessionRequired,
+    #[error("this needs the password or second factor presented within the last {0} seconds")]
+    ReauthenticationRequired(u64),
     #[error("a session token must name the organization to act in")]
     OrgRequired,
     #[error("an API key narrowed to a project cannot administer the organization")]

@@ -184,7 +184,7 @@ pub async fn authenticate_bearer(
     }
     let claims = issuer.verify_access(token)?;
     // Logging out or changing the password revokes the session at once.
-    if !db.session_is_active(&claims.sid).await? {
+    if !db.session_is_active(&claims.sid, &claims.sub).await? {
         return Err(DomainError::InvalidToken);
     }
     Ok(Principal { user_id: claims.sub, via: Via::Session { session_id: claims.sid } })

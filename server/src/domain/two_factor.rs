@@ -11,10 +11,10 @@
 use totp_rs::{Algorithm, Builder, Secret, Totp};
 
 use super::accounts::{SignedIn, audit, sign_in};
-use super::passwords;
 use super::principal::Principal;
 use super::tokens::{TokenIssuer, digest, random_base62};
 use super::{DomainError, DomainResult, RequestContext, now};
+use super::{passwords, step_up};
 use crate::store::Db;
 
 /// How long a password login's challenge stays valid.
@@ -76,8 +76,14 @@ fn matching_step(totp: &Totp, code: &str) -> Option<i64> {
 }
 
 /// Starts setup: a new secret, pending until a code from it is confirmed.
-pub async fn setup(db: &Db, principal: &Principal) -> DomainResult<(String, String)> {
+/// Needs a recent sign-in or reauthentication (`step_up`).
+pub async fn setup(
+    db: &Db,
+    principal: &Principal,
+    step_up_window_secs: u64,
+) -> DomainResult<(String, String)> {
     principal.require_session()?;
+    step_up::require_recent(db, principal, step_up_window_secs).await?;
     let user = db.user_by_id(&principal.user_id).await?.ok_or(DomainError::InvalidToken)?;
     if user.two_factor_enabled {
         return Err(DomainError::TwoFactorAlreadyEnabled);
@@ -89,13 +95,16 @@ pub async fn setup(db: &Db, principal: &Principal) -> DomainResult<(String, Stri
 }
 
 /// Confirms setup with a current code and returns fresh recovery codes.
+/// Needs a recent sign-in or reauthentication (`step_up`).
 pub async fn enable(
     db: &Db,
     principal: &Principal,
     code: &str,
+    step_up_window_secs: u64,
     ctx: &RequestContext,
 ) -> DomainResult<Vec<String>> {
     principal.require_session()?;
+    step_up::require_recent(db, principal, step_up_window_secs).await?;
     let user = db.user_by_id(&principal.user_id).await?.ok_or(DomainError::InvalidToken)?;
     if user.two_factor_enabled {
         return Err(DomainError::TwoFactorAlreadyEnabled);
@@ -165,6 +174,22 @@ pub async fn login(
     }
     audit(db, ctx, Some(&user.id), "user.login", Some(&user.id)).await?;
     sign_in(db, issuer, user, ctx).await
+}
+
+/// Checks a second factor of a signed-in user, as one of the account's
+/// counted attempts: for reauthentication.
+pub(super) async fn verify_counted(
+    db: &Db,
+    user: &crate::store::UserRow,
+    factor: &Factor,
+) -> DomainResult<()> {
+    if !user.two_factor_enabled {
+        return Err(DomainError::TwoFactorNotEnabled);
+    }
+    claim_second_factor_attempt(db, &user.id).await?;
+    verify_factor(db, &user.id, &user.email, factor).await?;
+    db.second_factor_succeeded(&user.id).await?;
+    Ok(())
 }
 
 /// Claims one of the account's second-factor attempts, or refuses while

@@ -250,13 +250,36 @@ impl Db {
         Ok(())
     }
 
-    pub async fn session_is_active(&self, session_id: &str) -> Result<bool, StoreError> {
+    /// Whether `session_id` is `user_id`'s and not ended.
+    pub async fn session_is_active(&self, session_id: &str, user_id: &str) -> Result<bool, StoreError> {
         let revoked: Option<Option<i64>> =
-            sqlx::query_scalar("SELECT revoked_at FROM auth_sessions WHERE id = $1")
+            sqlx::query_scalar("SELECT revoked_at FROM auth_sessions WHERE id = $1 AND user_id = $2")
                 .bind(session_id)
+                .bind(user_id)
                 .fetch_optional(self.pool())
                 .await?;
         Ok(matches!(revoked, Some(None)))
+    }
+
+    /// When the session's user last proved who they are: its start, or its
+    /// latest reauthentication.
+    pub async fn session_authenticated_at(&self, session_id: &str) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query(
+            "SELECT COALESCE(authenticated_at, created_at) AS at FROM auth_sessions WHERE id = $1",
+        )
+        .bind(session_id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|row| row.try_get("at")).transpose().map_err(Into::into)
+    }
+
+    pub async fn session_reauthenticated(&self, session_id: &str, now: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE auth_sessions SET authenticated_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(session_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
     }
 
     /// Replaces the password hash if it is still `current_hash`, spends every

@@ -100,6 +100,8 @@ enum Sends {
     PasswordChange,
     /// A well-formed code that was never mailed: the call reaches the code check.
     UnmailedCode,
+    /// The caller's password.
+    Password,
     /// `{id}` is the owner's org, with a new name.
     RenameOwnersOrg,
     /// `{id}` is an org of the owner's, created for this one call; the
@@ -212,13 +214,13 @@ type Row = (&'static str, Sends, [Expect; 9]);
 use Sends::{
     ChatRequest, DevModel, EmbeddingsRequest, EndsSession, FreshInvitation, FreshMember, FreshOwnersKey,
     FreshOwnersOrg, FreshOwnersProject, InvitationForCaller, KeyInOwnersOrg, NewMemberForOwnersOrg, NewOrg,
-    Nothing, OwnersOrg, OwnersOrgQuery, OwnersOtherSession, OwnersProject, PasswordChange,
+    Nothing, OwnersOrg, OwnersOrgQuery, OwnersOtherSession, OwnersProject, Password, PasswordChange,
     ProjectInOwnersOrg, PromoteFreshMember, RecoveryCode, RenameOwnersOrg, RenameOwnersProject, SetupCode,
     UnmailedCode,
 };
 
 #[rustfmt::skip]
-const MATRIX: [Row; 38] = [
+const MATRIX: [Row; 39] = [
 //   operation              sends           anonymous      owner       admin       member      external    key `*`       key `chat`    key `*` in project  stranger
     ("two_factor_setup",   Nothing,        [NO_CREDENTIAL, OK, OK, OK, OK, SESSION_ONLY, SESSION_ONLY, SESSION_ONLY, OK]),
     ("two_factor_enable",  SetupCode,      [NO_CREDENTIAL, OK, OK, OK, OK, SESSION_ONLY, SESSION_ONLY, SESSION_ONLY, OK]),
@@ -227,6 +229,7 @@ const MATRIX: [Row; 38] = [
     ("auth_resend_verification", Nothing,  [NO_CREDENTIAL, ACCEPTED, ALREADY_VERIFIED, ALREADY_VERIFIED, ALREADY_VERIFIED, SESSION_ONLY, SESSION_ONLY, SESSION_ONLY, ACCEPTED]),
     ("auth_logout",        EndsSession,    [NO_CREDENTIAL, NO_CONTENT, NO_CONTENT, NO_CONTENT, NO_CONTENT, SESSION_ONLY, SESSION_ONLY, SESSION_ONLY, NO_CONTENT]),
     ("auth_password_change", PasswordChange, [NO_CREDENTIAL, OK, OK, OK, OK, SESSION_ONLY, SESSION_ONLY, SESSION_ONLY, OK]),
+    ("auth_reauthenticate", Password,      [NO_CREDENTIAL, NO_CONTENT, NO_CONTENT, NO_CONTENT, NO_CONTENT, SESSION_ONLY, SESSION_ONLY, SESSION_ONLY, NO_CONTENT]),
     ("session_list",       Nothing,        [NO_CREDENTIAL, OK, OK, OK, OK, SESSION_ONLY, SESSION_ONLY, SESSION_ONLY, OK]),
     // A session is its user's alone.
     ("session_delete",     OwnersOtherSession, [NO_CREDENTIAL, NO_CONTENT, NO_SUCH_SESSION, NO_SUCH_SESSION, NO_SUCH_SESSION, SESSION_ONLY, SESSION_ONLY, SESSION_ONLY, NO_SUCH_SESSION]),
@@ -491,6 +494,7 @@ impl World {
             }
             RecoveryCode => body = Some(json!({"password": PASSWORD, "recovery_code": "k3f9a-q2m7x"})),
             UnmailedCode => body = Some(json!({"code": "1234567"})),
+            Password => body = Some(json!({"password": PASSWORD})),
             PasswordChange => {
                 if session.is_some() {
                     token = Some(self.fresh_account().await?.access);

@@ -24,6 +24,7 @@ mod operations;
 mod password_change;
 mod projects;
 mod published;
+mod step_up;
 mod support;
 mod two_factor;
 mod usage;

@@ -1,0 +1,81 @@
+//! Step-up: a session that signed in (or reauthenticated) longer ago than
+//! the window may not turn on two-factor login or mint API keys until it
+//! proves who it is again, with the password or a second factor.
+
+use serde_json::json;
+use switchyard_server::store::Db;
+
+use crate::support::{
+    Api, PASSWORD, RunningServer, Session, TestEngine, TestResult, assert_error, expect_status,
+    on_both_engines, start,
+};
+
+on_both_engines!(
+    an_old_session_must_reauthenticate_before_taking_the_account_over,
+    wrong_passwords_to_reauthenticate_count_toward_the_lockout,
+);
+
+/// Moves the session's sign-in an hour into the past.
+async fn age_session(server: &RunningServer, session: &Session) -> TestResult {
+    let db = Db::connect(&server.database.url).await?;
+    let aged = sqlx::query(
+        "UPDATE auth_sessions SET created_at = created_at - 3600, authenticated_at = NULL \
+         WHERE user_id = $1",
+    )
+    .bind(&session.user_id)
+    .execute(db.pool())
+    .await;
+    db.close().await;
+    assert!(aged?.rows_affected() >= 1);
+    Ok(())
+}
+
+async fn an_old_session_must_reauthenticate_before_taking_the_account_over(engine: TestEngine) -> TestResult {
+    let server = start(engine, |_| {}).await?;
+    let api = Api::new(&server);
+    let ada = api.register("ada@example.com").await?;
+    let org = api.create_org(&ada, "Engines").await?;
+    let mint =
+        || api.post("/v1/api-keys", ada.bearer(), json!({"name": "k", "scopes": ["*"], "org_id": org}));
+    // Fresh from sign-up, the session may.
+    expect_status(mint().await?, 201)?;
+
+    age_session(&server, &ada).await?;
+    let refused = mint().await?;
+    assert_error(&refused, 403, "auth.reauthentication_required");
+    assert_error(
+        &api.post("/v1/auth/2fa/setup", ada.bearer(), json!({})).await?,
+        403,
+        "auth.reauthentication_required",
+    );
+    let enable = api.post("/v1/auth/2fa/enable", ada.bearer(), json!({"code": "123456"})).await?;
+    assert_error(&enable, 403, "auth.reauthentication_required");
+    // Reading the session is still fine: only the takeover paths are gated.
+    expect_status(api.get("/v1/auth/me", ada.bearer()).await?, 200)?;
+
+    let wrong = api.post("/v1/auth/reauthenticate", ada.bearer(), json!({"password": "not it"})).await?;
+    assert_error(&wrong, 401, "auth.invalid_credentials");
+    assert_error(&mint().await?, 403, "auth.reauthentication_required");
+    let both = json!({"password": PASSWORD, "code": "123456"});
+    assert_error(&api.post("/v1/auth/reauthenticate", ada.bearer(), both).await?, 422, "request.invalid");
+    let proven = api.post("/v1/auth/reauthenticate", ada.bearer(), json!({"password": PASSWORD})).await?;
+    assert_eq!(proven.0, 204, "{}", proven.1);
+    expect_status(mint().await?, 201)?;
+    expect_status(api.post("/v1/auth/2fa/setup", ada.bearer(), json!({})).await?, 200)?;
+    server.stop().await?;
+    Ok(())
+}
+
+async fn wrong_passwords_to_reauthenticate_count_toward_the_lockout(engine: TestEngine) -> TestResult {
+    let server = start(engine, |_| {}).await?;
+    let api = Api::new(&server);
+    let ada = api.register("ada@example.com").await?;
+    for _ in 0..5 {
+        let wrong = api.post("/v1/auth/reauthenticate", ada.bearer(), json!({"password": "not it"})).await?;
+        assert_error(&wrong, 401, "auth.invalid_credentials");
+    }
+    let right = api.post("/v1/auth/reauthenticate", ada.bearer(), json!({"password": PASSWORD})).await?;
+    assert_error(&right, 429, "auth.too_many_failed_logins");
+    server.stop().await?;
+    Ok(())
+}
