@@ -197,6 +197,7 @@ impl ApiKeysApi {
         };
         let minted = api_keys::api_key_create(
             &state.db,
+            &state.mail,
             &principal,
             state.require_verified_email,
             state.step_up_window_secs(),

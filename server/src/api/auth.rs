@@ -213,7 +213,9 @@ impl AuthApi {
         let account = accounts::normalize_email(&body.email).unwrap_or_else(|_| body.email.clone());
         refuse_if_locked_out(&state, &account, ip).await?;
         let issuer = state.token_issuer().await?;
-        let outcome = accounts::login(&state.db, issuer, &body.email, body.password, &context(client)).await;
+        let outcome =
+            accounts::login(&state.db, issuer, &state.mail, &body.email, body.password, &context(client))
+                .await;
         count_password_attempt(&state, &account, ip, &outcome).await;
         Ok(Ok200::Ok(Json(outcome?.into())))
     }

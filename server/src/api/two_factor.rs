@@ -88,7 +88,8 @@ impl TwoFactorApi {
         let principal = state.principal(&auth).await?;
         let window = state.step_up_window_secs();
         let recovery_codes =
-            two_factor::enable(&state.db, &principal, &body.0.code, window, &context(client)).await?;
+            two_factor::enable(&state.db, &state.mail, &principal, &body.0.code, window, &context(client))
+                .await?;
         Ok(Ok200::Ok(Json(RecoveryCodes { recovery_codes })))
     }
 
@@ -105,7 +106,8 @@ impl TwoFactorApi {
         let principal = state.principal(&auth).await?;
         let Json(body) = body;
         let factor = Factor::from_fields(body.code, body.recovery_code)?;
-        two_factor::disable(&state.db, &principal, body.password, factor, &context(client)).await?;
+        two_factor::disable(&state.db, &state.mail, &principal, body.password, factor, &context(client))
+            .await?;
         Ok(NoContent204::NoContent)
     }
 
@@ -121,8 +123,15 @@ impl TwoFactorApi {
         let issuer = state.token_issuer().await?;
         let Json(body) = body;
         let factor = Factor::from_fields(body.code, body.recovery_code)?;
-        let signed =
-            two_factor::login(&state.db, issuer, &body.challenge_token, factor, &context(client)).await?;
+        let signed = two_factor::login(
+            &state.db,
+            issuer,
+            &state.mail,
+            &body.challenge_token,
+            factor,
+            &context(client),
+        )
+        .await?;
         Ok(Ok200::Ok(Json(signed.into())))
     }
 }

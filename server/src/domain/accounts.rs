@@ -5,7 +5,7 @@
 use super::principal::Principal;
 use super::tokens::{TokenIssuer, digest, mint_refresh_token};
 use super::{DomainError, DomainResult, Page, RequestContext, Resource, new_id, now};
-use super::{email, passwords, two_factor};
+use super::{email, notices, passwords, two_factor};
 use crate::mail::Mailer;
 use crate::store::{AuditEvent, Db, MembershipRow, SessionRow, UserRow};
 
@@ -90,6 +90,7 @@ pub enum LoginOutcome {
 pub async fn login(
     db: &Db,
     issuer: &TokenIssuer,
+    mail: &Mailer,
     email: &str,
     password: String,
     ctx: &RequestContext,
@@ -106,6 +107,7 @@ pub async fn login(
         }
         Some(user) if verified => {
             audit(db, ctx, Some(&user.id), "user.login", Some(&user.id)).await?;
+            notices::before_sign_in(db, mail, &user, ctx).await?;
             Ok(LoginOutcome::SignedIn(sign_in(db, issuer, user, ctx).await?))
         }
         other => {

@@ -2,11 +2,13 @@
 //! listed without secrets, revoked at once.
 
 use super::accounts::{audit_in_org, normalize_email};
+use super::notices::Notice;
 use super::orgs::create_owned_by;
 use super::passwords;
 use super::principal::{API_KEY_PREFIX, KeyLimits, Principal, Scope};
 use super::tokens::{digest, random_base62};
 use super::{DomainError, DomainResult, Page, RequestContext, Resource, check_name, new_id, now};
+use crate::mail::Mailer;
 use crate::store::{ApiKeyRow, Db, UserRow};
 
 pub const MAX_EXPIRES_IN_DAYS: u32 = 3650;
@@ -32,6 +34,7 @@ pub struct MintedKey {
 /// Needs a recent sign-in or reauthentication (`step_up`).
 pub async fn api_key_create(
     db: &Db,
+    mail: &Mailer,
     principal: &Principal,
     require_verified_email: bool,
     step_up_window_secs: u64,
@@ -58,7 +61,12 @@ pub async fn api_key_create(
             return Err(DomainError::NotFound(Resource::Project));
         }
     }
-    mint(db, &principal.user_id, input, ctx).await
+    let minted = mint(db, &principal.user_id, input, ctx).await?;
+    if let Some(user) = db.user_by_id(&principal.user_id).await? {
+        let notice = Notice::KeyCreated { name: minted.key.name.clone() };
+        super::notices::notify(db, mail, &user, notice, ctx).await?;
+    }
+    Ok(minted)
 }
 
 /// What `switchyard keys create` made.

@@ -9,6 +9,7 @@ pub mod email;
 pub mod invitations;
 pub mod key_cache;
 pub mod key_usage;
+pub mod notices;
 pub mod orgs;
 pub mod passwords;
 pub mod principal;

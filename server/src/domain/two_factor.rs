@@ -11,10 +11,12 @@
 use totp_rs::{Algorithm, Builder, Secret, Totp};
 
 use super::accounts::{SignedIn, audit, sign_in};
+use super::notices::{self, Notice};
 use super::principal::Principal;
 use super::tokens::{TokenIssuer, digest, random_base62};
 use super::{DomainError, DomainResult, RequestContext, now};
 use super::{passwords, step_up};
+use crate::mail::Mailer;
 use crate::store::Db;
 
 /// How long a password login's challenge stays valid.
@@ -98,6 +100,7 @@ pub async fn setup(
 /// Needs a recent sign-in or reauthentication (`step_up`).
 pub async fn enable(
     db: &Db,
+    mail: &Mailer,
     principal: &Principal,
     code: &str,
     step_up_window_secs: u64,
@@ -115,12 +118,14 @@ pub async fn enable(
     let hashes: Vec<String> = codes.iter().map(|code| digest(&normalize_recovery(code))).collect();
     db.totp_enable(&user.id, &pending, step, &hashes, now()).await?;
     audit(db, ctx, Some(&user.id), "user.2fa_enabled", Some(&user.id)).await?;
+    notices::notify(db, mail, &user, Notice::TwoFactorEnabled, ctx).await?;
     Ok(codes)
 }
 
 /// Turns 2FA off; needs the password and a second factor.
 pub async fn disable(
     db: &Db,
+    mail: &Mailer,
     principal: &Principal,
     password: String,
     factor: Factor,
@@ -139,7 +144,8 @@ pub async fn disable(
     verify_factor(db, &user.id, &user.email, &factor).await?;
     db.second_factor_succeeded(&user.id).await?;
     db.totp_disable(&user.id, now()).await?;
-    audit(db, ctx, Some(&user.id), "user.2fa_disabled", Some(&user.id)).await
+    audit(db, ctx, Some(&user.id), "user.2fa_disabled", Some(&user.id)).await?;
+    notices::notify(db, mail, &user, Notice::TwoFactorDisabled, ctx).await
 }
 
 /// Hands out a challenge after a correct password on a 2FA account.
@@ -153,6 +159,7 @@ pub async fn challenge(db: &Db, user_id: &str) -> DomainResult<Challenge> {
 pub async fn login(
     db: &Db,
     issuer: &TokenIssuer,
+    mail: &Mailer,
     challenge_token: &str,
     factor: Factor,
     ctx: &RequestContext,
@@ -173,6 +180,7 @@ pub async fn login(
         return Err(DomainError::InvalidChallenge);
     }
     audit(db, ctx, Some(&user.id), "user.login", Some(&user.id)).await?;
+    notices::before_sign_in(db, mail, &user, ctx).await?;
     sign_in(db, issuer, user, ctx).await
 }
 

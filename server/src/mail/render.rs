@@ -52,6 +52,23 @@ pub fn invitation(to: &str, org_name: &str, role: &str, token: &str, link: &str,
     }
 }
 
+/// A security notice for `to`: `what` happened to the account, from `ip`.
+pub fn security_notice(to: &str, what: &str, ip: Option<&str>) -> Message {
+    let from = ip.map(|ip| format!(" from {ip}")).unwrap_or_default();
+    Message {
+        to: to.to_owned(),
+        kind: "security_notice",
+        subject: format!("Switchyard security notice: {what}"),
+        body: format!(
+            "{what} on your Switchyard account{from}.\n\n\
+             If this was you, there is nothing to do.\n\n\
+             If it was not, change your password now (POST /v1/auth/password), then review \
+             your sessions (GET /v1/auth/sessions), API keys (GET /v1/api-keys) and \
+             two-factor settings.\n"
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

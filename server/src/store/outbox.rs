@@ -71,6 +71,14 @@ pub(super) async fn insert(
 }
 
 impl Db {
+    /// Queues `message` on its own (a notice that follows a change already made).
+    pub async fn outbox_enqueue(&self, queued: super::Queued<'_>, now: i64) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        insert(&mut tx, queued.id, queued.message, queued.status, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Claims the next `pending` row due at `now` by leasing it until
     /// `lease_until`; `None` when nothing is due.
     pub async fn outbox_claim_next(

@@ -261,6 +261,21 @@ impl Db {
         Ok(matches!(revoked, Some(None)))
     }
 
+    /// Whether the user had a session before, and one from `ip`.
+    pub async fn sessions_seen_from(&self, user_id: &str, ip: &str) -> Result<(bool, bool), StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS sessions, \
+             CAST(COALESCE(SUM(CASE WHEN ip = $2 THEN 1 ELSE 0 END), 0) AS BIGINT) AS from_ip \
+             FROM auth_sessions WHERE user_id = $1",
+        )
+        .bind(user_id)
+        .bind(ip)
+        .fetch_one(self.pool())
+        .await?;
+        let (sessions, from_ip): (i64, i64) = (row.try_get("sessions")?, row.try_get("from_ip")?);
+        Ok((sessions > 0, from_ip > 0))
+    }
+
     /// When the session's user last proved who they are: its start, or its
     /// latest reauthentication.
     pub async fn session_authenticated_at(&self, session_id: &str) -> Result<Option<i64>, StoreError> {

@@ -1,6 +1,7 @@
 //! Step-up: a session that signed in (or reauthenticated) longer ago than
 //! the window may not turn on two-factor login or mint API keys until it
-//! proves who it is again, with the password or a second factor.
+//! proves who it is again, with the password or a second factor; and the
+//! account is mailed when such things happen.
 
 use serde_json::json;
 use switchyard_server::store::Db;
@@ -13,6 +14,7 @@ use crate::support::{
 on_both_engines!(
     an_old_session_must_reauthenticate_before_taking_the_account_over,
     wrong_passwords_to_reauthenticate_count_toward_the_lockout,
+    the_account_is_mailed_about_new_keys_and_sign_ins_from_new_addresses,
 );
 
 /// Moves the session's sign-in an hour into the past.
@@ -76,6 +78,58 @@ async fn wrong_passwords_to_reauthenticate_count_toward_the_lockout(engine: Test
     }
     let right = api.post("/v1/auth/reauthenticate", ada.bearer(), json!({"password": PASSWORD})).await?;
     assert_error(&right, 429, "auth.too_many_failed_logins");
+    server.stop().await?;
+    Ok(())
+}
+
+/// The subjects of the security notices mailed to `to`, oldest first.
+async fn notices_to(server: &RunningServer, to: &str) -> Result<Vec<String>, crate::support::BoxError> {
+    let db = Db::connect(&server.database.url).await?;
+    let rows = db.outbox_list(100).await;
+    db.close().await;
+    let mut subjects: Vec<(i64, String, String)> = rows?
+        .into_iter()
+        .filter(|row| row.recipient == to && row.kind == "security_notice")
+        .map(|row| (row.created_at, row.id, row.subject))
+        .collect();
+    subjects.sort();
+    Ok(subjects.into_iter().map(|(_, _, subject)| subject).collect())
+}
+
+async fn the_account_is_mailed_about_new_keys_and_sign_ins_from_new_addresses(
+    engine: TestEngine,
+) -> TestResult {
+    let server = start(engine, |config| config.trusted_proxies = vec!["127.0.0.0/8".to_owned()]).await?;
+    let api = Api::new(&server);
+    let ada = api.register("ada@example.com").await?;
+    assert!(notices_to(&server, &ada.email).await?.is_empty(), "signing up is not news");
+    let org = api.create_org(&ada, "Engines").await?;
+    api.mint_key(&ada, &org, &["chat"]).await?;
+    let login_from = |address: &'static str| {
+        reqwest::Client::new()
+            .post(server.url("/v1/auth/login"))
+            .header("x-forwarded-for", address)
+            .json(&json!({"email": "ada@example.com", "password": PASSWORD}))
+            .send()
+    };
+    for address in ["198.51.100.7", "198.51.100.7", "203.0.113.9"] {
+        assert_eq!(login_from(address).await?.status(), 200);
+    }
+    let notices = notices_to(&server, &ada.email).await?;
+    assert_eq!(
+        notices,
+        [
+            "Switchyard security notice: A new API key, \"test key\", was created",
+            "Switchyard security notice: A sign-in",
+            "Switchyard security notice: A sign-in",
+        ],
+        "one notice per new address, none for a known one"
+    );
+    let db = Db::connect(&server.database.url).await?;
+    let latest = db.outbox_latest_to(&ada.email).await;
+    db.close().await;
+    let latest = latest?.ok_or("no mail")?;
+    assert!(latest.body.contains("from 203.0.113.9"), "{}", latest.body);
     server.stop().await?;
     Ok(())
 }
