@@ -260,7 +260,8 @@ impl AuthApi {
         let principal = state.principal(&auth).await?;
         principal.require_session()?;
         let ip = client.ip();
-        let user = &principal.user_id;
+        let account = accounts::lockout_account(&state.db, &principal).await?;
+        let user = account.as_str();
         refuse_if_locked_out(&state, user, ip).await?;
         let issuer = state.token_issuer().await?;
         let Json(body) = body;
@@ -294,7 +295,9 @@ impl AuthApi {
         principal.require_session()?;
         let Json(body) = body;
         let proof = step_up::Proof::from_fields(body.password, body.code, body.recovery_code)?;
-        let (ip, user) = (client.ip(), principal.user_id.as_str());
+        let ip = client.ip();
+        let account = accounts::lockout_account(&state.db, &principal).await?;
+        let user = account.as_str();
         refuse_if_locked_out(&state, user, ip).await?;
         let outcome = step_up::reauthenticate(&state.db, &principal, proof, &context(client)).await;
         count_password_attempt(&state, user, ip, &outcome).await;

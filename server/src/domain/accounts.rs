@@ -157,6 +157,14 @@ pub async fn logout(db: &Db, principal: &Principal, ctx: &RequestContext) -> Dom
 /// Changes the caller's password after checking the current one. Every
 /// session of the account ends, the caller's too, and the answer signs them
 /// in afresh; API keys and two-factor login stay as they were.
+/// The address the login lockout counts the caller's failures under: the
+/// same key for a wrong password at login, password change and
+/// reauthentication.
+pub async fn lockout_account(db: &Db, principal: &Principal) -> DomainResult<String> {
+    let user = db.user_by_id(&principal.user_id).await?.ok_or(DomainError::InvalidToken)?;
+    Ok(user.email)
+}
+
 pub async fn password_change(
     db: &Db,
     issuer: &TokenIssuer,

@@ -97,6 +97,7 @@ pub async fn pending(
     if caller_role(db, principal, org_id).await? > Role::Admin {
         return Err(DomainError::RoleDenied);
     }
+    principal.require_scope(super::principal::Scope::Admin)?;
     principal.require_org_wide()?;
     let rows = db.invitations_pending(org_id, now(), cursor, limit + 1).await?;
     Ok(Page::from_rows(rows, limit, |row| &row.id))

@@ -200,7 +200,8 @@ pub async fn org_delete(
     audit_in_org(db, ctx, Some(&principal.user_id), Some(org_id), "org.deleted", Some(org_id)).await
 }
 
-/// The org's members; externals may not list them.
+/// The org's members and their addresses; externals may not list them, nor
+/// keys without the `admin` scope.
 pub async fn member_list(
     db: &Db,
     principal: &Principal,
@@ -211,6 +212,7 @@ pub async fn member_list(
     if caller_role(db, principal, org_id).await? == Role::External {
         return Err(DomainError::RoleDenied);
     }
+    principal.require_scope(Scope::Admin)?;
     principal.require_org_wide()?;
     let rows = db.members(org_id, cursor, limit + 1).await?;
     Ok(Page::from_rows(rows, limit, |m| &m.user_id))
@@ -292,11 +294,10 @@ pub async fn member_remove(
     principal.require_org_wide()?;
     let target = db.member(org_id, user_id).await?.ok_or(DomainError::NotFound(Resource::Member))?;
     let leaving = user_id == principal.user_id;
-    if !leaving {
-        principal.require_scope(Scope::Admin)?;
-        if !own.may_manage(Role::parse(&target.role)) {
-            return Err(DomainError::RoleDenied);
-        }
+    // Leaving is a membership change too: a key needs `admin` for it.
+    principal.require_scope(Scope::Admin)?;
+    if !leaving && !own.may_manage(Role::parse(&target.role)) {
+        return Err(DomainError::RoleDenied);
     }
     if !db.member_remove(org_id, user_id, now()).await? {
         return Err(DomainError::LastOwner);

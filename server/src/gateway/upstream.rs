@@ -85,10 +85,37 @@ fn error_message(body: Option<&[u8]>) -> String {
     let message = parsed.as_ref().and_then(|value| {
         value.pointer("/error/message").or_else(|| value.get("message")).and_then(|m| m.as_str())
     });
-    match message {
+    let message = match message {
         Some(message) => message.to_owned(),
         None => String::from_utf8_lossy(body).chars().take(500).collect(),
-    }
+    };
+    without_secrets(&message)
+}
+
+/// `text` with every word that could be a credential replaced by
+/// `[redacted]`: providers quote the key they were sent ("Incorrect API key
+/// provided: sk-proj-…"), and their messages reach clients.
+fn without_secrets(text: &str) -> String {
+    let looks_secret = |word: &str| {
+        let word = word.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+        let lower = word.to_ascii_lowercase();
+        let prefixed =
+            ["sk-", "sk_", "pk-", "rk-", "key-", "sy_live_", "xai-", "gsk_", "hf_", "ghp_", "aiza"]
+                .iter()
+                .any(|prefix| lower.starts_with(prefix) && word.len() > prefix.len() + 3);
+        // A run of 20 letters and digits, both, is a token, not a name
+        // (`claude-sonnet-4-5-20250929` has none).
+        let long_token = word.split(|c: char| !c.is_ascii_alphanumeric()).any(|run| {
+            run.len() >= 20
+                && run.chars().any(|c| c.is_ascii_digit())
+                && run.chars().any(|c| c.is_ascii_alphabetic())
+        });
+        prefixed || long_token
+    };
+    text.split(' ')
+        .map(|word| if looks_secret(word) { "[redacted]" } else { word })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A reqwest error's text without the URL, which may carry a key in its query.
@@ -277,5 +304,20 @@ mod tests {
             "overloaded"
         );
         assert_eq!(error_message(Some(b"Bad Gateway")), "Bad Gateway");
+    }
+
+    #[test]
+    fn credentials_in_provider_messages_are_redacted() {
+        let quoted = br#"{"error":{"message":"Incorrect API key provided: sk-proj-abc1********************xyz9. You can find your API key at https://platform.openai.com."}}"#;
+        assert_eq!(
+            error_message(Some(quoted)),
+            "Incorrect API key provided: [redacted] You can find your API key at https://platform.openai.com."
+        );
+        let token = b"invalid token 3f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c for this model";
+        assert_eq!(error_message(Some(token)), "invalid token [redacted] for this model");
+        assert_eq!(
+            error_message(Some(br#"{"error":{"message":"model gpt-4o-mini-2024-07-18 not found"}}"#)),
+            "model gpt-4o-mini-2024-07-18 not found"
+        );
     }
 }

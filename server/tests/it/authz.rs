@@ -241,12 +241,12 @@ const MATRIX: [Row; 39] = [
     ("org_update",         RenameOwnersOrg, [NO_CREDENTIAL, OK, OK, NEEDS_ROLE, NEEDS_ROLE, OK, NEEDS_ADMIN_SCOPE, PROJECT_KEY, NO_SUCH_ORG]),
     // The keys act in the owner's first org, so any other org is not theirs to see.
     ("org_delete",         FreshOwnersOrg, [NO_CREDENTIAL, NO_CONTENT, NEEDS_ROLE, NEEDS_ROLE, NEEDS_ROLE, NO_SUCH_ORG, NO_SUCH_ORG, NO_SUCH_ORG, NO_SUCH_ORG]),
-    // Externals do not see who else is in the org.
-    ("org_member_list",    OwnersOrg,      [NO_CREDENTIAL, OK, OK, OK, NEEDS_ROLE, OK, OK, PROJECT_KEY, NO_SUCH_ORG]),
+    // Externals do not see who else is in the org, nor keys without `admin`.
+    ("org_member_list",    OwnersOrg,      [NO_CREDENTIAL, OK, OK, OK, NEEDS_ROLE, OK, NEEDS_ADMIN_SCOPE, PROJECT_KEY, NO_SUCH_ORG]),
     ("org_member_add",     NewMemberForOwnersOrg, [NO_CREDENTIAL, CREATED, CREATED, NEEDS_ROLE, NEEDS_ROLE, CREATED, NEEDS_ADMIN_SCOPE, PROJECT_KEY, NO_SUCH_ORG]),
     // Only owners make admins.
     ("org_member_update",  PromoteFreshMember, [NO_CREDENTIAL, OK, NEEDS_ROLE, NEEDS_ROLE, NEEDS_ROLE, OK, NEEDS_ADMIN_SCOPE, PROJECT_KEY, NO_SUCH_ORG]),
-    ("org_invitation_list", OwnersOrg,     [NO_CREDENTIAL, OK, OK, NEEDS_ROLE, NEEDS_ROLE, OK, OK, PROJECT_KEY, NO_SUCH_ORG]),
+    ("org_invitation_list", OwnersOrg,     [NO_CREDENTIAL, OK, OK, NEEDS_ROLE, NEEDS_ROLE, OK, NEEDS_ADMIN_SCOPE, PROJECT_KEY, NO_SUCH_ORG]),
     ("org_invitation_delete", FreshInvitation, [NO_CREDENTIAL, NO_CONTENT, NO_CONTENT, NEEDS_ROLE, NEEDS_ROLE, NO_CONTENT, NEEDS_ADMIN_SCOPE, PROJECT_KEY, NO_SUCH_ORG]),
     ("org_invitation_accept", InvitationForCaller, [NO_CREDENTIAL, OK, OK, OK, OK, SESSION_ONLY, SESSION_ONLY, SESSION_ONLY, OK]),
     ("org_member_remove",  FreshMember,    [NO_CREDENTIAL, NO_CONTENT, NO_CONTENT, NEEDS_ROLE, NEEDS_ROLE, NO_CONTENT, NEEDS_ADMIN_SCOPE, PROJECT_KEY, NO_SUCH_ORG]),

@@ -15,6 +15,7 @@ on_both_engines!(
     an_org_always_keeps_an_owner,
     leaving_or_deletion_stops_the_members_keys,
     owners_and_admins_rename_members_do_not,
+    a_chat_key_cannot_remove_its_own_user,
 );
 
 async fn patch(
@@ -153,6 +154,20 @@ async fn owners_and_admins_rename_members_do_not(engine: TestEngine) -> TestResu
         expect_status(patch(&api, &path, &owner, json!({"name": "  Difference Engines "})).await?, 200)?;
     assert_eq!(string_at(&renamed, "/name")?, "Difference Engines");
     assert_error(&patch(&api, &path, &owner, json!({"name": ""})).await?, 422, "request.invalid");
+    server.stop().await?;
+    Ok(())
+}
+
+async fn a_chat_key_cannot_remove_its_own_user(engine: TestEngine) -> TestResult {
+    let server = start(engine, |_| {}).await?;
+    let api = Api::new(&server);
+    let (_, member, org) = org_with(&api, &server.database.url, "member").await?;
+    let key = api.mint_key(&member, &org, &["chat"]).await?;
+    let path = format!("/v1/orgs/{org}/members/{}", member.user_id);
+    let refused = api.delete(&path, crate::support::Credential::Bearer(&key.key)).await?;
+    crate::support::assert_error(&refused, 403, "auth.scope_denied");
+    // With a session, leaving is the member's own choice.
+    assert_eq!(api.delete(&path, member.bearer()).await?.0, 204);
     server.stop().await?;
     Ok(())
 }

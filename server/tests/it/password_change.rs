@@ -14,6 +14,7 @@ on_both_engines!(
     a_new_password_ends_every_session_and_starts_one,
     a_password_change_spends_pending_reset_tokens,
     wrong_current_passwords_are_refused_then_locked_out,
+    failed_logins_lock_password_changes_too,
 );
 
 const EMAIL: &str = "ada@example.com";
@@ -98,14 +99,29 @@ async fn wrong_current_passwords_are_refused_then_locked_out(engine: TestEngine)
         let refused = change(&api, &ada.access, "not the password", NEW_PASSWORD).await?;
         assert_error(&refused, 401, "auth.invalid_credentials");
     }
-    // Locked now, even with the right password; the session itself is untouched.
+    // Locked now, even with the right password; the session itself is
+    // untouched. Login counts under the same key, so it is locked too.
     let locked = change(&api, &ada.access, PASSWORD, NEW_PASSWORD).await?;
     assert_error(&locked, 429, "auth.too_many_failed_logins");
     expect_status(api.get("/v1/auth/me", ada.bearer()).await?, 200)?;
-    expect_status(login(&api, PASSWORD).await?, 200)?;
+    assert_error(&login(&api, PASSWORD).await?, 429, "auth.too_many_failed_logins");
 
     let actions = audit_actions_of(&server, &ada.user_id).await?;
     assert_eq!(actions.iter().filter(|a| *a == "user.password_change_failed").count(), 5, "{actions:?}");
+    server.stop().await?;
+    Ok(())
+}
+
+async fn failed_logins_lock_password_changes_too(engine: TestEngine) -> TestResult {
+    let server = start(engine, |_| {}).await?;
+    let api = Api::new(&server);
+    let ada = api.register(EMAIL).await?;
+    for _ in 0..5 {
+        assert_error(&login(&api, "not the password").await?, 401, "auth.invalid_credentials");
+    }
+    // One count per account and address: the guesses cannot go on here.
+    let locked = change(&api, &ada.access, "another guess", NEW_PASSWORD).await?;
+    assert_error(&locked, 429, "auth.too_many_failed_logins");
     server.stop().await?;
     Ok(())
 }
