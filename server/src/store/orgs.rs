@@ -202,6 +202,8 @@ impl Db {
     /// owner; `Ok(false)` then. One statement, so the check and the change
     /// cannot be split by another request.
     pub async fn member_set_role(&self, org_id: &str, user_id: &str, role: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        lock_org(&mut tx, org_id).await?;
         let changed = sqlx::query(
             "UPDATE org_members SET role = $1 WHERE org_id = $2 AND user_id = $3 \
              AND (role <> 'owner' OR $1 = 'owner' \
@@ -210,8 +212,9 @@ impl Db {
         .bind(role)
         .bind(org_id)
         .bind(user_id)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(changed.rows_affected() == 1)
     }
 
@@ -219,6 +222,7 @@ impl Db {
     /// the last owner; `Ok(false)` then.
     pub async fn member_remove(&self, org_id: &str, user_id: &str, now: i64) -> Result<bool, StoreError> {
         let mut tx = self.pool().begin().await?;
+        lock_org(&mut tx, org_id).await?;
         let removed = sqlx::query(
             "DELETE FROM org_members WHERE org_id = $1 AND user_id = $2 \
              AND (role <> 'owner' OR (SELECT COUNT(*) FROM org_members WHERE org_id = $1 AND role = 'owner') > 1)",
@@ -241,6 +245,15 @@ impl Db {
         tx.commit().await?;
         Ok(true)
     }
+}
+
+/// Takes the org's row lock for the rest of `tx`, so changes to its owners
+/// run one after another: under PostgreSQL's READ COMMITTED, two demotions
+/// could otherwise each count two owners and leave none. (SQLite runs one
+/// writer at a time anyway; the no-op update takes its write lock early.)
+async fn lock_org(tx: &mut sqlx::Transaction<'_, sqlx::Any>, org_id: &str) -> Result<(), StoreError> {
+    sqlx::query("UPDATE orgs SET name = name WHERE id = $1").bind(org_id).execute(&mut **tx).await?;
+    Ok(())
 }
 
 fn member(row: &sqlx::any::AnyRow) -> Result<MemberRow, StoreError> {

@@ -4,6 +4,7 @@
 
 use reqwest::Method;
 use serde_json::json;
+use switchyard_server::store::Db;
 
 use crate::support::{
     Api, Credential, Session, TestEngine, TestResult, assert_error, expect_status, on_both_engines, start,
@@ -16,6 +17,7 @@ on_both_engines!(
     leaving_or_deletion_stops_the_members_keys,
     owners_and_admins_rename_members_do_not,
     a_chat_key_cannot_remove_its_own_user,
+    two_owners_leaving_at_once_leave_one_owner,
 );
 
 async fn patch(
@@ -168,6 +170,50 @@ async fn a_chat_key_cannot_remove_its_own_user(engine: TestEngine) -> TestResult
     crate::support::assert_error(&refused, 403, "auth.scope_denied");
     // With a session, leaving is the member's own choice.
     assert_eq!(api.delete(&path, member.bearer()).await?.0, 204);
+    server.stop().await?;
+    Ok(())
+}
+
+async fn two_owners_leaving_at_once_leave_one_owner(engine: TestEngine) -> TestResult {
+    let server = start(engine, |_| {}).await?;
+    let api = Api::new(&server);
+    for round in 0..8 {
+        let ada = api.register(&format!("ada{round}@example.com")).await?;
+        let org = api.create_org(&ada, "Engines").await?;
+        let grace = api.register_verified(&format!("grace{round}@example.com"), &server.database.url).await?;
+        let add = json!({"email": grace.email, "role": "owner"});
+        expect_status(api.post(&format!("/v1/orgs/{org}/members"), ada.bearer(), add).await?, 201)?;
+        // Each demotes the other at the same moment, or both leave.
+        let (to_ada, to_grace) = (
+            format!("/v1/orgs/{org}/members/{}", ada.user_id),
+            format!("/v1/orgs/{org}/members/{}", grace.user_id),
+        );
+        let demote = json!({"role": "member"});
+        let statuses = if round % 2 == 0 {
+            let (a, b) = futures::future::join(
+                patch(&api, &to_grace, &ada, demote.clone()),
+                patch(&api, &to_ada, &grace, demote),
+            )
+            .await;
+            [a?.0, b?.0]
+        } else {
+            let (a, b) = futures::future::join(
+                api.delete(&to_ada, ada.bearer()),
+                api.delete(&to_grace, grace.bearer()),
+            )
+            .await;
+            [a?.0, b?.0]
+        };
+        let db = Db::connect(&server.database.url).await?;
+        let owners: Result<i64, _> =
+            sqlx::query_scalar("SELECT COUNT(*) FROM org_members WHERE org_id = $1 AND role = 'owner'")
+                .bind(&org)
+                .fetch_one(db.pool())
+                .await;
+        db.close().await;
+        assert_eq!(owners?, 1, "round {round}: {statuses:?}");
+        assert!(statuses.contains(&409), "round {round}: one of them is the last owner: {statuses:?}");
+    }
     server.stop().await?;
     Ok(())
 }
