@@ -103,6 +103,16 @@ pub fn digest(secret: &str) -> String {
     Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// HMAC-SHA256 of `secret` under `key`, in lowercase hex: for secrets too
+/// short to store as a plain digest (recovery codes carry about 51 bits), so
+/// a copy of the table alone cannot be searched for them.
+pub fn keyed_digest(key: &[u8], secret: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else { return digest(secret) };
+    mac.update(secret.as_bytes());
+    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// An opaque refresh token: 43 base62 characters, about 256 bits.
 pub fn mint_refresh_token() -> Minted {
     let plain = format!("syr_{}", random_base62(43));

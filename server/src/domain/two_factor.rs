@@ -13,7 +13,7 @@ use totp_rs::{Algorithm, Builder, Secret, Totp};
 use super::accounts::{SignedIn, audit, sign_in};
 use super::notices::{self, Notice};
 use super::principal::Principal;
-use super::tokens::{TokenIssuer, digest, random_base62};
+use super::tokens::{TokenIssuer, digest, keyed_digest, random_base62};
 use super::{DomainError, DomainResult, RequestContext, now};
 use super::{passwords, step_up};
 use crate::mail::Mailer;
@@ -115,7 +115,9 @@ pub async fn enable(
     let pending = db.totp_state(&user.id).await?.pending_secret.ok_or(DomainError::TwoFactorSetupRequired)?;
     let step = matching_step(&totp(&pending, &user.email)?, code).ok_or(DomainError::InvalidTwoFactorCode)?;
     let codes: Vec<String> = (0..RECOVERY_CODE_COUNT).map(|_| recovery_code()).collect();
-    let hashes: Vec<String> = codes.iter().map(|code| digest(&normalize_recovery(code))).collect();
+    let key = recovery_key(db).await?;
+    let hashes: Vec<String> =
+        codes.iter().map(|code| keyed_digest(key.as_bytes(), &normalize_recovery(code))).collect();
     db.totp_enable(&user.id, &pending, step, &hashes, now()).await?;
     audit(db, ctx, Some(&user.id), "user.2fa_enabled", Some(&user.id)).await?;
     notices::notify(db, mail, &user, Notice::TwoFactorEnabled, ctx).await?;
@@ -224,13 +226,24 @@ async fn verify_factor(db: &Db, user_id: &str, email: &str, factor: &Factor) -> 
             Ok(())
         }
         Factor::RecoveryCode(code) => {
-            if db.recovery_code_use(user_id, &digest(&normalize_recovery(code)), now()).await? {
+            let normalized = normalize_recovery(code);
+            let key = recovery_key(db).await?;
+            // Codes issued before they were keyed are plain digests.
+            if db.recovery_code_use(user_id, &keyed_digest(key.as_bytes(), &normalized), now()).await?
+                || db.recovery_code_use(user_id, &digest(&normalized), now()).await?
+            {
                 Ok(())
             } else {
                 Err(DomainError::InvalidTwoFactorCode)
             }
         }
     }
+}
+
+/// The server's key for recovery-code digests, made on first use and kept
+/// in the database so every replica shares it.
+async fn recovery_key(db: &Db) -> DomainResult<String> {
+    Ok(db.setting_get_or_insert("recovery_code_key", &random_base62(64)).await?)
 }
 
 /// A recovery code: ten lowercase alphanumeric characters (about 51 bits)

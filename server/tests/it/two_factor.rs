@@ -14,6 +14,7 @@ on_both_engines!(
     fifty_parallel_guesses_on_one_challenge_have_at_most_five_checked,
     an_account_takes_ten_second_factor_attempts_across_challenges,
     wrong_passwords_to_disable_count_toward_the_second_factor_lockout,
+    recovery_codes_are_not_stored_as_plain_digests,
     disable_needs_password_and_factor_and_ends_sessions,
     setup_and_enable_refuse_out_of_order_calls,
 );
@@ -283,5 +284,29 @@ fn totp_matches_the_rfc_6238_vector_truncated_to_six_digits() -> TestResult {
     // RFC 6238 Appendix B, SHA-1, T = 59 s: 94287082 → last six digits 287082.
     let secret = data_encoding::BASE32_NOPAD.encode(b"12345678901234567890");
     assert_eq!(totp(&secret, 59 / 30)?, "287082");
+    Ok(())
+}
+
+async fn recovery_codes_are_not_stored_as_plain_digests(engine: TestEngine) -> TestResult {
+    use sha2::{Digest, Sha256};
+    let server = start(engine, |_| {}).await?;
+    let enabled = register_and_enable(&server).await?;
+    let db = switchyard_server::store::Db::connect(&server.database.url).await?;
+    let stored: Result<Vec<String>, _> =
+        sqlx::query_scalar("SELECT code_hash FROM recovery_codes").fetch_all(db.pool()).await;
+    db.close().await;
+    let stored = stored?;
+    assert_eq!(stored.len(), enabled.recovery_codes.len());
+    for code in &enabled.recovery_codes {
+        let normalized: String = code.chars().filter(char::is_ascii_alphanumeric).collect();
+        let plain: String =
+            Sha256::digest(normalized.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+        assert!(!stored.contains(&plain), "a recovery code is stored as its plain SHA-256");
+    }
+    // They still work, once.
+    let login =
+        json!({"challenge_token": challenge(&server).await?, "recovery_code": enabled.recovery_codes[3]});
+    assert_eq!(call(&server, "/v1/auth/2fa/login", None, login).await?.0, 200);
+    server.stop().await?;
     Ok(())
 }
