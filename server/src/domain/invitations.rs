@@ -20,6 +20,10 @@ use crate::store::{Accepted, Db, InvitationRow, MemberRow, Queued};
 
 pub const INVITATION_TTL_DAYS: i64 = 7;
 pub const INVITATION_TTL_SECS: i64 = INVITATION_TTL_DAYS * 24 * 60 * 60;
+/// Invitations one user may send per hour, across orgs, and one org may
+/// receive per day: each mails an address the sender chose.
+pub const INVITATIONS_PER_USER_HOUR: i64 = 20;
+pub const INVITATIONS_PER_ORG_DAY: i64 = 100;
 
 /// Invites `email` (normalised, with no verified account) to `org_id` with `role`
 /// and mails the token; the caller has checked the right to.
@@ -37,8 +41,24 @@ pub(super) async fn invite(
         .await?
         .ok_or(DomainError::NotFound(Resource::Organization))?
         .org;
-    let token = format!("syi_{}", random_base62(43));
     let now = now();
+    let (by_inviter, _) = db.invitations_issued_since(&inviter.user_id, org_id, now - 3_600).await?;
+    let (_, to_org) = db.invitations_issued_since(&inviter.user_id, org_id, now - 86_400).await?;
+    if by_inviter >= INVITATIONS_PER_USER_HOUR {
+        return Err(DomainError::TooManyInvitations {
+            limit: INVITATIONS_PER_USER_HOUR,
+            per: "hour",
+            retry_after_secs: 3_600,
+        });
+    }
+    if to_org >= INVITATIONS_PER_ORG_DAY {
+        return Err(DomainError::TooManyInvitations {
+            limit: INVITATIONS_PER_ORG_DAY,
+            per: "day",
+            retry_after_secs: 86_400,
+        });
+    }
+    let token = format!("syi_{}", random_base62(43));
     let row = InvitationRow {
         id: new_id("inv"),
         org_id: org_id.to_owned(),

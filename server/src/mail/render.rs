@@ -43,11 +43,13 @@ pub fn invitation(to: &str, org_name: &str, role: &str, token: &str, link: &str,
         // A name is free text: keep line breaks out of the header.
         subject: format!("You are invited to {} on Switchyard", org_name.replace(char::is_control, " ")),
         body: format!(
-            "You are invited to join the organization {org_name} on Switchyard as {role}.\n\n\
+            "You are invited to join the organization \"{}\" (a name its members chose) on \
+             Switchyard as {role}.\n\n\
              Create an account with this address (or sign in to it), then open\n\n    {link}\n\n\
              or send this token to POST /v1/orgs/invitations/accept:\n\n    {token}\n\n\
              It works once, within {valid_days} days.\n\n\
-             If you do not expect this invitation, ignore this message.\n"
+             If you do not expect this invitation, ignore this message.\n",
+            org_name.replace(char::is_control, " ").replace('"', "'")
         ),
     }
 }

@@ -44,6 +44,26 @@ fn invitation(row: &AnyRow) -> Result<InvitationRow, StoreError> {
 }
 
 impl Db {
+    /// Invitations issued since `since`: by `inviter` (in any org), and to `org_id`.
+    pub async fn invitations_issued_since(
+        &self,
+        inviter: &str,
+        org_id: &str,
+        since: i64,
+    ) -> Result<(i64, i64), StoreError> {
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(CASE WHEN invited_by = $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS by_inviter, \
+             CAST(COALESCE(SUM(CASE WHEN org_id = $2 THEN 1 ELSE 0 END), 0) AS BIGINT) AS to_org \
+             FROM org_invitations WHERE created_at >= $3 AND (invited_by = $1 OR org_id = $2)",
+        )
+        .bind(inviter)
+        .bind(org_id)
+        .bind(since)
+        .fetch_one(self.pool())
+        .await?;
+        Ok((row.try_get("by_inviter")?, row.try_get("to_org")?))
+    }
+
     /// Stores a new invitation, revokes any open one of the same address to
     /// the same org (its token stops working), and queues the mail.
     pub async fn invitation_issue(

@@ -19,6 +19,7 @@ on_both_engines!(
     admins_cannot_invite_owners_and_keys_cannot_accept,
     admins_list_and_revoke_pending_invitations,
     an_account_that_has_not_verified_its_address_is_invited_not_added,
+    one_user_sends_at_most_twenty_invitations_an_hour,
 );
 
 const INVITEE: &str = "grace@example.com";
@@ -279,6 +280,26 @@ async fn an_account_that_has_not_verified_its_address_is_invited_not_added(engin
     let token = token_in(&latest_mail(&server, INVITEE).await?)?;
     let member = expect_status(accept(&api, &squatter, &token).await?, 200)?;
     assert_eq!(member["role"], "member");
+    server.stop().await?;
+    Ok(())
+}
+
+async fn one_user_sends_at_most_twenty_invitations_an_hour(engine: TestEngine) -> TestResult {
+    let server = start(engine, |_| {}).await?;
+    let api = Api::new(&server);
+    let (owner, org) = owner_with_org(&api).await?;
+    let members = format!("/v1/orgs/{org}/members");
+    for n in 0..20 {
+        let body = json!({"email": format!("invitee{n}@example.com"), "role": "member"});
+        expect_status(api.post(&members, owner.bearer(), body).await?, 201)?;
+    }
+    // Another org of the same sender does not reset the count.
+    let other = api.create_org(&owner, "Second").await?;
+    let body = json!({"email": "one.more@example.com", "role": "member"});
+    let refused = api.post(&format!("/v1/orgs/{other}/members"), owner.bearer(), body).await?;
+    assert_error(&refused, 429, "rate_limit.exceeded");
+    let mail = latest_mail(&server, "invitee19@example.com").await?;
+    assert!(mail.body.contains("\"Analytical Engines\" (a name its members chose)"), "{}", mail.body);
     server.stop().await?;
     Ok(())
 }
