@@ -26,7 +26,7 @@ use crate::limits::{AbuseLimits, CredentialLimiter};
 use crate::mail::Mailer;
 use crate::mail::delivery::Delivery;
 use crate::metrics::Metrics;
-use crate::store::{Db, Engine, KeyChangeListener, Retention, StoreError};
+use crate::store::{Db, Retention, StoreError};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -135,10 +135,6 @@ impl App {
             metrics: metrics.clone(),
             features: Arc::from(["operations", "identity", "gateway", "metrics", "docs"]),
         };
-        if state.db.engine() == Engine::Postgres {
-            // Until this replica listens for other replicas' key changes.
-            state.keys.suspend();
-        }
         Ok(Self { config, state, metrics })
     }
 
@@ -190,12 +186,6 @@ impl App {
         let grace = Duration::from_secs(self.config.shutdown_grace_secs);
         let flusher = tokio::spawn(flush_key_usage(self.state.clone()));
         let usage_flusher = tokio::spawn(flush_gateway_usage(self.state.clone()));
-        // Listening before the first request, so keys are cached from the start.
-        let listening = self.state.db.key_change_listener().await;
-        if listening.is_ok() {
-            self.state.keys.resume();
-        }
-        let key_changes = tokio::spawn(follow_key_changes(self.state.clone(), listening));
         let sweeper = (self.config.housekeeping_interval_secs > 0).then(|| {
             let every = Duration::from_secs(self.config.housekeeping_interval_secs);
             tokio::spawn(sweep_periodically(self.state.db.clone(), every))
@@ -206,7 +196,6 @@ impl App {
             .await;
         flusher.abort();
         usage_flusher.abort();
-        key_changes.abort();
         if let Some(sweeper) = sweeper {
             sweeper.abort();
         }
@@ -225,48 +214,6 @@ impl App {
     }
 }
 
-/// Applies the key changes every replica announces to this one's key cache,
-/// until aborted. While not listening (SQLite never needs to; on PostgreSQL
-/// before the first connection and after a lost one) the cache is
-/// suspended, so no change made elsewhere can be missed.
-async fn follow_key_changes(state: AppState, listening: Result<Option<KeyChangeListener>, StoreError>) {
-    let mut first = Some(listening);
-    loop {
-        let listening = match first.take() {
-            Some(listening) => listening,
-            None => state.db.key_change_listener().await,
-        };
-        match listening {
-            Ok(None) => return state.keys.resume(),
-            Ok(Some(mut listener)) => {
-                state.keys.resume();
-                loop {
-                    match listener.next().await {
-                        Ok(Some(notice)) => match KeyChange::from_notice(&notice) {
-                            Some(change) => state.keys.forget(&change),
-                            None => {
-                                tracing::warn!(notice, "unreadable key change notice; forgetting every key");
-                                state.keys.forget_all();
-                            }
-                        },
-                        // The connection was lost, and notices with it.
-                        Ok(None) => break,
-                        Err(err) => {
-                            tracing::warn!(error = %err, "key change notices stopped; reading keys from the database");
-                            break;
-                        }
-                    }
-                }
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot listen for key changes; reading keys from the database")
-            }
-        }
-        state.keys.suspend();
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
 impl AppState {
     /// How long after proving who they are a session may do what needs a
     /// step-up (`domain::step_up`).
@@ -274,12 +221,13 @@ impl AppState {
         self.auth.reauthentication_window_secs
     }
 
-    /// Forgets the keys `change` concerns here at once, and announces it so
-    /// every other replica does too.
+    /// Forgets the keys `change` concerns here at once, and moves the
+    /// shared key epoch so every other replica forgets its keys on its next
+    /// API-key request.
     pub async fn key_changed(&self, change: KeyChange) {
         self.keys.forget(&change);
-        if let Err(err) = self.db.key_change_announce(&change.to_notice()).await {
-            tracing::warn!(error = %err, "could not announce a key change; other replicas notice within the cache's TTL");
+        if let Err(err) = self.db.key_epoch_advance().await {
+            tracing::warn!(error = %err, "could not advance the key epoch; other replicas notice within the cache's TTL");
         }
     }
 }

@@ -2,17 +2,17 @@
 //! path reads no database. An entry lives at most [`KeyCache::TTL`]. Anything
 //! that revokes a key, removes its owner from the org, deletes its org or
 //! project, or changes the org's spend caps is a [`KeyChange`]: this server
-//! forgets the keys concerned at once, and on PostgreSQL announces the change
-//! so every other replica forgets them as soon as the notice arrives (a
-//! replica whose notice connection broke forgets everything, since it may
-//! have missed some).
+//! forgets the keys concerned at once, and on PostgreSQL advances the shared
+//! key epoch, which every replica reads with each API-key request
+//! ([`KeyCache::observe_epoch`]): one that sees it moved forgets every key,
+//! so a change made through any replica holds on the next request to all.
 //!
 //! A request that missed the cache reads the row, then puts it back; a
 //! change in between would be undone by that put, so every change bumps a
 //! generation and a put made with an older one is dropped.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -42,30 +42,6 @@ pub enum KeyChange {
 }
 
 impl KeyChange {
-    /// The change as announced to other replicas.
-    pub fn to_notice(&self) -> String {
-        match self {
-            Self::Key(id) => format!("key {id}"),
-            Self::Member { org_id, user_id } => format!("member {org_id} {user_id}"),
-            Self::Org(id) => format!("org {id}"),
-            Self::Project(id) => format!("project {id}"),
-        }
-    }
-
-    pub fn from_notice(notice: &str) -> Option<Self> {
-        let mut words = notice.split(' ');
-        let change = match (words.next()?, words.next()?, words.next()) {
-            ("key", id, None) => Self::Key(id.to_owned()),
-            ("member", org_id, Some(user_id)) => {
-                Self::Member { org_id: org_id.to_owned(), user_id: user_id.to_owned() }
-            }
-            ("org", id, None) => Self::Org(id.to_owned()),
-            ("project", id, None) => Self::Project(id.to_owned()),
-            _ => return None,
-        };
-        words.next().is_none().then_some(change)
-    }
-
     fn concerns(&self, key: &ApiKeyRow) -> bool {
         match self {
             Self::Key(id) => key.id == *id,
@@ -84,9 +60,8 @@ pub struct Generation(u64);
 pub struct KeyCache {
     entries: Arc<Mutex<HashMap<String, CachedKey>>>,
     generation: Arc<AtomicU64>,
-    /// Set while other replicas' changes may be missed (PostgreSQL, notice
-    /// connection not up): every key is read from the database.
-    suspended: Arc<AtomicBool>,
+    /// The shared key epoch this cache's entries were read under.
+    epoch: Arc<Mutex<Option<i64>>>,
 }
 
 impl KeyCache {
@@ -101,23 +76,19 @@ impl KeyCache {
 
     /// The key with this id, if it was read within the TTL.
     pub fn get(&self, key_id: &str) -> Option<CachedKey> {
-        if self.suspended.load(Ordering::SeqCst) {
-            return None;
-        }
         self.lock().get(key_id).filter(|entry| entry.read_at.elapsed() < Self::TTL).cloned()
     }
 
-    /// Stops serving from memory until [`KeyCache::resume`]: changes made on
-    /// other replicas could be missed meanwhile.
-    pub fn suspend(&self) {
-        self.suspended.store(true, Ordering::SeqCst);
-        self.forget_all();
-    }
-
-    /// Serves from memory again, starting empty.
-    pub fn resume(&self) {
-        self.forget_all();
-        self.suspended.store(false, Ordering::SeqCst);
+    /// Takes the shared key epoch as just read: if it moved since the
+    /// entries were read, some replica changed what keys may do, and every
+    /// entry is forgotten.
+    pub fn observe_epoch(&self, epoch: i64) {
+        let mut seen = self.epoch.lock().unwrap_or_else(PoisonError::into_inner);
+        if *seen != Some(epoch) {
+            *seen = Some(epoch);
+            drop(seen);
+            self.forget_all();
+        }
     }
 
     /// Take before reading a key from the database, to [`KeyCache::put`] it.
@@ -219,17 +190,13 @@ mod tests {
     }
 
     #[test]
-    fn changes_travel_as_notices() {
-        for change in [
-            KeyChange::Key("key_1".into()),
-            KeyChange::Member { org_id: "org_1".into(), user_id: "usr_1".into() },
-            KeyChange::Org("org_1".into()),
-            KeyChange::Project("prj_1".into()),
-        ] {
-            assert_eq!(KeyChange::from_notice(&change.to_notice()), Some(change));
-        }
-        for junk in ["", "key", "key a b", "member org", "user usr_1", "org a b"] {
-            assert_eq!(KeyChange::from_notice(junk), None, "{junk:?}");
-        }
+    fn a_moved_epoch_forgets_every_key() {
+        let cache = KeyCache::default();
+        cache.observe_epoch(7);
+        cache.put(row("a", "org1", "u1", None), true, CostCaps::default(), cache.generation());
+        cache.observe_epoch(7);
+        assert!(cache.get("a").is_some(), "the same epoch keeps the entries");
+        cache.observe_epoch(8);
+        assert!(cache.get("a").is_none());
     }
 }

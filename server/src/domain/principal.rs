@@ -203,6 +203,11 @@ pub async fn authenticate_api_key(
         .strip_prefix(API_KEY_PREFIX)
         .and_then(|rest| rest.rsplit_once('_'))
         .ok_or(DomainError::InvalidApiKey)?;
+    // Replicas on PostgreSQL: a change made through another one moved the
+    // shared epoch, and what this one holds in memory is forgotten first.
+    if let Some(epoch) = db.key_epoch().await? {
+        cache.observe_epoch(epoch);
+    }
     let cached = match cache.get(key_id) {
         Some(cached) => cached,
         None => {

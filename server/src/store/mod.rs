@@ -7,7 +7,7 @@ mod audit;
 mod email;
 mod housekeeping;
 mod invitations;
-mod notify;
+mod key_epoch;
 mod orgs;
 mod outbox;
 mod projects;
@@ -21,7 +21,6 @@ pub use audit::{AuditEvent, AuditFilter, AuditRow, GENESIS_HASH, link_hash};
 pub use email::{Queued, Resent, VerificationRow};
 pub use housekeeping::{Retention, Swept};
 pub use invitations::{Accepted, InvitationRow};
-pub use notify::KeyChangeListener;
 pub use orgs::{CostCaps, MemberRow, MembershipRow, OrgRow};
 pub use outbox::OutboxRow;
 pub use projects::ProjectRow;
@@ -85,8 +84,6 @@ pub enum Readiness {
 pub struct Db {
     pool: AnyPool,
     engine: Engine,
-    /// For connections outside the pool (PostgreSQL notifications).
-    url: std::sync::Arc<str>,
 }
 
 impl Db {
@@ -120,7 +117,7 @@ impl Db {
             })
             .connect(&url)
             .await?;
-        Ok(Self { pool, engine, url: url.into() })
+        Ok(Self { pool, engine })
     }
 
     pub fn engine(&self) -> Engine {

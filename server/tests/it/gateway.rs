@@ -399,8 +399,8 @@ mod daily_caps {
 mod replicas {
     //! Two servers on one PostgreSQL database, as replicas behind a balancer:
     //! a key revoked, a member removed or an org deleted through one is
-    //! refused by the other on its next request, though it had the key in
-    //! memory. (Replicas share a PostgreSQL database; SQLite serves one
+    //! refused by the other on its very next request, though it had the key
+    //! in memory. (Replicas share a PostgreSQL database; SQLite serves one
     //! process.)
 
     use switchyard_server::harness::RunningServer;
