@@ -62,6 +62,12 @@ fn unique_name() -> String {
 }
 
 impl TestDatabase {
+    /// Another handle on the same database, for a second server (a replica);
+    /// dropping it leaves the database to this one.
+    pub fn shared(&self) -> Self {
+        Self { engine: self.engine, url: self.url.clone(), cleanup: Cleanup::Nothing }
+    }
+
     pub async fn create(engine: TestEngine) -> Result<Self, HarnessError> {
         let name = unique_name();
         match engine {
@@ -91,14 +97,6 @@ impl TestDatabase {
                 })
             }
         }
-    }
-}
-
-impl TestDatabase {
-    /// Another handle on the same database, for a second server (a replica);
-    /// dropping it leaves the database to this one.
-    pub fn shared(&self) -> Self {
-        Self { engine: self.engine, url: self.url.clone(), cleanup: Cleanup::Nothing }
     }
 }
 

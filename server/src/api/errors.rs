@@ -63,8 +63,8 @@ impl From<DomainError> for ApiError {
                 "This needs your password or second factor again",
             )
             .why(format!(
-                "Turning on two-factor login and minting API keys need the password or second factor presented within the last {} minutes.",
-                window / 60
+                "Turning on two-factor login and minting API keys need the password or second factor presented within the last {}.",
+                if window > 0 && window % 60 == 0 { format!("{} minutes", window / 60) } else { format!("{window} seconds") }
             ))
             .fix("Call POST /v1/auth/reauthenticate with your password (or a two-factor code), then retry."),
             DomainError::OrgRequired => ApiError::new(

@@ -26,8 +26,8 @@ pub const DEFAULT_COMPLETION_ESTIMATE: u64 = 4_096;
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub user_id: String,
-    /// Always set for gateway calls (see `Caller::resolve`).
-    pub org_id: Option<String>,
+    /// Every gateway call is metered in an org (see `Caller::resolve`).
+    pub org_id: String,
     pub project_id: Option<String>,
     /// `None` for session tokens, which have no per-key limits.
     pub key_id: Option<String>,
@@ -297,7 +297,7 @@ impl Meter {
 
     /// The daily caps of the caller's org that apply: the org's and the member's.
     fn day_caps(&self, caller: &Caller) -> Vec<DayCap> {
-        let Some(org_id) = &caller.org_id else { return Vec::new() };
+        let org_id = &caller.org_id;
         let caps = caller.limits.org_caps;
         let mut out = Vec::new();
         if let Some(limit_micros) = caps.org_daily_micros {

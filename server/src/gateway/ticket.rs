@@ -35,7 +35,7 @@ impl Caller {
             }
             Via::ApiKey { key_id, org_id, project_id, limits, .. } => Ok(Caller {
                 user_id,
-                org_id: Some(org_id.clone()),
+                org_id: org_id.clone(),
                 project_id: project_id.clone(),
                 key_id: Some(key_id.clone()),
                 limits: limits.clone(),
@@ -48,7 +48,7 @@ impl Caller {
                     .ok_or(DomainError::NotFound(Resource::Organization))?;
                 Ok(Caller {
                     user_id,
-                    org_id: Some(membership.org.id),
+                    org_id: membership.org.id,
                     project_id: None,
                     key_id: None,
                     limits: KeyLimits { org_caps: membership.org.caps, ..KeyLimits::default() },
@@ -109,7 +109,7 @@ impl Ticket {
             row: UsageRow {
                 id: crate::domain::new_id("use"),
                 occurred_at: crate::domain::now(),
-                org_id: caller.org_id.clone(),
+                org_id: Some(caller.org_id.clone()),
                 project_id: caller.project_id.clone(),
                 user_id: caller.user_id.clone(),
                 key_id: caller.key_id.clone(),
