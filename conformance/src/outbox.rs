@@ -3,21 +3,26 @@
 //! suite starts the server, so it knows the database), and captures values
 //! from its body with regular expressions. This is how examples get the codes
 //! and tokens the server only ever mails; the server itself has no endpoint
-//! that reveals them.
+//! that reveals them. Bodies are sealed at rest; the suite opens them with the
+//! key the server generated in that database (it configures none).
 
 use std::collections::BTreeMap;
 
 use regex::Regex;
 use serde_json::Value;
+use switchyard_server::mail::BodyKey;
 use switchyard_server::store::Db;
 
 /// The body of the newest message to `to`.
 pub async fn latest_body(database_url: &str, to: &str) -> Result<String, String> {
     let db = Db::connect(database_url).await.map_err(|e| format!("opening the outbox: {e}"))?;
     let latest = db.outbox_latest_to(to).await;
+    let key = BodyKey::load(&db, None).await;
     db.close().await;
     let row = latest.map_err(|e| format!("reading the outbox: {e}"))?;
-    row.map(|row| row.body).ok_or_else(|| format!("the outbox has no message to {to}"))
+    let key = key.map_err(|e| format!("reading the mail encryption key: {e}"))?;
+    let row = row.ok_or_else(|| format!("the outbox has no message to {to}"))?;
+    key.open(&row.id, &row.body).map_err(|e| e.to_string())
 }
 
 /// Each variable's pattern applied to `body`: the text of its one group.

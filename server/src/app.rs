@@ -110,8 +110,10 @@ impl App {
     /// pending migrations.
     pub async fn build(config: Config) -> Result<Self, AppError> {
         let db = Db::connect(&config.database_url).await?;
+        let mail = Mailer::new(config.smtp.clone(), &config.public_url, config.encryption_key.clone());
         if config.auto_migrate {
             db.migrate().await?;
+            mail.seal_clear_bodies(&db).await?;
         }
         let metrics = Metrics::new()?;
         let state = AppState {
@@ -123,7 +125,7 @@ impl App {
             limits: AbuseLimits::in_memory(config.abuse.clone()),
             keys: KeyCache::default(),
             key_usage: KeyUsage::default(),
-            mail: Mailer::new(config.smtp.clone(), &config.public_url),
+            mail,
             require_verified_email: config.require_verified_email,
             gateway: Arc::new(Gateway::from_config(
                 &config.providers,

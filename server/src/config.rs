@@ -38,6 +38,12 @@ pub struct Config {
     /// How often expired sessions, tokens, codes, old invitations and
     /// delivered mail are deleted; `0` never (run `switchyard housekeeping`).
     pub housekeeping_interval_secs: u64,
+    /// Encrypts what the server must keep readable at rest: the bodies of
+    /// undelivered mail, which carry codes and one-time tokens (at least 32
+    /// bytes). When unset, one is generated on first start and kept in the
+    /// database; set it (e.g. `SWITCHYARD_ENCRYPTION_KEY`) so that a copy of
+    /// the database alone does not reveal them.
+    pub encryption_key: Option<String>,
     pub auth: AuthConfig,
     /// Per-client limits on sign-up, login and key minting (`[abuse]`).
     pub abuse: AbuseLimitsConfig,
@@ -109,6 +115,7 @@ impl Default for Config {
             max_body_bytes: 1024 * 1024,
             shutdown_grace_secs: 30,
             housekeeping_interval_secs: 3600,
+            encryption_key: None,
             auth: AuthConfig::default(),
             abuse: AbuseLimitsConfig::default(),
             public_url: "http://127.0.0.1:8000".to_owned(),
@@ -177,6 +184,12 @@ impl Config {
                 reason: "must be at least 32 bytes".to_owned(),
             });
         }
+        if self.encryption_key.as_ref().is_some_and(|s| s.len() < 32) {
+            return Err(ConfigError::InvalidValue {
+                key: "encryption_key",
+                reason: "must be at least 32 bytes".to_owned(),
+            });
+        }
         if self.auth.access_token_ttl_secs == 0 || self.auth.refresh_token_ttl_days == 0 {
             return Err(ConfigError::InvalidValue {
                 key: "auth",
@@ -218,6 +231,9 @@ impl Config {
         shown.database_url = mask_url_password(&self.database_url);
         if shown.auth.jwt_secret.is_some() {
             shown.auth.jwt_secret = Some("***".to_owned());
+        }
+        if shown.encryption_key.is_some() {
+            shown.encryption_key = Some("***".to_owned());
         }
         toml::to_string_pretty(&shown).unwrap_or_default()
     }

@@ -9,6 +9,7 @@ use switchyard_server::config::{Config, LogFormat, Overrides};
 use switchyard_server::domain::RequestContext;
 use switchyard_server::domain::principal::Scope;
 use switchyard_server::domain::{api_keys, audit};
+use switchyard_server::mail::{BodyKey, Mailer};
 use switchyard_server::store::{Db, OutboxRow, Retention};
 use switchyard_server::{App, telemetry};
 
@@ -144,7 +145,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Migrate => {
             let db = Db::connect(&config.database_url).await?;
             db.migrate().await?;
+            let mail = Mailer::new(None, &config.public_url, config.encryption_key.clone());
+            let sealed = mail.seal_clear_bodies(&db).await;
             db.close().await;
+            sealed?;
             println!("migrations applied");
             Ok(())
         }
@@ -169,13 +173,14 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let db = Db::connect(&config.database_url).await?;
             db.migrate().await?;
             let rows = db.outbox_list(i64::from(limit)).await;
+            let key = BodyKey::load(&db, config.encryption_key.as_deref()).await;
             db.close().await;
-            let rows = rows?;
+            let (rows, key) = (rows?, key?);
             if rows.is_empty() {
                 eprintln!("the outbox is empty");
             }
             for row in rows.iter().rev() {
-                print!("{}", render_outbox_row(row));
+                print!("{}", render_outbox_row(row, &key));
             }
             Ok(())
         }
@@ -245,7 +250,7 @@ async fn verify_chains(db: &Db, org: Option<String>) -> anyhow::Result<usize> {
 }
 
 /// One message as `switchyard outbox` prints it.
-fn render_outbox_row(row: &OutboxRow) -> String {
+fn render_outbox_row(row: &OutboxRow, key: &BodyKey) -> String {
     let created =
         chrono::DateTime::from_timestamp(row.created_at, 0).map(|t| t.to_rfc3339()).unwrap_or_default();
     let mut out = format!(
@@ -260,8 +265,9 @@ fn render_outbox_row(row: &OutboxRow) -> String {
         out.push_str(&format!("Last error ({} attempts): {error}\n", row.attempts));
     }
     out.push('\n');
-    out.push_str(&row.body);
-    if !row.body.ends_with('\n') {
+    let body = key.open(&row.id, &row.body).unwrap_or_else(|unreadable| format!("({unreadable})"));
+    out.push_str(&body);
+    if !body.ends_with('\n') {
         out.push('\n');
     }
     out.push('\n');

@@ -23,9 +23,9 @@ use super::accounts::{audit, normalize_email};
 use super::passwords;
 use super::principal::Principal;
 use super::tokens::{digest, random_base62};
-use super::{DomainError, DomainResult, RequestContext, new_id, now};
+use super::{DomainError, DomainResult, RequestContext, now};
 use crate::mail::{Mailer, render};
-use crate::store::{Db, Queued, Resent, UserRow};
+use crate::store::{Db, Resent, UserRow};
 
 pub const VERIFICATION_TTL_SECS: i64 = 10 * 60;
 pub const VERIFICATION_MAX_ATTEMPTS: i64 = 5;
@@ -47,9 +47,9 @@ fn code_digest(user_id: &str, code: &str) -> String {
 pub async fn send_verification(db: &Db, mail: &Mailer, user: &UserRow) -> DomainResult<()> {
     let code = verification_code();
     let message = render::verification(&user.email, &code, VERIFICATION_TTL_SECS / 60);
-    let queued = Queued { id: &new_id("msg"), message: &message, status: mail.new_message_status() };
+    let queued = mail.queue(db, message).await?;
     let now = now();
-    db.verification_issue(&user.id, &code_digest(&user.id, &code), now + VERIFICATION_TTL_SECS, queued, now)
+    db.verification_issue(&user.id, &code_digest(&user.id, &code), now + VERIFICATION_TTL_SECS, &queued, now)
         .await?;
     mail.wake();
     Ok(())
@@ -64,11 +64,13 @@ pub async fn resend_verification(db: &Db, mail: &Mailer, principal: &Principal) 
     }
     let code = verification_code();
     let message = render::verification(&user.email, &code, VERIFICATION_TTL_SECS / 60);
-    let queued = Queued { id: &new_id("msg"), message: &message, status: mail.new_message_status() };
+    let queued = mail.queue(db, message).await?;
     let now = now();
     let hash = code_digest(&user.id, &code);
     let not_after = now - RESEND_EVERY_SECS;
-    match db.verification_resend(&user.id, &hash, now + VERIFICATION_TTL_SECS, not_after, queued, now).await?
+    match db
+        .verification_resend(&user.id, &hash, now + VERIFICATION_TTL_SECS, not_after, &queued, now)
+        .await?
     {
         Resent::Issued => {
             mail.wake();
@@ -121,9 +123,9 @@ pub async fn request_password_reset(
     let Some(user) = db.user_by_email(&email).await? else { return Ok(()) };
     let token = format!("syp_{}", random_base62(43));
     let message = render::password_reset(&user.email, &token, &mail.reset_link(&token), RESET_TTL_SECS / 60);
-    let queued = Queued { id: &new_id("msg"), message: &message, status: mail.new_message_status() };
+    let queued = mail.queue(db, message).await?;
     let now = now();
-    db.password_reset_issue(&digest(&token), &user.id, now + RESET_TTL_SECS, queued, now).await?;
+    db.password_reset_issue(&digest(&token), &user.id, now + RESET_TTL_SECS, &queued, now).await?;
     mail.wake();
     audit(db, ctx, Some(&user.id), "user.password_reset_requested", Some(&user.id)).await
 }

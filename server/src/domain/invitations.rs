@@ -16,7 +16,7 @@ use super::principal::Principal;
 use super::tokens::{digest, random_base62};
 use super::{DomainError, DomainResult, Page, RequestContext, Resource, new_id, now};
 use crate::mail::{Mailer, render};
-use crate::store::{Accepted, Db, InvitationRow, MemberRow, Queued};
+use crate::store::{Accepted, Db, InvitationRow, MemberRow};
 
 pub const INVITATION_TTL_DAYS: i64 = 7;
 pub const INVITATION_TTL_SECS: i64 = INVITATION_TTL_DAYS * 24 * 60 * 60;
@@ -75,8 +75,8 @@ pub(super) async fn invite(
         &mail.invitation_link(&token),
         INVITATION_TTL_DAYS,
     );
-    let queued = Queued { id: &new_id("msg"), message: &message, status: mail.new_message_status() };
-    db.invitation_issue(&row, &digest(&token), &inviter.user_id, queued).await?;
+    let queued = mail.queue(db, message).await?;
+    db.invitation_issue(&row, &digest(&token), &inviter.user_id, &queued).await?;
     mail.wake();
     audit_in_org(db, ctx, Some(&inviter.user_id), Some(org_id), "member.invited", Some(&row.id)).await?;
     Ok(row)

@@ -3,9 +3,9 @@
 //! login turned on or off, an API key created, a sign-in from an address the
 //! account never signed in from.
 
-use super::{DomainResult, RequestContext, new_id, now};
+use super::{DomainResult, RequestContext, now};
 use crate::mail::{Mailer, render};
-use crate::store::{Db, Queued, UserRow};
+use crate::store::{Db, UserRow};
 
 /// What happened to the account.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,11 +36,7 @@ pub async fn notify(
     ctx: &RequestContext,
 ) -> DomainResult<()> {
     let message = render::security_notice(&user.email, &notice.describe(), ctx.ip.as_deref());
-    db.outbox_enqueue(
-        Queued { id: &new_id("msg"), message: &message, status: mail.new_message_status() },
-        now(),
-    )
-    .await?;
+    db.outbox_enqueue(&mail.queue(db, message).await?, now()).await?;
     mail.wake();
     Ok(())
 }

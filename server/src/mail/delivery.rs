@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::smtp::{SendError, SmtpSender};
-use super::{Mailer, Message};
+use super::{BodyKey, Mailer, Message};
 use crate::domain::now;
 use crate::store::Db;
 
@@ -82,9 +82,12 @@ async fn work(db: Db, mailer: Mailer, mut stopped: watch::Receiver<bool>) {
         if *stopped.borrow() {
             return;
         }
-        match SmtpSender::new(config) {
-            Ok(sender) => deliver_due(&db, &sender).await,
-            Err(err) => tracing::warn!(error = %err, "cannot set up SMTP; mail stays queued"),
+        match (SmtpSender::new(config), mailer.body_key(&db).await) {
+            (Ok(sender), Ok(key)) => deliver_due(&db, &sender, key).await,
+            (Err(err), _) => tracing::warn!(error = %err, "cannot set up SMTP; mail stays queued"),
+            (_, Err(err)) => {
+                tracing::warn!(error = %err, "cannot load the mail encryption key; mail stays queued")
+            }
         }
         tokio::select! {
             _ = stopped.changed() => return,
@@ -95,7 +98,7 @@ async fn work(db: Db, mailer: Mailer, mut stopped: watch::Receiver<bool>) {
 }
 
 /// Sends what is due, one claimed row at a time.
-async fn deliver_due(db: &Db, sender: &SmtpSender) {
+async fn deliver_due(db: &Db, sender: &SmtpSender, key: &BodyKey) {
     for _ in 0..ROUND {
         let now = now();
         let row = match db.outbox_claim_next(now, now + LEASE_SECS).await {
@@ -106,13 +109,14 @@ async fn deliver_due(db: &Db, sender: &SmtpSender) {
                 return;
             }
         };
-        let message = Message {
-            to: row.recipient.clone(),
-            kind: "",
-            subject: row.subject.clone(),
-            body: row.body.clone(),
+        let outcome = match key.open(&row.id, &row.body) {
+            Ok(body) => {
+                let message =
+                    Message { to: row.recipient.clone(), kind: "", subject: row.subject.clone(), body };
+                sender.send(&message).await
+            }
+            Err(unreadable) => Err(SendError::Permanent(unreadable.to_string())),
         };
-        let outcome = sender.send(&message).await;
         let now = self::now();
         let recorded = match &outcome {
             Ok(()) => db.outbox_mark_sent(&row.id, now).await,

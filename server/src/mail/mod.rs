@@ -10,13 +10,18 @@
 
 pub mod delivery;
 pub mod render;
+pub mod seal;
 pub mod smtp;
 
 use std::sync::Arc;
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OnceCell};
 
+pub use seal::{BodyKey, Unreadable};
 pub use smtp::{SmtpConfig, SmtpTls};
+
+use crate::domain::new_id;
+use crate::store::{Db, StoreError};
 
 /// A rendered message, ready for the outbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +31,18 @@ pub struct Message {
     pub kind: &'static str,
     pub subject: String,
     pub body: String,
+}
+
+/// A message ready to be written to the outbox: its row id, its body sealed
+/// for that row (see [`seal`]), and the status it starts with.
+#[derive(Debug, Clone)]
+pub struct Queued {
+    pub id: String,
+    pub to: String,
+    pub kind: &'static str,
+    pub subject: String,
+    pub sealed_body: String,
+    pub status: OutboxStatus,
 }
 
 /// Where new outbox rows go: to SMTP delivery, or to the dev outbox.
@@ -63,13 +80,57 @@ pub struct Mailer {
 struct Inner {
     smtp: Option<SmtpConfig>,
     public_url: String,
+    /// The configured `encryption_key`; without one, the key kept in the database.
+    configured_key: Option<String>,
+    body_key: OnceCell<BodyKey>,
     wake: Notify,
 }
 
 impl Mailer {
-    pub fn new(smtp: Option<SmtpConfig>, public_url: &str) -> Self {
+    pub fn new(smtp: Option<SmtpConfig>, public_url: &str, encryption_key: Option<String>) -> Self {
         let public_url = public_url.trim_end_matches('/').to_owned();
-        Self { inner: Arc::new(Inner { smtp, public_url, wake: Notify::new() }) }
+        Self {
+            inner: Arc::new(Inner {
+                smtp,
+                public_url,
+                configured_key: encryption_key,
+                body_key: OnceCell::new(),
+                wake: Notify::new(),
+            }),
+        }
+    }
+
+    /// The key outbox bodies are sealed and opened with, loaded once.
+    pub async fn body_key(&self, db: &Db) -> Result<&BodyKey, StoreError> {
+        self.inner.body_key.get_or_try_init(|| BodyKey::load(db, self.inner.configured_key.as_deref())).await
+    }
+
+    /// Seals the bodies of undelivered rows an earlier version wrote in clear;
+    /// returns how many it sealed.
+    pub async fn seal_clear_bodies(&self, db: &Db) -> Result<usize, StoreError> {
+        let key = self.body_key(db).await?;
+        let mut sealed = 0;
+        for (id, clear) in db.outbox_unsealed(seal::SEALED_PREFIX).await? {
+            if db.outbox_seal_body(&id, &clear, &key.seal(&id, &clear)).await? {
+                sealed += 1;
+            }
+        }
+        Ok(sealed)
+    }
+
+    /// `message` with a fresh outbox id and its body sealed, for the
+    /// transaction that queues it.
+    pub async fn queue(&self, db: &Db, message: Message) -> Result<Queued, StoreError> {
+        let id = new_id("msg");
+        let sealed_body = self.body_key(db).await?.seal(&id, &message.body);
+        Ok(Queued {
+            id,
+            to: message.to,
+            kind: message.kind,
+            subject: message.subject,
+            sealed_body,
+            status: self.new_message_status(),
+        })
     }
 
     pub fn smtp(&self) -> Option<&SmtpConfig> {

@@ -7,7 +7,7 @@ use sqlx::Row;
 
 use super::two_factor::revoke_all_sessions;
 use super::{Db, StoreError, outbox};
-use crate::mail::{Message, OutboxStatus};
+use crate::mail::Queued;
 
 /// A live verification code's state.
 #[derive(Debug, Clone)]
@@ -15,13 +15,6 @@ pub struct VerificationRow {
     pub code_hash: String,
     pub expires_at: i64,
     pub attempts: i64,
-}
-
-/// The mail an issue queues: the message, its outbox id and status.
-pub struct Queued<'a> {
-    pub id: &'a str,
-    pub message: &'a Message,
-    pub status: OutboxStatus,
 }
 
 /// What a resend found.
@@ -41,7 +34,7 @@ impl Db {
         user_id: &str,
         code_hash: &str,
         expires_at: i64,
-        mail: Queued<'_>,
+        mail: &Queued,
         now: i64,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
@@ -55,7 +48,7 @@ impl Db {
         .bind(expires_at)
         .execute(&mut *tx)
         .await?;
-        outbox::insert(&mut tx, mail.id, mail.message, mail.status, now).await?;
+        outbox::insert(&mut tx, mail, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -68,7 +61,7 @@ impl Db {
         code_hash: &str,
         expires_at: i64,
         not_after: i64,
-        mail: Queued<'_>,
+        mail: &Queued,
         now: i64,
     ) -> Result<Resent, StoreError> {
         let mut tx = self.pool().begin().await?;
@@ -94,7 +87,7 @@ impl Db {
                     .await?;
             return Ok(Resent::TooSoon { last_resent_at: last.unwrap_or(now) });
         }
-        outbox::insert(&mut tx, mail.id, mail.message, mail.status, now).await?;
+        outbox::insert(&mut tx, mail, now).await?;
         tx.commit().await?;
         Ok(Resent::Issued)
     }
@@ -162,7 +155,7 @@ impl Db {
         token_hash: &str,
         user_id: &str,
         expires_at: i64,
-        mail: Queued<'_>,
+        mail: &Queued,
         now: i64,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
@@ -175,7 +168,7 @@ impl Db {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        outbox::insert(&mut tx, mail.id, mail.message, mail.status, now).await?;
+        outbox::insert(&mut tx, mail, now).await?;
         tx.commit().await?;
         Ok(())
     }

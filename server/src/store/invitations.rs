@@ -6,8 +6,8 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::email::Queued;
 use super::{Db, StoreError, outbox};
+use crate::mail::Queued;
 
 /// An invitation as stored (without its token digest).
 #[derive(Debug, Clone)]
@@ -71,7 +71,7 @@ impl Db {
         row: &InvitationRow,
         token_hash: &str,
         invited_by: &str,
-        mail: Queued<'_>,
+        mail: &Queued,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
         sqlx::query(
@@ -97,7 +97,7 @@ impl Db {
         .bind(row.created_at)
         .execute(&mut *tx)
         .await?;
-        outbox::insert(&mut tx, mail.id, mail.message, mail.status, row.created_at).await?;
+        outbox::insert(&mut tx, mail, row.created_at).await?;
         tx.commit().await?;
         Ok(())
     }

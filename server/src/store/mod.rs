@@ -18,7 +18,7 @@ mod users;
 
 pub use api_keys::{ApiKeyRow, KeyLimitsRow};
 pub use audit::{AuditEvent, AuditFilter, AuditRow, GENESIS_HASH, link_hash};
-pub use email::{Queued, Resent, VerificationRow};
+pub use email::{Resent, VerificationRow};
 pub use housekeeping::{Retention, Swept};
 pub use invitations::{Accepted, InvitationRow};
 pub use orgs::{CostCaps, MemberRow, MembershipRow, OrgRow};

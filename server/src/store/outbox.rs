@@ -6,7 +6,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{Db, StoreError};
-use crate::mail::{Message, OutboxStatus};
+use crate::mail::{OutboxStatus, Queued};
 
 /// A message as stored.
 #[derive(Debug, Clone)]
@@ -15,6 +15,7 @@ pub struct OutboxRow {
     pub recipient: String,
     pub kind: String,
     pub subject: String,
+    /// Sealed until delivered (open it with [`crate::mail::BodyKey`]); then a note.
     pub body: String,
     pub status: OutboxStatus,
     pub attempts: i64,
@@ -46,24 +47,22 @@ fn outbox_row(row: &AnyRow) -> Result<OutboxRow, sqlx::Error> {
     })
 }
 
-/// Queues `message` inside the caller's transaction.
+/// Queues `mail` inside the caller's transaction.
 pub(super) async fn insert(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    id: &str,
-    message: &Message,
-    status: OutboxStatus,
+    mail: &Queued,
     now: i64,
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO outbox (id, recipient, kind, subject, body, status, attempts, next_attempt_at, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7)",
     )
-    .bind(id)
-    .bind(&message.to)
-    .bind(message.kind)
-    .bind(&message.subject)
-    .bind(&message.body)
-    .bind(status.as_str())
+    .bind(&mail.id)
+    .bind(&mail.to)
+    .bind(mail.kind)
+    .bind(&mail.subject)
+    .bind(&mail.sealed_body)
+    .bind(mail.status.as_str())
     .bind(now)
     .execute(&mut **tx)
     .await?;
@@ -72,9 +71,9 @@ pub(super) async fn insert(
 
 impl Db {
     /// Queues `message` on its own (a notice that follows a change already made).
-    pub async fn outbox_enqueue(&self, queued: super::Queued<'_>, now: i64) -> Result<(), StoreError> {
+    pub async fn outbox_enqueue(&self, mail: &Queued, now: i64) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
-        insert(&mut tx, queued.id, queued.message, queued.status, now).await?;
+        insert(&mut tx, mail, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -150,6 +149,31 @@ impl Db {
         .execute(self.pool())
         .await?;
         Ok(())
+    }
+
+    /// Undelivered rows whose body does not start with `sealed_prefix` (rows
+    /// queued before bodies were sealed), as `(id, body)`.
+    pub async fn outbox_unsealed(&self, sealed_prefix: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query("SELECT id, body FROM outbox WHERE status <> 'sent' AND body NOT LIKE $1")
+            .bind(format!("{sealed_prefix}%"))
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| Ok((row.try_get("id")?, row.try_get("body")?)))
+            .collect::<Result<_, sqlx::Error>>()?)
+    }
+
+    /// Replaces row `id`'s body `clear` with `sealed`, unless it changed meanwhile.
+    pub async fn outbox_seal_body(&self, id: &str, clear: &str, sealed: &str) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE outbox SET body = $1 WHERE id = $2 AND body = $3 AND status <> 'sent'")
+                .bind(sealed)
+                .bind(id)
+                .bind(clear)
+                .execute(self.pool())
+                .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// The newest `limit` messages, newest first.

@@ -9,11 +9,10 @@ use std::collections::BTreeSet;
 use reqwest::Method;
 use serde_json::{Value, json};
 use switchyard_server::contract::OPENAPI;
-use switchyard_server::store::Db;
 
 use crate::support::{
     Api, BoxError, Credential, MintedKey, PASSWORD, Session, TestEngine, TestResult, add_member,
-    assert_error, expect_status, on_both_engines, start, string_at,
+    assert_error, expect_status, latest_mail, on_both_engines, start, string_at, word_after,
 };
 
 on_both_engines!(
@@ -599,13 +598,8 @@ impl World {
         let invite = json!({"email": email, "role": "member"});
         let path = format!("/v1/orgs/{}/members", self.owners_org);
         expect_status(self.api.post(&path, self.owner.bearer(), invite).await?, 201)?;
-        let db = Db::connect(&self.database_url).await?;
-        let mail = db.outbox_latest_to(&email).await;
-        db.close().await;
-        let mail = mail?.ok_or_else(|| format!("no invitation mailed to {email}"))?;
-        let marker = "/invitations/accept?token=";
-        let start = mail.body.find(marker).ok_or("no invitation link in the mail")? + marker.len();
-        let invitation = mail.body[start..].split_whitespace().next().unwrap_or_default().to_owned();
+        let mail = latest_mail(&self.database_url, &email).await?;
+        let invitation = word_after(&mail.body, "/invitations/accept?token=")?;
         Ok((self.api.register(&email).await?, invitation))
     }
 

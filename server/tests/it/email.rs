@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use switchyard_server::mail::{OutboxStatus, SmtpConfig, SmtpTls};
+use switchyard_server::mail::{BodyKey, OutboxStatus, SmtpConfig, SmtpTls};
 use switchyard_server::store::{Db, OutboxRow};
 
 use crate::support::{
     Api, BoxError, Credential, PASSWORD, RunningServer, TestEngine, TestResult, assert_error,
-    audit_actions_of, expect_status, on_both_engines, start, string_at, without_request_id,
+    audit_actions_of, expect_status, on_both_engines, start, string_at, without_request_id, word_after,
 };
 
 on_both_engines!(
@@ -24,6 +24,8 @@ on_both_engines!(
     password_reset_sets_the_password_once_ends_sessions_and_keeps_two_factor,
     require_verified_email_gates_key_minting,
     mail_reaches_a_real_smtp_server_even_after_an_outage,
+    undelivered_mail_keeps_no_code_or_token_in_clear,
+    mail_an_earlier_version_queued_in_clear_is_sealed_at_start,
 );
 
 const EMAIL: &str = "ada@example.com";
@@ -31,23 +33,11 @@ const NEW_PASSWORD: &str = "a brand new passphrase";
 
 /// The newest outbox message to `to`, read straight from the database.
 async fn latest_mail(server: &RunningServer, to: &str) -> Result<OutboxRow, BoxError> {
-    let db = Db::connect(&server.database.url).await?;
-    let row = db.outbox_latest_to(to).await;
-    db.close().await;
-    Ok(row?.ok_or_else(|| format!("no mail to {to}"))?)
+    crate::support::latest_mail(&server.database.url, to).await
 }
 
 async fn all_mail(server: &RunningServer) -> Result<Vec<OutboxRow>, BoxError> {
-    let db = Db::connect(&server.database.url).await?;
-    let rows = db.outbox_list(100).await;
-    db.close().await;
-    Ok(rows?)
-}
-
-/// The text after `marker` in `body`, up to the next whitespace.
-fn word_after<'a>(body: &'a str, marker: &str) -> Result<&'a str, BoxError> {
-    let start = body.find(marker).ok_or_else(|| format!("no `{marker}` in {body}"))? + marker.len();
-    Ok(body[start..].split_whitespace().next().unwrap_or_default())
+    crate::support::all_mail(&server.database.url).await
 }
 
 fn code_in(mail: &OutboxRow) -> Result<String, BoxError> {
@@ -77,7 +67,7 @@ async fn registration_mails_a_code_that_verifies_the_address(engine: TestEngine)
     let mail = latest_mail(&server, EMAIL).await?;
     assert_eq!((mail.kind.as_str(), mail.status), ("verification", OutboxStatus::Dev));
     let code = code_in(&mail)?;
-    assert!(mail.subject.contains(&code));
+    assert!(!mail.subject.contains(&code), "the subject stays in clear at rest: no code in it");
     assert_eq!(me(&api, &ada.access).await?["user"]["email_verified"], false);
 
     expect_status(verify(&api, &ada.access, &code).await?, 204)?;
@@ -393,6 +383,79 @@ async fn mail_reaches_a_real_smtp_server_even_after_an_outage(engine: TestEngine
         json!({"token": token, "new_password": NEW_PASSWORD}),
     );
     expect_status(confirmed.await?, 204)?;
+    server.stop().await?;
+    Ok(())
+}
+
+const ENCRYPTION_KEY: &str = "an encryption key of at least 32 bytes";
+
+async fn undelivered_mail_keeps_no_code_or_token_in_clear(engine: TestEngine) -> TestResult {
+    let server = start(engine, |config| config.encryption_key = Some(ENCRYPTION_KEY.to_owned())).await?;
+    let api = Api::new(&server);
+    let ada = api.register(EMAIL).await?;
+    let reset = api.post("/v1/auth/password-reset", Credential::Anonymous, json!({"email": EMAIL}));
+    expect_status(reset.await?, 202)?;
+    let org = api.create_org(&ada, "Engines").await?;
+    let invite = json!({"email": "grace@example.com", "role": "member"});
+    expect_status(api.post(&format!("/v1/orgs/{org}/members"), ada.bearer(), invite).await?, 201)?;
+
+    let db = Db::connect(&server.database.url).await?;
+    let stored = db.outbox_list(100).await;
+    let generated = BodyKey::load(&db, None).await;
+    db.close().await;
+    let (stored, generated) = (stored?, generated?);
+    let key = BodyKey::derive(ENCRYPTION_KEY);
+    let mut secrets = Vec::new();
+    for row in &stored {
+        let body = key.open(&row.id, &row.body)?;
+        let secret = match row.kind.as_str() {
+            "verification" => word_after(&body, "code is ")?,
+            "password_reset" => word_after(&body, "/reset-password?token=")?,
+            "invitation" => word_after(&body, "/invitations/accept?token=")?,
+            _ => continue,
+        };
+        assert!(
+            !row.body.contains(&secret) && !row.subject.contains(&secret),
+            "{} in clear: {row:?}",
+            row.kind
+        );
+        assert!(
+            generated.open(&row.id, &row.body).is_err(),
+            "sealed with the configured key, not one kept in the database"
+        );
+        secrets.push(row.kind.clone());
+    }
+    secrets.sort();
+    assert_eq!(secrets, ["invitation", "password_reset", "verification"]);
+    server.stop().await?;
+    Ok(())
+}
+
+async fn mail_an_earlier_version_queued_in_clear_is_sealed_at_start(engine: TestEngine) -> TestResult {
+    let server = start(engine, |_| {}).await?;
+    let api = Api::new(&server);
+    api.register(EMAIL).await?;
+    let mail = latest_mail(&server, EMAIL).await?;
+    let database = server.stop().await?;
+
+    // What a version before sealing left behind: the body in clear.
+    let db = Db::connect(&database.url).await?;
+    let cleared = sqlx::query("UPDATE outbox SET body = $1 WHERE id = $2")
+        .bind(&mail.body)
+        .bind(&mail.id)
+        .execute(db.pool())
+        .await;
+    db.close().await;
+    assert_eq!(cleared?.rows_affected(), 1);
+
+    let server = RunningServer::start(database, |_| {}).await?;
+    let db = Db::connect(&server.database.url).await?;
+    let stored = db.outbox_latest_to(EMAIL).await;
+    let key = BodyKey::load(&db, None).await;
+    db.close().await;
+    let stored = stored?.ok_or("the mail is gone")?;
+    assert_ne!(stored.body, mail.body, "sealed at start");
+    assert_eq!(key?.open(&stored.id, &stored.body)?, mail.body, "and nothing lost");
     server.stop().await?;
     Ok(())
 }

@@ -27,10 +27,7 @@ const ACCEPT: &str = "/v1/orgs/invitations/accept";
 
 /// The newest outbox message to `to`, read straight from the database.
 async fn latest_mail(server: &RunningServer, to: &str) -> Result<OutboxRow, BoxError> {
-    let db = Db::connect(&server.database.url).await?;
-    let row = db.outbox_latest_to(to).await;
-    db.close().await;
-    Ok(row?.ok_or_else(|| format!("no mail to {to}"))?)
+    crate::support::latest_mail(&server.database.url, to).await
 }
 
 /// The token in an invitation mail's link.

@@ -3,11 +3,10 @@
 //! and wrong current passwords count toward the account's lockout.
 
 use serde_json::json;
-use switchyard_server::store::Db;
 
 use crate::support::{
     Api, BoxError, Credential, PASSWORD, Reply, TestEngine, TestResult, assert_error, audit_actions_of,
-    expect_status, on_both_engines, start, string_at,
+    expect_status, latest_mail, on_both_engines, start, string_at, word_after,
 };
 
 on_both_engines!(
@@ -70,13 +69,8 @@ async fn a_password_change_spends_pending_reset_tokens(engine: TestEngine) -> Te
     let ada = api.register(EMAIL).await?;
     let reset = api.post("/v1/auth/password-reset", Credential::Anonymous, json!({"email": EMAIL}));
     expect_status(reset.await?, 202)?;
-    let db = Db::connect(&server.database.url).await?;
-    let mail = db.outbox_latest_to(EMAIL).await;
-    db.close().await;
-    let mail = mail?.ok_or("no reset mail")?;
-    let marker = "/reset-password?token=";
-    let start = mail.body.find(marker).ok_or("no reset link in the mail")? + marker.len();
-    let token = mail.body[start..].split_whitespace().next().unwrap_or_default().to_owned();
+    let mail = latest_mail(&server.database.url, EMAIL).await?;
+    let token = word_after(&mail.body, "/reset-password?token=")?;
 
     expect_status(change(&api, &ada.access, PASSWORD, NEW_PASSWORD).await?, 200)?;
     let confirm = json!({"token": token, "new_password": "somebody else's passphrase"});

@@ -6,7 +6,8 @@ use serde_json::{Value, json};
 use switchyard_server::Config;
 pub use switchyard_server::harness::{POSTGRES_URL_VAR, RunningServer, TestDatabase, TestEngine};
 use switchyard_server::limits::{AbuseLimitsConfig, Limit};
-use switchyard_server::store::Db;
+use switchyard_server::mail::BodyKey;
+use switchyard_server::store::{Db, OutboxRow};
 
 pub type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
@@ -206,13 +207,7 @@ impl Api {
     /// can add directly.
     pub async fn register_verified(&self, email: &str, database_url: &str) -> Result<Session, BoxError> {
         let session = self.register(email).await?;
-        let db = Db::connect(database_url).await?;
-        let mail = db.outbox_latest_to(email).await;
-        db.close().await;
-        let mail = mail?.ok_or_else(|| format!("no verification mail to {email}"))?;
-        let marker = "code is ";
-        let start = mail.body.find(marker).ok_or("no code in the verification mail")? + marker.len();
-        let code = mail.body[start..].split_whitespace().next().unwrap_or_default();
+        let code = word_after(&latest_mail(database_url, email).await?.body, "code is ")?;
         let verified = self.post("/v1/auth/verify-email", session.bearer(), json!({"code": code})).await?;
         expect_status(verified, 204)?;
         Ok(session)
@@ -247,6 +242,38 @@ fn session(email: &str, tokens: Value) -> Result<Session, BoxError> {
 }
 
 /// The body of `reply` if it has `status`; an error naming both otherwise.
+/// The newest outbox message to `to` in the database at `database_url`, its
+/// body opened with the key the server generated there.
+pub async fn latest_mail(database_url: &str, to: &str) -> Result<OutboxRow, BoxError> {
+    let db = Db::connect(database_url).await?;
+    let row = db.outbox_latest_to(to).await;
+    let key = BodyKey::load(&db, None).await;
+    db.close().await;
+    let mut row = row?.ok_or_else(|| format!("no mail to {to}"))?;
+    row.body = key?.open(&row.id, &row.body)?;
+    Ok(row)
+}
+
+/// The newest 100 outbox messages in the database at `database_url`, bodies opened.
+pub async fn all_mail(database_url: &str) -> Result<Vec<OutboxRow>, BoxError> {
+    let db = Db::connect(database_url).await?;
+    let rows = db.outbox_list(100).await;
+    let key = BodyKey::load(&db, None).await;
+    db.close().await;
+    let key = key?;
+    let mut rows = rows?;
+    for row in &mut rows {
+        row.body = key.open(&row.id, &row.body)?;
+    }
+    Ok(rows)
+}
+
+/// The text after `marker` in `body`, up to the next whitespace.
+pub fn word_after(body: &str, marker: &str) -> Result<String, BoxError> {
+    let start = body.find(marker).ok_or_else(|| format!("no `{marker}` in {body}"))? + marker.len();
+    Ok(body[start..].split_whitespace().next().unwrap_or_default().to_owned())
+}
+
 pub fn expect_status((status, body): Reply, expected: u16) -> Result<Value, BoxError> {
     if status == expected {
         Ok(body)
