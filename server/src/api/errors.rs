@@ -1,6 +1,6 @@
 //! The one place domain errors become wire errors.
 
-use crate::domain::{DomainError, Resource, invitations, two_factor};
+use crate::domain::{DomainError, Resource, two_factor};
 use crate::error::{ApiError, ErrorCode};
 use crate::gateway::GatewayError;
 use crate::gateway::metering::{Budget, Refusal};
@@ -138,18 +138,14 @@ impl From<DomainError> for ApiError {
             )
             .why("This account had too many second-factor attempts in the last 15 minutes, from any address.")
             .fix("Wait for Retry-After; if these attempts were not yours, change your password."),
-            DomainError::TooManyInvitations { limit, per, retry_after_secs } => ApiError::rate_limited(
+            DomainError::TooManyInvitations(quota) => ApiError::rate_limited(
                 ErrorCode::RateLimitExceeded,
                 Decision::Limited {
-                    limit: u32::try_from(limit).unwrap_or(u32::MAX),
-                    retry_after: std::time::Duration::from_secs(retry_after_secs),
+                    limit: u32::try_from(quota.limit()).unwrap_or(u32::MAX),
+                    retry_after: std::time::Duration::from_secs(quota.window_secs()),
                 },
             )
-            .why(format!(
-                "At most {limit} invitations go out per {per} (each user {} an hour, each organization {} a day).",
-                invitations::INVITATIONS_PER_USER_HOUR,
-                invitations::INVITATIONS_PER_ORG_DAY
-            )),
+            .why(quota.describe()),
             DomainError::ResendTooSoon(retry_after) => ApiError::rate_limited(
                 ErrorCode::RateLimitExceeded,
                 Decision::Limited { limit: 1, retry_after },

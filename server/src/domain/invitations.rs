@@ -25,6 +25,46 @@ pub const INVITATION_TTL_SECS: i64 = INVITATION_TTL_DAYS * 24 * 60 * 60;
 pub const INVITATIONS_PER_USER_HOUR: i64 = 20;
 pub const INVITATIONS_PER_ORG_DAY: i64 = 100;
 
+/// The invitation quota a refused invitation ran into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvitationQuota {
+    /// [`INVITATIONS_PER_USER_HOUR`] from one user to one org.
+    PerUserHour,
+    /// [`INVITATIONS_PER_ORG_DAY`] to one org, from all its members.
+    PerOrgDay,
+}
+
+impl InvitationQuota {
+    pub fn limit(self) -> i64 {
+        match self {
+            Self::PerUserHour => INVITATIONS_PER_USER_HOUR,
+            Self::PerOrgDay => INVITATIONS_PER_ORG_DAY,
+        }
+    }
+
+    /// The window the quota counts over, in seconds.
+    pub fn window_secs(self) -> u64 {
+        match self {
+            Self::PerUserHour => 3_600,
+            Self::PerOrgDay => 86_400,
+        }
+    }
+
+    /// The quota as a sentence, for the refusal.
+    pub fn describe(self) -> String {
+        match self {
+            Self::PerUserHour => {
+                format!("Each member may send {INVITATIONS_PER_USER_HOUR} invitations an hour.")
+            }
+            Self::PerOrgDay => {
+                format!(
+                    "An organization may send {INVITATIONS_PER_ORG_DAY} invitations a day, from all its members."
+                )
+            }
+        }
+    }
+}
+
 /// Invites `email` (normalised, with no verified account) to `org_id` with `role`
 /// and mails the token; the caller has checked the right to.
 pub(super) async fn invite(
@@ -45,18 +85,10 @@ pub(super) async fn invite(
     let (by_inviter, _) = db.invitations_issued_since(&inviter.user_id, org_id, now - 3_600).await?;
     let (_, to_org) = db.invitations_issued_since(&inviter.user_id, org_id, now - 86_400).await?;
     if by_inviter >= INVITATIONS_PER_USER_HOUR {
-        return Err(DomainError::TooManyInvitations {
-            limit: INVITATIONS_PER_USER_HOUR,
-            per: "hour",
-            retry_after_secs: 3_600,
-        });
+        return Err(DomainError::TooManyInvitations(InvitationQuota::PerUserHour));
     }
     if to_org >= INVITATIONS_PER_ORG_DAY {
-        return Err(DomainError::TooManyInvitations {
-            limit: INVITATIONS_PER_ORG_DAY,
-            per: "day",
-            retry_after_secs: 86_400,
-        });
+        return Err(DomainError::TooManyInvitations(InvitationQuota::PerOrgDay));
     }
     let token = format!("syi_{}", random_base62(43));
     let row = InvitationRow {

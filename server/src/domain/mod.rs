@@ -75,8 +75,8 @@ pub enum DomainError {
     InvalidResetToken,
     #[error("too many second-factor attempts for this account")]
     TooManySecondFactorAttempts(std::time::Duration),
-    #[error("at most {limit} invitations per {per}")]
-    TooManyInvitations { limit: i64, per: &'static str, retry_after_secs: u64 },
+    #[error("too many invitations: {0:?}")]
+    TooManyInvitations(invitations::InvitationQuota),
     #[error("a verification mail was resent too recently")]
     ResendTooSoon(std::time::Duration),
     #[error("already a member")]
