@@ -13,11 +13,13 @@ pub mod http;
 pub mod limits;
 pub mod mail;
 pub mod metrics;
+pub mod state;
 pub mod store;
 pub mod telemetry;
 
 pub use app::{App, AppError};
 pub use config::Config;
+pub use state::AppState;
 
 /// The server's version, as published in `GET /v1/meta` and the spec.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -11,7 +11,7 @@ use poem_openapi::{Object, OpenApi};
 use super::security::AnyCredential;
 use super::wire::timestamp;
 use super::{ApiTags, Ok200};
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::domain::audit::{self, AuditQuery, Verification};
 use crate::domain::{Page, page_limit};
 use crate::operation_errors;

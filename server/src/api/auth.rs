@@ -10,7 +10,7 @@ use super::responses::{Created201, NoContent204};
 use super::security::AnyCredential;
 use super::wire::{Org, User};
 use super::{ApiTags, Ok200};
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::domain::accounts::{self, LoginOutcome, Registration, SignedIn};
 use crate::domain::{DomainError, RequestContext, step_up};
 use crate::error::{ApiError, ErrorCode};

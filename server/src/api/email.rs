@@ -9,7 +9,7 @@ use super::ApiTags;
 use super::auth::{context, enforce};
 use super::responses::{Accepted202, NoContent204};
 use super::security::AnyCredential;
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::domain::email;
 use crate::http::client_addr::ClientAddr;
 use crate::operation_errors;

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 
 use super::security::AnyCredential;
 use super::{ApiTags, Ok200};
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::domain::principal::{Principal, Scope, Via};
 use crate::error::{ApiError, ErrorCode};
 use crate::gateway::metering::{Caller, Estimate, Quota};

@@ -6,7 +6,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 
 use super::{ApiTags, Ok200};
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::error::{ApiError, ErrorCode};
 use crate::operation_errors;
 

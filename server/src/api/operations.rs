@@ -6,7 +6,7 @@ use poem::web::Data;
 use poem_openapi::{Enum, Object, OpenApi};
 
 use super::{ApiTags, Ok200};
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::error::{ApiError, ErrorCode};
 use crate::operation_errors;
 use crate::store::Readiness;

@@ -13,7 +13,7 @@ use super::responses::{Created201, NoContent204};
 use super::security::AnyCredential;
 use super::wire::{Member, Org, Role, timestamp};
 use super::{ApiTags, Ok200};
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::domain::key_cache::KeyChange;
 use crate::domain::orgs::MemberAdded;
 use crate::domain::{invitations, orgs, page_limit};

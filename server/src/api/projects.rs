@@ -11,7 +11,7 @@ use super::responses::{Created201, NoContent204};
 use super::security::AnyCredential;
 use super::wire::timestamp;
 use super::{ApiTags, Ok200};
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::domain::key_cache::KeyChange;
 use crate::domain::{page_limit, projects};
 use crate::http::client_addr::ClientAddr;

@@ -4,7 +4,7 @@
 use poem_openapi::SecurityScheme;
 use poem_openapi::auth::{ApiKey, Bearer};
 
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::domain::DomainResult;
 use crate::domain::principal::{self, Principal};
 

@@ -12,7 +12,7 @@ use super::responses::NoContent204;
 use super::security::AnyCredential;
 use super::wire::timestamp;
 use super::{ApiTags, Ok200};
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::domain::{accounts, page_limit};
 use crate::http::client_addr::ClientAddr;
 use crate::operation_errors;

@@ -9,7 +9,7 @@ use super::auth::{AuthTokens, context, enforce};
 use super::responses::NoContent204;
 use super::security::AnyCredential;
 use super::{ApiTags, Ok200};
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::domain::two_factor::{self, Factor};
 use crate::http::client_addr::ClientAddr;
 use crate::operation_errors;

@@ -9,7 +9,7 @@ use poem_openapi::{Enum, Object, OpenApi};
 
 use super::security::AnyCredential;
 use super::{ApiTags, Ok200};
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::domain::usage::{self, UsageQuery, UsageSums};
 use crate::gateway::price::format_usd_micros;
 use crate::operation_errors;

@@ -1,0 +1,108 @@
+//! [`AppState`]: what every handler and background task can reach. It sits
+//! below every area, so areas and the route table can both depend on it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::{AuthConfig, Config};
+use crate::domain::key_cache::{KeyCache, KeyChange};
+use crate::domain::key_usage::KeyUsage;
+use crate::domain::tokens::{TokenIssuer, random_base62};
+use crate::domain::{DomainError, DomainResult};
+use crate::gateway::Gateway;
+use crate::gateway::metering::Meter;
+use crate::limits::AbuseLimits;
+use crate::mail::Mailer;
+use crate::metrics::Metrics;
+use crate::store::{Db, StoreError};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub started_at: Instant,
+    deployment_id: Arc<tokio::sync::OnceCell<String>>,
+    auth: AuthConfig,
+    token_issuer: Arc<tokio::sync::OnceCell<TokenIssuer>>,
+    /// Per-client abuse limits; in-process, so each replica counts its own.
+    pub limits: AbuseLimits,
+    /// API keys read recently, so validating one reads no database.
+    pub keys: KeyCache,
+    /// API key uses waiting to be written.
+    pub key_usage: KeyUsage,
+    /// Outgoing mail: where new messages go, and the delivery task's bell.
+    pub mail: Mailer,
+    /// Minting API keys needs a verified email address.
+    pub require_verified_email: bool,
+    /// Routes and providers of the model gateway.
+    pub gateway: Arc<Gateway>,
+    /// Gateway limits, reservations and usage rows waiting to be written.
+    pub meter: Meter,
+    /// Prometheus metrics, served at `/metrics`.
+    pub metrics: Metrics,
+    /// The API areas this server serves, as `GET /v1/meta` reports them.
+    pub features: Arc<[&'static str]>,
+}
+
+impl AppState {
+    /// The state for `config`, over an open database.
+    pub fn new(db: Db, config: &Config, mail: Mailer, gateway: Gateway, metrics: Metrics) -> Self {
+        Self {
+            db,
+            started_at: Instant::now(),
+            deployment_id: Arc::default(),
+            auth: config.auth.clone(),
+            token_issuer: Arc::default(),
+            limits: AbuseLimits::in_memory(config.abuse.clone()),
+            keys: KeyCache::default(),
+            key_usage: KeyUsage::default(),
+            mail,
+            require_verified_email: config.require_verified_email,
+            gateway: Arc::new(gateway),
+            meter: Meter::default(),
+            metrics,
+            features: Arc::from(["operations", "identity", "gateway", "metrics", "docs"]),
+        }
+    }
+
+    /// The deployment id, read from the database once it has been migrated.
+    pub async fn deployment_id(&self) -> Result<&str, StoreError> {
+        let id = self.deployment_id.get_or_try_init(|| self.db.deployment_id()).await?;
+        Ok(id)
+    }
+
+    /// Signs and verifies session tokens. The secret is `auth.jwt_secret`, or
+    /// else one generated on first use and kept in the database so every
+    /// replica shares it.
+    pub async fn token_issuer(&self) -> DomainResult<&TokenIssuer> {
+        self.token_issuer
+            .get_or_try_init(|| async {
+                let secret = match &self.auth.jwt_secret {
+                    Some(secret) => secret.clone(),
+                    None => self.db.setting_get_or_insert("jwt_secret", &random_base62(64)).await?,
+                };
+                Ok::<_, DomainError>(TokenIssuer::new(
+                    secret.as_bytes(),
+                    Duration::from_secs(self.auth.access_token_ttl_secs),
+                    Duration::from_secs(self.auth.refresh_token_ttl_days * 86_400),
+                ))
+            })
+            .await
+    }
+
+    /// How long after proving who they are a session may do what needs a
+    /// step-up (`domain::step_up`).
+    pub fn step_up_window_secs(&self) -> u64 {
+        self.auth.reauthentication_window_secs
+    }
+
+    /// Forgets the keys `change` concerns here at once, and moves the
+    /// shared key epoch so every other replica forgets its keys on its next
+    /// API-key request.
+    pub async fn key_changed(&self, change: KeyChange) {
+        self.keys.forget(&change);
+        if let Err(err) = self.db.key_epoch_advance().await {
+            tracing::warn!(error = %err, "could not advance the key epoch; other replicas notice within the cache's TTL");
+        }
+    }
+}
