@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 
 use regex::Regex;
 use serde_json::Value;
+use switchyard_server::db::Db;
 use switchyard_server::mail::BodyKey;
-use switchyard_server::store::Db;
 
 /// The body of the newest message to `to`.
 pub async fn latest_body(database_url: &str, to: &str) -> Result<String, String> {

@@ -13,7 +13,7 @@ use poem::{EndpointExt, IntoResponse, Route, Server};
 
 use crate::config::Config;
 use crate::contract;
-use crate::state::AppState;
+use crate::db::{Db, Retention, StoreError};
 use crate::gateway::{Gateway, InvalidGatewayConfig};
 use crate::http::client_addr::TrustedProxies;
 use crate::http::listener::NoDelayAcceptor;
@@ -21,7 +21,7 @@ use crate::limits::CredentialLimiter;
 use crate::mail::Mailer;
 use crate::mail::delivery::Delivery;
 use crate::metrics::Metrics;
-use crate::store::{Db, Retention, StoreError};
+use crate::state::AppState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {

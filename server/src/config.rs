@@ -176,7 +176,7 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         tracing_subscriber::EnvFilter::try_new(&self.log_level)
             .map_err(|e| ConfigError::InvalidValue { key: "log_level", reason: e.to_string() })?;
-        crate::store::Engine::from_url(&self.database_url)
+        crate::db::Engine::from_url(&self.database_url)
             .map_err(|e| ConfigError::InvalidValue { key: "database_url", reason: e.to_string() })?;
         if self.auth.jwt_secret.as_ref().is_some_and(|s| s.len() < 32) {
             return Err(ConfigError::InvalidValue {

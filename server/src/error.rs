@@ -482,8 +482,8 @@ macro_rules! operation_errors {
             }
         }
 
-        impl From<$crate::domain::DomainError> for $name {
-            fn from(err: $crate::domain::DomainError) -> Self {
+        impl From<$crate::kernel::error::DomainError> for $name {
+            fn from(err: $crate::kernel::error::DomainError) -> Self {
                 $crate::error::ApiError::from(err).into()
             }
         }

@@ -3,18 +3,21 @@
 
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod config;
 pub mod contract;
+pub mod db;
 pub mod domain;
 pub mod error;
 pub mod gateway;
 pub mod harness;
 pub mod http;
+pub mod identity;
+pub mod kernel;
 pub mod limits;
 pub mod mail;
 pub mod metrics;
 pub mod state;
-pub mod store;
 pub mod telemetry;
 
 pub use app::{App, AppError};

@@ -5,12 +5,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use switchyard_server::audit;
 use switchyard_server::config::{Config, LogFormat, Overrides};
-use switchyard_server::domain::RequestContext;
-use switchyard_server::domain::principal::Scope;
-use switchyard_server::domain::{api_keys, audit};
+use switchyard_server::db::{Db, Retention};
+use switchyard_server::identity::api_keys;
+use switchyard_server::kernel::context::RequestContext;
+use switchyard_server::kernel::principal::Scope;
+use switchyard_server::mail::OutboxRow;
 use switchyard_server::mail::{BodyKey, Mailer};
-use switchyard_server::store::{Db, OutboxRow, Retention};
 use switchyard_server::{App, telemetry};
 
 #[derive(Parser)]
@@ -227,11 +229,12 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
 async fn verify_chains(db: &Db, org: Option<String>) -> anyhow::Result<usize> {
     let chains = match org {
         Some(org) => vec![org],
-        None => audit::chains(db).await.map_err(|err| anyhow::anyhow!("{err}"))?,
+        None => audit::service::chains(db).await.map_err(|err| anyhow::anyhow!("{err}"))?,
     };
     let mut broken = 0;
     for chain in chains {
-        let verified = audit::verify_chain(db, &chain).await.map_err(|err| anyhow::anyhow!("{err}"))?;
+        let verified =
+            audit::service::verify_chain(db, &chain).await.map_err(|err| anyhow::anyhow!("{err}"))?;
         let name = if chain.is_empty() { "accounts" } else { chain.as_str() };
         match verified.broken_at {
             None => {

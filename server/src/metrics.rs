@@ -8,7 +8,7 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
-use crate::store::UsageSource;
+use crate::db::UsageSource;
 
 #[derive(Clone)]
 pub struct Metrics {

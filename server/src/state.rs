@@ -5,16 +5,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{AuthConfig, Config};
-use crate::domain::key_cache::{KeyCache, KeyChange};
-use crate::domain::key_usage::KeyUsage;
-use crate::domain::tokens::{TokenIssuer, random_base62};
-use crate::domain::{DomainError, DomainResult};
+use crate::db::{Db, StoreError};
 use crate::gateway::Gateway;
 use crate::gateway::metering::Meter;
+use crate::identity::key_cache::{KeyCache, KeyChange};
+use crate::identity::key_usage::KeyUsage;
+use crate::identity::tokens::{TokenIssuer, random_base62};
+use crate::kernel::error::{DomainError, DomainResult};
 use crate::limits::AbuseLimits;
 use crate::mail::Mailer;
 use crate::metrics::Metrics;
-use crate::store::{Db, StoreError};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -91,7 +91,7 @@ impl AppState {
     }
 
     /// How long after proving who they are a session may do what needs a
-    /// step-up (`domain::step_up`).
+    /// step-up (`identity::step_up`).
     pub fn step_up_window_secs(&self) -> u64 {
         self.auth.reauthentication_window_secs
     }

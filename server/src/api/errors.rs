@@ -1,10 +1,11 @@
 //! The one place domain errors become wire errors.
 
-use crate::domain::{DomainError, Resource, two_factor};
 use crate::error::{ApiError, ErrorCode};
 use crate::gateway::GatewayError;
 use crate::gateway::metering::{Budget, Refusal};
 use crate::gateway::price::format_usd_micros;
+use crate::identity::two_factor;
+use crate::kernel::error::{DomainError, Resource};
 use crate::limits::Decision;
 use poem::http::StatusCode;
 
@@ -138,14 +139,11 @@ impl From<DomainError> for ApiError {
             )
             .why("This account had too many second-factor attempts in the last 15 minutes, from any address.")
             .fix("Wait for Retry-After; if these attempts were not yours, change your password."),
-            DomainError::TooManyInvitations(quota) => ApiError::rate_limited(
+            DomainError::QuotaSpent { limit, window_secs, why } => ApiError::rate_limited(
                 ErrorCode::RateLimitExceeded,
-                Decision::Limited {
-                    limit: u32::try_from(quota.limit()).unwrap_or(u32::MAX),
-                    retry_after: std::time::Duration::from_secs(quota.window_secs()),
-                },
+                Decision::Limited { limit, retry_after: std::time::Duration::from_secs(window_secs) },
             )
-            .why(quota.describe()),
+            .why(why),
             DomainError::ResendTooSoon(retry_after) => ApiError::rate_limited(
                 ErrorCode::RateLimitExceeded,
                 Decision::Limited { limit: 1, retry_after },

@@ -23,10 +23,8 @@ use poem_openapi::{ApiExtractor, ApiExtractorType, ApiResponse, ExtractParamOpti
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
-use super::security::AnyCredential;
-use super::{ApiTags, Ok200};
-use crate::state::AppState;
-use crate::domain::principal::{Principal, Scope, Via};
+use crate::api::security::AnyCredential;
+use crate::api::{ApiTags, Ok200};
 use crate::error::{ApiError, ErrorCode};
 use crate::gateway::metering::{Caller, Estimate, Quota};
 use crate::gateway::ticket::{Metered, Ticket};
@@ -36,7 +34,9 @@ use crate::gateway::wire::{
 };
 use crate::gateway::{EventStream, Reply, Route, fields};
 use crate::http::request_id;
+use crate::kernel::principal::{Principal, Scope, Via};
 use crate::operation_errors;
+use crate::state::AppState;
 
 #[derive(Default)]
 pub struct GatewayApi;

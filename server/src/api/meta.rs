@@ -5,10 +5,10 @@ use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 
-use super::{ApiTags, Ok200};
-use crate::state::AppState;
+use crate::api::{ApiTags, Ok200};
 use crate::error::{ApiError, ErrorCode};
 use crate::operation_errors;
+use crate::state::AppState;
 
 #[derive(Default)]
 pub struct MetaApi;

@@ -2,22 +2,14 @@
 //! domain or store function, and map the result to the wire types named as in
 //! `openapi/switchyard.yaml`.
 
-mod api_keys;
-mod audit;
-mod auth;
-mod email;
-mod errors;
+pub(crate) mod errors;
 mod gateway;
 mod meta;
 mod operations;
-mod orgs;
-mod projects;
-mod responses;
+pub(crate) mod responses;
 pub mod security;
-mod sessions;
-mod two_factor;
 mod usage;
-mod wire;
+pub(crate) mod wire;
 
 use poem_openapi::{OpenApiService, Tags};
 
@@ -48,16 +40,16 @@ pub enum ApiTags {
 pub type Apis = (
     operations::OperationsApi,
     meta::MetaApi,
-    auth::AuthApi,
-    sessions::SessionsApi,
-    two_factor::TwoFactorApi,
-    email::EmailApi,
-    api_keys::ApiKeysApi,
-    orgs::OrgsApi,
-    projects::ProjectsApi,
+    crate::identity::api::auth::AuthApi,
+    crate::identity::api::sessions::SessionsApi,
+    crate::identity::api::two_factor::TwoFactorApi,
+    crate::identity::api::email::EmailApi,
+    crate::identity::api::api_keys::ApiKeysApi,
+    crate::identity::api::orgs::OrgsApi,
+    crate::identity::api::projects::ProjectsApi,
     gateway::GatewayApi,
     usage::UsageApi,
-    audit::AuditApi,
+    crate::audit::api::AuditApi,
 );
 
 /// The poem-openapi service: the routes, and the spec generated from the code

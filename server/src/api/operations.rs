@@ -5,11 +5,11 @@ use std::time::Instant;
 use poem::web::Data;
 use poem_openapi::{Enum, Object, OpenApi};
 
-use super::{ApiTags, Ok200};
-use crate::state::AppState;
+use crate::api::{ApiTags, Ok200};
+use crate::db::Readiness;
 use crate::error::{ApiError, ErrorCode};
 use crate::operation_errors;
-use crate::store::Readiness;
+use crate::state::AppState;
 
 #[derive(Default)]
 pub struct OperationsApi;

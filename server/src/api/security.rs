@@ -4,9 +4,10 @@
 use poem_openapi::SecurityScheme;
 use poem_openapi::auth::{ApiKey, Bearer};
 
+use crate::kernel::error::DomainResult;
+use crate::kernel::principal;
+use crate::kernel::principal::Principal;
 use crate::state::AppState;
-use crate::domain::DomainResult;
-use crate::domain::principal::{self, Principal};
 
 /// A session token or an API key as `Authorization: Bearer …`.
 #[derive(SecurityScheme)]

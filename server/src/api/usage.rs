@@ -7,13 +7,13 @@ use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::{Enum, Object, OpenApi};
 
-use super::security::AnyCredential;
-use super::{ApiTags, Ok200};
-use crate::state::AppState;
+use crate::api::security::AnyCredential;
+use crate::api::{ApiTags, Ok200};
+use crate::db::UsageGrouping;
 use crate::domain::usage::{self, UsageQuery, UsageSums};
 use crate::gateway::price::format_usd_micros;
 use crate::operation_errors;
-use crate::store::UsageGrouping;
+use crate::state::AppState;
 
 #[derive(Default)]
 pub struct UsageApi;

@@ -4,9 +4,9 @@
 use chrono::{DateTime, Utc};
 use poem_openapi::{Enum, Object};
 
-use crate::domain::orgs;
 use crate::gateway::price::format_usd_micros;
-use crate::store::{MemberRow, MembershipRow, UserRow};
+use crate::identity::orgs;
+use crate::identity::store::{MemberRow, MembershipRow, UserRow};
 
 /// Unix seconds as a timestamp; out-of-range values (never stored) become the epoch.
 pub fn timestamp(seconds: i64) -> DateTime<Utc> {

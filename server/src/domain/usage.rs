@@ -11,10 +11,10 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::orgs::{Role, caller_role, org_asked_for};
-use super::principal::{Principal, Scope, Via};
-use super::{DomainError, DomainResult};
-use crate::store::{Db, UsageBucket, UsageFilter, UsageGrouping};
+use crate::db::{Db, UsageBucket, UsageFilter, UsageGrouping};
+use crate::identity::orgs::{Role, caller_role, org_asked_for};
+use crate::kernel::error::{DomainError, DomainResult};
+use crate::kernel::principal::{Principal, Scope, Via};
 
 /// The range a report covers when `from` is not given: this many days before `to`.
 pub const DEFAULT_RANGE_DAYS: i64 = 30;
@@ -217,7 +217,7 @@ fn label(grouping: UsageGrouping, stored: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::principal::KeyLimits;
+    use crate::kernel::principal::KeyLimits;
 
     fn at(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&Utc)).unwrap_or_default()

@@ -19,13 +19,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
-use super::fields;
-use super::upstream::{self, SseEvent, UpstreamError};
-use super::wire::{
+use crate::gateway::fields;
+use crate::gateway::upstream;
+use crate::gateway::upstream::{SseEvent, UpstreamError};
+use crate::gateway::wire::{
     AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatMessage,
     ChunkChoice, ChunkDelta, FunctionCall, FunctionCallDelta, Tool, ToolCall, ToolCallDelta, Usage,
 };
-use super::{ChunkEvent, EventStream, Reply, Timeouts};
+use crate::gateway::{ChunkEvent, EventStream, Reply, Timeouts};
 
 pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com/v1";
 

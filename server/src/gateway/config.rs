@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::tokens::Tokenizer;
+use crate::gateway::tokens::Tokenizer;
 
 /// `[providers.<name>]`: where one upstream is and how to reach it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

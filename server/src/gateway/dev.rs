@@ -29,13 +29,13 @@ use futures::StreamExt;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::upstream::UpstreamError;
-use super::wire::{
+use crate::gateway::upstream::UpstreamError;
+use crate::gateway::wire::{
     AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatMessage,
     ChunkChoice, ChunkDelta, Embedding, EmbeddingInputs, EmbeddingList, EmbeddingRequest, EmbeddingUsage,
     FunctionCall, FunctionCallDelta, ToolCall, ToolCallDelta, Usage,
 };
-use super::{ChunkEvent, Reply};
+use crate::gateway::{ChunkEvent, Reply};
 
 /// Default length of a `dev` embedding.
 pub const EMBEDDING_DIMENSIONS: usize = 64;

@@ -8,7 +8,7 @@
 
 use serde_json::{Map, Value};
 
-use super::Route;
+use crate::gateway::Route;
 
 /// A field a provider may receive: with any value, or only with one of
 /// some values (as JSON text).

@@ -12,11 +12,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::Route;
-use super::tokens::{self, PromptPiece};
-use super::wire::{ChatCompletionRequest, EmbeddingInputs, EmbeddingRequest, Usage};
-use crate::domain::principal::KeyLimits;
-use crate::store::{Db, StoreError, UsageRow};
+use crate::db::{Db, StoreError, UsageRow};
+use crate::gateway::Route;
+use crate::gateway::tokens;
+use crate::gateway::tokens::PromptPiece;
+use crate::gateway::wire::{ChatCompletionRequest, EmbeddingInputs, EmbeddingRequest, Usage};
+use crate::kernel::principal::KeyLimits;
 
 const WINDOW: Duration = Duration::from_secs(60);
 /// Completion tokens reserved when a request sets no `max_tokens`.
@@ -203,7 +204,7 @@ struct DayCap {
 
 /// The UTC day of now, as days since the Unix epoch.
 fn today() -> i64 {
-    crate::domain::now().div_euclid(86_400)
+    crate::kernel::ids::now().div_euclid(86_400)
 }
 
 #[derive(Default)]

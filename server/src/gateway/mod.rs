@@ -27,11 +27,11 @@ use futures::stream::BoxStream;
 use rand::Rng;
 use tokio::time::Instant;
 
-use self::config::{GatewayConfig, PriceConfig, ProviderConfig, ProviderKind, RouteConfig};
-pub use self::price::Price;
-use self::tokens::{ImageRule, Tokenizer};
-pub use self::upstream::UpstreamError;
-use self::wire::{ChatCompletionRequest, EmbeddingList, EmbeddingRequest, Usage};
+use crate::gateway::config::{GatewayConfig, PriceConfig, ProviderConfig, ProviderKind, RouteConfig};
+pub use crate::gateway::price::Price;
+use crate::gateway::tokens::{ImageRule, Tokenizer};
+pub use crate::gateway::upstream::UpstreamError;
+use crate::gateway::wire::{ChatCompletionRequest, EmbeddingList, EmbeddingRequest, Usage};
 
 /// What a provider answered to a chat request.
 pub enum Reply {

@@ -10,10 +10,11 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use tokio::time::Instant;
 
-use super::fields;
-use super::upstream::{self, SseEvent, UpstreamError};
-use super::wire::{ChatCompletionRequest, EmbeddingList, EmbeddingRequest, StreamOptions, Usage};
-use super::{ChunkEvent, EventStream, Reply, Timeouts};
+use crate::gateway::fields;
+use crate::gateway::upstream;
+use crate::gateway::upstream::{SseEvent, UpstreamError};
+use crate::gateway::wire::{ChatCompletionRequest, EmbeddingList, EmbeddingRequest, StreamOptions, Usage};
+use crate::gateway::{ChunkEvent, EventStream, Reply, Timeouts};
 
 pub struct OpenAi {
     client: reqwest::Client,

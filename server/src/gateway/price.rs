@@ -1,7 +1,7 @@
 //! Model prices and what a request costs, in integer micro-USD.
 
-use super::config::PriceConfig;
-use super::wire::Usage;
+use crate::gateway::config::PriceConfig;
+use crate::gateway::wire::Usage;
 
 /// USD per million tokens, held as micro-USD per million tokens.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -13,14 +13,17 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use super::metering::{Admission, Caller, Quota};
-use super::tokens::{self, ImageRule, OutputTally, Tokenizer};
-use super::wire::{ChatCompletionChunk, ChatCompletionRequest, EmbeddingList, EmbeddingRequest, Usage};
-use super::{ChunkEvent, Price, Route, Target};
-use crate::domain::principal::{KeyLimits, Principal, Via};
-use crate::domain::{DomainError, DomainResult, Resource};
+use crate::db::{Db, UsageRow, UsageSource};
+use crate::gateway::metering::{Admission, Caller, Quota};
+use crate::gateway::tokens;
+use crate::gateway::tokens::{ImageRule, OutputTally, Tokenizer};
+use crate::gateway::wire::{
+    ChatCompletionChunk, ChatCompletionRequest, EmbeddingList, EmbeddingRequest, Usage,
+};
+use crate::gateway::{ChunkEvent, Price, Route, Target};
+use crate::kernel::error::{DomainError, DomainResult, Resource};
+use crate::kernel::principal::{KeyLimits, Principal, Via};
 use crate::metrics::{GatewayOutcome, InFlight};
-use crate::store::{Db, UsageRow, UsageSource};
 
 impl Caller {
     /// Who a gateway request is made for, as metering sees it. An API key
@@ -107,8 +110,8 @@ impl Ticket {
             admission: Some(admission),
             in_flight,
             row: UsageRow {
-                id: crate::domain::new_id("use"),
-                occurred_at: crate::domain::now(),
+                id: crate::kernel::ids::new_id("use"),
+                occurred_at: crate::kernel::ids::now(),
                 org_id: Some(caller.org_id.clone()),
                 project_id: caller.project_id.clone(),
                 user_id: caller.user_id.clone(),

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tiktoken_rs::CoreBPE;
 
-use super::wire::{ChatCompletionRequest, EmbeddingInputs, EmbeddingRequest};
+use crate::gateway::wire::{ChatCompletionRequest, EmbeddingInputs, EmbeddingRequest};
 
 /// The BPE vocabulary a route's answers are counted with.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,7 +9,7 @@ use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use tokio::time::Instant;
 
-use super::Timeouts;
+use crate::gateway::Timeouts;
 
 /// Why a provider did not answer.
 #[derive(Debug, Clone, thiserror::Error)]

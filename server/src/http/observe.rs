@@ -8,7 +8,7 @@ use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
 
 use crate::metrics::Metrics;
 
-use super::request_id;
+use crate::http::request_id;
 
 /// Label for requests that matched no documented operation (unknown paths,
 /// the docs and metrics endpoints).

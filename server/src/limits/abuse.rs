@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{Decision, InMemoryLimiterStore, Limit, LimiterStore};
+use crate::limits::{Decision, InMemoryLimiterStore, Limit, LimiterStore};
 
 /// Longest configurable window.
 pub const MAX_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);

@@ -19,8 +19,8 @@ use std::time::Instant;
 use lru::LruCache;
 use sha2::{Digest, Sha256};
 
-use super::abuse::client_key;
-use super::{Decision, Limit};
+use crate::limits::abuse::client_key;
+use crate::limits::{Decision, Limit};
 
 /// Fixed-window counters by credential digest, and by client address for
 /// credentials not yet known to authenticate.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::{self, BoxFuture};
 
-use super::{Clock, Decision, Limit, LimiterError, LimiterStore, MonotonicClock};
+use crate::limits::{Clock, Decision, Limit, LimiterError, LimiterStore, MonotonicClock};
 
 /// Windows beyond this are treated as this long, so instant arithmetic cannot
 /// overflow whatever a caller passes.

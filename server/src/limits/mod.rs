@@ -39,7 +39,7 @@
 //! subscriber usually holds a whole /64, so per-address IPv6 limits are free to
 //! dodge); IPv4-mapped IPv6 addresses count as IPv4. The account is hashed so a
 //! key has a bounded length whatever the request body says. Pass the account as
-//! the login lookup normalises it (e.g. `domain::accounts::normalize_email`),
+//! the login lookup normalises it (e.g. `identity::accounts::normalize_email`),
 //! or case variants would count separately. The lockout is per account *and*
 //! client, so an attacker cannot lock a victim out from everywhere.
 //!

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use futures::future;
 
-use super::abuse::{client_key, lockout_key};
-use super::*;
+use crate::limits::abuse::{client_key, lockout_key};
+use crate::limits::*;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 

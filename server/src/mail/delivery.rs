@@ -15,10 +15,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::smtp::{SendError, SmtpSender};
-use super::{BodyKey, Mailer, Message};
-use crate::domain::now;
-use crate::store::Db;
+use crate::db::Db;
+use crate::kernel::ids::now;
+use crate::mail::smtp::{SendError, SmtpSender};
+use crate::mail::{BodyKey, Mailer, Message};
 
 /// How often the outbox is checked when nothing wakes the task.
 const POLL_EVERY: Duration = Duration::from_secs(5);

@@ -1,5 +1,5 @@
 //! Outgoing mail. Every message is first written to the `outbox` table (see
-//! [`crate::store::OutboxRow`]), in the same transaction as the state change
+//! [`crate::mail::OutboxRow`]), in the same transaction as the state change
 //! that caused it; nothing is sent while a request's transaction is open.
 //!
 //! With an `[smtp]` table configured, rows start `pending` and the supervised
@@ -12,6 +12,7 @@ pub mod delivery;
 pub mod render;
 pub mod seal;
 pub mod smtp;
+pub(crate) mod store;
 
 use std::sync::Arc;
 
@@ -19,9 +20,10 @@ use tokio::sync::{Notify, OnceCell};
 
 pub use seal::{BodyKey, Unreadable};
 pub use smtp::{SmtpConfig, SmtpTls};
+pub use store::OutboxRow;
 
-use crate::domain::new_id;
-use crate::store::{Db, StoreError};
+use crate::db::{Db, StoreError};
+use crate::kernel::ids::new_id;
 
 /// A rendered message, ready for the outbox.
 #[derive(Debug, Clone, PartialEq, Eq)]

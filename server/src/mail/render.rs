@@ -1,7 +1,7 @@
 //! The text of each message the server sends. Plain text only: the code or
 //! token is what matters, and plain text renders everywhere.
 
-use super::Message;
+use crate::mail::Message;
 
 /// The mail with a verification code for `to`.
 pub fn verification(to: &str, code: &str, valid_minutes: i64) -> Message {

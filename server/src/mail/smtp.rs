@@ -8,7 +8,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde::{Deserialize, Serialize};
 
-use super::Message;
+use crate::mail::Message;
 
 /// How long one SMTP exchange may take before it counts as a failure.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(10);

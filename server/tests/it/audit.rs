@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use switchyard_server::store::Db;
+use switchyard_server::db::Db;
 
 use crate::support::{
     Api, BoxError, RunningServer, Session, TestEngine, TestResult, assert_error, expect_status,

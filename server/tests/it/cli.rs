@@ -203,7 +203,7 @@ async fn audit_verify_finds_an_edited_event() -> TestResult {
     assert!(text.contains(": intact, 2 events"), "the org's creation and its key: {text}");
 
     let db =
-        switchyard_server::store::Db::connect(&format!("sqlite://{}", dir.0.join("switchyard.db").display()))
+        switchyard_server::db::Db::connect(&format!("sqlite://{}", dir.0.join("switchyard.db").display()))
             .await?;
     let edited =
         sqlx::query("UPDATE audit_events SET action = 'api_key.revoked' WHERE action = 'api_key.created'")

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{Value, json};
+use switchyard_server::db::Db;
+use switchyard_server::mail::OutboxRow;
 use switchyard_server::mail::{BodyKey, OutboxStatus, SmtpConfig, SmtpTls};
-use switchyard_server::store::{Db, OutboxRow};
 
 use crate::support::{
     Api, BoxError, Credential, PASSWORD, RunningServer, TestEngine, TestResult, assert_error,

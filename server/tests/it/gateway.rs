@@ -13,10 +13,10 @@ use poem::web::Data;
 use poem::{Body, EndpointExt, Response, Route, handler};
 use serde_json::{Value, json};
 use switchyard_server::Config;
+use switchyard_server::db::Db;
 use switchyard_server::gateway::config::{
     PriceConfig, ProviderConfig, ProviderKind, RouteConfig, TargetConfig,
 };
-use switchyard_server::store::Db;
 
 use crate::support::{
     Api, BoxError, Credential, MintedKey, TestEngine, TestResult, expect_status, on_both_engines, serve_mock,
@@ -263,7 +263,7 @@ mod key_cache {
     //! they stop being valid on this server.
 
     use serde_json::json;
-    use switchyard_server::store::Db;
+    use switchyard_server::db::Db;
 
     use crate::support::{
         Api, Credential, TestEngine, TestResult, assert_error, expect_status, on_both_engines, start,

@@ -16,10 +16,10 @@ use poem::{Body, EndpointExt, Response, Route, handler};
 use serde_json::{Value, json};
 use sqlx::Row;
 use switchyard_server::Config;
+use switchyard_server::db::Db;
 use switchyard_server::gateway::config::{
     PriceConfig, ProviderConfig, ProviderKind, RouteConfig, TargetConfig,
 };
-use switchyard_server::store::Db;
 
 use super::gateway::chat_key;
 use crate::support::{

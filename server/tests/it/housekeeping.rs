@@ -3,7 +3,7 @@
 //! after everything expired leaves only what is kept for good.
 
 use serde_json::json;
-use switchyard_server::store::{Db, Retention};
+use switchyard_server::db::{Db, Retention};
 
 use crate::support::{
     Api, BoxError, Credential, RunningServer, TestEngine, TestResult, assert_error, expect_status,
@@ -15,7 +15,7 @@ on_both_engines!(
     a_sweep_after_expiry_deletes_only_what_can_no_longer_matter,
 );
 
-async fn sweep(server: &RunningServer, at: i64) -> Result<switchyard_server::store::Swept, BoxError> {
+async fn sweep(server: &RunningServer, at: i64) -> Result<switchyard_server::db::Swept, BoxError> {
     let db = Db::connect(&server.database.url).await?;
     let swept = db.sweep(at, Retention::default()).await;
     db.close().await;

@@ -3,7 +3,8 @@
 //! only, within its lifetime, and inviting again or revoking spends it.
 
 use serde_json::{Value, json};
-use switchyard_server::store::{Db, OutboxRow};
+use switchyard_server::db::Db;
+use switchyard_server::mail::OutboxRow;
 
 use crate::support::{
     Api, BoxError, Credential, RunningServer, Session, TestEngine, TestResult, assert_error,

@@ -2,7 +2,7 @@
 //! graceful stop.
 
 use serde_json::{Value, json};
-use switchyard_server::store::Db;
+use switchyard_server::db::Db;
 
 use crate::support::{TestEngine, TestResult, http, on_both_engines, start};
 

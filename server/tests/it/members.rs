@@ -4,7 +4,7 @@
 
 use reqwest::Method;
 use serde_json::json;
-use switchyard_server::store::Db;
+use switchyard_server::db::Db;
 
 use crate::support::{
     Api, Credential, Session, TestEngine, TestResult, assert_error, expect_status, on_both_engines, start,

@@ -1,7 +1,7 @@
 //! `/health`, `/ready` and `/v1/meta` on a live server, on both engines.
 
 use serde_json::Value;
-use switchyard_server::store::Db;
+use switchyard_server::db::Db;
 
 use crate::support::{TestEngine, TestResult, http, on_both_engines, start};
 

@@ -4,7 +4,7 @@
 //! account is mailed when such things happen.
 
 use serde_json::json;
-use switchyard_server::store::Db;
+use switchyard_server::db::Db;
 
 use crate::support::{
     Api, PASSWORD, RunningServer, Session, TestEngine, TestResult, assert_error, expect_status,

@@ -291,7 +291,7 @@ async fn recovery_codes_are_not_stored_as_plain_digests(engine: TestEngine) -> T
     use sha2::{Digest, Sha256};
     let server = start(engine, |_| {}).await?;
     let enabled = register_and_enable(&server).await?;
-    let db = switchyard_server::store::Db::connect(&server.database.url).await?;
+    let db = switchyard_server::db::Db::connect(&server.database.url).await?;
     let stored: Result<Vec<String>, _> =
         sqlx::query_scalar("SELECT code_hash FROM recovery_codes").fetch_all(db.pool()).await;
     db.close().await;

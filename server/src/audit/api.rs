@@ -1,0 +1,207 @@
+//! `/v1/audit`: an organization's tamper-evident audit trail, and the check
+//! that recomputes its hash chain; `/v1/auth/security-log`: a user's own
+//! account events.
+
+use chrono::{DateTime, Utc};
+use poem::web::Data;
+use poem_openapi::param::Query;
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi};
+
+use crate::api::security::AnyCredential;
+use crate::api::wire::timestamp;
+use crate::api::{ApiTags, Ok200};
+use crate::audit::service;
+use crate::audit::service::{AuditQuery, Verification};
+use crate::audit::store::{AuditFilter, AuditRow};
+use crate::kernel::page::{Page, page_limit};
+use crate::operation_errors;
+use crate::state::AppState;
+
+#[derive(Default)]
+pub struct AuditApi;
+
+/// One security event, linked to the one before it in its organization's
+/// chain.
+#[derive(Debug, Object)]
+pub struct AuditEvent {
+    pub id: String,
+    /// The event's position in the organization's chain, from 1.
+    pub seq: u64,
+    /// `null` for account events, which belong to no org.
+    #[oai(nullable)]
+    pub org_id: Option<String>,
+    /// The user who acted, when one did.
+    #[oai(nullable)]
+    pub actor_id: Option<String>,
+    /// What happened, as `area.verb` (`member.added`, `api_key.created`, …).
+    pub action: String,
+    /// The id of what it happened to.
+    #[oai(nullable)]
+    pub target: Option<String>,
+    /// The client address the request came from.
+    #[oai(nullable)]
+    pub ip: Option<String>,
+    #[oai(nullable)]
+    pub request_id: Option<String>,
+    pub occurred_at: DateTime<Utc>,
+    /// The `hash` of the event before (64 zeros for the first).
+    pub prev_hash: String,
+    /// SHA-256 (lowercase hex) of the JSON array `[prev_hash, seq, id,
+    /// occurred_at (Unix seconds), actor_id, org_id, action, target, ip,
+    /// request_id]`.
+    pub hash: String,
+}
+
+impl From<AuditRow> for AuditEvent {
+    fn from(row: AuditRow) -> Self {
+        Self {
+            id: row.id,
+            seq: u64::try_from(row.seq).unwrap_or(0),
+            org_id: row.org_id,
+            actor_id: row.actor_id,
+            action: row.action,
+            target: row.target,
+            ip: row.ip,
+            request_id: row.request_id,
+            occurred_at: timestamp(row.occurred_at),
+            prev_hash: row.prev_hash,
+            hash: row.hash,
+        }
+    }
+}
+
+/// A page of audit events, newest first.
+#[derive(Debug, Object)]
+pub struct AuditEventList {
+    pub data: Vec<AuditEvent>,
+    #[oai(nullable)]
+    pub next_cursor: Option<String>,
+    pub has_more: bool,
+}
+
+impl From<Page<AuditRow>> for AuditEventList {
+    fn from(page: Page<AuditRow>) -> Self {
+        Self {
+            has_more: page.next_cursor.is_some(),
+            next_cursor: page.next_cursor,
+            data: page.items.into_iter().map(AuditEvent::from).collect(),
+        }
+    }
+}
+
+/// What recomputing an organization's chain found.
+#[derive(Debug, Object)]
+pub struct AuditVerification {
+    pub org_id: String,
+    /// Whether every event from the first to the head links up.
+    pub valid: bool,
+    /// Events that matched, from the first on.
+    pub verified_events: u64,
+    /// The hash of the last event that matched.
+    pub head_hash: String,
+    /// The first position that does not match (an event changed, missing or
+    /// out of place); `null` when the chain is intact.
+    #[oai(nullable)]
+    pub broken_at_seq: Option<u64>,
+}
+
+impl From<Verification> for AuditVerification {
+    fn from(verification: Verification) -> Self {
+        Self {
+            org_id: verification.chain,
+            valid: verification.broken_at.is_none(),
+            verified_events: u64::try_from(verification.verified_events).unwrap_or(0),
+            head_hash: verification.head_hash,
+            broken_at_seq: verification.broken_at.and_then(|seq| u64::try_from(seq).ok()),
+        }
+    }
+}
+
+operation_errors!(AuditListError: 400, 401, 403, 404, 422, 429);
+operation_errors!(AuditVerifyError: 401, 403, 404, 422, 429);
+operation_errors!(SecurityLogError: 400, 401, 403, 422, 429);
+
+#[OpenApi(tag = "ApiTags::Audit")]
+impl AuditApi {
+    /// An organization's audit events, newest first. Owners and admins; an
+    /// API key needs the `admin` scope.
+    #[oai(path = "/v1/audit", method = "get", operation_id = "audit_list")]
+    // Each query parameter is an argument: poem-openapi has no query structs.
+    #[allow(clippy::too_many_arguments)]
+    async fn audit_list(
+        &self,
+        state: Data<&AppState>,
+        auth: AnyCredential,
+        /// The organization; required with a session, an API key's own by default.
+        org_id: Query<Option<String>>,
+        /// Only events of this user.
+        principal: Query<Option<String>>,
+        /// Only events with this action, such as `member.added`.
+        action: Query<Option<String>>,
+        /// Only events at or after this time.
+        since: Query<Option<DateTime<Utc>>>,
+        /// Only events before this time.
+        until: Query<Option<DateTime<Utc>>>,
+        /// Page size, 1 to 200 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
+        limit: Query<Option<u32>>,
+        /// `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+    ) -> Result<Ok200<AuditEventList>, AuditListError> {
+        let caller = state.principal(&auth).await?;
+        let query = AuditQuery {
+            org_id: org_id.0.as_deref(),
+            filter: AuditFilter {
+                actor_id: principal.0.as_deref(),
+                action: action.0.as_deref(),
+                since: since.0.map(|at| at.timestamp()),
+                until: until.0.map(|at| at.timestamp()),
+            },
+            cursor: cursor.0.as_deref(),
+            limit: page_limit(limit.0),
+        };
+        let page = service::audit_list(&state.db, &caller, query).await?;
+        Ok(Ok200::Ok(Json(page.into())))
+    }
+
+    /// The caller's own account events, newest first: sign-ups, logins and
+    /// failed logins, password and two-factor changes, sessions ended. Needs
+    /// a session token.
+    #[oai(
+        path = "/v1/auth/security-log",
+        method = "get",
+        operation_id = "security_log_list",
+        tag = "ApiTags::Auth"
+    )]
+    async fn security_log_list(
+        &self,
+        state: Data<&AppState>,
+        auth: AnyCredential,
+        /// Page size, 1 to 200 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
+        limit: Query<Option<u32>>,
+        /// `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+    ) -> Result<Ok200<AuditEventList>, SecurityLogError> {
+        let caller = state.principal(&auth).await?;
+        let page =
+            service::security_log(&state.db, &caller, cursor.0.as_deref(), page_limit(limit.0)).await?;
+        Ok(Ok200::Ok(Json(page.into())))
+    }
+
+    /// Recomputes an organization's hash chain from its first event to its
+    /// head. Owners and admins; an API key needs the `admin` scope.
+    #[oai(path = "/v1/audit/verify", method = "get", operation_id = "audit_verify")]
+    async fn audit_verify(
+        &self,
+        state: Data<&AppState>,
+        auth: AnyCredential,
+        /// The organization; required with a session, an API key's own by default.
+        org_id: Query<Option<String>>,
+    ) -> Result<Ok200<AuditVerification>, AuditVerifyError> {
+        let caller = state.principal(&auth).await?;
+        let verification = service::audit_verify(&state.db, &caller, org_id.0.as_deref()).await?;
+        Ok(Ok200::Ok(Json(verification.into())))
+    }
+}

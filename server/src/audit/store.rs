@@ -1,0 +1,276 @@
+//! The append-only security audit trail, kept as hash chains: one per
+//! organization, and one (`""`) for account events outside any org. Each
+//! event is linked to the one before it by [`link_hash`], so changing,
+//! removing or reordering a stored event breaks the chain from there on.
+
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::db::{Db, StoreError};
+
+/// What an event is chained to when it is the first of its chain.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One security event to record: who did what to which target, from where.
+#[derive(Debug, Clone, Default)]
+pub struct AuditEvent {
+    pub actor_id: Option<String>,
+    pub org_id: Option<String>,
+    pub action: &'static str,
+    pub target: Option<String>,
+    pub ip: Option<String>,
+    pub request_id: Option<String>,
+}
+
+/// A recorded event with its place in its chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    pub id: String,
+    pub occurred_at: i64,
+    pub actor_id: Option<String>,
+    pub org_id: Option<String>,
+    pub action: String,
+    pub target: Option<String>,
+    pub ip: Option<String>,
+    pub request_id: Option<String>,
+    pub seq: i64,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// Which events of a chain to list.
+#[derive(Debug, Default)]
+pub struct AuditFilter<'a> {
+    pub actor_id: Option<&'a str>,
+    pub action: Option<&'a str>,
+    /// Unix seconds, inclusive.
+    pub since: Option<i64>,
+    /// Unix seconds, exclusive.
+    pub until: Option<i64>,
+}
+
+/// The SHA-256 (hex) that links an event to the one before it: over the
+/// previous hash, the position and every recorded field, as one JSON array
+/// (so no field can run into the next).
+pub fn link_hash(prev_hash: &str, seq: i64, row: &AuditRow) -> String {
+    let canonical = serde_json::json!([
+        prev_hash,
+        seq,
+        row.id,
+        row.occurred_at,
+        row.actor_id,
+        row.org_id,
+        row.action,
+        row.target,
+        row.ip,
+        row.request_id,
+    ]);
+    let digest = Sha256::digest(canonical.to_string().as_bytes());
+    data_encoding::HEXLOWER.encode(&digest)
+}
+
+fn audit_row(row: &AnyRow) -> Result<AuditRow, StoreError> {
+    Ok(AuditRow {
+        id: row.try_get("id")?,
+        occurred_at: row.try_get("occurred_at")?,
+        actor_id: row.try_get("actor_id")?,
+        org_id: row.try_get("org_id")?,
+        action: row.try_get("action")?,
+        target: row.try_get("target")?,
+        ip: row.try_get("ip")?,
+        request_id: row.try_get("request_id")?,
+        seq: row.try_get("seq")?,
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+    })
+}
+
+/// The chain an org's events go to; account events outside orgs use `""`.
+fn chain_of(org_id: Option<&str>) -> &str {
+    org_id.unwrap_or("")
+}
+
+impl Db {
+    /// Appends an event to its org's chain.
+    pub async fn audit_record(&self, event: &AuditEvent, id: &str, now: i64) -> Result<(), StoreError> {
+        let row = AuditRow {
+            id: id.to_owned(),
+            occurred_at: now,
+            actor_id: event.actor_id.clone(),
+            org_id: event.org_id.clone(),
+            action: event.action.to_owned(),
+            target: event.target.clone(),
+            ip: event.ip.clone(),
+            request_id: event.request_id.clone(),
+            seq: 0,
+            prev_hash: String::new(),
+            hash: String::new(),
+        };
+        let chain = chain_of(event.org_id.as_deref());
+        let mut tx = self.pool().begin().await?;
+        let (seq, prev_hash) = advance_chain(&mut tx, chain).await?;
+        let hash = link_hash(&prev_hash, seq, &row);
+        sqlx::query(
+            "INSERT INTO audit_events \
+             (id, occurred_at, actor_id, org_id, action, target, ip, request_id, chain, seq, prev_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(&row.id)
+        .bind(row.occurred_at)
+        .bind(&row.actor_id)
+        .bind(&row.org_id)
+        .bind(&row.action)
+        .bind(&row.target)
+        .bind(&row.ip)
+        .bind(&row.request_id)
+        .bind(chain)
+        .bind(seq)
+        .bind(&prev_hash)
+        .bind(&hash)
+        .execute(&mut *tx)
+        .await?;
+        set_head(&mut tx, chain, &hash).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Chains events recorded before the chains existed, oldest first; a
+    /// no-op once every event has its hash.
+    pub async fn audit_chain_backfill(&self) -> Result<u64, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, occurred_at, actor_id, org_id, action, target, ip, request_id, \
+             CAST(0 AS BIGINT) AS seq, '' AS prev_hash, '' AS hash \
+             FROM audit_events WHERE hash IS NULL ORDER BY occurred_at, id",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        let mut chained = 0;
+        for row in rows.iter().map(audit_row) {
+            let row = row?;
+            let chain = chain_of(row.org_id.as_deref());
+            let mut tx = self.pool().begin().await?;
+            let (seq, prev_hash) = advance_chain(&mut tx, chain).await?;
+            let hash = link_hash(&prev_hash, seq, &row);
+            sqlx::query(
+                "UPDATE audit_events SET chain = $1, seq = $2, prev_hash = $3, hash = $4 \
+                 WHERE id = $5 AND hash IS NULL",
+            )
+            .bind(chain)
+            .bind(seq)
+            .bind(&prev_hash)
+            .bind(&hash)
+            .bind(&row.id)
+            .execute(&mut *tx)
+            .await?;
+            set_head(&mut tx, chain, &hash).await?;
+            tx.commit().await?;
+            chained += 1;
+        }
+        Ok(chained)
+    }
+
+    /// A chain's events (an org's, or `""` for account events) matching
+    /// `filter`, newest first, before position `before` (exclusive) when given.
+    pub async fn audit_list(
+        &self,
+        chain: &str,
+        filter: &AuditFilter<'_>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, occurred_at, actor_id, org_id, action, target, ip, request_id, seq, prev_hash, hash \
+             FROM audit_events WHERE chain = $1 AND seq < $2 \
+             AND ($3 = '' OR actor_id = $3) AND ($4 = '' OR action = $4) \
+             AND occurred_at >= $5 AND occurred_at < $6 ORDER BY seq DESC LIMIT $7",
+        )
+        .bind(chain)
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(filter.actor_id.unwrap_or(""))
+        .bind(filter.action.unwrap_or(""))
+        .bind(filter.since.unwrap_or(i64::MIN))
+        .bind(filter.until.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(audit_row).collect()
+    }
+
+    /// Up to `limit` events of an org's chain after position `after`, oldest first.
+    pub async fn audit_chain_page(
+        &self,
+        org_id: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, occurred_at, actor_id, org_id, action, target, ip, request_id, seq, prev_hash, hash \
+             FROM audit_events WHERE chain = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(org_id)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(audit_row).collect()
+    }
+
+    /// The head of an org's chain: its last position and hash.
+    pub async fn audit_chain_head(&self, org_id: &str) -> Result<(i64, String), StoreError> {
+        let row = sqlx::query("SELECT seq, head_hash FROM audit_chains WHERE chain = $1")
+            .bind(org_id)
+            .fetch_optional(self.pool())
+            .await?;
+        match row {
+            Some(row) => Ok((row.try_get("seq")?, row.try_get("head_hash")?)),
+            None => Ok((0, GENESIS_HASH.to_owned())),
+        }
+    }
+
+    /// The names of every chain with events: org ids, and `""` for account events.
+    pub async fn audit_chains(&self) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT chain FROM audit_chains ORDER BY chain").fetch_all(self.pool()).await?)
+    }
+
+    /// The actions recorded for `actor_id`, oldest first.
+    pub async fn audit_actions_of(&self, actor_id: &str) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT action FROM audit_events WHERE actor_id = $1 ORDER BY occurred_at, id")
+            .bind(actor_id)
+            .fetch_all(self.pool())
+            .await?)
+    }
+}
+
+/// Takes the next position of `chain`, locking its head until the
+/// transaction ends; returns the position and the hash to link to.
+async fn advance_chain(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    chain: &str,
+) -> Result<(i64, String), StoreError> {
+    sqlx::query(
+        "INSERT INTO audit_chains (chain, seq, head_hash) VALUES ($1, 0, $2) ON CONFLICT (chain) DO NOTHING",
+    )
+    .bind(chain)
+    .bind(GENESIS_HASH)
+    .execute(&mut **tx)
+    .await?;
+    let head = sqlx::query("UPDATE audit_chains SET seq = seq + 1 WHERE chain = $1 RETURNING seq, head_hash")
+        .bind(chain)
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok((head.try_get("seq")?, head.try_get("head_hash")?))
+}
+
+async fn set_head(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    chain: &str,
+    hash: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE audit_chains SET head_hash = $1 WHERE chain = $2")
+        .bind(hash)
+        .bind(chain)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}

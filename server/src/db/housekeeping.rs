@@ -1,0 +1,81 @@
+//! Housekeeping: deletes the rows that can no longer matter. Every statement
+//! is idempotent, so each replica may sweep on its own schedule.
+//!
+//! What stays: users, orgs, keys, usage and the audit trail (never swept),
+//! and spent refresh tokens until they would have expired, because
+//! presenting one again is how a leaked token is detected.
+
+use crate::db::{Db, StoreError};
+
+/// How long finished rows are kept before they are swept, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Ended sessions, expired tokens, challenges, codes and reset tokens.
+    pub credentials_secs: i64,
+    /// Invitations that were accepted, revoked or expired, and delivered mail.
+    pub history_secs: i64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self { credentials_secs: 24 * 3600, history_secs: 30 * 24 * 3600 }
+    }
+}
+
+/// How many rows one sweep deleted, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    pub sessions: u64,
+    pub refresh_tokens: u64,
+    pub login_challenges: u64,
+    pub email_verifications: u64,
+    pub password_resets: u64,
+    pub invitations: u64,
+    pub delivered_mail: u64,
+}
+
+impl Swept {
+    pub fn total(&self) -> u64 {
+        self.sessions
+            + self.refresh_tokens
+            + self.login_challenges
+            + self.email_verifications
+            + self.password_resets
+            + self.invitations
+            + self.delivered_mail
+    }
+}
+
+impl Db {
+    /// Deletes what expired or ended longer ago than `retention` before `now`.
+    pub async fn sweep(&self, now: i64, retention: Retention) -> Result<Swept, StoreError> {
+        let credentials = now - retention.credentials_secs;
+        let history = now - retention.history_secs;
+        let run = |sql: &'static str, before: i64| async move {
+            Ok::<_, StoreError>(sqlx::query(sql).bind(before).execute(self.pool()).await?.rows_affected())
+        };
+        // A session whose refresh tokens all expired can mint no access token
+        // either; an ended one no longer authenticates. Its tokens go with it.
+        let refresh_tokens = run("DELETE FROM refresh_tokens WHERE expires_at < $1", credentials).await?;
+        let sessions = run(
+            "DELETE FROM auth_sessions WHERE revoked_at < $1 OR (created_at < $1 AND NOT EXISTS \
+             (SELECT 1 FROM refresh_tokens t WHERE t.session_id = auth_sessions.id))",
+            credentials,
+        )
+        .await?;
+        Ok(Swept {
+            sessions,
+            refresh_tokens,
+            login_challenges: run("DELETE FROM login_challenges WHERE expires_at < $1", credentials).await?,
+            email_verifications: run("DELETE FROM email_verifications WHERE expires_at < $1", credentials)
+                .await?,
+            password_resets: run("DELETE FROM password_resets WHERE expires_at < $1", credentials).await?,
+            invitations: run(
+                "DELETE FROM org_invitations WHERE expires_at < $1 OR accepted_at < $1 OR revoked_at < $1",
+                history,
+            )
+            .await?,
+            delivered_mail: run("DELETE FROM outbox WHERE status = 'sent' AND sent_at < $1", history).await?,
+        })
+    }
+}

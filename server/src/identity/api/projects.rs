@@ -1,0 +1,157 @@
+//! `/v1/projects`: an organization's projects.
+
+use chrono::{DateTime, Utc};
+use poem::web::Data;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi};
+
+use crate::api::responses::{Created201, NoContent204};
+use crate::api::security::AnyCredential;
+use crate::api::wire::timestamp;
+use crate::api::{ApiTags, Ok200};
+use crate::http::client_addr::ClientAddr;
+use crate::identity::api::auth::context;
+use crate::identity::key_cache::KeyChange;
+use crate::identity::projects;
+use crate::identity::store::ProjectRow;
+use crate::kernel::page::page_limit;
+use crate::operation_errors;
+use crate::state::AppState;
+
+#[derive(Default)]
+pub struct ProjectsApi;
+
+/// A project of an organization.
+#[derive(Debug, Object)]
+pub struct Project {
+    pub id: String,
+    pub org_id: String,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<ProjectRow> for Project {
+    fn from(row: ProjectRow) -> Self {
+        Self { id: row.id, org_id: row.org_id, name: row.name, created_at: timestamp(row.created_at) }
+    }
+}
+
+#[derive(Debug, Object)]
+pub struct CreateProjectRequest {
+    /// An organization the caller owns or administers.
+    pub org_id: String,
+    /// 1 to 100 characters.
+    pub name: String,
+}
+
+#[derive(Debug, Object)]
+pub struct UpdateProjectRequest {
+    /// 1 to 100 characters.
+    pub name: String,
+}
+
+/// A page of projects.
+#[derive(Debug, Object)]
+pub struct ProjectList {
+    pub data: Vec<Project>,
+    #[oai(nullable)]
+    pub next_cursor: Option<String>,
+    pub has_more: bool,
+}
+
+operation_errors!(ProjectCreateError: 400, 401, 403, 404, 422, 429);
+operation_errors!(ProjectListError: 400, 401, 429);
+operation_errors!(ProjectGetError: 401, 404, 429);
+operation_errors!(ProjectUpdateError: 400, 401, 403, 404, 422, 429);
+operation_errors!(ProjectDeleteError: 401, 403, 404, 429);
+
+#[OpenApi(tag = "ApiTags::Projects")]
+impl ProjectsApi {
+    /// Creates a project in an organization. Owners and admins; an API key
+    /// needs the `admin` scope.
+    #[oai(path = "/v1/projects", method = "post", operation_id = "project_create")]
+    async fn project_create(
+        &self,
+        state: Data<&AppState>,
+        client: ClientAddr,
+        auth: AnyCredential,
+        body: Json<CreateProjectRequest>,
+    ) -> Result<Created201<Project>, ProjectCreateError> {
+        let principal = state.principal(&auth).await?;
+        let Json(body) = body;
+        let project =
+            projects::project_create(&state.db, &principal, &body.org_id, &body.name, &context(client))
+                .await?;
+        Ok(Created201::Created(Json(project.into())))
+    }
+
+    /// The projects of the caller's organizations, oldest first.
+    #[oai(path = "/v1/projects", method = "get", operation_id = "project_list")]
+    async fn project_list(
+        &self,
+        state: Data<&AppState>,
+        auth: AnyCredential,
+        /// Only this organization's projects.
+        org_id: Query<Option<String>>,
+        /// Page size, 1 to 200 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
+        limit: Query<Option<u32>>,
+        /// `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+    ) -> Result<Ok200<ProjectList>, ProjectListError> {
+        let principal = state.principal(&auth).await?;
+        let limit = page_limit(limit.0);
+        let page =
+            projects::project_list(&state.db, &principal, org_id.0.as_deref(), cursor.0.as_deref(), limit)
+                .await?;
+        Ok(Ok200::Ok(Json(ProjectList {
+            has_more: page.next_cursor.is_some(),
+            next_cursor: page.next_cursor,
+            data: page.items.into_iter().map(Project::from).collect(),
+        })))
+    }
+
+    /// One project of the caller's organizations; any other is 404.
+    #[oai(path = "/v1/projects/:id", method = "get", operation_id = "project_get")]
+    async fn project_get(
+        &self,
+        state: Data<&AppState>,
+        auth: AnyCredential,
+        id: Path<String>,
+    ) -> Result<Ok200<Project>, ProjectGetError> {
+        let principal = state.principal(&auth).await?;
+        Ok(Ok200::Ok(Json(projects::project_get(&state.db, &principal, &id.0).await?.into())))
+    }
+
+    /// Renames a project. Owners and admins.
+    #[oai(path = "/v1/projects/:id", method = "patch", operation_id = "project_update")]
+    async fn project_update(
+        &self,
+        state: Data<&AppState>,
+        client: ClientAddr,
+        auth: AnyCredential,
+        id: Path<String>,
+        body: Json<UpdateProjectRequest>,
+    ) -> Result<Ok200<Project>, ProjectUpdateError> {
+        let principal = state.principal(&auth).await?;
+        let project =
+            projects::project_rename(&state.db, &principal, &id.0, &body.0.name, &context(client)).await?;
+        Ok(Ok200::Ok(Json(project.into())))
+    }
+
+    /// Deletes a project and the API keys narrowed to it. Owners and admins.
+    #[oai(path = "/v1/projects/:id", method = "delete", operation_id = "project_delete")]
+    async fn project_delete(
+        &self,
+        state: Data<&AppState>,
+        client: ClientAddr,
+        auth: AnyCredential,
+        id: Path<String>,
+    ) -> Result<NoContent204, ProjectDeleteError> {
+        let principal = state.principal(&auth).await?;
+        projects::project_delete(&state.db, &principal, &id.0, &context(client)).await?;
+        state.key_changed(KeyChange::Project(id.0.clone())).await;
+        Ok(NoContent204::NoContent)
+    }
+}

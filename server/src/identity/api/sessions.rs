@@ -1,0 +1,102 @@
+//! `/v1/auth/sessions`: the caller's signed-in sessions (one per login), and
+//! ending one of them, such as a lost device's.
+
+use chrono::{DateTime, Utc};
+use poem::web::Data;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi};
+
+use crate::api::responses::NoContent204;
+use crate::api::security::AnyCredential;
+use crate::api::wire::timestamp;
+use crate::api::{ApiTags, Ok200};
+use crate::http::client_addr::ClientAddr;
+use crate::identity::accounts;
+use crate::identity::api::auth::context;
+use crate::identity::store::SessionRow;
+use crate::kernel::page::page_limit;
+use crate::operation_errors;
+use crate::state::AppState;
+
+#[derive(Default)]
+pub struct SessionsApi;
+
+/// A signed-in session: one login, kept alive by rotating its refresh token.
+#[derive(Debug, Object)]
+pub struct AuthSession {
+    /// `ses_` followed by a ULID.
+    pub id: String,
+    /// The client address it began from.
+    #[oai(nullable)]
+    pub ip: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// When it last rotated its refresh token; `null` if it never has.
+    #[oai(nullable)]
+    pub refreshed_at: Option<DateTime<Utc>>,
+    /// Whether this is the session of the token making the request.
+    pub current: bool,
+}
+
+/// A page of sessions, oldest first.
+#[derive(Debug, Object)]
+pub struct AuthSessionList {
+    pub data: Vec<AuthSession>,
+    #[oai(nullable)]
+    pub next_cursor: Option<String>,
+    pub has_more: bool,
+}
+
+fn session(row: SessionRow, current: &str) -> AuthSession {
+    AuthSession {
+        current: row.id == current,
+        id: row.id,
+        ip: row.ip,
+        created_at: timestamp(row.created_at),
+        refreshed_at: row.refreshed_at.map(timestamp),
+    }
+}
+
+operation_errors!(SessionListError: 400, 401, 403, 429);
+operation_errors!(SessionDeleteError: 401, 403, 404, 429);
+
+#[OpenApi(tag = "ApiTags::Auth")]
+impl SessionsApi {
+    /// The caller's sessions that can still be used, oldest first. Needs a
+    /// session token.
+    #[oai(path = "/v1/auth/sessions", method = "get", operation_id = "session_list")]
+    async fn session_list(
+        &self,
+        state: Data<&AppState>,
+        auth: AnyCredential,
+        /// Page size, 1 to 200 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
+        limit: Query<Option<u32>>,
+        /// `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+    ) -> Result<Ok200<AuthSessionList>, SessionListError> {
+        let principal = state.principal(&auth).await?;
+        let (page, current) =
+            accounts::session_list(&state.db, &principal, cursor.0.as_deref(), page_limit(limit.0)).await?;
+        Ok(Ok200::Ok(Json(AuthSessionList {
+            has_more: page.next_cursor.is_some(),
+            next_cursor: page.next_cursor,
+            data: page.items.into_iter().map(|row| session(row, &current)).collect(),
+        })))
+    }
+
+    /// Ends one of the caller's sessions: its access and refresh tokens stop
+    /// working at once. Needs a session token.
+    #[oai(path = "/v1/auth/sessions/:id", method = "delete", operation_id = "session_delete")]
+    async fn session_delete(
+        &self,
+        state: Data<&AppState>,
+        client: ClientAddr,
+        auth: AnyCredential,
+        id: Path<String>,
+    ) -> Result<NoContent204, SessionDeleteError> {
+        let principal = state.principal(&auth).await?;
+        accounts::session_revoke(&state.db, &principal, &id.0, &context(client)).await?;
+        Ok(NoContent204::NoContent)
+    }
+}

@@ -1,0 +1,27 @@
+//! Keyset pagination shared by every list: a page of items and the cursor
+//! to continue after.
+
+/// One page of a keyset-paginated list.
+#[derive(Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// The id to continue after, when more items follow.
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// Builds a page from up to `limit + 1` rows fetched in id order: the
+    /// extra row only says that another page exists.
+    pub fn from_rows(mut rows: Vec<T>, limit: i64, id: impl Fn(&T) -> &str) -> Self {
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let has_more = rows.len() > limit;
+        rows.truncate(limit);
+        let next_cursor = if has_more { rows.last().map(|row| id(row).to_owned()) } else { None };
+        Self { items: rows, next_cursor }
+    }
+}
+
+/// Lists return 50 items unless asked; the API caps `limit` at 200.
+pub fn page_limit(limit: Option<u32>) -> i64 {
+    i64::from(limit.unwrap_or(50).clamp(1, 200))
+}
