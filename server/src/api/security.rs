@@ -4,8 +4,8 @@
 use poem_openapi::SecurityScheme;
 use poem_openapi::auth::{ApiKey, Bearer};
 
+use crate::identity::authenticate;
 use crate::kernel::error::DomainResult;
-use crate::kernel::principal;
 use crate::kernel::principal::Principal;
 use crate::state::AppState;
 
@@ -34,11 +34,17 @@ impl AppState {
         match auth {
             AnyCredential::Bearer(bearer) => {
                 let issuer = self.token_issuer().await?;
-                principal::authenticate_bearer(&self.db, issuer, &self.keys, &self.key_usage, &bearer.0.token)
-                    .await
+                authenticate::authenticate_bearer(
+                    &self.db,
+                    issuer,
+                    &self.keys,
+                    &self.key_usage,
+                    &bearer.0.token,
+                )
+                .await
             }
             AnyCredential::ApiKey(key) => {
-                principal::authenticate_api_key(&self.db, &self.keys, &self.key_usage, &key.0.key).await
+                authenticate::authenticate_api_key(&self.db, &self.keys, &self.key_usage, &key.0.key).await
             }
         }
     }

@@ -7,7 +7,7 @@ use crate::identity::names::check_name;
 use crate::identity::notices::Notice;
 use crate::identity::orgs::create_owned_by;
 use crate::identity::passwords;
-use crate::identity::store::{ApiKeyRow, UserRow};
+use crate::identity::store::{ApiKeyRow, KeyLimitsRow, UserRow};
 use crate::identity::tokens::{digest, random_base62};
 use crate::kernel::context::RequestContext;
 use crate::kernel::error::{DomainError, DomainResult, Resource};
@@ -172,7 +172,7 @@ async fn mint(db: &Db, user_id: &str, input: NewApiKey, ctx: &RequestContext) ->
         expires_at: input.expires_in_days.map(|days| now + i64::from(days) * 86_400),
         last_used_at: None,
         revoked_at: None,
-        limits: input.limits.to_row(),
+        limits: KeyLimitsRow::from(&input.limits),
         id,
     };
     db.api_key_insert(&key).await?;

@@ -16,7 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::identity::store::{ApiKeyRow, CostCaps};
+use crate::identity::store::ApiKeyRow;
+use crate::kernel::principal::CostCaps;
 
 /// A key as stored, and whether its owner still belonged to its org when read.
 #[derive(Debug, Clone)]

@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod api;
 pub mod api_keys;
+pub mod authenticate;
 pub mod email;
 pub mod invitations;
 pub mod key_cache;

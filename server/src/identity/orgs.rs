@@ -8,11 +8,12 @@ use crate::db::Db;
 use crate::identity::accounts::{audit_in_org, normalize_email};
 use crate::identity::invitations;
 use crate::identity::names::check_name;
-use crate::identity::store::{CostCaps, InvitationRow, MemberRow, MembershipRow, OrgRow};
+use crate::identity::store::{InvitationRow, MemberRow, MembershipRow, OrgRow};
 use crate::kernel::context::RequestContext;
 use crate::kernel::error::{DomainError, DomainResult, Resource};
 use crate::kernel::ids::{new_id, now};
 use crate::kernel::page::Page;
+use crate::kernel::principal::CostCaps;
 use crate::kernel::principal::{Principal, Scope};
 use crate::mail::Mailer;
 

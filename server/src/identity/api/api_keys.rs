@@ -126,7 +126,7 @@ pub struct ApiKey {
 
 impl From<ApiKeyRow> for ApiKey {
     fn from(row: ApiKeyRow) -> Self {
-        let limits = KeyLimits::from_row(&row.limits);
+        let limits = KeyLimits::from(&row.limits);
         Self {
             scopes: row.scopes.split_whitespace().filter_map(Scope::parse).map(ApiKeyScope::from).collect(),
             allowed_models: limits.allowed_models,

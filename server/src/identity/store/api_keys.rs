@@ -4,6 +4,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::db::{Db, StoreError};
+use crate::kernel::principal::{CostCaps, KeyLimits};
 
 #[derive(Debug, Clone)]
 pub struct ApiKeyRow {
@@ -137,5 +138,31 @@ impl Db {
         .execute(self.pool())
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+}
+
+impl From<&KeyLimitsRow> for KeyLimits {
+    fn from(row: &KeyLimitsRow) -> Self {
+        Self {
+            allowed_models: row
+                .allowed_models
+                .as_ref()
+                .map(|names| names.split_whitespace().map(str::to_owned).collect()),
+            requests_per_minute: row.rpm_limit.and_then(|n| u32::try_from(n).ok()),
+            tokens_per_minute: row.tpm_limit.and_then(|n| u32::try_from(n).ok()),
+            budget_micros: row.budget_micros,
+            org_caps: CostCaps::default(),
+        }
+    }
+}
+
+impl From<&KeyLimits> for KeyLimitsRow {
+    fn from(limits: &KeyLimits) -> Self {
+        KeyLimitsRow {
+            allowed_models: limits.allowed_models.as_ref().map(|names| names.join(" ")),
+            rpm_limit: limits.requests_per_minute.map(i64::from),
+            tpm_limit: limits.tokens_per_minute.map(i64::from),
+            budget_micros: limits.budget_micros,
+        }
     }
 }

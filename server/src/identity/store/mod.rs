@@ -15,7 +15,7 @@ mod users;
 pub use api_keys::{ApiKeyRow, KeyLimitsRow};
 pub use email::{Resent, VerificationRow};
 pub use invitations::{Accepted, InvitationRow};
-pub use orgs::{CostCaps, MemberRow, MembershipRow, OrgRow};
+pub use orgs::{MemberRow, MembershipRow, OrgRow};
 pub use projects::ProjectRow;
 pub use two_factor::TotpState;
 pub use users::{RefreshTokenRow, SessionRow, UserRow};

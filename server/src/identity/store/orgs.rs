@@ -3,6 +3,7 @@
 use sqlx::Row;
 
 use crate::db::{Db, StoreError};
+use crate::kernel::principal::CostCaps;
 
 #[derive(Debug, Clone)]
 pub struct OrgRow {
@@ -10,15 +11,6 @@ pub struct OrgRow {
     pub name: String,
     pub created_at: i64,
     pub caps: CostCaps,
-}
-
-/// An org's daily gateway spend caps, in micro-USD per UTC day.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CostCaps {
-    /// What the whole org may spend in a day.
-    pub org_daily_micros: Option<i64>,
-    /// What each member (with all their keys) may spend in a day.
-    pub member_daily_micros: Option<i64>,
 }
 
 /// An org together with the caller's role in it.
