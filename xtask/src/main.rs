@@ -9,10 +9,15 @@
 mod bench;
 mod clients;
 
+use std::path::PathBuf;
 use std::process::{Command, ExitCode};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 const POSTGRES_URL_VAR: &str = "SWITCHYARD_TEST_POSTGRES_URL";
+/// Where the integration tests note each PostgreSQL test they skip (see `server/tests/it/support.rs`).
+const SKIPPED_LOG_VAR: &str = "SWITCHYARD_TEST_SKIPPED_LOG";
+/// What a cold `cargo xtask ci` on two cores may take; past it the summary says so loudly.
+const CI_BUDGET: Duration = Duration::from_secs(12 * 60);
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -39,20 +44,43 @@ struct Step {
     name: &'static str,
     program: &'static str,
     args: Vec<String>,
+    env: Vec<(&'static str, std::ffi::OsString)>,
 }
 
 impl Step {
     fn cargo(name: &'static str, args: &[&str]) -> Self {
-        Self { name, program: "cargo", args: args.iter().map(|a| (*a).to_owned()).collect() }
+        Self { name, program: "cargo", args: args.iter().map(|a| (*a).to_owned()).collect(), env: Vec::new() }
+    }
+
+    /// The step with `var` set to `value` in its environment.
+    fn env(mut self, var: &'static str, value: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.env.push((var, value.as_ref().to_owned()));
+        self
     }
 
     fn run(&self) -> bool {
+        self.run_timed().0
+    }
+
+    /// Runs the step; whether it passed and how long it took.
+    fn run_timed(&self) -> (bool, Duration) {
         eprintln!("\n==> {} ({} {})", self.name, self.program, self.args.join(" "));
         let started = Instant::now();
-        let ok = Command::new(self.program).args(&self.args).status().is_ok_and(|s| s.success());
-        eprintln!("<== {}: {} in {:.0?}", self.name, if ok { "passed" } else { "FAILED" }, started.elapsed());
-        ok
+        let ok = Command::new(self.program)
+            .args(&self.args)
+            .envs(self.env.iter().cloned())
+            .status()
+            .is_ok_and(|s| s.success());
+        let took = started.elapsed();
+        eprintln!("<== {}: {} in {}", self.name, if ok { "passed" } else { "FAILED" }, minutes(took));
+        (ok, took)
     }
+}
+
+/// `4m 07s`.
+fn minutes(took: Duration) -> String {
+    let secs = took.as_secs();
+    format!("{}m {:02}s", secs / 60, secs % 60)
 }
 
 fn spec_check() -> Step {
@@ -66,9 +94,13 @@ fn conformance(args: &[String]) -> Step {
 }
 
 fn ci() -> bool {
-    if std::env::var_os(POSTGRES_URL_VAR).is_none() {
+    let postgres_expected = std::env::var_os(POSTGRES_URL_VAR).is_some();
+    if !postgres_expected {
         eprintln!("note: {POSTGRES_URL_VAR} is not set; PostgreSQL tests and conformance will be skipped");
     }
+    let skipped_log = skipped_log_path();
+    // A fresh log per run: the tests append to it, the summary reads it.
+    let _ = std::fs::remove_file(&skipped_log);
     let steps = [
         Step::cargo("format", &["fmt", "--all", "--check"]),
         Step::cargo("clippy", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
@@ -82,12 +114,65 @@ fn ci() -> bool {
         Step::cargo("clients (openai SDKs)", &["run", "--quiet", "-p", "xtask", "--", "clients"]),
         Step::cargo("examples build", &["build", "-p", "switchyard-examples", "--examples"]),
     ];
-    let results: Vec<(&str, bool)> = steps.iter().map(|step| (step.name, step.run())).collect();
-    let failed: Vec<&str> = results.iter().filter(|(_, ok)| !ok).map(|(name, _)| *name).collect();
-    eprintln!("\nci summary:");
-    for (name, ok) in &results {
-        eprintln!("  {:<32} {}", name, if *ok { "passed" } else { "FAILED" });
+    let started = Instant::now();
+    let mut results: Vec<(&str, bool, Duration)> = Vec::new();
+    for step in steps {
+        let name = step.name;
+        let (ok, took) = step.env(SKIPPED_LOG_VAR, &skipped_log).run_timed();
+        results.push((name, ok, took));
     }
-    println!("{} passed, {} failed", results.len() - failed.len(), failed.len());
-    failed.is_empty()
+    let total = started.elapsed();
+
+    let skipped = match std::fs::read_to_string(&skipped_log) {
+        Ok(log) => log,
+        // No test wrote to it: none was skipped.
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(error) => {
+            eprintln!("cannot read {}: {error}", skipped_log.display());
+            return false;
+        }
+    };
+    let skipped: Vec<&str> = skipped.lines().filter(|line| !line.trim().is_empty()).collect();
+    eprintln!("\nci summary:");
+    for (name, ok, took) in &results {
+        eprintln!("  {:<32} {:<7} {:>8}", name, if *ok { "passed" } else { "FAILED" }, minutes(*took));
+    }
+    eprintln!("  {:<32} {:<7} {:>8}", "total", "", minutes(total));
+    if !skipped.is_empty() {
+        eprintln!("  {} PostgreSQL test(s) skipped:", skipped.len());
+        for test in &skipped {
+            eprintln!("    {test}");
+        }
+    }
+    if postgres_expected {
+        // With a database to run on, a skipped PostgreSQL test is a failure, not a note.
+        let none_skipped = skipped.is_empty();
+        eprintln!(
+            "  {:<32} {}",
+            "no PostgreSQL test skipped",
+            if none_skipped { "passed" } else { "FAILED" }
+        );
+        results.push(("no PostgreSQL test skipped", none_skipped, Duration::ZERO));
+    }
+    let failed = results.iter().filter(|(_, ok, _)| !ok).count();
+    if total > CI_BUDGET {
+        eprintln!(
+            "\n  !!! OVER BUDGET: {} is past the {} budget for a cold run on two cores !!!",
+            minutes(total),
+            minutes(CI_BUDGET)
+        );
+    }
+    println!("{} passed, {} failed", results.len() - failed, failed);
+    failed == 0
+}
+
+/// The skipped-tests log, under the workspace's target directory.
+fn skipped_log_path() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
+    let target = if target.is_absolute() {
+        target
+    } else {
+        std::env::current_dir().map(|dir| dir.join(&target)).unwrap_or(target)
+    };
+    target.join("postgres-tests-skipped.log")
 }

@@ -34,13 +34,35 @@ pub async fn start(
     .await?)
 }
 
+/// Where a skipped PostgreSQL test is noted, one line per test, when set
+/// (`cargo xtask ci` sets it, and fails if any was skipped while
+/// `SWITCHYARD_TEST_POSTGRES_URL` is set).
+pub const SKIPPED_LOG_VAR: &str = "SWITCHYARD_TEST_SKIPPED_LOG";
+
 /// Whether tests may use `engine`; PostgreSQL needs `SWITCHYARD_TEST_POSTGRES_URL`.
+/// A test that cannot run says so on stderr and in the skipped-tests log.
 pub fn engine_available(engine: TestEngine) -> bool {
     let available = engine == TestEngine::Sqlite || std::env::var_os(POSTGRES_URL_VAR).is_some();
     if !available {
-        eprintln!("SKIPPED on {}: {POSTGRES_URL_VAR} is not set", engine.name());
+        let test = std::thread::current().name().unwrap_or("a test").to_owned();
+        eprintln!("SKIPPED {test} on {}: {POSTGRES_URL_VAR} is not set", engine.name());
+        note_skipped(&test);
     }
     available
+}
+
+/// Appends `test` to the skipped-tests log, if one is asked for.
+fn note_skipped(test: &str) {
+    use std::io::Write;
+    let Some(log) = std::env::var_os(SKIPPED_LOG_VAR) else { return };
+    let noted = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .and_then(|mut file| writeln!(file, "{test}"));
+    if let Err(error) = noted {
+        panic!("cannot note the skipped test in {}: {error}", log.to_string_lossy());
+    }
 }
 
 pub fn http() -> reqwest::Client {
