@@ -1,6 +1,7 @@
 //! Replays every response example of the OpenAPI spec against live Switchyard servers and
-//! reports what conforms. This module orchestrates: it picks the engines and runs each case
-//! in spec order on its own server (with the case's `x-server` settings) and fresh database.
+//! reports what conforms. This module orchestrates: it picks the engines (run side by side)
+//! and runs each case on its own server (with the case's `x-server` settings) and fresh
+//! database, a few at a time, reporting them in spec order.
 //!
 //! The conventions the spec's examples follow are described in `conformance/README.md`.
 
@@ -18,9 +19,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use futures::{StreamExt, TryStreamExt};
 use reqwest::Client;
 use serde_json::Value;
-use switchyard_server::harness::{POSTGRES_URL_VAR, TestEngine};
+use switchyard_server::testing::harness::{POSTGRES_URL_VAR, TestEngine};
 
 pub use report::{CaseResult, EngineRun, OperationRow, Report};
 
@@ -60,36 +62,56 @@ pub async fn run(spec_path: &Path, engines: Engines) -> anyhow::Result<Report> {
         }
     };
     let client = Client::builder().timeout(REQUEST_TIMEOUT).build().context("building the HTTP client")?;
-    for engine in selected {
-        let results = run_engine(&spec, engine, &client).await?;
-        report.runs.push(EngineRun { engine, results });
-    }
+    // The engines run side by side; each runs its cases several at a time.
+    let runs = selected.into_iter().map(|engine| {
+        let (spec, client) = (&spec, &client);
+        async move {
+            Ok::<_, anyhow::Error>(EngineRun { engine, results: run_engine(spec, engine, client).await? })
+        }
+    });
+    report.runs = futures::future::try_join_all(runs).await?;
     Ok(report)
 }
 
-/// Runs every case on `engine`, in spec order, each on its own server and fresh database so
-/// no case depends on what another left behind.
+/// How many cases of one engine replay at once. Every case has its own server and
+/// database, so they cannot see each other; the report keeps spec order.
+const CASES_AT_ONCE: usize = 4;
+
+/// Runs every case on `engine`, each on its own server and fresh database so no case
+/// depends on what another left behind; the results come back in spec order.
 async fn run_engine(spec: &Spec, engine: TestEngine, client: &Client) -> anyhow::Result<Vec<CaseResult>> {
-    let mut results = Vec::new();
-    for operation in &spec.operations {
-        for case in &operation.cases {
-            match servers::start(engine, &case.server).await {
-                Ok(server) => {
-                    let target =
-                        replay::Target { base_url: &server.base_url, database_url: &server.database.url };
-                    results.push(run_case(client, &target, operation, case).await);
-                    server.stop().await.with_context(|| format!("stopping the {} server", engine.name()))?;
-                }
-                Err(reason) => {
-                    let mut result = CaseResult::unreplayed(operation, case);
-                    let settings = Value::Object(case.server.clone());
-                    result.failures.push(format!("starting a server with x-server {settings}: {reason}"));
-                    results.push(result);
-                }
-            }
+    let cases = spec
+        .operations
+        .iter()
+        .flat_map(|operation| operation.cases.iter().map(move |case| (operation, case)));
+    futures::stream::iter(cases)
+        .map(|(operation, case)| run_on_own_server(engine, client, operation, case))
+        .buffered(CASES_AT_ONCE)
+        .try_collect()
+        .await
+}
+
+/// Starts a server for `case`, replays it and stops the server.
+async fn run_on_own_server(
+    engine: TestEngine,
+    client: &Client,
+    operation: &Operation,
+    case: &Case,
+) -> anyhow::Result<CaseResult> {
+    match servers::start(engine, &case.server).await {
+        Ok(server) => {
+            let target = replay::Target { base_url: &server.base_url, database_url: &server.database.url };
+            let result = run_case(client, &target, operation, case).await;
+            server.stop().await.with_context(|| format!("stopping the {} server", engine.name()))?;
+            Ok(result)
+        }
+        Err(reason) => {
+            let mut result = CaseResult::unreplayed(operation, case);
+            let settings = Value::Object(case.server.clone());
+            result.failures.push(format!("starting a server with x-server {settings}: {reason}"));
+            Ok(result)
         }
     }
-    Ok(results)
 }
 
 async fn run_case(

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use switchyard_server::harness::TestEngine;
+use switchyard_server::testing::harness::TestEngine;
 
 use crate::spec::{Case, Operation, Spec};
 

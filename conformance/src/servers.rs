@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 use switchyard_server::Config;
-use switchyard_server::harness::{RunningServer, TestDatabase, TestEngine};
+use switchyard_server::testing::harness::{RunningServer, TestDatabase, TestEngine};
 
 /// Settings the harness chooses itself: the address and the throwaway database.
 const HARNESS_OWNED: [&str; 2] = ["listen", "database_url"];

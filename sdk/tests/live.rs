@@ -2,7 +2,7 @@
 
 use switchyard_sdk::types::{ErrorCode, HealthStatus, ReadyStatus};
 use switchyard_sdk::{Credential, Error, connect};
-use switchyard_server::harness::{RunningServer, TestDatabase, TestEngine};
+use switchyard_server::testing::harness::{RunningServer, TestDatabase, TestEngine};
 
 #[tokio::test]
 async fn calls_the_operational_endpoints() -> Result<(), Box<dyn std::error::Error>> {

@@ -21,7 +21,7 @@ use crate::limits::CredentialLimiter;
 use crate::mail::Mailer;
 use crate::mail::delivery::Delivery;
 use crate::metrics::Metrics;
-use crate::state::AppState;
+use crate::state::{AppState, StateSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -35,6 +35,8 @@ pub enum AppError {
     Gateway(#[from] InvalidGatewayConfig),
     #[error("trusted_proxies: {0}")]
     TrustedProxies(String),
+    #[error(transparent)]
+    Spec(#[from] contract::UnreadableSpec),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -58,7 +60,12 @@ impl App {
         let metrics = Metrics::new()?;
         let gateway =
             Gateway::from_config(&config.providers, &config.routes, &config.prices, &config.gateway)?;
-        let state = AppState::new(db, &config, mail, gateway, metrics.clone());
+        let settings = StateSettings {
+            auth: config.auth.clone(),
+            abuse: config.abuse.clone(),
+            require_verified_email: config.require_verified_email,
+        };
+        let state = AppState::new(db, settings, mail, gateway, metrics.clone());
         Ok(Self { config, state, metrics })
     }
 
@@ -68,8 +75,9 @@ impl App {
 
     /// The full HTTP application with its middleware stack.
     pub fn endpoint(&self) -> Result<poem::endpoint::BoxEndpoint<'static>, AppError> {
-        let service = crate::api::service();
-        let docs_html = docs_page(&service)?;
+        let service = crate::routes::service();
+        let spec_json = contract::openapi_json()?;
+        let docs_html = docs_page(&service, spec_json)?;
         let metrics = self.metrics.clone();
         let routes = Route::new()
             .nest("/", service)
@@ -79,7 +87,7 @@ impl App {
                     metrics.render().with_content_type("text/plain; version=0.0.4; charset=utf-8")
                 }),
             )
-            .at("/openapi.json", make_sync(|_| json_spec()))
+            .at("/openapi.json", make_sync(move |_| spec_json.with_content_type("application/json")))
             .at("/openapi.yaml", make_sync(|_| yaml(contract::OPENAPI_YAML)))
             .at("/asyncapi.yaml", make_sync(|_| yaml(contract::ASYNCAPI_YAML)))
             .at("/docs", make_sync(move |_| Html(docs_html.clone())));
@@ -184,21 +192,20 @@ async fn sweep_periodically(db: Db, every: Duration) {
     }
 }
 
-fn json_spec() -> WithContentType<String> {
-    contract::OPENAPI_JSON.clone().with_content_type("application/json")
-}
-
 fn yaml(text: &'static str) -> WithContentType<&'static str> {
     text.with_content_type("application/yaml")
 }
 
 /// poem-openapi's bundled Swagger UI (no CDN) with the committed spec put in
 /// place of the generated one.
-fn docs_page(service: &poem_openapi::OpenApiService<crate::api::Apis, ()>) -> Result<String, AppError> {
+fn docs_page(
+    service: &poem_openapi::OpenApiService<crate::routes::Apis, ()>,
+    spec_json: &str,
+) -> Result<String, AppError> {
     let generated = service.spec();
     let html = service.swagger_ui_html();
     if !html.contains(&generated) {
         return Err(AppError::DocsTemplate);
     }
-    Ok(html.replacen(&generated, &contract::OPENAPI_JSON, 1))
+    Ok(html.replacen(&generated, spec_json, 1))
 }

@@ -1,24 +1,24 @@
 //! Switchyard server library: everything the `switchyard` binary, the tests
 //! and the conformance suite start in the same way, through [`App::build`].
 
-pub mod api;
 pub mod app;
 pub mod audit;
 pub mod config;
 pub mod contract;
 pub mod db;
-pub mod domain;
-pub mod error;
 pub mod gateway;
-pub mod harness;
 pub mod http;
 pub mod identity;
 pub mod kernel;
 pub mod limits;
 pub mod mail;
 pub mod metrics;
+pub mod ops;
+pub mod routes;
 pub mod state;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use app::{App, AppError};
 pub use config::Config;

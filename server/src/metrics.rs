@@ -8,8 +8,6 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
-use crate::db::UsageSource;
-
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
@@ -98,8 +96,9 @@ pub struct GatewayOutcome<'a> {
     pub status: u16,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
-    /// Whether the tokens are the provider's report or Switchyard's count.
-    pub usage_source: UsageSource,
+    /// Whether the tokens are the provider's report or Switchyard's count
+    /// (`reported`, `counted`, …: the usage row's `usage_source`).
+    pub usage_source: &'static str,
     pub cost_micro_usd: u64,
     /// Time spent waiting on providers, when one answered.
     pub upstream: Option<Duration>,
@@ -186,7 +185,7 @@ impl InFlight {
         let status = outcome.status.to_string();
         metrics.requests.with_label_values(&[route, provider, status.as_str()]).inc();
         if outcome.provider.is_some() {
-            let usage = outcome.usage_source.as_str();
+            let usage = outcome.usage_source;
             metrics
                 .tokens
                 .with_label_values(&[route, provider, "prompt", usage])

@@ -4,15 +4,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::{AuthConfig, Config};
 use crate::db::{Db, StoreError};
 use crate::gateway::Gateway;
 use crate::gateway::metering::Meter;
+use crate::identity::AuthConfig;
 use crate::identity::key_cache::{KeyCache, KeyChange};
 use crate::identity::key_usage::KeyUsage;
-use crate::identity::tokens::{TokenIssuer, random_base62};
+use crate::identity::tokens::TokenIssuer;
 use crate::kernel::error::{DomainError, DomainResult};
-use crate::limits::AbuseLimits;
+use crate::kernel::ids::random_base62;
+use crate::limits::{AbuseLimits, AbuseLimitsConfig};
 use crate::mail::Mailer;
 use crate::metrics::Metrics;
 
@@ -44,20 +45,29 @@ pub struct AppState {
     pub features: Arc<[&'static str]>,
 }
 
+/// The settings the state is built with (the rest of the configuration is
+/// read by the parts `App::build` starts).
+pub struct StateSettings {
+    pub auth: AuthConfig,
+    pub abuse: AbuseLimitsConfig,
+    pub require_verified_email: bool,
+}
+
 impl AppState {
-    /// The state for `config`, over an open database.
-    pub fn new(db: Db, config: &Config, mail: Mailer, gateway: Gateway, metrics: Metrics) -> Self {
+    /// The state over an open database, with the settings each part needs.
+    pub fn new(db: Db, settings: StateSettings, mail: Mailer, gateway: Gateway, metrics: Metrics) -> Self {
+        let StateSettings { auth, abuse, require_verified_email } = settings;
         Self {
             db,
             started_at: Instant::now(),
             deployment_id: Arc::default(),
-            auth: config.auth.clone(),
+            auth,
             token_issuer: Arc::default(),
-            limits: AbuseLimits::in_memory(config.abuse.clone()),
+            limits: AbuseLimits::in_memory(abuse),
             keys: KeyCache::default(),
             key_usage: KeyUsage::default(),
             mail,
-            require_verified_email: config.require_verified_email,
+            require_verified_email,
             gateway: Arc::new(gateway),
             meter: Meter::default(),
             metrics,

@@ -335,7 +335,9 @@ fn start_server(root: &Path, target: &Path) -> Result<Server, String> {
     eprintln!("\n==> build the server");
     setup(
         Command::new("cargo")
-            .args(["build", "-p", "switchyard-server", "--bin", "switchyard"])
+            // The workspace with its tests, as `cargo xtask ci` builds it: the same
+            // features, so the binary the tests built is reused, not rebuilt.
+            .args(["build", "--workspace", "--bins", "--tests"])
             .current_dir(root),
     )?;
     let binary = target.join("debug").join(format!("switchyard{}", std::env::consts::EXE_SUFFIX));

@@ -8,12 +8,13 @@ use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 
-use crate::api::security::AnyCredential;
-use crate::api::wire::timestamp;
-use crate::api::{ApiTags, Ok200};
 use crate::audit::service;
 use crate::audit::service::{AuditQuery, Verification};
 use crate::audit::store::{AuditFilter, AuditRow};
+use crate::http::credential::AnyCredential;
+use crate::http::wire::timestamp;
+use crate::http::{ApiTags, Ok200};
+use crate::identity::orgs::{Role, org_managed_by};
 use crate::kernel::page::{Page, page_limit};
 use crate::operation_errors;
 use crate::state::AppState;
@@ -150,8 +151,8 @@ impl AuditApi {
         cursor: Query<Option<String>>,
     ) -> Result<Ok200<AuditEventList>, AuditListError> {
         let caller = state.principal(&auth).await?;
+        let org_id = org_managed_by(&state.db, &caller, org_id.0.as_deref(), Role::Admin).await?;
         let query = AuditQuery {
-            org_id: org_id.0.as_deref(),
             filter: AuditFilter {
                 actor_id: principal.0.as_deref(),
                 action: action.0.as_deref(),
@@ -161,7 +162,7 @@ impl AuditApi {
             cursor: cursor.0.as_deref(),
             limit: page_limit(limit.0),
         };
-        let page = service::audit_list(&state.db, &caller, query).await?;
+        let page = service::audit_list(&state.db, org_id, query).await?;
         Ok(Ok200::Ok(Json(page.into())))
     }
 
@@ -201,7 +202,8 @@ impl AuditApi {
         org_id: Query<Option<String>>,
     ) -> Result<Ok200<AuditVerification>, AuditVerifyError> {
         let caller = state.principal(&auth).await?;
-        let verification = service::audit_verify(&state.db, &caller, org_id.0.as_deref()).await?;
+        let org_id = org_managed_by(&state.db, &caller, org_id.0.as_deref(), Role::Admin).await?;
+        let verification = service::audit_verify(&state.db, org_id).await?;
         Ok(Ok200::Ok(Json(verification.into())))
     }
 }

@@ -1,7 +1,11 @@
 //! The tamper-evident audit trail: events hash-chained per organization (and
-//! one chain for account events), their reads and the chain check. `api` is
-//! its HTTP surface, `service` its rules, `store` its SQL.
+//! one chain for account events), their reads and the chain check. [`record`] is how
+//! every area appends an event; `api` is its HTTP surface, `service` its
+//! reads and the chain check, `store` its SQL.
 
 pub mod api;
+mod record;
 pub mod service;
 pub mod store;
+
+pub use record::{AuditAction, Entry, record};

@@ -6,10 +6,8 @@
 
 mod housekeeping;
 mod settings;
-mod usage;
 
 pub use housekeeping::{Retention, Swept};
-pub use usage::{UsageBucket, UsageFilter, UsageGrouping, UsageRow, UsageSource};
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -12,10 +12,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::db::{Db, StoreError, UsageRow};
+use crate::db::{Db, StoreError};
 use crate::gateway::Route;
 use crate::gateway::tokens;
 use crate::gateway::tokens::PromptPiece;
+use crate::gateway::usage::UsageRow;
 use crate::gateway::wire::{ChatCompletionRequest, EmbeddingInputs, EmbeddingRequest, Usage};
 use crate::kernel::principal::KeyLimits;
 

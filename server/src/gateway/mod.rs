@@ -6,6 +6,7 @@
 //! calls it, and usage accounting wraps what it returns.
 
 pub mod anthropic;
+pub mod api;
 pub mod config;
 pub mod dev;
 pub mod fields;
@@ -15,6 +16,7 @@ pub mod price;
 pub mod ticket;
 pub mod tokens;
 pub mod upstream;
+pub mod usage;
 pub mod wire;
 
 use std::collections::{BTreeMap, HashMap};

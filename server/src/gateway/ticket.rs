@@ -13,10 +13,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use crate::db::{Db, UsageRow, UsageSource};
+use crate::db::Db;
 use crate::gateway::metering::{Admission, Caller, Quota};
 use crate::gateway::tokens;
 use crate::gateway::tokens::{ImageRule, OutputTally, Tokenizer};
+use crate::gateway::usage::{UsageRow, UsageSource};
 use crate::gateway::wire::{
     ChatCompletionChunk, ChatCompletionRequest, EmbeddingList, EmbeddingRequest, Usage,
 };
@@ -281,7 +282,7 @@ impl Ticket {
             status: u16::try_from(row.status).unwrap_or_default(),
             prompt_tokens: usage.prompt_tokens,
             completion_tokens: usage.completion_tokens,
-            usage_source: source,
+            usage_source: source.as_str(),
             cost_micro_usd: u64::try_from(row.cost_micros).unwrap_or_default(),
             upstream: self.upstream,
             overhead: self.upstream.zip(self.responded).map(|(upstream, at)| at.saturating_sub(upstream)),

@@ -14,8 +14,8 @@ use poem::http::StatusCode;
 use poem::http::header::AUTHORIZATION;
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
 
-use crate::error::{ApiError, ErrorCode};
 use crate::http::client_addr::ClientAddr;
+use crate::http::error::{ApiError, ErrorCode};
 use crate::limits::{CredentialLimiter, X_RATELIMIT_LIMIT};
 
 pub struct CredentialLimit(pub Arc<CredentialLimiter>);

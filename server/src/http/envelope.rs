@@ -5,7 +5,7 @@
 use poem::http::StatusCode;
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
 
-use crate::error::{ApiError, Enveloped, ErrorCode};
+use crate::http::error::{ApiError, Enveloped, ErrorCode};
 
 pub struct Envelope;
 

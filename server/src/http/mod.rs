@@ -1,16 +1,28 @@
-//! Cross-cutting HTTP behaviour, applied to every route in one fixed order
-//! by [`stack`]: request ids, logs and metrics, the error envelope, panic
-//! capture, the body size limit and the NUL guard; and the acceptor the
+//! The HTTP layer every area's handlers share: the error envelope and the
+//! mapping of each layer's errors to it (`error`, `from_domain`), credentials
+//! and their resolution to a principal (`credential`), success responses and
+//! the spec's tags; and the cross-cutting behaviour applied to every route in
+//! one fixed order by [`stack`]: request ids, logs and metrics, the envelope,
+//! panic capture, the body size limit and the NUL guard; and the acceptor the
 //! server listens with.
 
 pub mod body_limit;
 pub mod client_addr;
+pub mod credential;
 pub mod credential_limit;
 pub mod envelope;
+pub mod error;
+pub mod from_domain;
 pub mod listener;
 pub mod observe;
 pub mod request_id;
+pub mod responses;
+mod tags;
 pub mod text_guard;
+pub mod wire;
+
+pub use responses::Ok200;
+pub use tags::ApiTags;
 
 use poem::endpoint::BoxEndpoint;
 use poem::middleware::CatchPanic;

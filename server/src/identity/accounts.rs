@@ -2,7 +2,7 @@
 //! reused token revokes its whole session), log out, change the password,
 //! and describe the caller.
 
-use crate::audit::store::AuditEvent;
+use crate::audit::{self, AuditAction, Entry};
 use crate::db::Db;
 use crate::identity::store::{MembershipRow, SessionRow, UserRow};
 use crate::identity::tokens::{TokenIssuer, digest, mint_refresh_token};
@@ -81,7 +81,7 @@ pub async fn register(
     if !db.user_insert(&user).await? {
         return Err(DomainError::EmailTaken);
     }
-    audit(db, ctx, Some(&user.id), "user.registered", Some(&user.id)).await?;
+    audit::record(db, ctx, Entry::own_account(AuditAction::UserRegistered, &user.id)).await?;
     email::send_verification(db, mail, &user).await?;
     sign_in(db, issuer, user, ctx).await
 }
@@ -111,13 +111,18 @@ pub async fn login(
             Ok(LoginOutcome::TwoFactorRequired(two_factor::challenge(db, &user.id).await?))
         }
         Some(user) if verified => {
-            audit(db, ctx, Some(&user.id), "user.login", Some(&user.id)).await?;
+            audit::record(db, ctx, Entry::own_account(AuditAction::UserLogin, &user.id)).await?;
             notices::before_sign_in(db, mail, &user, ctx).await?;
             Ok(LoginOutcome::SignedIn(sign_in(db, issuer, user, ctx).await?))
         }
         other => {
             let actor = other.as_ref().map(|u| u.id.as_str());
-            audit(db, ctx, actor, "user.login_failed", actor).await?;
+            audit::record(
+                db,
+                ctx,
+                Entry { action: AuditAction::UserLoginFailed, actor, org: None, target: actor },
+            )
+            .await?;
             Err(DomainError::InvalidCredentials)
         }
     }
@@ -156,7 +161,17 @@ pub async fn refresh(db: &Db, issuer: &TokenIssuer, refresh_token: &str) -> Doma
 pub async fn logout(db: &Db, principal: &Principal, ctx: &RequestContext) -> DomainResult<()> {
     let session_id = principal.require_session()?;
     db.session_revoke(session_id, now()).await?;
-    audit(db, ctx, Some(&principal.user_id), "user.logout", Some(session_id)).await
+    audit::record(
+        db,
+        ctx,
+        Entry {
+            action: AuditAction::UserLogout,
+            actor: Some(&principal.user_id),
+            org: None,
+            target: Some(session_id),
+        },
+    )
+    .await
 }
 
 /// Changes the caller's password after checking the current one. Every
@@ -181,7 +196,7 @@ pub async fn password_change(
     principal.require_session()?;
     let user = db.user_by_id(&principal.user_id).await?.ok_or(DomainError::InvalidToken)?;
     if !passwords::verify(current_password, Some(user.password_hash.clone())).await {
-        audit(db, ctx, Some(&user.id), "user.password_change_failed", Some(&user.id)).await?;
+        audit::record(db, ctx, Entry::own_account(AuditAction::UserPasswordChangeFailed, &user.id)).await?;
         return Err(DomainError::InvalidCredentials);
     }
     passwords::check_policy(&new_password, "new_password")?;
@@ -191,7 +206,7 @@ pub async fn password_change(
     if !db.user_change_password(&user.id, &user.password_hash, &new_hash, now()).await? {
         return Err(DomainError::InvalidCredentials);
     }
-    audit(db, ctx, Some(&user.id), "user.password_changed", Some(&user.id)).await?;
+    audit::record(db, ctx, Entry::own_account(AuditAction::UserPasswordChanged, &user.id)).await?;
     let user = UserRow { password_hash: new_hash, ..user };
     sign_in(db, issuer, user, ctx).await
 }
@@ -220,7 +235,17 @@ pub async fn session_revoke(
     if !db.session_revoke_of(&principal.user_id, session_id, now()).await? {
         return Err(DomainError::NotFound(Resource::Session));
     }
-    audit(db, ctx, Some(&principal.user_id), "user.session_revoked", Some(session_id)).await
+    audit::record(
+        db,
+        ctx,
+        Entry {
+            action: AuditAction::UserSessionRevoked,
+            actor: Some(&principal.user_id),
+            org: None,
+            target: Some(session_id),
+        },
+    )
+    .await
 }
 
 /// The caller and the orgs they belong to.
@@ -250,36 +275,6 @@ pub(super) async fn sign_in(
         expires_in: issuer.access_ttl.as_secs(),
         user,
     })
-}
-
-pub(super) async fn audit(
-    db: &Db,
-    ctx: &RequestContext,
-    actor: Option<&str>,
-    action: &'static str,
-    target: Option<&str>,
-) -> DomainResult<()> {
-    audit_in_org(db, ctx, actor, None, action, target).await
-}
-
-pub(super) async fn audit_in_org(
-    db: &Db,
-    ctx: &RequestContext,
-    actor: Option<&str>,
-    org: Option<&str>,
-    action: &'static str,
-    target: Option<&str>,
-) -> DomainResult<()> {
-    let event = AuditEvent {
-        actor_id: actor.map(str::to_owned),
-        org_id: org.map(str::to_owned),
-        action,
-        target: target.map(str::to_owned),
-        ip: ctx.ip.clone(),
-        request_id: ctx.request_id.clone(),
-    };
-    db.audit_record(&event, &new_id("evt"), now()).await?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,16 +1,18 @@
 //! API keys: minted with a session by a member of the key's org, shown once,
 //! listed without secrets, revoked at once.
 
+use crate::audit::{self, AuditAction, Entry};
 use crate::db::Db;
-use crate::identity::accounts::{audit_in_org, normalize_email};
+use crate::identity::accounts::normalize_email;
 use crate::identity::names::check_name;
 use crate::identity::notices::Notice;
 use crate::identity::orgs::create_owned_by;
 use crate::identity::passwords;
 use crate::identity::store::{ApiKeyRow, KeyLimitsRow, UserRow};
-use crate::identity::tokens::{digest, random_base62};
+use crate::identity::tokens::digest;
 use crate::kernel::context::RequestContext;
 use crate::kernel::error::{DomainError, DomainResult, Resource};
+use crate::kernel::ids::random_base62;
 use crate::kernel::ids::{new_id, now};
 use crate::kernel::page::Page;
 use crate::kernel::principal::{API_KEY_PREFIX, KeyLimits, Principal, Scope};
@@ -136,7 +138,7 @@ async fn create_user_without_password(db: &Db, email: &str, ctx: &RequestContext
     if !db.user_insert(&user).await? {
         return Err(DomainError::EmailTaken);
     }
-    audit_in_org(db, ctx, Some(&user.id), None, "user.registered", Some(&user.id)).await?;
+    audit::record(db, ctx, Entry::own_account(AuditAction::UserRegistered, &user.id)).await?;
     Ok(user.id)
 }
 
@@ -176,7 +178,7 @@ async fn mint(db: &Db, user_id: &str, input: NewApiKey, ctx: &RequestContext) ->
         id,
     };
     db.api_key_insert(&key).await?;
-    audit_in_org(db, ctx, Some(user_id), Some(&key.org_id), "api_key.created", Some(&key.id)).await?;
+    audit::record(db, ctx, Entry::in_org(AuditAction::ApiKeyCreated, user_id, &key.org_id, &key.id)).await?;
     Ok(MintedKey { plain: format!("{}_{secret}", key.prefix), key })
 }
 
@@ -232,5 +234,10 @@ pub async fn api_key_revoke(
     if !db.api_key_revoke(&key.id, &principal.user_id, now()).await? {
         return Err(DomainError::NotFound(Resource::ApiKey));
     }
-    audit_in_org(db, ctx, Some(&principal.user_id), Some(&key.org_id), "api_key.revoked", Some(&key.id)).await
+    audit::record(
+        db,
+        ctx,
+        Entry::in_org(AuditAction::ApiKeyRevoked, &principal.user_id, &key.org_id, &key.id),
+    )
+    .await
 }

@@ -19,14 +19,16 @@ use std::time::Duration;
 use rand::Rng;
 use subtle::ConstantTimeEq;
 
+use crate::audit::{self, AuditAction, Entry};
 use crate::db::Db;
-use crate::identity::accounts::{audit, normalize_email};
+use crate::identity::accounts::normalize_email;
 use crate::identity::passwords;
 use crate::identity::store::{Resent, UserRow};
-use crate::identity::tokens::{digest, random_base62};
+use crate::identity::tokens::digest;
 use crate::kernel::context::RequestContext;
 use crate::kernel::error::{DomainError, DomainResult};
 use crate::kernel::ids::now;
+use crate::kernel::ids::random_base62;
 use crate::kernel::principal::Principal;
 use crate::mail::{Mailer, render};
 
@@ -111,7 +113,7 @@ pub async fn verify_email(
     if !db.verification_consume(&user.id, &presented, VERIFICATION_MAX_ATTEMPTS, now()).await? {
         return Err(DomainError::InvalidVerificationCode);
     }
-    audit(db, ctx, Some(&user.id), "user.email_verified", Some(&user.id)).await
+    audit::record(db, ctx, Entry::own_account(AuditAction::UserEmailVerified, &user.id)).await
 }
 
 /// Mails a reset token if `email` has an account. Answers `Ok` either way,
@@ -130,7 +132,7 @@ pub async fn request_password_reset(
     let now = now();
     db.password_reset_issue(&digest(&token), &user.id, now + RESET_TTL_SECS, &queued, now).await?;
     mail.wake();
-    audit(db, ctx, Some(&user.id), "user.password_reset_requested", Some(&user.id)).await
+    audit::record(db, ctx, Entry::own_account(AuditAction::UserPasswordResetRequested, &user.id)).await
 }
 
 /// Sets a new password with a reset token and ends every session.
@@ -148,7 +150,7 @@ pub async fn confirm_password_reset(
     if !db.password_reset_complete(&hash, &user_id, &password_hash, now()).await? {
         return Err(DomainError::InvalidResetToken);
     }
-    audit(db, ctx, Some(&user_id), "user.password_reset", Some(&user_id)).await
+    audit::record(db, ctx, Entry::own_account(AuditAction::UserPasswordReset, &user_id)).await
 }
 
 #[cfg(test)]

@@ -10,13 +10,14 @@
 //! invited role. Owners and admins list the pending invitations and revoke
 //! them (admins only those for members and externals).
 
+use crate::audit::{self, AuditAction, Entry};
 use crate::db::Db;
-use crate::identity::accounts::audit_in_org;
 use crate::identity::orgs::{Role, caller_role, manager_role};
 use crate::identity::store::{Accepted, InvitationRow, MemberRow};
-use crate::identity::tokens::{digest, random_base62};
+use crate::identity::tokens::digest;
 use crate::kernel::context::RequestContext;
 use crate::kernel::error::{DomainError, DomainResult, Resource};
+use crate::kernel::ids::random_base62;
 use crate::kernel::ids::{new_id, now};
 use crate::kernel::page::Page;
 use crate::kernel::principal::Principal;
@@ -104,7 +105,8 @@ pub(super) async fn invite(
     let queued = mail.queue(db, message).await?;
     db.invitation_issue(&row, &digest(&token), &inviter.user_id, &queued).await?;
     mail.wake();
-    audit_in_org(db, ctx, Some(&inviter.user_id), Some(org_id), "member.invited", Some(&row.id)).await?;
+    audit::record(db, ctx, Entry::in_org(AuditAction::MemberInvited, &inviter.user_id, org_id, &row.id))
+        .await?;
     Ok(row)
 }
 
@@ -128,7 +130,8 @@ pub async fn accept(
         Accepted::Spent => return Err(DomainError::InvalidInvitation),
         Accepted::AlreadyMember => return Err(DomainError::AlreadyMember),
     }
-    audit_in_org(db, ctx, Some(&user.id), Some(&invitation.org_id), "member.joined", Some(&user.id)).await?;
+    audit::record(db, ctx, Entry::in_org(AuditAction::MemberJoined, &user.id, &invitation.org_id, &user.id))
+        .await?;
     db.member(&invitation.org_id, &user.id).await?.ok_or(DomainError::NotFound(Resource::Member))
 }
 
@@ -168,13 +171,10 @@ pub async fn revoke(
     if !db.invitation_revoke(org_id, invitation_id, now()).await? {
         return Err(DomainError::NotFound(Resource::Invitation));
     }
-    audit_in_org(
+    audit::record(
         db,
         ctx,
-        Some(&principal.user_id),
-        Some(org_id),
-        "member.invitation_revoked",
-        Some(invitation_id),
+        Entry::in_org(AuditAction::MemberInvitationRevoked, &principal.user_id, org_id, invitation_id),
     )
     .await
 }

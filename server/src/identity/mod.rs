@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod api;
 pub mod api_keys;
 pub mod authenticate;
+mod config;
 pub mod email;
 pub mod invitations;
 pub mod key_cache;
@@ -20,3 +21,5 @@ pub mod step_up;
 pub mod store;
 pub mod tokens;
 pub mod two_factor;
+
+pub use config::AuthConfig;

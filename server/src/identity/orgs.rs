@@ -4,8 +4,9 @@
 //! [`invitations`]). An org the caller is not in does not exist for them (404,
 //! never 403); changes need a session or an API key with the `admin` scope.
 
+use crate::audit::{self, AuditAction, Entry};
 use crate::db::Db;
-use crate::identity::accounts::{audit_in_org, normalize_email};
+use crate::identity::accounts::normalize_email;
 use crate::identity::invitations;
 use crate::identity::names::check_name;
 use crate::identity::store::{InvitationRow, MemberRow, MembershipRow, OrgRow};
@@ -37,7 +38,7 @@ pub(super) async fn create_owned_by(
     let org =
         OrgRow { id: new_id("org"), name: check_name(name)?, created_at: now(), caps: CostCaps::default() };
     db.org_create(&org, owner_id).await?;
-    audit_in_org(db, ctx, Some(owner_id), Some(&org.id), "org.created", Some(&org.id)).await?;
+    audit::record(db, ctx, Entry::in_org(AuditAction::OrgCreated, owner_id, &org.id, &org.id)).await?;
     Ok(MembershipRow { org, role: "owner".to_owned() })
 }
 
@@ -126,6 +127,20 @@ pub(crate) fn org_asked_for<'a>(principal: &'a Principal, asked: Option<&'a str>
     })
 }
 
+/// The org the caller asked for (an API key's own when none asked), once the
+/// caller is shown to hold at least `needed` there as a manager: what reading
+/// an org's audit trail needs.
+pub async fn org_managed_by<'a>(
+    db: &Db,
+    principal: &'a Principal,
+    asked: Option<&'a str>,
+    needed: Role,
+) -> DomainResult<&'a str> {
+    let org_id = org_asked_for(principal, asked)?;
+    manager_role(db, principal, org_id, needed).await?;
+    Ok(org_id)
+}
+
 /// Checks the caller may change the org: a session or a key with the `admin`
 /// scope that is not narrowed to a project, and at least the `needed` role.
 pub(crate) async fn manager_role(
@@ -186,11 +201,21 @@ pub async fn org_update(
     let actor = Some(principal.user_id.as_str());
     if let Some(name) = changes.name {
         db.org_rename(org_id, &check_name(&name)?).await?;
-        audit_in_org(db, ctx, actor, Some(org_id), "org.renamed", Some(org_id)).await?;
+        audit::record(
+            db,
+            ctx,
+            Entry { action: AuditAction::OrgRenamed, actor, org: Some(org_id), target: Some(org_id) },
+        )
+        .await?;
     }
     if caps != current.org.caps {
         db.org_set_cost_caps(org_id, caps).await?;
-        audit_in_org(db, ctx, actor, Some(org_id), "org.cost_caps_changed", Some(org_id)).await?;
+        audit::record(
+            db,
+            ctx,
+            Entry { action: AuditAction::OrgCostCapsChanged, actor, org: Some(org_id), target: Some(org_id) },
+        )
+        .await?;
     }
     org_get(db, principal, org_id).await
 }
@@ -203,7 +228,7 @@ pub async fn org_delete(
 ) -> DomainResult<()> {
     manager_role(db, principal, org_id, Role::Owner).await?;
     db.org_delete(org_id).await?;
-    audit_in_org(db, ctx, Some(&principal.user_id), Some(org_id), "org.deleted", Some(org_id)).await
+    audit::record(db, ctx, Entry::in_org(AuditAction::OrgDeleted, &principal.user_id, org_id, org_id)).await
 }
 
 /// The org's members and their addresses; externals may not list them, nor
@@ -259,7 +284,8 @@ pub async fn member_add(
     if !db.member_add(org_id, &user.id, role.as_str(), now()).await? {
         return Err(DomainError::AlreadyMember);
     }
-    audit_in_org(db, ctx, Some(&principal.user_id), Some(org_id), "member.added", Some(&user.id)).await?;
+    audit::record(db, ctx, Entry::in_org(AuditAction::MemberAdded, &principal.user_id, org_id, &user.id))
+        .await?;
     let member = db.member(org_id, &user.id).await?.ok_or(DomainError::NotFound(Resource::Member))?;
     Ok(MemberAdded::Member(member))
 }
@@ -282,8 +308,12 @@ pub async fn member_set_role(
     if !db.member_set_role(org_id, user_id, role.as_str()).await? {
         return Err(DomainError::LastOwner);
     }
-    audit_in_org(db, ctx, Some(&principal.user_id), Some(org_id), "member.role_changed", Some(user_id))
-        .await?;
+    audit::record(
+        db,
+        ctx,
+        Entry::in_org(AuditAction::MemberRoleChanged, &principal.user_id, org_id, user_id),
+    )
+    .await?;
     db.member(org_id, user_id).await?.ok_or(DomainError::NotFound(Resource::Member))
 }
 
@@ -308,5 +338,6 @@ pub async fn member_remove(
     if !db.member_remove(org_id, user_id, now()).await? {
         return Err(DomainError::LastOwner);
     }
-    audit_in_org(db, ctx, Some(&principal.user_id), Some(org_id), "member.removed", Some(user_id)).await
+    audit::record(db, ctx, Entry::in_org(AuditAction::MemberRemoved, &principal.user_id, org_id, user_id))
+        .await
 }

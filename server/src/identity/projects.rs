@@ -4,8 +4,8 @@
 //! does any project but its own for a key narrowed to one; such a key, with
 //! the `admin` scope, may rename or delete its own project and no other.
 
+use crate::audit::{self, AuditAction, Entry};
 use crate::db::Db;
-use crate::identity::accounts::audit_in_org;
 use crate::identity::names::check_name;
 use crate::identity::orgs::{Role, caller_role, manager_role};
 use crate::identity::store::ProjectRow;
@@ -43,8 +43,12 @@ pub async fn project_create(
         created_at: now(),
     };
     db.project_insert(&project).await?;
-    audit_in_org(db, ctx, Some(&principal.user_id), Some(org_id), "project.created", Some(&project.id))
-        .await?;
+    audit::record(
+        db,
+        ctx,
+        Entry::in_org(AuditAction::ProjectCreated, &principal.user_id, org_id, &project.id),
+    )
+    .await?;
     Ok(project)
 }
 
@@ -81,13 +85,10 @@ pub async fn project_rename(
     project_manager_role(db, principal, &project).await?;
     let name = check_name(name)?;
     db.project_rename(project_id, &name).await?;
-    audit_in_org(
+    audit::record(
         db,
         ctx,
-        Some(&principal.user_id),
-        Some(&project.org_id),
-        "project.renamed",
-        Some(project_id),
+        Entry::in_org(AuditAction::ProjectRenamed, &principal.user_id, &project.org_id, project_id),
     )
     .await?;
     Ok(ProjectRow { name, ..project })
@@ -103,13 +104,10 @@ pub async fn project_delete(
     let project = project_get(db, principal, project_id).await?;
     project_manager_role(db, principal, &project).await?;
     db.project_delete(project_id).await?;
-    audit_in_org(
+    audit::record(
         db,
         ctx,
-        Some(&principal.user_id),
-        Some(&project.org_id),
-        "project.deleted",
-        Some(project_id),
+        Entry::in_org(AuditAction::ProjectDeleted, &principal.user_id, &project.org_id, project_id),
     )
     .await
 }

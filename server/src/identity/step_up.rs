@@ -7,8 +7,8 @@
 //! Disabling two-factor login and changing the password take the password
 //! in the request itself.
 
+use crate::audit::{self, AuditAction, Entry};
 use crate::db::Db;
-use crate::identity::accounts::audit;
 use crate::identity::passwords;
 use crate::identity::two_factor;
 use crate::identity::two_factor::Factor;
@@ -69,12 +69,13 @@ pub async fn reauthenticate(
     match proof {
         Proof::Password(password) => {
             if !passwords::verify(password, Some(user.password_hash.clone())).await {
-                audit(db, ctx, Some(&user.id), "user.reauthentication_failed", Some(&user.id)).await?;
+                audit::record(db, ctx, Entry::own_account(AuditAction::UserReauthenticationFailed, &user.id))
+                    .await?;
                 return Err(DomainError::InvalidCredentials);
             }
         }
         Proof::Factor(factor) => two_factor::verify_counted(db, &user, &factor).await?,
     }
     db.session_reauthenticated(session_id, now()).await?;
-    audit(db, ctx, Some(&user.id), "user.reauthenticated", Some(&user.id)).await
+    audit::record(db, ctx, Entry::own_account(AuditAction::UserReauthenticated, &user.id)).await
 }

@@ -5,12 +5,11 @@
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use rand::distr::{Alphanumeric, SampleString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::kernel::error::DomainError;
-use crate::kernel::ids::now;
+use crate::kernel::ids::{now, random_base62};
 
 pub const ISSUER: &str = "switchyard";
 pub const AUDIENCE: &str = "switchyard-api";
@@ -92,11 +91,6 @@ impl TokenIssuer {
         }
         Ok(data.claims)
     }
-}
-
-/// A random alphanumeric (base62) string of `len` characters.
-pub fn random_base62(len: usize) -> String {
-    Alphanumeric.sample_string(&mut rand::rng(), len)
 }
 
 /// Hex SHA-256, the at-rest form of refresh tokens and key secrets.

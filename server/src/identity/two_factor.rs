@@ -10,15 +10,17 @@
 
 use totp_rs::{Algorithm, Builder, Secret, Totp};
 
+use crate::audit::{self, AuditAction, Entry};
 use crate::db::Db;
-use crate::identity::accounts::{SignedIn, audit, sign_in};
+use crate::identity::accounts::{SignedIn, sign_in};
 use crate::identity::notices;
 use crate::identity::notices::Notice;
-use crate::identity::tokens::{TokenIssuer, digest, keyed_digest, random_base62};
+use crate::identity::tokens::{TokenIssuer, digest, keyed_digest};
 use crate::identity::{passwords, step_up};
 use crate::kernel::context::RequestContext;
 use crate::kernel::error::{DomainError, DomainResult};
 use crate::kernel::ids::now;
+use crate::kernel::ids::random_base62;
 use crate::kernel::principal::Principal;
 use crate::mail::Mailer;
 
@@ -122,7 +124,7 @@ pub async fn enable(
     let hashes: Vec<String> =
         codes.iter().map(|code| keyed_digest(key.as_bytes(), &normalize_recovery(code))).collect();
     db.totp_enable(&user.id, &pending, step, &hashes, now()).await?;
-    audit(db, ctx, Some(&user.id), "user.2fa_enabled", Some(&user.id)).await?;
+    audit::record(db, ctx, Entry::own_account(AuditAction::UserTwoFactorEnabled, &user.id)).await?;
     notices::notify(db, mail, &user, Notice::TwoFactorEnabled, ctx).await?;
     Ok(codes)
 }
@@ -149,7 +151,7 @@ pub async fn disable(
     verify_factor(db, &user.id, &user.email, &factor).await?;
     db.second_factor_succeeded(&user.id).await?;
     db.totp_disable(&user.id, now()).await?;
-    audit(db, ctx, Some(&user.id), "user.2fa_disabled", Some(&user.id)).await?;
+    audit::record(db, ctx, Entry::own_account(AuditAction::UserTwoFactorDisabled, &user.id)).await?;
     notices::notify(db, mail, &user, Notice::TwoFactorDisabled, ctx).await
 }
 
@@ -177,14 +179,14 @@ pub async fn login(
     claim_second_factor_attempt(db, &user_id).await?;
     let user = db.user_by_id(&user_id).await?.ok_or(DomainError::InvalidChallenge)?;
     if let Err(err) = verify_factor(db, &user.id, &user.email, &factor).await {
-        audit(db, ctx, Some(&user.id), "user.login_failed", Some(&user.id)).await?;
+        audit::record(db, ctx, Entry::own_account(AuditAction::UserLoginFailed, &user.id)).await?;
         return Err(err);
     }
     db.second_factor_succeeded(&user.id).await?;
     if !db.challenge_consume(&hash, now()).await? {
         return Err(DomainError::InvalidChallenge);
     }
-    audit(db, ctx, Some(&user.id), "user.login", Some(&user.id)).await?;
+    audit::record(db, ctx, Entry::own_account(AuditAction::UserLogin, &user.id)).await?;
     notices::before_sign_in(db, mail, &user, ctx).await?;
     sign_in(db, issuer, user, ctx).await
 }

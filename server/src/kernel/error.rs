@@ -4,7 +4,7 @@
 use crate::db::StoreError;
 
 /// Everything a domain operation can refuse or fail with. Mapped once, in
-/// `crate::api::errors`, to the wire envelope.
+/// `crate::http::from_domain`, to the wire envelope.
 #[derive(Debug, thiserror::Error)]
 pub enum DomainError {
     #[error("invalid {param}: {message}")]

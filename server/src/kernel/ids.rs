@@ -1,4 +1,6 @@
-//! Prefixed, time-sortable ids, and the current time in Unix seconds.
+//! Prefixed, time-sortable ids, random secrets, and the current time in Unix seconds.
+
+use rand::distr::{Alphanumeric, SampleString};
 
 /// A new prefixed, time-sortable id such as `usr_01jd3x…`.
 pub fn new_id(prefix: &str) -> String {
@@ -8,4 +10,10 @@ pub fn new_id(prefix: &str) -> String {
 /// Seconds since the Unix epoch.
 pub fn now() -> i64 {
     chrono::Utc::now().timestamp()
+}
+
+/// A random alphanumeric (base62) string of `len` characters, from the
+/// thread's cryptographically secure generator.
+pub fn random_base62(len: usize) -> String {
+    Alphanumeric.sample_string(&mut rand::rng(), len)
 }

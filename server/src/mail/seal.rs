@@ -12,7 +12,7 @@ use rand::RngCore;
 use sha2::Sha256;
 
 use crate::db::{Db, StoreError};
-use crate::identity::tokens::random_base62;
+use crate::kernel::ids::random_base62;
 
 /// What a sealed body starts with; the version names the cipher and key derivation.
 pub(super) const SEALED_PREFIX: &str = "sealed:v1:";

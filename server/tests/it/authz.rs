@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use switchyard_server::contract::OPENAPI;
+use switchyard_server::contract::openapi;
 
 use crate::support::{
     Api, BoxError, Credential, MintedKey, PASSWORD, Session, TestEngine, TestResult, add_member,
@@ -286,8 +286,8 @@ struct SecuredOperation {
 /// or the document's.
 fn secured_operations() -> Result<Vec<SecuredOperation>, BoxError> {
     const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
-    let default_security = OPENAPI.get("security");
-    let paths = OPENAPI["paths"].as_object().ok_or("the spec has no paths")?;
+    let default_security = openapi()?.get("security");
+    let paths = openapi()?["paths"].as_object().ok_or("the spec has no paths")?;
     let mut secured = Vec::new();
     for (path, item) in paths {
         for method in METHODS {

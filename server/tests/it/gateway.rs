@@ -403,7 +403,7 @@ mod replicas {
     //! in memory. (Replicas share a PostgreSQL database; SQLite serves one
     //! process.)
 
-    use switchyard_server::harness::RunningServer;
+    use switchyard_server::testing::harness::RunningServer;
 
     use crate::support::{
         Api, Credential, TestEngine, TestResult, add_member, assert_error, engine_available, expect_status,

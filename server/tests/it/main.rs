@@ -2,6 +2,10 @@
 //! per test, on SQLite and (when `SWITCHYARD_TEST_POSTGRES_URL` is set) on
 //! PostgreSQL.
 
+// clippy's test allowances cover `#[test]` functions; the helpers they call
+// fail the same way, by panicking with a message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code fails by panicking")]
+
 mod abuse;
 mod audit;
 mod authz;

@@ -5,10 +5,10 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use switchyard_server::Config;
 use switchyard_server::db::Db;
-pub use switchyard_server::harness::{POSTGRES_URL_VAR, RunningServer, TestDatabase, TestEngine};
 use switchyard_server::limits::{AbuseLimitsConfig, Limit};
 use switchyard_server::mail::BodyKey;
 use switchyard_server::mail::OutboxRow;
+pub use switchyard_server::testing::harness::{POSTGRES_URL_VAR, RunningServer, TestDatabase, TestEngine};
 
 pub type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 

@@ -6,13 +6,13 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{Enum, Object, OpenApi};
 
-use crate::api::responses::{Created201, NoContent204};
-use crate::api::security::AnyCredential;
-use crate::api::wire::timestamp;
-use crate::api::{ApiTags, Ok200};
-use crate::error::{ApiError, ErrorCode};
 use crate::gateway::price::{format_usd_micros, parse_usd_micros};
 use crate::http::client_addr::ClientAddr;
+use crate::http::credential::AnyCredential;
+use crate::http::error::{ApiError, ErrorCode};
+use crate::http::responses::{Created201, NoContent204};
+use crate::http::wire::timestamp;
+use crate::http::{ApiTags, Ok200};
 use crate::identity::api::auth::{context, enforce};
 use crate::identity::api_keys;
 use crate::identity::api_keys::NewApiKey;

@@ -5,10 +5,10 @@ use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 
-use crate::api::ApiTags;
-use crate::api::responses::{Accepted202, NoContent204};
-use crate::api::security::AnyCredential;
+use crate::http::ApiTags;
 use crate::http::client_addr::ClientAddr;
+use crate::http::credential::AnyCredential;
+use crate::http::responses::{Accepted202, NoContent204};
 use crate::identity::api::auth::{context, enforce};
 use crate::identity::email;
 use crate::operation_errors;

@@ -7,3 +7,4 @@ pub mod orgs;
 pub mod projects;
 pub mod sessions;
 pub mod two_factor;
+pub mod wire;

@@ -6,11 +6,11 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 
-use crate::api::responses::{Created201, NoContent204};
-use crate::api::security::AnyCredential;
-use crate::api::wire::timestamp;
-use crate::api::{ApiTags, Ok200};
 use crate::http::client_addr::ClientAddr;
+use crate::http::credential::AnyCredential;
+use crate::http::responses::{Created201, NoContent204};
+use crate::http::wire::timestamp;
+use crate::http::{ApiTags, Ok200};
 use crate::identity::api::auth::context;
 use crate::identity::key_cache::KeyChange;
 use crate::identity::projects;

@@ -5,10 +5,10 @@ use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 
-use crate::api::responses::NoContent204;
-use crate::api::security::AnyCredential;
-use crate::api::{ApiTags, Ok200};
 use crate::http::client_addr::ClientAddr;
+use crate::http::credential::AnyCredential;
+use crate::http::responses::NoContent204;
+use crate::http::{ApiTags, Ok200};
 use crate::identity::api::auth::{AuthTokens, context, enforce};
 use crate::identity::two_factor;
 use crate::identity::two_factor::Factor;

@@ -1,9 +1,9 @@
 //! The one place domain errors become wire errors.
 
-use crate::error::{ApiError, ErrorCode};
 use crate::gateway::GatewayError;
 use crate::gateway::metering::{Budget, Refusal};
 use crate::gateway::price::format_usd_micros;
+use crate::http::error::{ApiError, ErrorCode};
 use crate::identity::two_factor;
 use crate::kernel::error::{DomainError, Resource};
 use crate::limits::Decision;

@@ -5,9 +5,9 @@ use std::time::Instant;
 use poem::web::Data;
 use poem_openapi::{Enum, Object, OpenApi};
 
-use crate::api::{ApiTags, Ok200};
 use crate::db::Readiness;
-use crate::error::{ApiError, ErrorCode};
+use crate::http::error::{ApiError, ErrorCode};
+use crate::http::{ApiTags, Ok200};
 use crate::operation_errors;
 use crate::state::AppState;
 

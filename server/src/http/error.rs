@@ -463,14 +463,14 @@ macro_rules! operation_errors {
     ($(#[$meta:meta])* $name:ident: $($status:literal),+ $(,)?) => {
         $(#[$meta])*
         #[derive(Debug)]
-        pub struct $name(pub $crate::error::ApiError);
+        pub struct $name(pub $crate::http::error::ApiError);
 
         impl $name {
             pub const STATUSES: &'static [u16] = &[$($status),+];
         }
 
-        impl From<$crate::error::ApiError> for $name {
-            fn from(err: $crate::error::ApiError) -> Self {
+        impl From<$crate::http::error::ApiError> for $name {
+            fn from(err: $crate::http::error::ApiError) -> Self {
                 debug_assert!(
                     Self::STATUSES.contains(&err.status().as_u16()),
                     "{} does not declare status {} ({:?})",
@@ -484,7 +484,7 @@ macro_rules! operation_errors {
 
         impl From<$crate::kernel::error::DomainError> for $name {
             fn from(err: $crate::kernel::error::DomainError) -> Self {
-                $crate::error::ApiError::from(err).into()
+                $crate::http::error::ApiError::from(err).into()
             }
         }
 
@@ -493,13 +493,13 @@ macro_rules! operation_errors {
                 poem_openapi::registry::MetaResponses {
                     responses: Self::STATUSES
                         .iter()
-                        .map(|status| $crate::error::error_response_meta(*status))
+                        .map(|status| $crate::http::error::error_response_meta(*status))
                         .collect(),
                 }
             }
 
             fn register(registry: &mut poem_openapi::registry::Registry) {
-                <$crate::error::ErrorBody as poem_openapi::types::Type>::register(registry);
+                <$crate::http::error::ErrorBody as poem_openapi::types::Type>::register(registry);
             }
         }
 
@@ -513,7 +513,7 @@ macro_rules! operation_errors {
             fn from(err: $name) -> Self {
                 let mut error = poem::Error::from_response(poem::IntoResponse::into_response(err));
                 // poem replaces the response's extensions with the error's.
-                error.set_data($crate::error::Enveloped);
+                error.set_data($crate::http::error::Enveloped);
                 error
             }
         }

@@ -5,8 +5,8 @@ use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 
-use crate::api::{ApiTags, Ok200};
-use crate::error::{ApiError, ErrorCode};
+use crate::http::error::{ApiError, ErrorCode};
+use crate::http::{ApiTags, Ok200};
 use crate::operation_errors;
 use crate::state::AppState;
 

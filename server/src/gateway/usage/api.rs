@@ -7,11 +7,11 @@ use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::{Enum, Object, OpenApi};
 
-use crate::api::security::AnyCredential;
-use crate::api::{ApiTags, Ok200};
-use crate::db::UsageGrouping;
-use crate::domain::usage::{self, UsageQuery, UsageSums};
 use crate::gateway::price::format_usd_micros;
+use crate::gateway::usage::UsageGrouping;
+use crate::gateway::usage::service::{self, UsageQuery, UsageSums};
+use crate::http::credential::AnyCredential;
+use crate::http::{ApiTags, Ok200};
 use crate::operation_errors;
 use crate::state::AppState;
 
@@ -120,8 +120,8 @@ impl From<UsageSums> for UsageTotals {
     }
 }
 
-impl From<usage::UsageGroup> for UsageGroup {
-    fn from(group: usage::UsageGroup) -> Self {
+impl From<service::UsageGroup> for UsageGroup {
+    fn from(group: service::UsageGroup) -> Self {
         let UsageTotals {
             requests,
             prompt_tokens,
@@ -142,8 +142,8 @@ impl From<usage::UsageGroup> for UsageGroup {
     }
 }
 
-impl From<usage::UsageReport> for UsageReport {
-    fn from(report: usage::UsageReport) -> Self {
+impl From<service::UsageReport> for UsageReport {
+    fn from(report: service::UsageReport) -> Self {
         Self {
             object: "usage_report".to_owned(),
             org_id: report.org_id,
@@ -197,7 +197,7 @@ impl UsageApi {
             to: to.0,
             group_by: group_by.0.unwrap_or(UsageGroupBy::Day).into(),
         };
-        let report = usage::usage_report(&state.db, &principal, query).await?;
+        let report = service::usage_report(&state.db, &principal, query).await?;
         Ok(Ok200::Ok(Json(report.into())))
     }
 }

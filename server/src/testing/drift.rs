@@ -312,6 +312,12 @@ fn array(value: Option<&Value>) -> &Vec<Value> {
     value.and_then(Value::as_array).unwrap_or(&EMPTY)
 }
 
+/// Drift between the committed spec and the one generated from the code, one
+/// line per difference; empty when they agree.
+pub fn drift_report() -> anyhow::Result<Vec<String>> {
+    Ok(compare(crate::contract::openapi()?, &crate::routes::generated_spec()?))
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

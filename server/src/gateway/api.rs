@@ -23,9 +23,6 @@ use poem_openapi::{ApiExtractor, ApiExtractorType, ApiResponse, ExtractParamOpti
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
-use crate::api::security::AnyCredential;
-use crate::api::{ApiTags, Ok200};
-use crate::error::{ApiError, ErrorCode};
 use crate::gateway::metering::{Caller, Estimate, Quota};
 use crate::gateway::ticket::{Metered, Ticket};
 use crate::gateway::wire::{
@@ -33,7 +30,10 @@ use crate::gateway::wire::{
     EmbeddingRequest, MAX_CONTENT_CHARS, MAX_MESSAGES, Model, ModelList,
 };
 use crate::gateway::{EventStream, Reply, Route, fields};
+use crate::http::credential::AnyCredential;
+use crate::http::error::{ApiError, ErrorCode};
 use crate::http::request_id;
+use crate::http::{ApiTags, Ok200};
 use crate::kernel::principal::{Principal, Scope, Via};
 use crate::operation_errors;
 use crate::state::AppState;
@@ -607,7 +607,7 @@ impl<T: DeserializeOwned + Send> ParsePayload for OpenAiJson<T> {
             // The error's own extensions replace the response's, so the
             // marker that it is already enveloped goes on the error.
             let mut err = poem::Error::from_response(api.into_response());
-            err.set_data(crate::error::Enveloped);
+            err.set_data(crate::http::error::Enveloped);
             err
         })
     }

@@ -1,17 +1,13 @@
-//! Wire types shared by several tags, named as in the spec, with their
-//! conversions from store rows.
+//! Identity's wire types shared by several of its tags (users, organizations,
+//! members, roles), named as in the spec.
 
 use chrono::{DateTime, Utc};
 use poem_openapi::{Enum, Object};
 
 use crate::gateway::price::format_usd_micros;
+use crate::http::wire::timestamp;
 use crate::identity::orgs;
 use crate::identity::store::{MemberRow, MembershipRow, UserRow};
-
-/// Unix seconds as a timestamp; out-of-range values (never stored) become the epoch.
-pub fn timestamp(seconds: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp(seconds, 0).unwrap_or_default()
-}
 
 /// A person with an account.
 #[derive(Debug, Object)]

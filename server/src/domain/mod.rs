@@ -1,3 +1,0 @@
-//! Gateway usage reports (moving into the gateway area).
-
-pub mod usage;
