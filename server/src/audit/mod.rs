@@ -6,6 +6,6 @@
 pub mod api;
 mod record;
 pub mod service;
-pub mod store;
+mod store;
 
 pub use record::{AuditAction, Entry, record};

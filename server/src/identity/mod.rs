@@ -18,7 +18,7 @@ pub mod orgs;
 pub mod passwords;
 pub mod projects;
 pub mod step_up;
-pub mod store;
+mod store;
 pub mod tokens;
 pub mod two_factor;
 

@@ -12,7 +12,7 @@ pub mod delivery;
 pub mod render;
 pub mod seal;
 pub mod smtp;
-pub(crate) mod store;
+mod store;
 
 use std::sync::Arc;
 
@@ -20,7 +20,7 @@ use tokio::sync::{Notify, OnceCell};
 
 pub use seal::{BodyKey, Unreadable};
 pub use smtp::{SmtpConfig, SmtpTls};
-pub use store::OutboxRow;
+pub use store::{OutboxRow, queue_in};
 
 use crate::db::{Db, StoreError};
 use crate::kernel::ids::new_id;

@@ -48,7 +48,7 @@ fn outbox_row(row: &AnyRow) -> Result<OutboxRow, sqlx::Error> {
 }
 
 /// Queues `mail` inside the caller's transaction.
-pub(crate) async fn insert(
+pub async fn queue_in(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     mail: &Queued,
     now: i64,
@@ -73,7 +73,7 @@ impl Db {
     /// Queues `message` on its own (a notice that follows a change already made).
     pub async fn outbox_enqueue(&self, mail: &Queued, now: i64) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
-        insert(&mut tx, mail, now).await?;
+        queue_in(&mut tx, mail, now).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code fails by panicking")]
 
 mod abuse;
+mod architecture;
 mod audit;
 mod authz;
 mod cli;

@@ -7,8 +7,8 @@ use sqlx::Row;
 
 use crate::db::{Db, StoreError};
 use crate::identity::store::two_factor::revoke_all_sessions;
+use crate::mail;
 use crate::mail::Queued;
-use crate::mail::store as outbox;
 
 /// A live verification code's state.
 #[derive(Debug, Clone)]
@@ -49,7 +49,7 @@ impl Db {
         .bind(expires_at)
         .execute(&mut *tx)
         .await?;
-        outbox::insert(&mut tx, mail, now).await?;
+        mail::queue_in(&mut tx, mail, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -88,7 +88,7 @@ impl Db {
                     .await?;
             return Ok(Resent::TooSoon { last_resent_at: last.unwrap_or(now) });
         }
-        outbox::insert(&mut tx, mail, now).await?;
+        mail::queue_in(&mut tx, mail, now).await?;
         tx.commit().await?;
         Ok(Resent::Issued)
     }
@@ -169,7 +169,7 @@ impl Db {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        outbox::insert(&mut tx, mail, now).await?;
+        mail::queue_in(&mut tx, mail, now).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -7,8 +7,8 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::db::{Db, StoreError};
+use crate::mail;
 use crate::mail::Queued;
-use crate::mail::store as outbox;
 
 /// An invitation as stored (without its token digest).
 #[derive(Debug, Clone)]
@@ -98,7 +98,7 @@ impl Db {
         .bind(row.created_at)
         .execute(&mut *tx)
         .await?;
-        outbox::insert(&mut tx, mail, row.created_at).await?;
+        mail::queue_in(&mut tx, mail, row.created_at).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -13,9 +13,8 @@ mod two_factor;
 mod users;
 
 pub use api_keys::{ApiKeyRow, KeyLimitsRow};
-pub use email::{Resent, VerificationRow};
+pub use email::Resent;
 pub use invitations::{Accepted, InvitationRow};
 pub use orgs::{MemberRow, MembershipRow, OrgRow};
 pub use projects::ProjectRow;
-pub use two_factor::TotpState;
-pub use users::{RefreshTokenRow, SessionRow, UserRow};
+pub use users::{SessionRow, UserRow};

@@ -1,0 +1,200 @@
+//! The server's module layout holds by itself: no module reaches one above
+//! it, SQL stays in the stores, and no area makes its store public. Reads
+//! `server/src` as text; a test, not a convention, so a change that breaks
+//! the layering fails CI with the file and the path it used.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// Every top-level module of the server library, lowest first. A module may
+/// use `crate::<m>` only for modules strictly below it; areas' `api`
+/// submodules (their HTTP handlers) sit above `http` and `state`.
+const LAYERS: &[(&str, u8)] = &[
+    ("db", 0),
+    ("kernel", 1),
+    ("contract", 2),
+    ("limits", 2),
+    ("mail", 2),
+    ("metrics", 2),
+    ("telemetry", 2),
+    ("audit", 3),
+    ("identity", 4),
+    ("gateway", 5),
+    ("state", 6),
+    ("http", 7),
+    // 8: every area's `api` submodule.
+    ("ops", 8),
+    ("routes", 9),
+    ("config", 10),
+    ("app", 11),
+    ("testing", 12),
+    ("lib", 13),
+    ("main", 13),
+];
+const AREA_API: u8 = 8;
+
+/// Where `sqlx::` may appear: the pool and engines, each area's store, and
+/// the test harness (which creates and drops databases).
+fn may_use_sqlx(relative: &Path) -> bool {
+    let parts: Vec<&str> = relative.iter().filter_map(|part| part.to_str()).collect();
+    matches!(parts.first(), Some(&"db" | &"testing"))
+        || parts.iter().any(|part| *part == "store" || *part == "store.rs")
+}
+
+fn source_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+}
+
+fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, found);
+        } else if path.extension().is_some_and(|ext| ext == "rs") {
+            found.push(path);
+        }
+    }
+}
+
+/// The file's code without comments and without its `#[cfg(test)]` tail.
+fn production_code(text: &str) -> String {
+    let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+    code.lines().filter(|line| !line.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n")
+}
+
+fn rank_of(module: &str) -> Option<u8> {
+    LAYERS.iter().find(|(name, _)| *name == module).map(|(_, rank)| *rank)
+}
+
+/// The module a file belongs to and its rank: `identity/api/orgs.rs` is an
+/// area's API (rank 8), `identity/orgs.rs` is `identity`.
+fn module_of(relative: &Path) -> (String, Option<u8>) {
+    let parts: Vec<&str> = relative.iter().filter_map(|part| part.to_str()).collect();
+    let module = parts[0].trim_end_matches(".rs").to_owned();
+    let in_api = parts[1..].iter().any(|part| *part == "api" || *part == "api.rs");
+    let rank = if in_api { Some(AREA_API) } else { rank_of(&module) };
+    (module, rank)
+}
+
+/// The top-level modules a file names as `crate::<module>` or in
+/// `crate::{a, b::c}`; names the crate root re-exports count as their module.
+fn modules_used(code: &str) -> BTreeSet<String> {
+    let ident =
+        |text: &str| -> String { text.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect() };
+    let mut used = BTreeSet::new();
+    for (at, _) in code.match_indices("crate::") {
+        if code[..at].ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == '$') {
+            continue;
+        }
+        let rest = &code[at + "crate::".len()..];
+        let names: Vec<String> = match rest.strip_prefix('{') {
+            Some(group) => group
+                .split('}')
+                .next()
+                .unwrap_or_default()
+                .split(',')
+                .map(|name| ident(name.trim()))
+                .filter(|name| !name.is_empty())
+                .collect(),
+            None => vec![ident(rest)],
+        };
+        used.extend(names.into_iter().map(|name| root_export_module(&name).unwrap_or(&name).to_owned()));
+    }
+    used
+}
+
+/// The module behind a name `lib.rs` re-exports, such as `crate::App`.
+fn root_export_module(name: &str) -> Option<&'static str> {
+    match name {
+        "App" | "AppError" => Some("app"),
+        "Config" => Some("config"),
+        "AppState" => Some("state"),
+        _ => None,
+    }
+}
+
+/// Items defined at the crate root, below every module: exported macros and
+/// the version.
+const ROOT_ITEMS: [&str; 2] = ["operation_errors", "VERSION"];
+
+#[test]
+fn no_module_uses_one_above_it() {
+    let root = source_root();
+    let mut files = Vec::new();
+    rust_files(&root, &mut files);
+    let mut problems = Vec::new();
+    for file in &files {
+        let relative = file.strip_prefix(&root).unwrap();
+        let (module, rank) = module_of(relative);
+        let Some(rank) = rank else {
+            problems.push(format!("{}: module `{module}` is missing from LAYERS", relative.display()));
+            continue;
+        };
+        let code = production_code(&std::fs::read_to_string(file).unwrap());
+        for used in modules_used(&code) {
+            if used == module || ROOT_ITEMS.contains(&used.as_str()) {
+                continue;
+            }
+            match rank_of(&used) {
+                None => {
+                    problems.push(format!("{}: `crate::{used}` is missing from LAYERS", relative.display()))
+                }
+                Some(used_rank) if used_rank >= rank => problems.push(format!(
+                    "{}: uses `crate::{used}` (layer {used_rank}), not below its own (layer {rank})",
+                    relative.display()
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+    assert!(problems.is_empty(), "the layering is broken:\n{}", problems.join("\n"));
+}
+
+#[test]
+fn sql_stays_in_the_stores() {
+    let root = source_root();
+    let mut files = Vec::new();
+    rust_files(&root, &mut files);
+    let offenders: Vec<String> = files
+        .iter()
+        .filter(|file| !may_use_sqlx(file.strip_prefix(&root).unwrap()))
+        .filter(|file| production_code(&std::fs::read_to_string(file).unwrap()).contains("sqlx::"))
+        .map(|file| file.strip_prefix(&root).unwrap().display().to_string())
+        .collect();
+    assert!(offenders.is_empty(), "`sqlx::` outside db/ and the stores: {offenders:?}");
+}
+
+#[test]
+fn no_area_makes_its_store_public() {
+    let root = source_root();
+    for entry in std::fs::read_dir(&root).unwrap() {
+        let front = entry.unwrap().path().join("mod.rs");
+        let Ok(text) = std::fs::read_to_string(&front) else { continue };
+        for line in text.lines() {
+            let line = line.trim();
+            let declares_store = line.ends_with("mod store;");
+            assert!(
+                !declares_store || line == "mod store;",
+                "{}: `{line}`: a store is private to its area; export what others need from the front",
+                front.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn the_checks_see_what_they_check() {
+    // The scan must find files and paths, or the tests above pass vacuously.
+    let mut files = Vec::new();
+    rust_files(&source_root(), &mut files);
+    assert!(files.len() > 50, "only {} files under src/", files.len());
+    let used = modules_used("use crate::db::Db;\nlet x = $crate::kernel::x; crate::identity::orgs::Role");
+    assert_eq!(used.into_iter().collect::<Vec<_>>(), ["db", "identity"]);
+    let used = modules_used("use crate::{App, Config, mail::Mailer};");
+    assert_eq!(used.into_iter().collect::<Vec<_>>(), ["app", "config", "mail"]);
+    assert_eq!(module_of(Path::new("gateway/usage/api.rs")).1, Some(AREA_API));
+    assert_eq!(module_of(Path::new("gateway/usage/service.rs")).1, rank_of("gateway"));
+    assert!(
+        may_use_sqlx(Path::new("identity/store/users.rs")) && !may_use_sqlx(Path::new("identity/orgs.rs"))
+    );
+}
