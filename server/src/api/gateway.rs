@@ -239,7 +239,7 @@ fn check_fields(
     known: &[fields::KnownField],
     route: &Route,
 ) -> Result<(), ApiError> {
-    match fields::refused(extra, known, route) {
+    match fields::refused(extra, known, |field| route.passes_through(field)) {
         None => Ok(()),
         Some(field) => Err(ApiError::new(
             ErrorCode::GatewayUnsupportedParameter,

@@ -162,6 +162,11 @@ impl Route {
             .unwrap_or_default()
     }
 
+    /// Whether any of the route's targets may receive `field` (see `fields::refused`).
+    pub fn passes_through(&self, field: &str) -> bool {
+        self.targets.iter().any(|target| target.provider.passes_through(field))
+    }
+
     /// What an image costs at most on any of the route's targets.
     pub fn estimate_image_tokens(&self, detail_low: bool) -> u64 {
         self.targets.iter().map(|t| t.provider.image_rule().tokens(detail_low)).max().unwrap_or(0)
@@ -240,7 +245,8 @@ impl Gateway {
         for (model, price) in prices {
             parsed_prices.insert(
                 model.clone(),
-                Price::from_config(price).map_err(|r| invalid(format!("prices.{model}"), r))?,
+                Price::from_usd_per_mtok(&price.input_per_mtok, &price.output_per_mtok)
+                    .map_err(|r| invalid(format!("prices.{model}"), r))?,
             );
         }
         let created = chrono::Utc::now().timestamp();
