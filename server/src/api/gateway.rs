@@ -21,6 +21,11 @@ use poem_openapi::registry::{
 use poem_openapi::types::Type;
 use poem_openapi::{ApiExtractor, ApiExtractorType, ApiResponse, ExtractParamOptions, OpenApi};
 use serde::de::DeserializeOwned;
+use switchyard_providers::fields;
+use switchyard_providers::wire::{
+    ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, EmbeddingInputs, EmbeddingList,
+    EmbeddingRequest, MAX_CONTENT_CHARS, MAX_MESSAGES, Model, ModelList,
+};
 use tokio::time::Instant;
 
 use crate::api::security::AnyCredential;
@@ -28,11 +33,7 @@ use crate::api::{ApiTags, Ok200};
 use crate::error::{ApiError, ErrorCode};
 use crate::gateway::metering::{Caller, Estimate, Quota};
 use crate::gateway::ticket::{Metered, Ticket};
-use crate::gateway::wire::{
-    ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, EmbeddingInputs, EmbeddingList,
-    EmbeddingRequest, MAX_CONTENT_CHARS, MAX_MESSAGES, Model, ModelList,
-};
-use crate::gateway::{EventStream, Reply, Route, fields};
+use crate::gateway::{EventStream, Reply, Route};
 use crate::http::request_id;
 use crate::kernel::principal::{Principal, Scope, Via};
 use crate::operation_errors;
@@ -233,7 +234,7 @@ fn refuse(ticket: Ticket, err: ApiError) -> ApiError {
     err
 }
 
-/// Refuses a field no target of the route may receive (see `gateway::fields`).
+/// Refuses a field no target of the route may receive (see `switchyard_providers::fields`).
 fn check_fields(
     extra: &serde_json::Map<String, serde_json::Value>,
     known: &[fields::KnownField],

@@ -6,12 +6,12 @@ use poem::web::Data;
 use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::{Enum, Object, OpenApi};
+use switchyard_providers::price::format_usd_micros;
 
 use crate::api::security::AnyCredential;
 use crate::api::{ApiTags, Ok200};
 use crate::db::UsageGrouping;
 use crate::domain::usage::{self, UsageQuery, UsageSums};
-use crate::gateway::price::format_usd_micros;
 use crate::operation_errors;
 use crate::state::AppState;
 

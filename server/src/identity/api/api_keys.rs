@@ -5,13 +5,13 @@ use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{Enum, Object, OpenApi};
+use switchyard_providers::price::{format_usd_micros, parse_usd_micros};
 
 use crate::api::responses::{Created201, NoContent204};
 use crate::api::security::AnyCredential;
 use crate::api::wire::timestamp;
 use crate::api::{ApiTags, Ok200};
 use crate::error::{ApiError, ErrorCode};
-use crate::gateway::price::{format_usd_micros, parse_usd_micros};
 use crate::http::client_addr::ClientAddr;
 use crate::identity::api::auth::{context, enforce};
 use crate::identity::api_keys;

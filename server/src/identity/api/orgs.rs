@@ -7,13 +7,13 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{Object, OpenApi, Union};
+use switchyard_providers::price::parse_usd_micros;
 
 use crate::api::responses::{Created201, NoContent204};
 use crate::api::security::AnyCredential;
 use crate::api::wire::{Member, Org, Role, timestamp};
 use crate::api::{ApiTags, Ok200};
 use crate::error::{ApiError, ErrorCode};
-use crate::gateway::price::parse_usd_micros;
 use crate::http::client_addr::ClientAddr;
 use crate::identity::api::auth::context;
 use crate::identity::key_cache::KeyChange;

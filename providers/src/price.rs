@@ -1,6 +1,6 @@
 //! Model prices and what a request costs, in integer micro-USD.
 
-use crate::gateway::wire::Usage;
+use crate::wire::Usage;
 
 /// USD per million tokens, held as micro-USD per million tokens.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -8,8 +8,8 @@
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::gateway::upstream::UpstreamError;
-use crate::gateway::wire::{ChatCompletionRequest, ChatMessage, Tool, ToolCall};
+use crate::upstream::UpstreamError;
+use crate::wire::{ChatCompletionRequest, ChatMessage, Tool, ToolCall};
 
 /// Anthropic requires `max_tokens`; this is sent when the client set none.
 pub(super) const DEFAULT_MAX_TOKENS: u32 = 4096;
@@ -281,7 +281,7 @@ fn tool_choice(choice: &Value) -> Result<ToolChoice, UpstreamError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gateway::anthropic::testing::{MODEL, request};
+    use crate::anthropic::testing::{MODEL, request};
 
     fn translated(request: &ChatCompletionRequest) -> Result<Value, UpstreamError> {
         let outgoing = messages_request(request, MODEL)?;

@@ -11,11 +11,11 @@ use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::gateway::anthropic::protocol;
-use crate::gateway::anthropic::response::{AnthropicUsage, ResponseBlock, finish_reason};
-use crate::gateway::upstream::{SseEvent, UpstreamError};
-use crate::gateway::wire::{ChatCompletionChunk, ChunkChoice, ChunkDelta, FunctionCallDelta, ToolCallDelta};
-use crate::gateway::{ChunkEvent, EventStream};
+use crate::anthropic::protocol;
+use crate::anthropic::response::{AnthropicUsage, ResponseBlock, finish_reason};
+use crate::upstream::{SseEvent, UpstreamError};
+use crate::wire::{ChatCompletionChunk, ChunkChoice, ChunkDelta, FunctionCallDelta, ToolCallDelta};
+use crate::{ChunkEvent, EventStream};
 
 #[derive(Debug, Deserialize)]
 struct MessageStart {
@@ -289,11 +289,11 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::gateway::anthropic::testing::{
+    use crate::anthropic::testing::{
         CREATED, MODEL, STREAM_ERROR, STREAM_TEXT, STREAM_TOOL_USE, choices, finish, json_of,
     };
-    use crate::gateway::upstream;
-    use crate::gateway::wire::Usage;
+    use crate::upstream;
+    use crate::wire::Usage;
 
     /// The chunk events a recorded stream comes to, through the real SSE reader.
     async fn stream(fixture: &'static str) -> Vec<Result<ChunkEvent, UpstreamError>> {

@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::gateway::wire::{AssistantMessage, ChatChoice, ChatCompletion, FunctionCall, ToolCall, Usage};
+use crate::wire::{AssistantMessage, ChatChoice, ChatCompletion, FunctionCall, ToolCall, Usage};
 
 /// A whole message, as `POST /v1/messages` answers without streaming.
 #[derive(Debug, Deserialize)]
@@ -105,7 +105,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::gateway::anthropic::testing::{CREATED, MESSAGE_TEXT, MESSAGE_TOOL_USE, MODEL};
+    use crate::anthropic::testing::{CREATED, MESSAGE_TEXT, MESSAGE_TOOL_USE, MODEL};
 
     fn completion(fixture: &str) -> Value {
         let message: MessagesResponse = serde_json::from_str(fixture).unwrap_or_else(|e| panic!("{e}"));

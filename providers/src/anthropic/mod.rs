@@ -18,14 +18,14 @@ mod stream;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use crate::gateway::anthropic::request::messages_request;
-use crate::gateway::anthropic::response::{MessagesResponse, chat_completion};
-use crate::gateway::anthropic::stream::chunk_events;
-use crate::gateway::fields;
-use crate::gateway::upstream;
-use crate::gateway::upstream::UpstreamError;
-use crate::gateway::wire::ChatCompletionRequest;
-use crate::gateway::{Reply, Timeouts};
+use crate::anthropic::request::messages_request;
+use crate::anthropic::response::{MessagesResponse, chat_completion};
+use crate::anthropic::stream::chunk_events;
+use crate::fields;
+use crate::upstream;
+use crate::upstream::UpstreamError;
+use crate::wire::ChatCompletionRequest;
+use crate::{Reply, Timeouts};
 
 pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com/v1";
 
@@ -104,8 +104,8 @@ fn protocol(err: serde_json::Error) -> UpstreamError {
 mod testing {
     use serde_json::{Value, json};
 
-    use crate::gateway::ChunkEvent;
-    use crate::gateway::wire::ChatCompletionRequest;
+    use crate::ChunkEvent;
+    use crate::wire::ChatCompletionRequest;
 
     /// Recorded answers of the Messages API, as Anthropic sends them.
     pub const MESSAGE_TEXT: &str = include_str!("fixtures/message_text.json");
@@ -144,10 +144,10 @@ mod tests {
     use tokio::sync::mpsc;
 
     use super::*;
-    use crate::gateway::ChunkEvent;
-    use crate::gateway::anthropic::request::DEFAULT_MAX_TOKENS;
-    use crate::gateway::anthropic::testing::{MESSAGE_TEXT, MODEL, STREAM_TEXT, choices, finish, request};
-    use crate::gateway::wire::Usage;
+    use crate::ChunkEvent;
+    use crate::anthropic::request::DEFAULT_MAX_TOKENS;
+    use crate::anthropic::testing::{MESSAGE_TEXT, MODEL, STREAM_TEXT, choices, finish, request};
+    use crate::wire::Usage;
 
     const KEY: &str = "sk-ant-test-key";
 
