@@ -21,15 +21,16 @@ use poem_openapi::registry::{
 use poem_openapi::types::Type;
 use poem_openapi::{ApiExtractor, ApiExtractorType, ApiResponse, ExtractParamOptions, OpenApi};
 use serde::de::DeserializeOwned;
+use switchyard_providers::fields;
+use switchyard_providers::wire::{
+    ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, EmbeddingInputs, EmbeddingList,
+    EmbeddingRequest, MAX_CONTENT_CHARS, MAX_MESSAGES, Model, ModelList,
+};
 use tokio::time::Instant;
 
 use crate::gateway::metering::{Caller, Estimate, Quota};
 use crate::gateway::ticket::{Metered, Ticket};
-use crate::gateway::wire::{
-    ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, EmbeddingInputs, EmbeddingList,
-    EmbeddingRequest, MAX_CONTENT_CHARS, MAX_MESSAGES, Model, ModelList,
-};
-use crate::gateway::{EventStream, Reply, Route, fields};
+use crate::gateway::{EventStream, Reply, Route};
 use crate::http::credential::AnyCredential;
 use crate::http::error::{ApiError, ErrorCode};
 use crate::http::request_id;
@@ -233,13 +234,13 @@ fn refuse(ticket: Ticket, err: ApiError) -> ApiError {
     err
 }
 
-/// Refuses a field no target of the route may receive (see `gateway::fields`).
+/// Refuses a field no target of the route may receive (see `switchyard_providers::fields`).
 fn check_fields(
     extra: &serde_json::Map<String, serde_json::Value>,
     known: &[fields::KnownField],
     route: &Route,
 ) -> Result<(), ApiError> {
-    match fields::refused(extra, known, route) {
+    match fields::refused(extra, known, |field| route.passes_through(field)) {
         None => Ok(()),
         Some(field) => Err(ApiError::new(
             ErrorCode::GatewayUnsupportedParameter,

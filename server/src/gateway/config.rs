@@ -2,8 +2,7 @@
 //! `[[routes]]`, `[prices."<model>"]` and the `[gateway]` timeouts.
 
 use serde::{Deserialize, Serialize};
-
-use crate::gateway::tokens::Tokenizer;
+use switchyard_providers::tokens::Tokenizer;
 
 /// `[providers.<name>]`: where one upstream is and how to reach it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,14 +10,14 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use switchyard_providers::tokens;
+use switchyard_providers::tokens::PromptPiece;
+use switchyard_providers::wire::{ChatCompletionRequest, EmbeddingInputs, EmbeddingRequest, Usage};
 use tokio::time::Instant;
 
 use crate::db::{Db, StoreError};
 use crate::gateway::Route;
-use crate::gateway::tokens;
-use crate::gateway::tokens::PromptPiece;
 use crate::gateway::usage::UsageRow;
-use crate::gateway::wire::{ChatCompletionRequest, EmbeddingInputs, EmbeddingRequest, Usage};
 use crate::kernel::principal::KeyLimits;
 
 const WINDOW: Duration = Duration::from_secs(60);
@@ -482,9 +482,10 @@ mod tests {
     use std::sync::Arc;
 
     use serde_json::json;
+    use switchyard_providers::dev;
 
     use super::*;
-    use crate::gateway::{Price, Provider, Target, dev};
+    use crate::gateway::{Price, Provider, Target};
 
     /// One dev target at one micro-USD a token, so cost equals tokens.
     fn route() -> Route {

@@ -1,71 +1,32 @@
 //! The model gateway: routes from the model names clients send to provider
-//! targets, tried in order with backoff until one answers, and the providers
-//! themselves (OpenAI-compatible, Anthropic, and the built-in `dev`).
+//! targets, tried in order with backoff until one answers. The providers
+//! themselves (OpenAI-compatible, Anthropic, and the built-in `dev`), the
+//! wire format, prices and token counting live in the `switchyard-providers`
+//! crate; this module builds them from the configuration.
 //!
-//! This module knows nothing of HTTP handlers or storage; `api::gateway`
-//! calls it, and usage accounting wraps what it returns.
+//! `api` is its HTTP surface (the OpenAI-compatible endpoints), `metering`
+//! and `ticket` meter each call, and `usage` keeps and reports what calls
+//! cost.
 
-pub mod anthropic;
 pub mod api;
 pub mod config;
-pub mod dev;
-pub mod fields;
 pub mod metering;
-pub mod openai;
-pub mod price;
 pub mod ticket;
-pub mod tokens;
-pub mod upstream;
 pub mod usage;
-pub mod wire;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures::StreamExt;
-use futures::stream::BoxStream;
 use rand::Rng;
+use switchyard_providers::tokens::Tokenizer;
+use switchyard_providers::wire::{ChatCompletionRequest, EmbeddingList, EmbeddingRequest};
+pub use switchyard_providers::{ChunkEvent, EventStream, Price, Provider, Reply, UpstreamError};
+use switchyard_providers::{Timeouts, anthropic, dev, openai};
 use tokio::time::Instant;
 
 use crate::gateway::config::{GatewayConfig, PriceConfig, ProviderConfig, ProviderKind, RouteConfig};
-pub use crate::gateway::price::Price;
-use crate::gateway::tokens::{ImageRule, Tokenizer};
-pub use crate::gateway::upstream::UpstreamError;
-use crate::gateway::wire::{ChatCompletionRequest, EmbeddingList, EmbeddingRequest, Usage};
-
-/// What a provider answered to a chat request.
-pub enum Reply {
-    /// A whole `chat.completion` as JSON, ready to send, and its usage.
-    Complete { body: Bytes, usage: Option<Usage> },
-    /// `chat.completion.chunk` events as they come.
-    Stream(EventStream),
-}
-
-pub type EventStream = BoxStream<'static, Result<ChunkEvent, UpstreamError>>;
-
-/// One `chat.completion.chunk`, as the JSON text of an SSE `data:` line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChunkEvent {
-    pub data: Bytes,
-    /// The usage the chunk reports, if any.
-    pub usage: Option<Usage>,
-    /// A chunk with no choices, only usage: sent only to clients that asked
-    /// for `stream_options.include_usage`.
-    pub usage_only: bool,
-}
-
-/// How long upstream calls may take.
-#[derive(Debug, Clone, Copy)]
-pub struct Timeouts {
-    pub connect: Duration,
-    pub first_byte: Duration,
-    pub idle: Duration,
-    pub total: Duration,
-    pub backoff: Duration,
-    pub keepalive: Duration,
-}
 
 impl From<&GatewayConfig> for Timeouts {
     fn from(config: &GatewayConfig) -> Self {
@@ -76,61 +37,6 @@ impl From<&GatewayConfig> for Timeouts {
             total: Duration::from_millis(config.total_timeout_ms),
             backoff: Duration::from_millis(config.retry_backoff_ms),
             keepalive: Duration::from_millis(config.stream_keepalive_ms.max(1)),
-        }
-    }
-}
-
-/// One upstream.
-pub enum Provider {
-    Dev(dev::Dev),
-    OpenAi(openai::OpenAi),
-    Anthropic(anthropic::Anthropic),
-}
-
-impl Provider {
-    async fn chat(
-        &self,
-        request: &ChatCompletionRequest,
-        model: &str,
-        timeouts: &Timeouts,
-        deadline: Instant,
-    ) -> Result<Reply, UpstreamError> {
-        match self {
-            Self::Dev(dev) => Ok(dev.chat(request, model)),
-            Self::OpenAi(openai) => openai.chat(request, model, timeouts, deadline).await,
-            Self::Anthropic(anthropic) => anthropic.chat(request, model, timeouts, deadline).await,
-        }
-    }
-
-    /// Whether the operator lets `field` through to this provider.
-    pub fn passes_through(&self, field: &str) -> bool {
-        let allowed = match self {
-            Self::Dev(_) => return false,
-            Self::OpenAi(openai) => openai.pass_through(),
-            Self::Anthropic(anthropic) => anthropic.pass_through(),
-        };
-        allowed.iter().any(|name| name == field)
-    }
-
-    /// How the provider counts an image of a prompt.
-    pub fn image_rule(&self) -> ImageRule {
-        match self {
-            Self::Dev(_) => ImageRule::None,
-            Self::OpenAi(_) => ImageRule::OpenAi,
-            Self::Anthropic(_) => ImageRule::Anthropic,
-        }
-    }
-
-    async fn embed(
-        &self,
-        request: &EmbeddingRequest,
-        model: &str,
-        timeouts: &Timeouts,
-    ) -> Result<EmbeddingList, UpstreamError> {
-        match self {
-            Self::Dev(dev) => dev.embed(request, model),
-            Self::OpenAi(openai) => openai.embed(request, model, timeouts).await,
-            Self::Anthropic(_) => Err(UpstreamError::Unsupported("Anthropic has no embeddings API")),
         }
     }
 }
@@ -162,6 +68,11 @@ impl Route {
             .map(|t| t.price)
             .max_by_key(|p| p.input_micros_per_mtok + p.output_micros_per_mtok)
             .unwrap_or_default()
+    }
+
+    /// Whether any of the route's targets may receive `field` (see `switchyard_providers::fields::refused`).
+    pub fn passes_through(&self, field: &str) -> bool {
+        self.targets.iter().any(|target| target.provider.passes_through(field))
     }
 
     /// What an image costs at most on any of the route's targets.
@@ -242,7 +153,8 @@ impl Gateway {
         for (model, price) in prices {
             parsed_prices.insert(
                 model.clone(),
-                Price::from_config(price).map_err(|r| invalid(format!("prices.{model}"), r))?,
+                Price::from_usd_per_mtok(&price.input_per_mtok, &price.output_per_mtok)
+                    .map_err(|r| invalid(format!("prices.{model}"), r))?,
             );
         }
         let created = chrono::Utc::now().timestamp();

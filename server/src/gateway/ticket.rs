@@ -11,16 +11,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use switchyard_providers::tokens;
+use switchyard_providers::tokens::{ImageRule, OutputTally, Tokenizer};
+use switchyard_providers::wire::{
+    ChatCompletionChunk, ChatCompletionRequest, EmbeddingList, EmbeddingRequest, Usage,
+};
 use tokio::time::Instant;
 
 use crate::db::Db;
 use crate::gateway::metering::{Admission, Caller, Quota};
-use crate::gateway::tokens;
-use crate::gateway::tokens::{ImageRule, OutputTally, Tokenizer};
 use crate::gateway::usage::{UsageRow, UsageSource};
-use crate::gateway::wire::{
-    ChatCompletionChunk, ChatCompletionRequest, EmbeddingList, EmbeddingRequest, Usage,
-};
 use crate::gateway::{ChunkEvent, Price, Route, Target};
 use crate::kernel::error::{DomainError, DomainResult, Resource};
 use crate::kernel::principal::{KeyLimits, Principal, Via};

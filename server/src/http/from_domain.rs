@@ -1,13 +1,14 @@
 //! The one place domain errors become wire errors.
 
+use poem::http::StatusCode;
+
 use crate::gateway::GatewayError;
 use crate::gateway::metering::{Budget, Refusal};
-use crate::gateway::price::format_usd_micros;
 use crate::http::error::{ApiError, ErrorCode};
 use crate::identity::two_factor;
 use crate::kernel::error::{DomainError, Resource};
 use crate::limits::Decision;
-use poem::http::StatusCode;
+use switchyard_providers::price::format_usd_micros;
 
 impl From<DomainError> for ApiError {
     fn from(err: DomainError) -> Self {

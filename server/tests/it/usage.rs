@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
+use switchyard_providers::price::format_usd_micros;
 use switchyard_server::gateway::config::PriceConfig;
-use switchyard_server::gateway::price::format_usd_micros;
 
 use crate::support::{
     Api, BoxError, Credential, MintedKey, TestEngine, TestResult, add_member, assert_error, expect_status,

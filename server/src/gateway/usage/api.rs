@@ -6,8 +6,8 @@ use poem::web::Data;
 use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::{Enum, Object, OpenApi};
+use switchyard_providers::price::format_usd_micros;
 
-use crate::gateway::price::format_usd_micros;
 use crate::gateway::usage::UsageGrouping;
 use crate::gateway::usage::service::{self, UsageQuery, UsageSums};
 use crate::http::credential::AnyCredential;

@@ -5,8 +5,8 @@ use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{Enum, Object, OpenApi};
+use switchyard_providers::price::{format_usd_micros, parse_usd_micros};
 
-use crate::gateway::price::{format_usd_micros, parse_usd_micros};
 use crate::http::client_addr::ClientAddr;
 use crate::http::credential::AnyCredential;
 use crate::http::error::{ApiError, ErrorCode};

@@ -7,8 +7,8 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{Object, OpenApi, Union};
+use switchyard_providers::price::parse_usd_micros;
 
-use crate::gateway::price::parse_usd_micros;
 use crate::http::client_addr::ClientAddr;
 use crate::http::credential::AnyCredential;
 use crate::http::error::{ApiError, ErrorCode};

@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use poem_openapi::{Enum, Object};
+use switchyard_providers::price::format_usd_micros;
 
-use crate::gateway::price::format_usd_micros;
 use crate::http::wire::timestamp;
 use crate::identity::orgs;
 use crate::identity::store::{MemberRow, MembershipRow, UserRow};

@@ -10,11 +10,11 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use tokio::time::Instant;
 
-use crate::gateway::fields;
-use crate::gateway::upstream;
-use crate::gateway::upstream::{SseEvent, UpstreamError};
-use crate::gateway::wire::{ChatCompletionRequest, EmbeddingList, EmbeddingRequest, StreamOptions, Usage};
-use crate::gateway::{ChunkEvent, EventStream, Reply, Timeouts};
+use crate::fields;
+use crate::upstream;
+use crate::upstream::{SseEvent, UpstreamError};
+use crate::wire::{ChatCompletionRequest, EmbeddingList, EmbeddingRequest, StreamOptions, Usage};
+use crate::{ChunkEvent, EventStream, Reply, Timeouts};
 
 pub struct OpenAi {
     client: reqwest::Client,

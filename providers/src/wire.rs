@@ -2,8 +2,8 @@
 //! same types parse requests (serde, once), describe them in the spec
 //! (poem-openapi), and carry what providers answer.
 //!
-//! Requests keep fields they do not name in `extra`; `gateway::fields`
-//! decides which of them a provider receives.
+//! Requests keep fields they do not name in `extra`; `fields` decides which
+//! of them a provider receives.
 
 use poem_openapi::Object;
 use serde::{Deserialize, Serialize};

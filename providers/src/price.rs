@@ -1,7 +1,6 @@
 //! Model prices and what a request costs, in integer micro-USD.
 
-use crate::gateway::config::PriceConfig;
-use crate::gateway::wire::Usage;
+use crate::wire::Usage;
 
 /// USD per million tokens, held as micro-USD per million tokens.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -11,14 +10,14 @@ pub struct Price {
 }
 
 impl Price {
-    pub fn from_config(config: &PriceConfig) -> Result<Self, String> {
+    /// A price from decimal USD amounts per million tokens (`"0.10"`), as
+    /// `[prices."<model>"]` gives them.
+    pub fn from_usd_per_mtok(input_per_mtok: &str, output_per_mtok: &str) -> Result<Self, String> {
         Ok(Self {
-            input_micros_per_mtok: parse_usd_micros(&config.input_per_mtok).ok_or_else(|| {
-                format!("input_per_mtok {:?} is not a decimal USD amount", config.input_per_mtok)
-            })?,
-            output_micros_per_mtok: parse_usd_micros(&config.output_per_mtok).ok_or_else(|| {
-                format!("output_per_mtok {:?} is not a decimal USD amount", config.output_per_mtok)
-            })?,
+            input_micros_per_mtok: parse_usd_micros(input_per_mtok)
+                .ok_or_else(|| format!("input_per_mtok {input_per_mtok:?} is not a decimal USD amount"))?,
+            output_micros_per_mtok: parse_usd_micros(output_per_mtok)
+                .ok_or_else(|| format!("output_per_mtok {output_per_mtok:?} is not a decimal USD amount"))?,
         })
     }
 

@@ -8,13 +8,13 @@
 //! framing per message and one more for a name, three to prime the reply,
 //! tool definitions as their JSON, images by the provider's rule. The same
 //! walk over a request, with a cheaper measure of text, gives the estimate a
-//! request reserves before it runs (`metering::Estimate`).
+//! request reserves before it runs (the server's `gateway::metering::Estimate`).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tiktoken_rs::CoreBPE;
 
-use crate::gateway::wire::{ChatCompletionRequest, EmbeddingInputs, EmbeddingRequest};
+use crate::wire::{ChatCompletionRequest, EmbeddingInputs, EmbeddingRequest};
 
 /// The BPE vocabulary a route's answers are counted with.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

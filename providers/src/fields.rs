@@ -8,8 +8,6 @@
 
 use serde_json::{Map, Value};
 
-use crate::gateway::Route;
-
 /// A field a provider may receive: with any value, or only with one of
 /// some values (as JSON text).
 pub type KnownField = (&'static str, Option<&'static [&'static str]>);
@@ -45,14 +43,16 @@ fn is_known(known: &[KnownField], field: &str, value: &Value) -> bool {
     })
 }
 
-/// The first field of `extra` that no target of `route` may receive.
-pub fn refused<'a>(extra: &'a Map<String, Value>, known: &[KnownField], route: &Route) -> Option<&'a str> {
+/// The first field of `extra` that is not known and that `passes_through`
+/// does not let through (for a route: that none of its targets may receive).
+pub fn refused<'a>(
+    extra: &'a Map<String, Value>,
+    known: &[KnownField],
+    passes_through: impl Fn(&str) -> bool,
+) -> Option<&'a str> {
     extra
         .iter()
-        .find(|(field, value)| {
-            !is_known(known, field, value)
-                && !route.targets.iter().any(|target| target.provider.passes_through(field))
-        })
+        .find(|(field, value)| !is_known(known, field, value) && !passes_through(field))
         .map(|(field, _)| field.as_str())
 }
 

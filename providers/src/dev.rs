@@ -29,13 +29,13 @@ use futures::StreamExt;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::gateway::upstream::UpstreamError;
-use crate::gateway::wire::{
+use crate::upstream::UpstreamError;
+use crate::wire::{
     AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatMessage,
     ChunkChoice, ChunkDelta, Embedding, EmbeddingInputs, EmbeddingList, EmbeddingRequest, EmbeddingUsage,
     FunctionCall, FunctionCallDelta, ToolCall, ToolCallDelta, Usage,
 };
-use crate::gateway::{ChunkEvent, Reply};
+use crate::{ChunkEvent, Reply};
 
 /// Default length of a `dev` embedding.
 pub const EMBEDDING_DIMENSIONS: usize = 64;
@@ -364,7 +364,7 @@ pub fn embed_text(text: &str, dimensions: usize) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gateway::wire::{FunctionDefinition, Tool};
+    use crate::wire::{FunctionDefinition, Tool};
 
     fn user(text: &str) -> ChatMessage {
         ChatMessage { role: "user".to_owned(), content: Some(Value::from(text)), ..ChatMessage::default() }

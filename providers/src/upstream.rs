@@ -9,7 +9,7 @@ use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use tokio::time::Instant;
 
-use crate::gateway::Timeouts;
+use crate::Timeouts;
 
 /// Why a provider did not answer.
 #[derive(Debug, Clone, thiserror::Error)]
