@@ -15,6 +15,7 @@ pub mod error;
 pub mod from_domain;
 pub mod listener;
 pub mod observe;
+pub mod openai_json;
 pub mod request_id;
 pub mod responses;
 mod tags;

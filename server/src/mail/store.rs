@@ -28,7 +28,13 @@ pub struct OutboxRow {
 /// must not outlive the delivery in plain text.
 const DELIVERED_BODY: &str = "(delivered; the body is not kept)";
 
-const COLUMNS: &str = "id, recipient, kind, subject, body, status, attempts, last_error, created_at, sent_at";
+/// The columns `outbox_row` reads, as a literal so queries are built with
+/// `concat!` at compile time, never formatted at run time.
+macro_rules! outbox_columns {
+    () => {
+        "id, recipient, kind, subject, body, status, attempts, last_error, created_at, sent_at"
+    };
+}
 
 fn outbox_row(row: &AnyRow) -> Result<OutboxRow, sqlx::Error> {
     let status: String = row.try_get("status")?;
@@ -105,7 +111,7 @@ impl Db {
             .execute(self.pool())
             .await?;
             if claimed.rows_affected() == 1 {
-                let row = sqlx::query(&format!("SELECT {COLUMNS} FROM outbox WHERE id = $1"))
+                let row = sqlx::query(concat!("SELECT ", outbox_columns!(), " FROM outbox WHERE id = $1"))
                     .bind(&id)
                     .fetch_one(self.pool())
                     .await?;
@@ -178,18 +184,23 @@ impl Db {
 
     /// The newest `limit` messages, newest first.
     pub async fn outbox_list(&self, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
-        let rows =
-            sqlx::query(&format!("SELECT {COLUMNS} FROM outbox ORDER BY created_at DESC, id DESC LIMIT $1"))
-                .bind(limit)
-                .fetch_all(self.pool())
-                .await?;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            outbox_columns!(),
+            " FROM outbox ORDER BY created_at DESC, id DESC LIMIT $1"
+        ))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
         Ok(rows.iter().map(outbox_row).collect::<Result<_, _>>()?)
     }
 
     /// The newest message to `recipient`.
     pub async fn outbox_latest_to(&self, recipient: &str) -> Result<Option<OutboxRow>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM outbox WHERE recipient = $1 ORDER BY created_at DESC, id DESC LIMIT 1"
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            outbox_columns!(),
+            " FROM outbox WHERE recipient = $1 ORDER BY created_at DESC, id DESC LIMIT 1"
         ))
         .bind(recipient)
         .fetch_optional(self.pool())

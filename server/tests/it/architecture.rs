@@ -1,5 +1,6 @@
 //! The server's module layout holds by itself: no module reaches one above
-//! it, SQL stays in the stores, and no area makes its store public. Reads
+//! it, SQL stays in the stores and is never built at run time, and no area
+//! makes its store public. Reads
 //! `server/src` as text; a test, not a convention, so a change that breaks
 //! the layering fails CI with the file and the path it used.
 
@@ -162,6 +163,25 @@ fn sql_stays_in_the_stores() {
         .map(|file| file.strip_prefix(&root).unwrap().display().to_string())
         .collect();
     assert!(offenders.is_empty(), "`sqlx::` outside db/ and the stores: {offenders:?}");
+}
+
+#[test]
+fn sql_is_never_built_at_run_time() {
+    // Queries are literals (or `concat!` of literals): a `&String` handed to
+    // sqlx is SQL assembled while serving, one edit away from an injection.
+    let root = source_root();
+    let mut files = Vec::new();
+    rust_files(&root, &mut files);
+    let mut offenders = Vec::new();
+    for file in &files {
+        let code = production_code(&std::fs::read_to_string(file).unwrap());
+        for built in ["sqlx::query(&", "sqlx::query_as(&", "sqlx::query_scalar(&", "query(&format!"] {
+            if code.contains(built) {
+                offenders.push(format!("{}: {built}…", file.strip_prefix(&root).unwrap().display()));
+            }
+        }
+    }
+    assert!(offenders.is_empty(), "SQL built at run time: {offenders:?}");
 }
 
 #[test]

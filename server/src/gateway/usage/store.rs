@@ -53,14 +53,35 @@ pub enum UsageGrouping {
     Day,
 }
 
+/// The aggregate query grouped by `$group`, a column or expression literal:
+/// each grouping is its own constant query, built by `concat!`.
+macro_rules! usage_aggregate_sql {
+    ($group:literal) => {
+        concat!(
+            "SELECT CAST(",
+            $group,
+            " AS TEXT) AS grp, COUNT(*) AS requests, \
+             CAST(SUM(prompt_tokens) AS BIGINT) AS prompt_tokens, \
+             CAST(SUM(completion_tokens) AS BIGINT) AS completion_tokens, \
+             CAST(SUM(cost_micros) AS BIGINT) AS cost_micros, \
+             CAST(SUM(CASE WHEN usage_source = 'estimated' THEN 1 ELSE 0 END) AS BIGINT) AS estimated \
+             FROM usage_records WHERE org_id = $1 AND occurred_at >= $2 AND occurred_at < $3 \
+             AND ($4 = '' OR project_id = $4) AND ($5 = '' OR key_id = $5) AND ($6 = '' OR user_id = $6) \
+             GROUP BY ",
+            $group
+        )
+    };
+}
+
 impl UsageGrouping {
-    fn column(self) -> &'static str {
+    /// The aggregate query for this grouping.
+    fn aggregate_sql(self) -> &'static str {
         match self {
-            Self::Model => "route",
-            Self::Key => "key_id",
-            Self::Project => "project_id",
+            Self::Model => usage_aggregate_sql!("route"),
+            Self::Key => usage_aggregate_sql!("key_id"),
+            Self::Project => usage_aggregate_sql!("project_id"),
             // The first second of the row's UTC day.
-            Self::Day => "(occurred_at / 86400) * 86400",
+            Self::Day => usage_aggregate_sql!("(occurred_at / 86400) * 86400"),
         }
     }
 }
@@ -159,21 +180,9 @@ impl Db {
         filter: &UsageFilter,
         grouping: UsageGrouping,
     ) -> Result<Vec<UsageBucket>, StoreError> {
-        let group = grouping.column();
-        // The group expression is one of four constants; every value is bound.
-        // An absent filter is bound as '' (ids are never empty), as in
-        // `projects_visible_to`.
-        let sql = format!(
-            "SELECT CAST({group} AS TEXT) AS grp, COUNT(*) AS requests, \
-             CAST(SUM(prompt_tokens) AS BIGINT) AS prompt_tokens, \
-             CAST(SUM(completion_tokens) AS BIGINT) AS completion_tokens, \
-             CAST(SUM(cost_micros) AS BIGINT) AS cost_micros, \
-             CAST(SUM(CASE WHEN usage_source = 'estimated' THEN 1 ELSE 0 END) AS BIGINT) AS estimated \
-             FROM usage_records WHERE org_id = $1 AND occurred_at >= $2 AND occurred_at < $3 \
-             AND ($4 = '' OR project_id = $4) AND ($5 = '' OR key_id = $5) AND ($6 = '' OR user_id = $6) \
-             GROUP BY {group}"
-        );
-        let rows = sqlx::query(&sql)
+        // Every value is bound. An absent filter is bound as '' (ids are never
+        // empty), as in `projects_visible_to`.
+        let rows = sqlx::query(grouping.aggregate_sql())
             .bind(&filter.org_id)
             .bind(filter.from)
             .bind(filter.to)

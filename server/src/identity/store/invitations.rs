@@ -31,7 +31,12 @@ pub enum Accepted {
     AlreadyMember,
 }
 
-const COLUMNS: &str = "id, org_id, email, role, expires_at, created_at";
+/// The columns an invitation row is read from, for `concat!`-built queries.
+macro_rules! invitation_columns {
+    () => {
+        "id, org_id, email, role, expires_at, created_at"
+    };
+}
 
 fn invitation(row: &AnyRow) -> Result<InvitationRow, StoreError> {
     Ok(InvitationRow {
@@ -109,8 +114,10 @@ impl Db {
         token_hash: &str,
         now: i64,
     ) -> Result<Option<InvitationRow>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM org_invitations \
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            invitation_columns!(),
+            " FROM org_invitations \
              WHERE token_hash = $1 AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > $2"
         ))
         .bind(token_hash)
@@ -165,8 +172,10 @@ impl Db {
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<InvitationRow>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM org_invitations WHERE org_id = $1 AND accepted_at IS NULL \
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            invitation_columns!(),
+            " FROM org_invitations WHERE org_id = $1 AND accepted_at IS NULL \
              AND revoked_at IS NULL AND expires_at > $2 AND id > $3 ORDER BY id LIMIT $4"
         ))
         .bind(org_id)
@@ -185,8 +194,10 @@ impl Db {
         id: &str,
         now: i64,
     ) -> Result<Option<InvitationRow>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM org_invitations WHERE org_id = $1 AND id = $2 AND accepted_at IS NULL \
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            invitation_columns!(),
+            " FROM org_invitations WHERE org_id = $1 AND id = $2 AND accepted_at IS NULL \
              AND revoked_at IS NULL AND expires_at > $3"
         ))
         .bind(org_id)
