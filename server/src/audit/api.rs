@@ -12,10 +12,11 @@ use crate::audit::service;
 use crate::audit::service::{AuditQuery, Verification};
 use crate::audit::store::{AuditFilter, AuditRow};
 use crate::http::credential::AnyCredential;
+use crate::http::page::page_type;
 use crate::http::wire::timestamp;
 use crate::http::{ApiTags, Ok200};
 use crate::identity::orgs::{Role, org_managed_by};
-use crate::kernel::page::{Page, page_limit};
+use crate::kernel::page::page_limit;
 use crate::operation_errors;
 use crate::state::AppState;
 
@@ -72,23 +73,9 @@ impl From<AuditRow> for AuditEvent {
     }
 }
 
-/// A page of audit events, newest first.
-#[derive(Debug, Object)]
-pub struct AuditEventList {
-    pub data: Vec<AuditEvent>,
-    #[oai(nullable)]
-    pub next_cursor: Option<String>,
-    pub has_more: bool,
-}
-
-impl From<Page<AuditRow>> for AuditEventList {
-    fn from(page: Page<AuditRow>) -> Self {
-        Self {
-            has_more: page.next_cursor.is_some(),
-            next_cursor: page.next_cursor,
-            data: page.items.into_iter().map(AuditEvent::from).collect(),
-        }
-    }
+page_type! {
+    /// A page of audit events, newest first.
+    AuditEventList of AuditEvent
 }
 
 /// What recomputing an organization's chain found.
@@ -163,7 +150,7 @@ impl AuditApi {
             limit: page_limit(limit.0),
         };
         let page = service::audit_list(&state.db, org_id, query).await?;
-        Ok(Ok200::Ok(Json(page.into())))
+        Ok(Ok200::Ok(Json(AuditEventList::from(page.map(AuditEvent::from)))))
     }
 
     /// The caller's own account events, newest first: sign-ups, logins and
@@ -188,7 +175,7 @@ impl AuditApi {
         let caller = state.principal(&auth).await?;
         let page =
             service::security_log(&state.db, &caller, cursor.0.as_deref(), page_limit(limit.0)).await?;
-        Ok(Ok200::Ok(Json(page.into())))
+        Ok(Ok200::Ok(Json(AuditEventList::from(page.map(AuditEvent::from)))))
     }
 
     /// Recomputes an organization's hash chain from its first event to its

@@ -16,6 +16,7 @@ pub mod from_domain;
 pub mod listener;
 pub mod observe;
 pub mod openai_json;
+pub mod page;
 pub mod request_id;
 pub mod responses;
 mod tags;

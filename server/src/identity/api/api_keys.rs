@@ -10,6 +10,7 @@ use switchyard_providers::price::{format_usd_micros, parse_usd_micros};
 use crate::http::client_addr::ClientAddr;
 use crate::http::credential::AnyCredential;
 use crate::http::error::{ApiError, ErrorCode};
+use crate::http::page::page_type;
 use crate::http::responses::{Created201, NoContent204};
 use crate::http::wire::timestamp;
 use crate::http::{ApiTags, Ok200};
@@ -154,13 +155,9 @@ pub struct CreatedApiKey {
     pub api_key: ApiKey,
 }
 
-/// A page of API keys.
-#[derive(Debug, Object)]
-pub struct ApiKeyList {
-    pub data: Vec<ApiKey>,
-    #[oai(nullable)]
-    pub next_cursor: Option<String>,
-    pub has_more: bool,
+page_type! {
+    /// A page of API keys.
+    ApiKeyList of ApiKey
 }
 
 operation_errors!(ApiKeyCreateError: 400, 401, 403, 404, 422, 429);
@@ -224,11 +221,7 @@ impl ApiKeysApi {
         let principal = state.principal(&auth).await?;
         let limit = page_limit(limit.0);
         let page = api_keys::api_key_list(&state.db, &principal, cursor.0.as_deref(), limit).await?;
-        Ok(Ok200::Ok(Json(ApiKeyList {
-            has_more: page.next_cursor.is_some(),
-            next_cursor: page.next_cursor,
-            data: page.items.into_iter().map(ApiKey::from).collect(),
-        })))
+        Ok(Ok200::Ok(Json(ApiKeyList::from(page.map(ApiKey::from)))))
     }
 
     /// Revokes one of the caller's keys; it stops working at once.

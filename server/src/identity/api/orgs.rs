@@ -12,6 +12,7 @@ use switchyard_providers::price::parse_usd_micros;
 use crate::http::client_addr::ClientAddr;
 use crate::http::credential::AnyCredential;
 use crate::http::error::{ApiError, ErrorCode};
+use crate::http::page::page_type;
 use crate::http::responses::{Created201, NoContent204};
 use crate::http::wire::timestamp;
 use crate::http::{ApiTags, Ok200};
@@ -34,13 +35,9 @@ pub struct CreateOrgRequest {
     pub name: String,
 }
 
-/// A page of organizations.
-#[derive(Debug, Object)]
-pub struct OrgList {
-    pub data: Vec<Org>,
-    #[oai(nullable)]
-    pub next_cursor: Option<String>,
-    pub has_more: bool,
+page_type! {
+    /// A page of organizations.
+    OrgList of Org
 }
 
 /// The fields to change; at least one.
@@ -121,13 +118,9 @@ impl From<MemberAdded> for MemberAddResult {
     }
 }
 
-/// A page of pending invitations.
-#[derive(Debug, Object)]
-pub struct InvitationList {
-    pub data: Vec<Invitation>,
-    #[oai(nullable)]
-    pub next_cursor: Option<String>,
-    pub has_more: bool,
+page_type! {
+    /// A page of pending invitations.
+    InvitationList of Invitation
 }
 
 #[derive(Debug, Object)]
@@ -141,13 +134,9 @@ pub struct UpdateMemberRequest {
     pub role: Role,
 }
 
-/// A page of members.
-#[derive(Debug, Object)]
-pub struct MemberList {
-    pub data: Vec<Member>,
-    #[oai(nullable)]
-    pub next_cursor: Option<String>,
-    pub has_more: bool,
+page_type! {
+    /// A page of members.
+    MemberList of Member
 }
 
 operation_errors!(OrgCreateError: 400, 401, 403, 422, 429);
@@ -194,11 +183,7 @@ impl OrgsApi {
         let principal = state.principal(&auth).await?;
         let limit = page_limit(limit.0);
         let page = orgs::org_list(&state.db, &principal, cursor.0.as_deref(), limit).await?;
-        Ok(Ok200::Ok(Json(OrgList {
-            has_more: page.next_cursor.is_some(),
-            next_cursor: page.next_cursor,
-            data: page.items.into_iter().map(Org::from).collect(),
-        })))
+        Ok(Ok200::Ok(Json(OrgList::from(page.map(Org::from)))))
     }
 
     /// One organization the caller belongs to; any other is 404.
@@ -268,11 +253,7 @@ impl OrgsApi {
         let principal = state.principal(&auth).await?;
         let limit = page_limit(limit.0);
         let page = orgs::member_list(&state.db, &principal, &id.0, cursor.0.as_deref(), limit).await?;
-        Ok(Ok200::Ok(Json(MemberList {
-            has_more: page.next_cursor.is_some(),
-            next_cursor: page.next_cursor,
-            data: page.items.into_iter().map(Member::from).collect(),
-        })))
+        Ok(Ok200::Ok(Json(MemberList::from(page.map(Member::from)))))
     }
 
     /// Adds an account to the organization by email, or invites an address
@@ -326,11 +307,7 @@ impl OrgsApi {
         let principal = state.principal(&auth).await?;
         let limit = page_limit(limit.0);
         let page = invitations::pending(&state.db, &principal, &id.0, cursor.0.as_deref(), limit).await?;
-        Ok(Ok200::Ok(Json(InvitationList {
-            has_more: page.next_cursor.is_some(),
-            next_cursor: page.next_cursor,
-            data: page.items.into_iter().map(Invitation::from).collect(),
-        })))
+        Ok(Ok200::Ok(Json(InvitationList::from(page.map(Invitation::from)))))
     }
 
     /// Revokes a pending invitation; its token stops working. Owners revoke

@@ -8,6 +8,7 @@ use poem_openapi::{Object, OpenApi};
 
 use crate::http::client_addr::ClientAddr;
 use crate::http::credential::AnyCredential;
+use crate::http::page::page_type;
 use crate::http::responses::{Created201, NoContent204};
 use crate::http::wire::timestamp;
 use crate::http::{ApiTags, Ok200};
@@ -51,13 +52,9 @@ pub struct UpdateProjectRequest {
     pub name: String,
 }
 
-/// A page of projects.
-#[derive(Debug, Object)]
-pub struct ProjectList {
-    pub data: Vec<Project>,
-    #[oai(nullable)]
-    pub next_cursor: Option<String>,
-    pub has_more: bool,
+page_type! {
+    /// A page of projects.
+    ProjectList of Project
 }
 
 operation_errors!(ProjectCreateError: 400, 401, 403, 404, 422, 429);
@@ -105,11 +102,7 @@ impl ProjectsApi {
         let page =
             projects::project_list(&state.db, &principal, org_id.0.as_deref(), cursor.0.as_deref(), limit)
                 .await?;
-        Ok(Ok200::Ok(Json(ProjectList {
-            has_more: page.next_cursor.is_some(),
-            next_cursor: page.next_cursor,
-            data: page.items.into_iter().map(Project::from).collect(),
-        })))
+        Ok(Ok200::Ok(Json(ProjectList::from(page.map(Project::from)))))
     }
 
     /// One project of the caller's organizations; any other is 404.

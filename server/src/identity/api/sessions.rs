@@ -9,6 +9,7 @@ use poem_openapi::{Object, OpenApi};
 
 use crate::http::client_addr::ClientAddr;
 use crate::http::credential::AnyCredential;
+use crate::http::page::page_type;
 use crate::http::responses::NoContent204;
 use crate::http::wire::timestamp;
 use crate::http::{ApiTags, Ok200};
@@ -38,13 +39,9 @@ pub struct AuthSession {
     pub current: bool,
 }
 
-/// A page of sessions, oldest first.
-#[derive(Debug, Object)]
-pub struct AuthSessionList {
-    pub data: Vec<AuthSession>,
-    #[oai(nullable)]
-    pub next_cursor: Option<String>,
-    pub has_more: bool,
+page_type! {
+    /// A page of sessions, oldest first.
+    AuthSessionList of AuthSession
 }
 
 fn session(row: SessionRow, current: &str) -> AuthSession {
@@ -78,11 +75,7 @@ impl SessionsApi {
         let principal = state.principal(&auth).await?;
         let (page, current) =
             accounts::session_list(&state.db, &principal, cursor.0.as_deref(), page_limit(limit.0)).await?;
-        Ok(Ok200::Ok(Json(AuthSessionList {
-            has_more: page.next_cursor.is_some(),
-            next_cursor: page.next_cursor,
-            data: page.items.into_iter().map(|row| session(row, &current)).collect(),
-        })))
+        Ok(Ok200::Ok(Json(AuthSessionList::from(page.map(|row| session(row, &current))))))
     }
 
     /// Ends one of the caller's sessions: its access and refresh tokens stop
