@@ -194,7 +194,7 @@ impl Config {
     }
 
     /// The configuration as TOML with secrets masked, for `config print`.
-    pub fn to_masked_toml(&self) -> String {
+    pub fn to_masked_toml(&self) -> Result<String, toml::ser::Error> {
         let mut shown = self.clone();
         shown.database_url = mask_url_password(&self.database_url);
         if shown.auth.jwt_secret.is_some() {
@@ -203,7 +203,7 @@ impl Config {
         if shown.encryption_key.is_some() {
             shown.encryption_key = Some("***".to_owned());
         }
-        toml::to_string_pretty(&shown).unwrap_or_default()
+        toml::to_string_pretty(&shown)
     }
 }
 
@@ -241,7 +241,7 @@ mod tests {
     fn masked_toml_never_contains_the_password() {
         let config =
             Config { database_url: "postgres://app:s3cret@db/switchyard".to_owned(), ..Config::default() };
-        let shown = config.to_masked_toml();
+        let shown = config.to_masked_toml().unwrap();
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(shown.contains("database_url"), "{shown}");
     }

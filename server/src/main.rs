@@ -218,7 +218,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Config { command: ConfigCommand::Print } => {
-            print!("{}", config.to_masked_toml());
+            print!("{}", config.to_masked_toml()?);
             Ok(())
         }
     }

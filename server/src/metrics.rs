@@ -54,9 +54,11 @@ impl Metrics {
     /// The registry in Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = Vec::new();
-        // Encoding into a Vec cannot fail for well-formed metric families.
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
-        String::from_utf8(out).unwrap_or_default()
+        if let Err(err) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %err, "could not encode the metrics");
+        }
+        // The text format is UTF-8; a stray byte would show, not empty the page.
+        String::from_utf8_lossy(&out).into_owned()
     }
 }
 

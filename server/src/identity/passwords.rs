@@ -24,8 +24,9 @@ static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
 });
 
 fn argon2() -> Argon2<'static> {
-    // 19 MiB, t=2, p=1: the OWASP minimum for argon2id. The constants are valid.
-    let params = Params::new(19 * 1024, 2, 1, None).unwrap_or_default();
+    // argon2's defaults are 19 MiB, t=2, p=1: the OWASP minimum for argon2id
+    // (a unit test pins them).
+    let params = Params::DEFAULT;
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
@@ -82,6 +83,12 @@ pub async fn verify(password: String, hash: Option<String>) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn hashes_with_the_owasp_minimum_for_argon2id() {
+        let params = argon2::Params::DEFAULT;
+        assert_eq!((params.m_cost(), params.t_cost(), params.p_cost()), (19 * 1024, 2, 1));
+    }
+
     use super::*;
 
     #[test]
