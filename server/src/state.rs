@@ -8,7 +8,7 @@ use crate::db::{Db, StoreError};
 use crate::gateway::Gateway;
 use crate::gateway::metering::Meter;
 use crate::identity::AuthConfig;
-use crate::identity::key_cache::{KeyCache, KeyChange};
+use crate::identity::key_cache::KeyCache;
 use crate::identity::key_usage::KeyUsage;
 use crate::identity::tokens::TokenIssuer;
 use crate::kernel::error::{DomainError, DomainResult};
@@ -104,15 +104,5 @@ impl AppState {
     /// step-up (`identity::step_up`).
     pub fn step_up_window_secs(&self) -> u64 {
         self.auth.reauthentication_window_secs
-    }
-
-    /// Forgets the keys `change` concerns here at once, and moves the
-    /// shared key epoch so every other replica forgets its keys on its next
-    /// API-key request.
-    pub async fn key_changed(&self, change: KeyChange) {
-        self.keys.forget(&change);
-        if let Err(err) = self.db.key_epoch_advance().await {
-            tracing::warn!(error = %err, "could not advance the key epoch; other replicas notice within the cache's TTL");
-        }
     }
 }

@@ -4,6 +4,7 @@
 use crate::audit::{self, AuditAction, Entry};
 use crate::db::Db;
 use crate::identity::accounts::normalize_email;
+use crate::identity::key_cache::{KeyCache, KeyChange};
 use crate::identity::names::check_name;
 use crate::identity::notices::Notice;
 use crate::identity::orgs::create_owned_by;
@@ -222,6 +223,7 @@ pub async fn api_key_list(
 
 pub async fn api_key_revoke(
     db: &Db,
+    keys: &KeyCache,
     principal: &Principal,
     key_id: &str,
     ctx: &RequestContext,
@@ -234,6 +236,7 @@ pub async fn api_key_revoke(
     if !db.api_key_revoke(&key.id, &principal.user_id, now()).await? {
         return Err(DomainError::NotFound(Resource::ApiKey));
     }
+    keys.changed(db, KeyChange::Key(key.id.clone())).await;
     audit::record(
         db,
         ctx,

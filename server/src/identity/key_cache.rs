@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::db::Db;
 use crate::identity::store::ApiKeyRow;
 use crate::kernel::principal::CostCaps;
 
@@ -121,6 +122,17 @@ impl KeyCache {
     }
 
     /// Forgets the keys `change` concerns.
+    /// What every domain function that changes what keys may do calls after
+    /// the change: forgets the keys `change` concerns here at once, and moves
+    /// the shared key epoch so every other replica forgets its keys on its
+    /// next API-key request.
+    pub async fn changed(&self, db: &Db, change: KeyChange) {
+        self.forget(&change);
+        if let Err(err) = db.key_epoch_advance().await {
+            tracing::warn!(error = %err, "could not advance the key epoch; other replicas notice within the cache's TTL");
+        }
+    }
+
     pub fn forget(&self, change: &KeyChange) {
         let mut entries = self.lock();
         self.generation.fetch_add(1, Ordering::SeqCst);

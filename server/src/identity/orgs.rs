@@ -8,6 +8,7 @@ use crate::audit::{self, AuditAction, Entry};
 use crate::db::Db;
 use crate::identity::accounts::normalize_email;
 use crate::identity::invitations;
+use crate::identity::key_cache::{KeyCache, KeyChange};
 use crate::identity::names::check_name;
 use crate::identity::store::{InvitationRow, MemberRow, MembershipRow, OrgRow};
 use crate::kernel::context::RequestContext;
@@ -170,6 +171,7 @@ pub struct OrgChanges {
 /// Renames the org and/or sets its daily gateway spend caps. Owners and admins.
 pub async fn org_update(
     db: &Db,
+    keys: &KeyCache,
     principal: &Principal,
     org_id: &str,
     changes: OrgChanges,
@@ -210,6 +212,8 @@ pub async fn org_update(
     }
     if caps != current.org.caps {
         db.org_set_cost_caps(org_id, caps).await?;
+        // Keys carry their org's caps; the next request reads the new ones.
+        keys.changed(db, KeyChange::Org(org_id.to_owned())).await;
         audit::record(
             db,
             ctx,
@@ -222,12 +226,14 @@ pub async fn org_update(
 
 pub async fn org_delete(
     db: &Db,
+    keys: &KeyCache,
     principal: &Principal,
     org_id: &str,
     ctx: &RequestContext,
 ) -> DomainResult<()> {
     manager_role(db, principal, org_id, Role::Owner).await?;
     db.org_delete(org_id).await?;
+    keys.changed(db, KeyChange::Org(org_id.to_owned())).await;
     audit::record(db, ctx, Entry::in_org(AuditAction::OrgDeleted, &principal.user_id, org_id, org_id)).await
 }
 
@@ -321,6 +327,7 @@ pub async fn member_set_role(
 /// members and externals. The last owner cannot leave.
 pub async fn member_remove(
     db: &Db,
+    keys: &KeyCache,
     principal: &Principal,
     org_id: &str,
     user_id: &str,
@@ -338,6 +345,7 @@ pub async fn member_remove(
     if !db.member_remove(org_id, user_id, now()).await? {
         return Err(DomainError::LastOwner);
     }
+    keys.changed(db, KeyChange::Member { org_id: org_id.to_owned(), user_id: user_id.to_owned() }).await;
     audit::record(db, ctx, Entry::in_org(AuditAction::MemberRemoved, &principal.user_id, org_id, user_id))
         .await
 }

@@ -6,6 +6,7 @@
 
 use crate::audit::{self, AuditAction, Entry};
 use crate::db::Db;
+use crate::identity::key_cache::{KeyCache, KeyChange};
 use crate::identity::names::check_name;
 use crate::identity::orgs::{Role, caller_role, manager_role};
 use crate::identity::store::ProjectRow;
@@ -97,6 +98,7 @@ pub async fn project_rename(
 /// Deletes the project and the keys narrowed to it.
 pub async fn project_delete(
     db: &Db,
+    keys: &KeyCache,
     principal: &Principal,
     project_id: &str,
     ctx: &RequestContext,
@@ -104,6 +106,7 @@ pub async fn project_delete(
     let project = project_get(db, principal, project_id).await?;
     project_manager_role(db, principal, &project).await?;
     db.project_delete(project_id).await?;
+    keys.changed(db, KeyChange::Project(project_id.to_owned())).await;
     audit::record(
         db,
         ctx,

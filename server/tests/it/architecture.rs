@@ -185,6 +185,25 @@ fn sql_is_never_built_at_run_time() {
 }
 
 #[test]
+fn handlers_leave_the_key_cache_to_the_domain() {
+    // The domain function that changes what keys may do drops what the cache
+    // holds; a handler that had to remember it would one day forget.
+    let root = source_root();
+    let mut files = Vec::new();
+    rust_files(&root, &mut files);
+    let offenders: Vec<String> = files
+        .iter()
+        .filter(|file| module_of(file.strip_prefix(&root).unwrap()).1 == Some(AREA_API))
+        .filter(|file| {
+            let code = production_code(&std::fs::read_to_string(file).unwrap());
+            code.contains("keys.forget") || code.contains("keys.changed")
+        })
+        .map(|file| file.strip_prefix(&root).unwrap().display().to_string())
+        .collect();
+    assert!(offenders.is_empty(), "handlers touching the key cache: {offenders:?}");
+}
+
+#[test]
 fn no_area_makes_its_store_public() {
     let root = source_root();
     for entry in std::fs::read_dir(&root).unwrap() {

@@ -17,7 +17,6 @@ use crate::http::{ApiTags, Ok200};
 use crate::identity::api::auth::{context, enforce};
 use crate::identity::api_keys;
 use crate::identity::api_keys::NewApiKey;
-use crate::identity::key_cache::KeyChange;
 use crate::identity::store::ApiKeyRow;
 use crate::kernel::page::page_limit;
 use crate::kernel::principal::{KeyLimits, Scope};
@@ -234,8 +233,7 @@ impl ApiKeysApi {
         id: Path<String>,
     ) -> Result<NoContent204, ApiKeyDeleteError> {
         let principal = state.principal(&auth).await?;
-        api_keys::api_key_revoke(&state.db, &principal, &id.0, &context(client)).await?;
-        state.key_changed(KeyChange::Key(id.0.clone())).await;
+        api_keys::api_key_revoke(&state.db, &state.keys, &principal, &id.0, &context(client)).await?;
         Ok(NoContent204::NoContent)
     }
 }

@@ -18,7 +18,6 @@ use crate::http::wire::timestamp;
 use crate::http::{ApiTags, Ok200};
 use crate::identity::api::auth::context;
 use crate::identity::api::wire::{Member, Org, Role};
-use crate::identity::key_cache::KeyChange;
 use crate::identity::orgs::MemberAdded;
 use crate::identity::store::InvitationRow;
 use crate::identity::{invitations, orgs};
@@ -216,9 +215,8 @@ impl OrgsApi {
             org_daily_cap: cap_change("daily_cost_cap_usd", body.daily_cost_cap_usd)?,
             member_daily_cap: cap_change("member_daily_cost_cap_usd", body.member_daily_cost_cap_usd)?,
         };
-        let org = orgs::org_update(&state.db, &principal, &id.0, changes, &context(client)).await?;
-        // Keys carry their org's caps; the next request reads the new ones.
-        state.key_changed(KeyChange::Org(id.0.clone())).await;
+        let org =
+            orgs::org_update(&state.db, &state.keys, &principal, &id.0, changes, &context(client)).await?;
         Ok(Ok200::Ok(Json(org.into())))
     }
 
@@ -232,8 +230,7 @@ impl OrgsApi {
         id: Path<String>,
     ) -> Result<NoContent204, OrgDeleteError> {
         let principal = state.principal(&auth).await?;
-        orgs::org_delete(&state.db, &principal, &id.0, &context(client)).await?;
-        state.key_changed(KeyChange::Org(id.0.clone())).await;
+        orgs::org_delete(&state.db, &state.keys, &principal, &id.0, &context(client)).await?;
         Ok(NoContent204::NoContent)
     }
 
@@ -360,8 +357,7 @@ impl OrgsApi {
         user_id: Path<String>,
     ) -> Result<NoContent204, MemberRemoveError> {
         let principal = state.principal(&auth).await?;
-        orgs::member_remove(&state.db, &principal, &id.0, &user_id.0, &context(client)).await?;
-        state.key_changed(KeyChange::Member { org_id: id.0.clone(), user_id: user_id.0.clone() }).await;
+        orgs::member_remove(&state.db, &state.keys, &principal, &id.0, &user_id.0, &context(client)).await?;
         Ok(NoContent204::NoContent)
     }
 }

@@ -13,7 +13,6 @@ use crate::http::responses::{Created201, NoContent204};
 use crate::http::wire::timestamp;
 use crate::http::{ApiTags, Ok200};
 use crate::identity::api::auth::context;
-use crate::identity::key_cache::KeyChange;
 use crate::identity::projects;
 use crate::identity::store::ProjectRow;
 use crate::kernel::page::page_limit;
@@ -143,8 +142,7 @@ impl ProjectsApi {
         id: Path<String>,
     ) -> Result<NoContent204, ProjectDeleteError> {
         let principal = state.principal(&auth).await?;
-        projects::project_delete(&state.db, &principal, &id.0, &context(client)).await?;
-        state.key_changed(KeyChange::Project(id.0.clone())).await;
+        projects::project_delete(&state.db, &state.keys, &principal, &id.0, &context(client)).await?;
         Ok(NoContent204::NoContent)
     }
 }
