@@ -13,7 +13,7 @@ use switchyard_server::gateway::config::{
     PriceConfig, ProviderConfig, ProviderKind, RouteConfig, TargetConfig,
 };
 
-use super::gateway::chat_key;
+use super::chat_key;
 use crate::support::{
     Api, BoxError, Credential, TestEngine, TestResult, assert_error, expect_status, on_both_engines,
     serve_mock, start,

@@ -3,6 +3,11 @@
 //! written by the time the server stops, and upstream streams cancelled when
 //! the client goes away.
 
+mod fields;
+mod metrics;
+mod usage_report;
+mod usage_rows;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
