@@ -18,8 +18,7 @@ use crate::gateway::{Gateway, InvalidGatewayConfig};
 use crate::http::client_addr::TrustedProxies;
 use crate::http::listener::NoDelayAcceptor;
 use crate::limits::CredentialLimiter;
-use crate::mail::Mailer;
-use crate::mail::delivery::Delivery;
+use crate::mail::{Delivery, Mailer};
 use crate::metrics::Metrics;
 use crate::state::{AppState, StateSettings};
 

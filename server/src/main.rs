@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use switchyard_server::audit;
 use switchyard_server::config::{Config, LogFormat, Overrides};
 use switchyard_server::db::{Db, Retention};
-use switchyard_server::identity::api_keys;
+use switchyard_server::identity;
 use switchyard_server::kernel::context::RequestContext;
 use switchyard_server::kernel::principal::Scope;
 use switchyard_server::mail::OutboxRow;
@@ -158,7 +158,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let db = Db::connect(&config.database_url).await?;
             db.migrate().await?;
             let ctx = RequestContext { ip: None, request_id: None };
-            let made = api_keys::api_key_bootstrap(&db, &email, &org, name, scopes, &ctx).await;
+            let made = identity::api_key_bootstrap(&db, &email, &org, name, scopes, &ctx).await;
             db.close().await;
             let made = made.map_err(|err| anyhow::anyhow!("{err}"))?;
             if made.user_created {
@@ -229,12 +229,12 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
 async fn verify_chains(db: &Db, org: Option<String>) -> anyhow::Result<usize> {
     let chains = match org {
         Some(org) => vec![org],
-        None => audit::service::chains(db).await.map_err(|err| anyhow::anyhow!("{err}"))?,
+        None => audit::chains(db).await.map_err(|err| anyhow::anyhow!("{err}"))?,
     };
     let mut broken = 0;
     for chain in chains {
         let verified =
-            audit::service::verify_chain(db, &chain).await.map_err(|err| anyhow::anyhow!("{err}"))?;
+            audit::verify_chain(db, &chain).await.map_err(|err| anyhow::anyhow!("{err}"))?;
         let name = if chain.is_empty() { "accounts" } else { chain.as_str() };
         match verified.broken_at {
             None => {

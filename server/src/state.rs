@@ -5,12 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::db::{Db, StoreError};
-use crate::gateway::Gateway;
-use crate::gateway::metering::Meter;
-use crate::identity::AuthConfig;
-use crate::identity::key_cache::KeyCache;
-use crate::identity::key_usage::KeyUsage;
-use crate::identity::tokens::TokenIssuer;
+use crate::gateway::{Gateway, Meter};
+use crate::identity::{AuthConfig, KeyCache, KeyUsage, TokenIssuer};
 use crate::kernel::error::{DomainError, DomainResult};
 use crate::kernel::ids::random_base62;
 use crate::limits::{AbuseLimits, AbuseLimitsConfig};

@@ -15,7 +15,7 @@ use crate::http::credential::AnyCredential;
 use crate::http::page::page_type;
 use crate::http::wire::timestamp;
 use crate::http::{ApiTags, Ok200};
-use crate::identity::orgs::{Role, org_managed_by};
+use crate::identity::{Role, org_managed_by};
 use crate::kernel::page::page_limit;
 use crate::operation_errors;
 use crate::state::AppState;

@@ -5,7 +5,8 @@
 
 pub mod api;
 mod record;
-pub mod service;
+mod service;
 mod store;
 
 pub use record::{AuditAction, Entry, record};
+pub use service::{Verification, chains, verify_chain};

@@ -10,8 +10,8 @@
 
 pub mod api;
 pub mod config;
-pub mod metering;
-pub mod ticket;
+mod metering;
+mod ticket;
 pub mod usage;
 
 use std::collections::{BTreeMap, HashMap};
@@ -22,6 +22,7 @@ use futures::StreamExt;
 use rand::Rng;
 use switchyard_providers::tokens::Tokenizer;
 use switchyard_providers::wire::{ChatCompletionRequest, EmbeddingList, EmbeddingRequest};
+pub use metering::{Budget, Meter, Refusal};
 pub use switchyard_providers::{ChunkEvent, EventStream, Price, Provider, Reply, UpstreamError};
 use switchyard_providers::{Timeouts, anthropic, dev, openai};
 use tokio::time::Instant;

@@ -4,7 +4,7 @@
 use poem_openapi::SecurityScheme;
 use poem_openapi::auth::{ApiKey, Bearer};
 
-use crate::identity::authenticate;
+use crate::identity::{authenticate_api_key, authenticate_bearer};
 use crate::kernel::error::DomainResult;
 use crate::kernel::principal::Principal;
 use crate::state::AppState;
@@ -34,7 +34,7 @@ impl AppState {
         match auth {
             AnyCredential::Bearer(bearer) => {
                 let issuer = self.token_issuer().await?;
-                authenticate::authenticate_bearer(
+                authenticate_bearer(
                     &self.db,
                     issuer,
                     &self.keys,
@@ -44,7 +44,7 @@ impl AppState {
                 .await
             }
             AnyCredential::ApiKey(key) => {
-                authenticate::authenticate_api_key(&self.db, &self.keys, &self.key_usage, &key.0.key).await
+                authenticate_api_key(&self.db, &self.keys, &self.key_usage, &key.0.key).await
             }
         }
     }

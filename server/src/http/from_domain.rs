@@ -2,10 +2,9 @@
 
 use poem::http::StatusCode;
 
-use crate::gateway::GatewayError;
-use crate::gateway::metering::{Budget, Refusal};
+use crate::gateway::{Budget, GatewayError, Refusal};
 use crate::http::error::{ApiError, ErrorCode};
-use crate::identity::two_factor;
+use crate::identity::SECOND_FACTOR_MAX_ATTEMPTS;
 use crate::kernel::error::{DomainError, Resource};
 use crate::limits::Decision;
 use switchyard_providers::price::format_usd_micros;
@@ -134,7 +133,7 @@ impl From<DomainError> for ApiError {
             DomainError::TooManySecondFactorAttempts(retry_after) => ApiError::rate_limited(
                 ErrorCode::AuthTooManyFailedLogins,
                 Decision::Limited {
-                    limit: u32::try_from(two_factor::SECOND_FACTOR_MAX_ATTEMPTS).unwrap_or(u32::MAX),
+                    limit: u32::try_from(SECOND_FACTOR_MAX_ATTEMPTS).unwrap_or(u32::MAX),
                     retry_after,
                 },
             )

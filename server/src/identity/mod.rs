@@ -2,24 +2,35 @@
 //! verification and password reset, organizations with members, roles and
 //! invitations, projects, and scoped API keys (with the cache that validates
 //! them from memory). `api` holds its HTTP handlers, `store` its SQL.
+//!
+//! This file is the area's front: other areas and the HTTP layer use what it
+//! exports below, never its modules.
 
-pub mod accounts;
+mod accounts;
 pub mod api;
-pub mod api_keys;
-pub mod authenticate;
+mod api_keys;
+mod authenticate;
 mod config;
-pub mod email;
-pub mod invitations;
-pub mod key_cache;
-pub mod key_usage;
-pub mod names;
-pub mod notices;
-pub mod orgs;
-pub mod passwords;
-pub mod projects;
-pub mod step_up;
+mod email;
+mod invitations;
+mod key_cache;
+mod key_usage;
+mod names;
+mod notices;
+mod orgs;
+mod passwords;
+mod projects;
+mod step_up;
 mod store;
-pub mod tokens;
-pub mod two_factor;
+mod tokens;
+mod two_factor;
 
+pub use authenticate::{authenticate_api_key, authenticate_bearer};
 pub use config::AuthConfig;
+pub use key_cache::{KeyCache, KeyChange};
+pub use api_keys::{Bootstrapped, api_key_bootstrap};
+pub use key_usage::KeyUsage;
+pub(crate) use orgs::{caller_role, org_asked_for};
+pub use orgs::{Role, org_managed_by};
+pub use tokens::TokenIssuer;
+pub use two_factor::SECOND_FACTOR_MAX_ATTEMPTS;

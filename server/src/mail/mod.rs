@@ -8,16 +8,17 @@
 //! Without one, rows start `dev` and stay in the table: `switchyard outbox`
 //! prints them, so a local user can complete every flow.
 
-pub mod delivery;
+mod delivery;
 pub mod render;
-pub mod seal;
-pub mod smtp;
+mod seal;
+mod smtp;
 mod store;
 
 use std::sync::Arc;
 
 use tokio::sync::{Notify, OnceCell};
 
+pub use delivery::Delivery;
 pub use seal::{BodyKey, Unreadable};
 pub use smtp::{SmtpConfig, SmtpTls};
 pub use store::{OutboxRow, queue_in};

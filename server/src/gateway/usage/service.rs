@@ -13,7 +13,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::db::Db;
 use crate::gateway::usage::{UsageBucket, UsageFilter, UsageGrouping};
-use crate::identity::orgs::{Role, caller_role, org_asked_for};
+use crate::identity::{Role, caller_role, org_asked_for};
 use crate::kernel::error::{DomainError, DomainResult};
 use crate::kernel::principal::{Principal, Scope, Via};
 
