@@ -9,6 +9,7 @@ use switchyard_server::audit;
 use switchyard_server::config::{Config, LogFormat, Overrides};
 use switchyard_server::db::{Db, Retention};
 use switchyard_server::identity;
+use switchyard_server::kernel::clock::Clock;
 use switchyard_server::kernel::context::RequestContext;
 use switchyard_server::kernel::principal::Scope;
 use switchyard_server::mail::OutboxRow;
@@ -157,7 +158,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Keys { command: KeysCommand::Create { org, email, name, scopes } } => {
             let db = Db::connect(&config.database_url).await?;
             db.migrate().await?;
-            let ctx = RequestContext { ip: None, request_id: None };
+            let ctx = RequestContext::local(&Clock::system());
             let made = identity::api_key_bootstrap(&db, &email, &org, name, scopes, &ctx).await;
             db.close().await;
             let made = made.map_err(|err| anyhow::anyhow!("{err}"))?;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use crate::db::{Db, StoreError};
 use crate::gateway::{Gateway, Meter};
 use crate::identity::{AuthConfig, KeyCache, KeyUsage, TokenIssuer};
+use crate::kernel::clock::Clock;
 use crate::kernel::error::{DomainError, DomainResult};
 use crate::kernel::ids::random_base62;
 use crate::limits::{AbuseLimits, AbuseLimitsConfig};
@@ -37,6 +38,8 @@ pub struct AppState {
     pub meter: Meter,
     /// Prometheus metrics, served at `/metrics`.
     pub metrics: Metrics,
+    /// The time every request is stamped with; tests can move it.
+    pub clock: Clock,
     /// The API areas this server serves, as `GET /v1/meta` reports them.
     pub features: Arc<[&'static str]>,
 }
@@ -67,6 +70,7 @@ impl AppState {
             gateway: Arc::new(gateway),
             meter: Meter::default(),
             metrics,
+            clock: Clock::system(),
             features: Arc::from(["operations", "identity", "gateway", "metrics", "docs"]),
         }
     }

@@ -5,7 +5,7 @@
 use crate::db::Db;
 use crate::kernel::context::RequestContext;
 use crate::kernel::error::DomainResult;
-use crate::kernel::ids::{new_id, now};
+use crate::kernel::ids::new_id;
 
 use super::store::AuditEvent;
 
@@ -112,7 +112,7 @@ pub async fn record(db: &Db, ctx: &RequestContext, entry: Entry<'_>) -> DomainRe
         ip: ctx.ip.clone(),
         request_id: ctx.request_id.clone(),
     };
-    db.audit_record(&event, &new_id("evt"), now()).await?;
+    db.audit_record(&event, &new_id("evt"), ctx.now).await?;
     Ok(())
 }
 

@@ -76,7 +76,7 @@ pub async fn register(
         password_hash,
         email_verified: false,
         two_factor_enabled: false,
-        created_at: now(),
+        created_at: ctx.now,
     };
     if !db.user_insert(&user).await? {
         return Err(DomainError::EmailTaken);
@@ -160,7 +160,7 @@ pub async fn refresh(db: &Db, issuer: &TokenIssuer, refresh_token: &str) -> Doma
 /// Ends the caller's login session: its refresh and access tokens stop working.
 pub async fn logout(db: &Db, principal: &Principal, ctx: &RequestContext) -> DomainResult<()> {
     let session_id = principal.require_session()?;
-    db.session_revoke(session_id, now()).await?;
+    db.session_revoke(session_id, ctx.now).await?;
     audit::record(
         db,
         ctx,
@@ -203,7 +203,7 @@ pub async fn password_change(
     let new_hash = passwords::hash(new_password).await.map_err(|e| DomainError::Internal(e.to_string()))?;
     // Changed by a concurrent request since it was read: the current password
     // the caller sent is no longer current.
-    if !db.user_change_password(&user.id, &user.password_hash, &new_hash, now()).await? {
+    if !db.user_change_password(&user.id, &user.password_hash, &new_hash, ctx.now).await? {
         return Err(DomainError::InvalidCredentials);
     }
     audit::record(db, ctx, Entry::own_account(AuditAction::UserPasswordChanged, &user.id)).await?;
@@ -232,7 +232,7 @@ pub async fn session_revoke(
     ctx: &RequestContext,
 ) -> DomainResult<()> {
     principal.require_session()?;
-    if !db.session_revoke_of(&principal.user_id, session_id, now()).await? {
+    if !db.session_revoke_of(&principal.user_id, session_id, ctx.now).await? {
         return Err(DomainError::NotFound(Resource::Session));
     }
     audit::record(
@@ -266,7 +266,7 @@ pub(super) async fn sign_in(
 ) -> DomainResult<SignedIn> {
     let session_id = new_id("ses");
     let refresh = mint_refresh_token();
-    let now = now();
+    let now = ctx.now;
     let expires_at = now + issuer.refresh_ttl.as_secs() as i64;
     db.session_create(&session_id, &user.id, ctx.ip.as_deref(), &refresh.digest, expires_at, now).await?;
     Ok(SignedIn {

@@ -134,7 +134,7 @@ async fn create_user_without_password(db: &Db, email: &str, ctx: &RequestContext
         password_hash,
         email_verified: false,
         two_factor_enabled: false,
-        created_at: now(),
+        created_at: ctx.now,
     };
     if !db.user_insert(&user).await? {
         return Err(DomainError::EmailTaken);
@@ -162,7 +162,7 @@ async fn mint(db: &Db, user_id: &str, input: NewApiKey, ctx: &RequestContext) ->
     scopes.dedup();
     let id = new_id("key");
     let secret = random_base62(SECRET_LEN);
-    let now = now();
+    let now = ctx.now;
     let key = ApiKeyRow {
         prefix: format!("{API_KEY_PREFIX}{id}"),
         secret_hash: digest(&secret),
@@ -233,7 +233,7 @@ pub async fn api_key_revoke(
     let Some(key) = key.filter(|k| k.user_id == principal.user_id && k.revoked_at.is_none()) else {
         return Err(DomainError::NotFound(Resource::ApiKey));
     };
-    if !db.api_key_revoke(&key.id, &principal.user_id, now()).await? {
+    if !db.api_key_revoke(&key.id, &principal.user_id, ctx.now).await? {
         return Err(DomainError::NotFound(Resource::ApiKey));
     }
     keys.changed(db, KeyChange::Key(key.id.clone())).await;

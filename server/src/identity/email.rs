@@ -103,14 +103,14 @@ pub async fn verify_email(
     let live = db
         .verification_find(&user.id)
         .await?
-        .filter(|row| row.expires_at > now() && row.attempts < VERIFICATION_MAX_ATTEMPTS)
+        .filter(|row| row.expires_at > ctx.now && row.attempts < VERIFICATION_MAX_ATTEMPTS)
         .ok_or(DomainError::InvalidVerificationCode)?;
     let presented = code_digest(&user.id, code.trim());
     if !bool::from(presented.as_bytes().ct_eq(live.code_hash.as_bytes())) {
         db.verification_record_failure(&user.id).await?;
         return Err(DomainError::InvalidVerificationCode);
     }
-    if !db.verification_consume(&user.id, &presented, VERIFICATION_MAX_ATTEMPTS, now()).await? {
+    if !db.verification_consume(&user.id, &presented, VERIFICATION_MAX_ATTEMPTS, ctx.now).await? {
         return Err(DomainError::InvalidVerificationCode);
     }
     audit::record(db, ctx, Entry::own_account(AuditAction::UserEmailVerified, &user.id)).await
@@ -129,7 +129,7 @@ pub async fn request_password_reset(
     let token = format!("syp_{}", random_base62(43));
     let message = render::password_reset(&user.email, &token, &mail.reset_link(&token), RESET_TTL_SECS / 60);
     let queued = mail.queue(db, message).await?;
-    let now = now();
+    let now = ctx.now;
     db.password_reset_issue(&digest(&token), &user.id, now + RESET_TTL_SECS, &queued, now).await?;
     mail.wake();
     audit::record(db, ctx, Entry::own_account(AuditAction::UserPasswordResetRequested, &user.id)).await
@@ -143,11 +143,11 @@ pub async fn confirm_password_reset(
     ctx: &RequestContext,
 ) -> DomainResult<()> {
     let hash = digest(token.trim());
-    let user_id = db.password_reset_user(&hash, now()).await?.ok_or(DomainError::InvalidResetToken)?;
+    let user_id = db.password_reset_user(&hash, ctx.now).await?.ok_or(DomainError::InvalidResetToken)?;
     passwords::check_policy(&new_password, "new_password")?;
     let password_hash =
         passwords::hash(new_password).await.map_err(|e| DomainError::Internal(e.to_string()))?;
-    if !db.password_reset_complete(&hash, &user_id, &password_hash, now()).await? {
+    if !db.password_reset_complete(&hash, &user_id, &password_hash, ctx.now).await? {
         return Err(DomainError::InvalidResetToken);
     }
     audit::record(db, ctx, Entry::own_account(AuditAction::UserPasswordReset, &user_id)).await

@@ -76,7 +76,7 @@ pub(super) async fn invite(
         .await?
         .ok_or(DomainError::NotFound(Resource::Organization))?
         .org;
-    let now = now();
+    let now = ctx.now;
     let (by_inviter, _) = db.invitations_issued_since(&inviter.user_id, org_id, now - 3_600).await?;
     let (_, to_org) = db.invitations_issued_since(&inviter.user_id, org_id, now - 86_400).await?;
     if by_inviter >= INVITATIONS_PER_USER_HOUR {
@@ -121,11 +121,11 @@ pub async fn accept(
     principal.require_session()?;
     let user = db.user_by_id(&principal.user_id).await?.ok_or(DomainError::InvalidToken)?;
     let invitation =
-        db.invitation_live(&digest(token.trim()), now()).await?.ok_or(DomainError::InvalidInvitation)?;
+        db.invitation_live(&digest(token.trim()), ctx.now).await?.ok_or(DomainError::InvalidInvitation)?;
     if invitation.email != user.email {
         return Err(DomainError::InvitationEmailMismatch);
     }
-    match db.invitation_accept(&invitation, &user.id, now()).await? {
+    match db.invitation_accept(&invitation, &user.id, ctx.now).await? {
         Accepted::Joined => {}
         Accepted::Spent => return Err(DomainError::InvalidInvitation),
         Accepted::AlreadyMember => return Err(DomainError::AlreadyMember),
@@ -162,13 +162,13 @@ pub async fn revoke(
 ) -> DomainResult<()> {
     let own = manager_role(db, principal, org_id, Role::Admin).await?;
     let invitation = db
-        .invitation_pending(org_id, invitation_id, now())
+        .invitation_pending(org_id, invitation_id, ctx.now)
         .await?
         .ok_or(DomainError::NotFound(Resource::Invitation))?;
     if !own.may_manage(Role::parse(&invitation.role)) {
         return Err(DomainError::RoleDenied);
     }
-    if !db.invitation_revoke(org_id, invitation_id, now()).await? {
+    if !db.invitation_revoke(org_id, invitation_id, ctx.now).await? {
         return Err(DomainError::NotFound(Resource::Invitation));
     }
     audit::record(

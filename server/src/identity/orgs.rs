@@ -37,7 +37,7 @@ pub(super) async fn create_owned_by(
     ctx: &RequestContext,
 ) -> DomainResult<MembershipRow> {
     let org =
-        OrgRow { id: new_id("org"), name: check_name(name)?, created_at: now(), caps: CostCaps::default() };
+        OrgRow { id: new_id("org"), name: check_name(name)?, created_at: ctx.now, caps: CostCaps::default() };
     db.org_create(&org, owner_id).await?;
     audit::record(db, ctx, Entry::in_org(AuditAction::OrgCreated, owner_id, &org.id, &org.id)).await?;
     Ok(MembershipRow { org, role: "owner".to_owned() })
@@ -287,7 +287,7 @@ pub async fn member_add(
         let invitation = invitations::invite(db, mail, principal, org_id, email, role, ctx).await?;
         return Ok(MemberAdded::Invited(invitation));
     };
-    if !db.member_add(org_id, &user.id, role.as_str(), now()).await? {
+    if !db.member_add(org_id, &user.id, role.as_str(), ctx.now).await? {
         return Err(DomainError::AlreadyMember);
     }
     audit::record(db, ctx, Entry::in_org(AuditAction::MemberAdded, &principal.user_id, org_id, &user.id))
@@ -342,7 +342,7 @@ pub async fn member_remove(
     if !leaving && !own.may_manage(Role::parse(&target.role)) {
         return Err(DomainError::RoleDenied);
     }
-    if !db.member_remove(org_id, user_id, now()).await? {
+    if !db.member_remove(org_id, user_id, ctx.now).await? {
         return Err(DomainError::LastOwner);
     }
     keys.changed(db, KeyChange::Member { org_id: org_id.to_owned(), user_id: user_id.to_owned() }).await;

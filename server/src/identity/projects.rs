@@ -41,7 +41,7 @@ pub async fn project_create(
         id: new_id("prj"),
         org_id: org_id.to_owned(),
         name: check_name(name)?,
-        created_at: now(),
+        created_at: ctx.now,
     };
     db.project_insert(&project).await?;
     audit::record(

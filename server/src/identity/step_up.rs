@@ -76,6 +76,6 @@ pub async fn reauthenticate(
         }
         Proof::Factor(factor) => two_factor::verify_counted(db, &user, &factor).await?,
     }
-    db.session_reauthenticated(session_id, now()).await?;
+    db.session_reauthenticated(session_id, ctx.now).await?;
     audit::record(db, ctx, Entry::own_account(AuditAction::UserReauthenticated, &user.id)).await
 }

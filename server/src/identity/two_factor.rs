@@ -123,7 +123,7 @@ pub async fn enable(
     let key = recovery_key(db).await?;
     let hashes: Vec<String> =
         codes.iter().map(|code| keyed_digest(key.as_bytes(), &normalize_recovery(code))).collect();
-    db.totp_enable(&user.id, &pending, step, &hashes, now()).await?;
+    db.totp_enable(&user.id, &pending, step, &hashes, ctx.now).await?;
     audit::record(db, ctx, Entry::own_account(AuditAction::UserTwoFactorEnabled, &user.id)).await?;
     notices::notify(db, mail, &user, Notice::TwoFactorEnabled, ctx).await?;
     Ok(codes)
@@ -150,7 +150,7 @@ pub async fn disable(
     }
     verify_factor(db, &user.id, &user.email, &factor).await?;
     db.second_factor_succeeded(&user.id).await?;
-    db.totp_disable(&user.id, now()).await?;
+    db.totp_disable(&user.id, ctx.now).await?;
     audit::record(db, ctx, Entry::own_account(AuditAction::UserTwoFactorDisabled, &user.id)).await?;
     notices::notify(db, mail, &user, Notice::TwoFactorDisabled, ctx).await
 }
@@ -173,7 +173,7 @@ pub async fn login(
 ) -> DomainResult<SignedIn> {
     let hash = digest(challenge_token);
     let user_id = db
-        .challenge_claim_attempt(&hash, now(), CHALLENGE_MAX_ATTEMPTS)
+        .challenge_claim_attempt(&hash, ctx.now, CHALLENGE_MAX_ATTEMPTS)
         .await?
         .ok_or(DomainError::InvalidChallenge)?;
     claim_second_factor_attempt(db, &user_id).await?;
@@ -183,7 +183,7 @@ pub async fn login(
         return Err(err);
     }
     db.second_factor_succeeded(&user.id).await?;
-    if !db.challenge_consume(&hash, now()).await? {
+    if !db.challenge_consume(&hash, ctx.now).await? {
         return Err(DomainError::InvalidChallenge);
     }
     audit::record(db, ctx, Entry::own_account(AuditAction::UserLogin, &user.id)).await?;

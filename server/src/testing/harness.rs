@@ -10,6 +10,7 @@ use sqlx::{Connection, Executor, PgConnection};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::kernel::clock::Clock;
 use crate::{App, AppError, Config};
 
 /// Names the PostgreSQL server tests may create databases on.
@@ -140,6 +141,8 @@ pub struct RunningServer {
     shutdown: oneshot::Sender<()>,
     task: JoinHandle<Result<(), AppError>>,
     pub database: TestDatabase,
+    /// The server's clock: a test moves it forward to make things expire.
+    pub clock: Clock,
 }
 
 impl RunningServer {
@@ -156,6 +159,7 @@ impl RunningServer {
         };
         configure(&mut config);
         let app = App::build(config).await?;
+        let clock = app.state().clock.clone();
         let acceptor = app.bind().await?;
         let addr = acceptor
             .local_addr()
@@ -166,7 +170,7 @@ impl RunningServer {
         let task = tokio::spawn(app.serve(acceptor, async {
             let _ = rx.await;
         }));
-        Ok(Self { addr, base_url: format!("http://{addr}"), shutdown: tx, task, database })
+        Ok(Self { addr, base_url: format!("http://{addr}"), shutdown: tx, task, database, clock })
     }
 
     pub fn url(&self, path: &str) -> String {

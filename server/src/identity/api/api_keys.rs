@@ -199,7 +199,7 @@ impl ApiKeysApi {
             state.require_verified_email,
             state.step_up_window_secs(),
             input,
-            &context(client),
+            &context(&state, client),
         )
         .await?;
         Ok(Created201::Created(Json(CreatedApiKey { key: minted.plain, api_key: minted.key.into() })))
@@ -233,7 +233,7 @@ impl ApiKeysApi {
         id: Path<String>,
     ) -> Result<NoContent204, ApiKeyDeleteError> {
         let principal = state.principal(&auth).await?;
-        api_keys::api_key_revoke(&state.db, &state.keys, &principal, &id.0, &context(client)).await?;
+        api_keys::api_key_revoke(&state.db, &state.keys, &principal, &id.0, &context(&state, client)).await?;
         Ok(NoContent204::NoContent)
     }
 }

@@ -177,9 +177,9 @@ async fn count_password_attempt<T>(
     }
 }
 
-/// The audit context of the current request.
-pub fn context(client: ClientAddr) -> RequestContext {
-    RequestContext { ip: Some(client.ip().to_string()), request_id: request_id::current() }
+/// The context of the current request: its client, id and time.
+pub fn context(state: &AppState, client: ClientAddr) -> RequestContext {
+    RequestContext { ip: Some(client.ip().to_string()), request_id: request_id::current(), now: state.clock.now() }
 }
 
 #[OpenApi(tag = "ApiTags::Auth")]
@@ -197,7 +197,7 @@ impl AuthApi {
         let Json(body) = body;
         let input =
             Registration { email: body.email, password: body.password, display_name: body.display_name };
-        let signed = accounts::register(&state.db, issuer, &state.mail, input, &context(client)).await?;
+        let signed = accounts::register(&state.db, issuer, &state.mail, input, &context(&state, client)).await?;
         Ok(Created201::Created(Json(signed.into())))
     }
 
@@ -217,7 +217,7 @@ impl AuthApi {
         refuse_if_locked_out(&state, &account, ip).await?;
         let issuer = state.token_issuer().await?;
         let outcome =
-            accounts::login(&state.db, issuer, &state.mail, &body.email, body.password, &context(client))
+            accounts::login(&state.db, issuer, &state.mail, &body.email, body.password, &context(&state, client))
                 .await;
         count_password_attempt(&state, &account, ip, &outcome).await;
         Ok(Ok200::Ok(Json(outcome?.into())))
@@ -245,7 +245,7 @@ impl AuthApi {
         auth: AnyCredential,
     ) -> Result<NoContent204, LogoutError> {
         let principal = state.principal(&auth).await?;
-        accounts::logout(&state.db, &principal, &context(client)).await?;
+        accounts::logout(&state.db, &principal, &context(&state, client)).await?;
         Ok(NoContent204::NoContent)
     }
 
@@ -274,7 +274,7 @@ impl AuthApi {
             &principal,
             body.current_password,
             body.new_password,
-            &context(client),
+            &context(&state, client),
         )
         .await;
         count_password_attempt(&state, user, ip, &outcome).await;
@@ -302,7 +302,7 @@ impl AuthApi {
         let account = accounts::lockout_account(&state.db, &principal).await?;
         let user = account.as_str();
         refuse_if_locked_out(&state, user, ip).await?;
-        let outcome = step_up::reauthenticate(&state.db, &principal, proof, &context(client)).await;
+        let outcome = step_up::reauthenticate(&state.db, &principal, proof, &context(&state, client)).await;
         count_password_attempt(&state, user, ip, &outcome).await;
         outcome?;
         Ok(NoContent204::NoContent)

@@ -63,7 +63,7 @@ impl EmailApi {
         body: Json<VerifyEmailRequest>,
     ) -> Result<NoContent204, VerifyEmailError> {
         let principal = state.principal(&auth).await?;
-        email::verify_email(&state.db, &principal, &body.0.code, &context(client)).await?;
+        email::verify_email(&state.db, &principal, &body.0.code, &context(&state, client)).await?;
         Ok(NoContent204::NoContent)
     }
 
@@ -89,7 +89,7 @@ impl EmailApi {
         body: Json<PasswordResetRequest>,
     ) -> Result<Accepted202<MailAccepted>, PasswordResetError> {
         enforce(state.limits.password_reset(client.ip()).await)?;
-        email::request_password_reset(&state.db, &state.mail, &body.0.email, &context(client)).await?;
+        email::request_password_reset(&state.db, &state.mail, &body.0.email, &context(&state, client)).await?;
         Ok(Accepted202::Accepted(Json(MailAccepted { message: RESET_ACCEPTED.to_owned() })))
     }
 
@@ -103,7 +103,7 @@ impl EmailApi {
         body: Json<PasswordResetConfirmRequest>,
     ) -> Result<NoContent204, PasswordResetConfirmError> {
         let Json(body) = body;
-        email::confirm_password_reset(&state.db, &body.token, body.new_password, &context(client)).await?;
+        email::confirm_password_reset(&state.db, &body.token, body.new_password, &context(&state, client)).await?;
         Ok(NoContent204::NoContent)
     }
 }

@@ -163,7 +163,7 @@ impl OrgsApi {
         body: Json<CreateOrgRequest>,
     ) -> Result<Created201<Org>, OrgCreateError> {
         let principal = state.principal(&auth).await?;
-        let org = orgs::org_create(&state.db, &principal, &body.0.name, &context(client)).await?;
+        let org = orgs::org_create(&state.db, &principal, &body.0.name, &context(&state, client)).await?;
         Ok(Created201::Created(Json(org.into())))
     }
 
@@ -216,7 +216,7 @@ impl OrgsApi {
             member_daily_cap: cap_change("member_daily_cost_cap_usd", body.member_daily_cost_cap_usd)?,
         };
         let org =
-            orgs::org_update(&state.db, &state.keys, &principal, &id.0, changes, &context(client)).await?;
+            orgs::org_update(&state.db, &state.keys, &principal, &id.0, changes, &context(&state, client)).await?;
         Ok(Ok200::Ok(Json(org.into())))
     }
 
@@ -230,7 +230,7 @@ impl OrgsApi {
         id: Path<String>,
     ) -> Result<NoContent204, OrgDeleteError> {
         let principal = state.principal(&auth).await?;
-        orgs::org_delete(&state.db, &state.keys, &principal, &id.0, &context(client)).await?;
+        orgs::org_delete(&state.db, &state.keys, &principal, &id.0, &context(&state, client)).await?;
         Ok(NoContent204::NoContent)
     }
 
@@ -268,7 +268,7 @@ impl OrgsApi {
         let Json(body) = body;
         let role = body.role.into();
         let added =
-            orgs::member_add(&state.db, &state.mail, &principal, &id.0, &body.email, role, &context(client))
+            orgs::member_add(&state.db, &state.mail, &principal, &id.0, &body.email, role, &context(&state, client))
                 .await?;
         Ok(Created201::Created(Json(added.into())))
     }
@@ -284,7 +284,7 @@ impl OrgsApi {
         body: Json<AcceptInvitationRequest>,
     ) -> Result<Ok200<Member>, InvitationAcceptError> {
         let principal = state.principal(&auth).await?;
-        let member = invitations::accept(&state.db, &principal, &body.0.token, &context(client)).await?;
+        let member = invitations::accept(&state.db, &principal, &body.0.token, &context(&state, client)).await?;
         Ok(Ok200::Ok(Json(member.into())))
     }
 
@@ -323,7 +323,7 @@ impl OrgsApi {
         invitation_id: Path<String>,
     ) -> Result<NoContent204, InvitationDeleteError> {
         let principal = state.principal(&auth).await?;
-        invitations::revoke(&state.db, &principal, &id.0, &invitation_id.0, &context(client)).await?;
+        invitations::revoke(&state.db, &principal, &id.0, &invitation_id.0, &context(&state, client)).await?;
         Ok(NoContent204::NoContent)
     }
 
@@ -341,7 +341,7 @@ impl OrgsApi {
         let principal = state.principal(&auth).await?;
         let role = body.0.role.into();
         let member =
-            orgs::member_set_role(&state.db, &principal, &id.0, &user_id.0, role, &context(client)).await?;
+            orgs::member_set_role(&state.db, &principal, &id.0, &user_id.0, role, &context(&state, client)).await?;
         Ok(Ok200::Ok(Json(member.into())))
     }
 
@@ -357,7 +357,7 @@ impl OrgsApi {
         user_id: Path<String>,
     ) -> Result<NoContent204, MemberRemoveError> {
         let principal = state.principal(&auth).await?;
-        orgs::member_remove(&state.db, &state.keys, &principal, &id.0, &user_id.0, &context(client)).await?;
+        orgs::member_remove(&state.db, &state.keys, &principal, &id.0, &user_id.0, &context(&state, client)).await?;
         Ok(NoContent204::NoContent)
     }
 }

@@ -77,7 +77,7 @@ impl ProjectsApi {
         let principal = state.principal(&auth).await?;
         let Json(body) = body;
         let project =
-            projects::project_create(&state.db, &principal, &body.org_id, &body.name, &context(client))
+            projects::project_create(&state.db, &principal, &body.org_id, &body.name, &context(&state, client))
                 .await?;
         Ok(Created201::Created(Json(project.into())))
     }
@@ -128,7 +128,7 @@ impl ProjectsApi {
     ) -> Result<Ok200<Project>, ProjectUpdateError> {
         let principal = state.principal(&auth).await?;
         let project =
-            projects::project_rename(&state.db, &principal, &id.0, &body.0.name, &context(client)).await?;
+            projects::project_rename(&state.db, &principal, &id.0, &body.0.name, &context(&state, client)).await?;
         Ok(Ok200::Ok(Json(project.into())))
     }
 
@@ -142,7 +142,7 @@ impl ProjectsApi {
         id: Path<String>,
     ) -> Result<NoContent204, ProjectDeleteError> {
         let principal = state.principal(&auth).await?;
-        projects::project_delete(&state.db, &state.keys, &principal, &id.0, &context(client)).await?;
+        projects::project_delete(&state.db, &state.keys, &principal, &id.0, &context(&state, client)).await?;
         Ok(NoContent204::NoContent)
     }
 }

@@ -89,7 +89,7 @@ impl SessionsApi {
         id: Path<String>,
     ) -> Result<NoContent204, SessionDeleteError> {
         let principal = state.principal(&auth).await?;
-        accounts::session_revoke(&state.db, &principal, &id.0, &context(client)).await?;
+        accounts::session_revoke(&state.db, &principal, &id.0, &context(&state, client)).await?;
         Ok(NoContent204::NoContent)
     }
 }

@@ -89,7 +89,7 @@ impl TwoFactorApi {
         let principal = state.principal(&auth).await?;
         let window = state.step_up_window_secs();
         let recovery_codes =
-            two_factor::enable(&state.db, &state.mail, &principal, &body.0.code, window, &context(client))
+            two_factor::enable(&state.db, &state.mail, &principal, &body.0.code, window, &context(&state, client))
                 .await?;
         Ok(Ok200::Ok(Json(RecoveryCodes { recovery_codes })))
     }
@@ -107,7 +107,7 @@ impl TwoFactorApi {
         let principal = state.principal(&auth).await?;
         let Json(body) = body;
         let factor = Factor::from_fields(body.code, body.recovery_code)?;
-        two_factor::disable(&state.db, &state.mail, &principal, body.password, factor, &context(client))
+        two_factor::disable(&state.db, &state.mail, &principal, body.password, factor, &context(&state, client))
             .await?;
         Ok(NoContent204::NoContent)
     }
@@ -130,7 +130,7 @@ impl TwoFactorApi {
             &state.mail,
             &body.challenge_token,
             factor,
-            &context(client),
+            &context(&state, client),
         )
         .await?;
         Ok(Ok200::Ok(Json(signed.into())))
