@@ -14,7 +14,7 @@ use crate::identity::tokens::digest;
 use crate::kernel::context::RequestContext;
 use crate::kernel::error::{DomainError, DomainResult, Resource};
 use crate::kernel::ids::random_base62;
-use crate::kernel::ids::{new_id, now};
+use crate::kernel::ids::new_id;
 use crate::kernel::page::Page;
 use crate::kernel::principal::{API_KEY_PREFIX, KeyLimits, Principal, Scope};
 use crate::mail::Mailer;

@@ -13,7 +13,7 @@ use crate::identity::names::check_name;
 use crate::identity::store::{InvitationRow, MemberRow, MembershipRow, OrgRow};
 use crate::kernel::context::RequestContext;
 use crate::kernel::error::{DomainError, DomainResult, Resource};
-use crate::kernel::ids::{new_id, now};
+use crate::kernel::ids::new_id;
 use crate::kernel::page::Page;
 use crate::kernel::principal::CostCaps;
 use crate::kernel::principal::{Principal, Scope};

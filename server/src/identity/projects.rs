@@ -12,7 +12,7 @@ use crate::identity::orgs::{Role, caller_role, manager_role};
 use crate::identity::store::ProjectRow;
 use crate::kernel::context::RequestContext;
 use crate::kernel::error::{DomainError, DomainResult, Resource};
-use crate::kernel::ids::{new_id, now};
+use crate::kernel::ids::new_id;
 use crate::kernel::page::Page;
 use crate::kernel::principal::{Principal, Scope};
 
