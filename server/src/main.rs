@@ -234,8 +234,7 @@ async fn verify_chains(db: &Db, org: Option<String>) -> anyhow::Result<usize> {
     };
     let mut broken = 0;
     for chain in chains {
-        let verified =
-            audit::verify_chain(db, &chain).await.map_err(|err| anyhow::anyhow!("{err}"))?;
+        let verified = audit::verify_chain(db, &chain).await.map_err(|err| anyhow::anyhow!("{err}"))?;
         let name = if chain.is_empty() { "accounts" } else { chain.as_str() };
         match verified.broken_at {
             None => {

@@ -115,8 +115,10 @@ impl AuditApi {
     /// An organization's audit events, newest first. Owners and admins; an
     /// API key needs the `admin` scope.
     #[oai(path = "/v1/audit", method = "get", operation_id = "audit_list")]
-    // Each query parameter is an argument: poem-openapi has no query structs.
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "each query parameter is an argument: poem-openapi has no query structs"
+    )]
     async fn audit_list(
         &self,
         state: Data<&AppState>,

@@ -19,10 +19,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+pub use metering::{Budget, Meter, Refusal};
 use rand::Rng;
 use switchyard_providers::tokens::Tokenizer;
 use switchyard_providers::wire::{ChatCompletionRequest, EmbeddingList, EmbeddingRequest};
-pub use metering::{Budget, Meter, Refusal};
 pub use switchyard_providers::{ChunkEvent, EventStream, Price, Provider, Reply, UpstreamError};
 use switchyard_providers::{Timeouts, anthropic, dev, openai};
 use tokio::time::Instant;

@@ -34,14 +34,7 @@ impl AppState {
         match auth {
             AnyCredential::Bearer(bearer) => {
                 let issuer = self.token_issuer().await?;
-                authenticate_bearer(
-                    &self.db,
-                    issuer,
-                    &self.keys,
-                    &self.key_usage,
-                    &bearer.0.token,
-                )
-                .await
+                authenticate_bearer(&self.db, issuer, &self.keys, &self.key_usage, &bearer.0.token).await
             }
             AnyCredential::ApiKey(key) => {
                 authenticate_api_key(&self.db, &self.keys, &self.key_usage, &key.0.key).await

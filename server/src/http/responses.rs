@@ -2,9 +2,6 @@
 //! response carries and the `X-RateLimit-*` headers of requests that present
 //! a credential (both set by middleware).
 
-// poem-openapi takes one `header(...)` entry per documented header.
-#![allow(clippy::duplicated_attributes)]
-
 use poem_openapi::ApiResponse;
 use poem_openapi::payload::Json;
 use poem_openapi::types::{ToJSON, Type};

@@ -25,12 +25,12 @@ mod store;
 mod tokens;
 mod two_factor;
 
+pub use api_keys::{Bootstrapped, api_key_bootstrap};
 pub use authenticate::{authenticate_api_key, authenticate_bearer};
 pub use config::AuthConfig;
 pub use key_cache::{KeyCache, KeyChange};
-pub use api_keys::{Bootstrapped, api_key_bootstrap};
 pub use key_usage::KeyUsage;
-pub(crate) use orgs::{caller_role, org_asked_for};
 pub use orgs::{Role, org_managed_by};
+pub(crate) use orgs::{caller_role, org_asked_for};
 pub use tokens::TokenIssuer;
 pub use two_factor::SECOND_FACTOR_MAX_ATTEMPTS;

@@ -164,8 +164,10 @@ impl UsageApi {
     /// admins see the whole organization; members and externals their own
     /// requests; an API key without the `admin` scope its own requests.
     #[oai(path = "/v1/usage", method = "get", operation_id = "usage_get")]
-    // Each query parameter is an argument: poem-openapi has no query structs.
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "each query parameter is an argument: poem-openapi has no query structs"
+    )]
     async fn usage_get(
         &self,
         state: Data<&AppState>,

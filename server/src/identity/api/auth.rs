@@ -179,7 +179,11 @@ async fn count_password_attempt<T>(
 
 /// The context of the current request: its client, id and time.
 pub fn context(state: &AppState, client: ClientAddr) -> RequestContext {
-    RequestContext { ip: Some(client.ip().to_string()), request_id: request_id::current(), now: state.clock.now() }
+    RequestContext {
+        ip: Some(client.ip().to_string()),
+        request_id: request_id::current(),
+        now: state.clock.now(),
+    }
 }
 
 #[OpenApi(tag = "ApiTags::Auth")]
@@ -197,7 +201,8 @@ impl AuthApi {
         let Json(body) = body;
         let input =
             Registration { email: body.email, password: body.password, display_name: body.display_name };
-        let signed = accounts::register(&state.db, issuer, &state.mail, input, &context(&state, client)).await?;
+        let signed =
+            accounts::register(&state.db, issuer, &state.mail, input, &context(&state, client)).await?;
         Ok(Created201::Created(Json(signed.into())))
     }
 
@@ -216,9 +221,15 @@ impl AuthApi {
         let account = accounts::normalize_email(&body.email).unwrap_or_else(|_| body.email.clone());
         refuse_if_locked_out(&state, &account, ip).await?;
         let issuer = state.token_issuer().await?;
-        let outcome =
-            accounts::login(&state.db, issuer, &state.mail, &body.email, body.password, &context(&state, client))
-                .await;
+        let outcome = accounts::login(
+            &state.db,
+            issuer,
+            &state.mail,
+            &body.email,
+            body.password,
+            &context(&state, client),
+        )
+        .await;
         count_password_attempt(&state, &account, ip, &outcome).await;
         Ok(Ok200::Ok(Json(outcome?.into())))
     }

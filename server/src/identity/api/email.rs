@@ -89,7 +89,8 @@ impl EmailApi {
         body: Json<PasswordResetRequest>,
     ) -> Result<Accepted202<MailAccepted>, PasswordResetError> {
         enforce(state.limits.password_reset(client.ip()).await)?;
-        email::request_password_reset(&state.db, &state.mail, &body.0.email, &context(&state, client)).await?;
+        email::request_password_reset(&state.db, &state.mail, &body.0.email, &context(&state, client))
+            .await?;
         Ok(Accepted202::Accepted(Json(MailAccepted { message: RESET_ACCEPTED.to_owned() })))
     }
 
@@ -103,7 +104,8 @@ impl EmailApi {
         body: Json<PasswordResetConfirmRequest>,
     ) -> Result<NoContent204, PasswordResetConfirmError> {
         let Json(body) = body;
-        email::confirm_password_reset(&state.db, &body.token, body.new_password, &context(&state, client)).await?;
+        email::confirm_password_reset(&state.db, &body.token, body.new_password, &context(&state, client))
+            .await?;
         Ok(NoContent204::NoContent)
     }
 }

@@ -216,7 +216,8 @@ impl OrgsApi {
             member_daily_cap: cap_change("member_daily_cost_cap_usd", body.member_daily_cost_cap_usd)?,
         };
         let org =
-            orgs::org_update(&state.db, &state.keys, &principal, &id.0, changes, &context(&state, client)).await?;
+            orgs::org_update(&state.db, &state.keys, &principal, &id.0, changes, &context(&state, client))
+                .await?;
         Ok(Ok200::Ok(Json(org.into())))
     }
 
@@ -267,9 +268,16 @@ impl OrgsApi {
         let principal = state.principal(&auth).await?;
         let Json(body) = body;
         let role = body.role.into();
-        let added =
-            orgs::member_add(&state.db, &state.mail, &principal, &id.0, &body.email, role, &context(&state, client))
-                .await?;
+        let added = orgs::member_add(
+            &state.db,
+            &state.mail,
+            &principal,
+            &id.0,
+            &body.email,
+            role,
+            &context(&state, client),
+        )
+        .await?;
         Ok(Created201::Created(Json(added.into())))
     }
 
@@ -284,7 +292,8 @@ impl OrgsApi {
         body: Json<AcceptInvitationRequest>,
     ) -> Result<Ok200<Member>, InvitationAcceptError> {
         let principal = state.principal(&auth).await?;
-        let member = invitations::accept(&state.db, &principal, &body.0.token, &context(&state, client)).await?;
+        let member =
+            invitations::accept(&state.db, &principal, &body.0.token, &context(&state, client)).await?;
         Ok(Ok200::Ok(Json(member.into())))
     }
 
@@ -341,7 +350,8 @@ impl OrgsApi {
         let principal = state.principal(&auth).await?;
         let role = body.0.role.into();
         let member =
-            orgs::member_set_role(&state.db, &principal, &id.0, &user_id.0, role, &context(&state, client)).await?;
+            orgs::member_set_role(&state.db, &principal, &id.0, &user_id.0, role, &context(&state, client))
+                .await?;
         Ok(Ok200::Ok(Json(member.into())))
     }
 
@@ -357,7 +367,8 @@ impl OrgsApi {
         user_id: Path<String>,
     ) -> Result<NoContent204, MemberRemoveError> {
         let principal = state.principal(&auth).await?;
-        orgs::member_remove(&state.db, &state.keys, &principal, &id.0, &user_id.0, &context(&state, client)).await?;
+        orgs::member_remove(&state.db, &state.keys, &principal, &id.0, &user_id.0, &context(&state, client))
+            .await?;
         Ok(NoContent204::NoContent)
     }
 }

@@ -76,9 +76,14 @@ impl ProjectsApi {
     ) -> Result<Created201<Project>, ProjectCreateError> {
         let principal = state.principal(&auth).await?;
         let Json(body) = body;
-        let project =
-            projects::project_create(&state.db, &principal, &body.org_id, &body.name, &context(&state, client))
-                .await?;
+        let project = projects::project_create(
+            &state.db,
+            &principal,
+            &body.org_id,
+            &body.name,
+            &context(&state, client),
+        )
+        .await?;
         Ok(Created201::Created(Json(project.into())))
     }
 
@@ -128,7 +133,8 @@ impl ProjectsApi {
     ) -> Result<Ok200<Project>, ProjectUpdateError> {
         let principal = state.principal(&auth).await?;
         let project =
-            projects::project_rename(&state.db, &principal, &id.0, &body.0.name, &context(&state, client)).await?;
+            projects::project_rename(&state.db, &principal, &id.0, &body.0.name, &context(&state, client))
+                .await?;
         Ok(Ok200::Ok(Json(project.into())))
     }
 

@@ -88,9 +88,15 @@ impl TwoFactorApi {
     ) -> Result<Ok200<RecoveryCodes>, TwoFactorEnableError> {
         let principal = state.principal(&auth).await?;
         let window = state.step_up_window_secs();
-        let recovery_codes =
-            two_factor::enable(&state.db, &state.mail, &principal, &body.0.code, window, &context(&state, client))
-                .await?;
+        let recovery_codes = two_factor::enable(
+            &state.db,
+            &state.mail,
+            &principal,
+            &body.0.code,
+            window,
+            &context(&state, client),
+        )
+        .await?;
         Ok(Ok200::Ok(Json(RecoveryCodes { recovery_codes })))
     }
 
@@ -107,8 +113,15 @@ impl TwoFactorApi {
         let principal = state.principal(&auth).await?;
         let Json(body) = body;
         let factor = Factor::from_fields(body.code, body.recovery_code)?;
-        two_factor::disable(&state.db, &state.mail, &principal, body.password, factor, &context(&state, client))
-            .await?;
+        two_factor::disable(
+            &state.db,
+            &state.mail,
+            &principal,
+            body.password,
+            factor,
+            &context(&state, client),
+        )
+        .await?;
         Ok(NoContent204::NoContent)
     }
 
