@@ -6,7 +6,6 @@
 //! - `clients [--suite python|node|all] [--url URL]`: the official `openai` SDKs against a server;
 //! - `bench gateway`: what the model gateway adds, as a table in `docs/benchmarks.md`.
 
-mod bench;
 mod clients;
 
 use std::path::PathBuf;
@@ -27,7 +26,7 @@ fn main() -> ExitCode {
         "spec-check" => spec_check().run(),
         "conformance" => conformance(rest).run(),
         "clients" => clients::run(rest),
-        "bench" => bench::run(rest),
+        "bench" => bench(rest),
         _ => {
             eprintln!(
                 "usage: cargo xtask <ci | spec-check | conformance [--engine sqlite|postgres|all] | clients \
@@ -85,6 +84,13 @@ fn minutes(took: Duration) -> String {
 
 /// The conformance suite's test that replays the committed spec on both engines.
 const WHOLE_SPEC_REPLAY: &str = "every_example_in_the_spec_conforms";
+
+/// The benchmarks are their own crate (`bench/`), built for release.
+fn bench(args: &[String]) -> bool {
+    let mut step = Step::cargo("bench", &["run", "--release", "--quiet", "-p", "switchyard-bench", "--"]);
+    step.args.extend(args.iter().cloned());
+    step.run()
+}
 
 fn spec_check() -> Step {
     Step::cargo("spec check", &["test", "--quiet", "--workspace", "--test", "it", "contract::"])

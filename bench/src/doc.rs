@@ -22,7 +22,7 @@ run\" section of this file.
 
 How it measures:
 
-- **Upstream**: a mock OpenAI-compatible server inside the xtask process, on
+- **Upstream**: a mock OpenAI-compatible server inside the benchmark process, on
   one tokio worker thread. `POST /v1/chat/completions` answers at once with a
   fixed `chat.completion` (with `usage`), or, for `\"stream\": true`, with 20
   `chat.completion.chunk` events, a usage-only chunk and `data: [DONE]`.

@@ -1,12 +1,13 @@
-//! `cargo xtask bench <suite>`: benchmarks that print a markdown table and
-//! record it in `docs/benchmarks.md`. Not tests: nothing fails on a slow
-//! figure; the tables say which targets were met.
+//! `cargo xtask bench <suite>` (or `cargo run --release -p switchyard-bench --
+//! <suite>`): benchmarks that print a markdown table and record it in
+//! `docs/benchmarks.md`. Not tests: nothing fails on a slow figure; the tables
+//! say which targets were met.
 //!
 //! - `gateway`: what the model gateway adds to a chat completion, against a
 //!   mock upstream, streamed and not, at fixed rates and at full throughput.
 //!
-//! The suites run from a release build of xtask, which `cargo xtask` (a
-//! debug build) starts, so the mock upstream and the timing are optimised.
+//! The suites run from a release build, so the mock upstream and the timing
+//! are optimised; a debug build starts the release one.
 
 mod doc;
 mod gateway;
@@ -17,7 +18,7 @@ mod server;
 mod usage;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitCode};
 
 const USAGE: &str = "\
 usage: cargo xtask bench <suite>
@@ -42,7 +43,12 @@ impl Paths {
     }
 }
 
-pub fn run(args: &[String]) -> bool {
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if run(&args) { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+fn run(args: &[String]) -> bool {
     match args {
         [suite] if suite == "gateway" => in_release(args, gateway::run),
         _ => {
@@ -52,15 +58,15 @@ pub fn run(args: &[String]) -> bool {
     }
 }
 
-/// Runs `bench` here in a release build, or starts the release build of
-/// xtask with the same arguments.
+/// Runs `bench` here in a release build, or starts the release build with
+/// the same arguments.
 fn in_release(args: &[String], bench: fn(&Paths) -> anyhow::Result<()>) -> bool {
     let paths = Paths::discover();
     if cfg!(debug_assertions) {
-        eprintln!("==> running the benchmark from a release build of xtask");
+        eprintln!("==> running the benchmark from a release build");
         return Command::new("cargo")
             .current_dir(&paths.root)
-            .args(["run", "--release", "--quiet", "-p", "xtask", "--", "bench"])
+            .args(["run", "--release", "--quiet", "-p", "switchyard-bench", "--"])
             .args(args)
             .status()
             .is_ok_and(|status| status.success());
