@@ -8,9 +8,9 @@ use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 
+use crate::audit::chain::{AuditFilter, ChainedEvent};
 use crate::audit::service;
 use crate::audit::service::{AuditQuery, Verification};
-use crate::audit::store::{AuditFilter, AuditRow};
 use crate::http::credential::AnyCredential;
 use crate::http::page::page_type;
 use crate::http::wire::timestamp;
@@ -55,20 +55,21 @@ pub struct AuditEvent {
     pub hash: String,
 }
 
-impl From<AuditRow> for AuditEvent {
-    fn from(row: AuditRow) -> Self {
+impl From<ChainedEvent> for AuditEvent {
+    fn from(event: ChainedEvent) -> Self {
         Self {
-            id: row.id,
-            seq: u64::try_from(row.seq).unwrap_or(0),
-            org_id: row.org_id,
-            actor_id: row.actor_id,
-            action: row.action,
-            target: row.target,
-            ip: row.ip,
-            request_id: row.request_id,
-            occurred_at: timestamp(row.occurred_at),
-            prev_hash: row.prev_hash,
-            hash: row.hash,
+            id: event.id,
+            // Positions start at 1; a negative one cannot be stored.
+            seq: u64::try_from(event.seq).unwrap_or(0),
+            org_id: event.org_id,
+            actor_id: event.actor_id,
+            action: event.action,
+            target: event.target,
+            ip: event.ip,
+            request_id: event.request_id,
+            occurred_at: timestamp(event.occurred_at),
+            prev_hash: event.prev_hash,
+            hash: event.hash,
         }
     }
 }

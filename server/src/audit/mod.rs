@@ -4,6 +4,7 @@
 //! reads and the chain check, `store` its SQL.
 
 pub mod api;
+mod chain;
 mod record;
 mod service;
 mod store;

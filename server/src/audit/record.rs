@@ -7,7 +7,7 @@ use crate::kernel::context::RequestContext;
 use crate::kernel::error::DomainResult;
 use crate::kernel::ids::new_id;
 
-use super::store::AuditEvent;
+use crate::audit::chain::NewEvent;
 
 /// Everything the trail records, as `area.event` on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,7 +104,7 @@ impl<'a> Entry<'a> {
 
 /// Appends `entry` to its chain.
 pub async fn record(db: &Db, ctx: &RequestContext, entry: Entry<'_>) -> DomainResult<()> {
-    let event = AuditEvent {
+    let event = NewEvent {
         actor_id: entry.actor.map(str::to_owned),
         org_id: entry.org.map(str::to_owned),
         action: entry.action.as_str(),

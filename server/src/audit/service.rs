@@ -4,7 +4,7 @@
 //! a stored event no longer matches. And each user's own security log: their
 //! account events, which belong to no org.
 
-use crate::audit::store::{AuditFilter, AuditRow, GENESIS_HASH, link_hash};
+use crate::audit::chain::{AuditFilter, ChainedEvent, GENESIS_HASH, link_hash};
 use crate::db::Db;
 use crate::kernel::error::{DomainError, DomainResult};
 use crate::kernel::page::Page;
@@ -24,7 +24,7 @@ pub struct AuditQuery<'a> {
 
 /// The org's events, newest first. Who may read them (owners and admins; a
 /// key needs `admin`) is identity's decision, made before.
-pub async fn audit_list(db: &Db, org_id: &str, query: AuditQuery<'_>) -> DomainResult<Page<AuditRow>> {
+pub async fn audit_list(db: &Db, org_id: &str, query: AuditQuery<'_>) -> DomainResult<Page<ChainedEvent>> {
     page_of_chain(db, org_id, &query.filter, query.cursor, query.limit).await
 }
 
@@ -36,7 +36,7 @@ pub async fn security_log(
     principal: &Principal,
     cursor: Option<&str>,
     limit: i64,
-) -> DomainResult<Page<AuditRow>> {
+) -> DomainResult<Page<ChainedEvent>> {
     principal.require_session()?;
     let filter = AuditFilter { actor_id: Some(&principal.user_id), ..AuditFilter::default() };
     page_of_chain(db, ACCOUNT_CHAIN, &filter, cursor, limit).await
@@ -52,7 +52,7 @@ async fn page_of_chain(
     filter: &AuditFilter<'_>,
     cursor: Option<&str>,
     limit: i64,
-) -> DomainResult<Page<AuditRow>> {
+) -> DomainResult<Page<ChainedEvent>> {
     let before = cursor
         .map(|cursor| {
             cursor.parse::<i64>().map_err(|_| DomainError::Invalid {
@@ -136,7 +136,7 @@ pub async fn verify_chain(db: &Db, chain: &str) -> DomainResult<Verification> {
 }
 
 /// Whether `row` is the event that follows what was verified so far.
-fn links(verified: &Verification, row: &AuditRow) -> bool {
+fn links(verified: &Verification, row: &ChainedEvent) -> bool {
     row.seq == verified.verified_events + 1
         && row.prev_hash == verified.head_hash
         && link_hash(&verified.head_hash, row.seq, row) == row.hash
@@ -146,8 +146,8 @@ fn links(verified: &Verification, row: &AuditRow) -> bool {
 mod tests {
     use super::*;
 
-    fn row(seq: i64, prev_hash: &str) -> AuditRow {
-        let mut row = AuditRow {
+    fn row(seq: i64, prev_hash: &str) -> ChainedEvent {
+        let mut row = ChainedEvent {
             id: format!("evt_{seq}"),
             occurred_at: 1_700_000_000 + seq,
             actor_id: Some("usr_1".to_owned()),
@@ -189,7 +189,7 @@ mod tests {
             broken_at: None,
         };
         let original = row(1, GENESIS_HASH);
-        let edits: [fn(&mut AuditRow); 6] = [
+        let edits: [fn(&mut ChainedEvent); 6] = [
             |r| r.action = "member.removed".to_owned(),
             |r| r.actor_id = None,
             |r| r.target = Some("usr_3".to_owned()),

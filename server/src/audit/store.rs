@@ -1,77 +1,14 @@
-//! The append-only security audit trail, kept as hash chains: one per
-//! organization, and one (`""`) for account events outside any org. Each
-//! event is linked to the one before it by [`link_hash`], so changing,
-//! removing or reordering a stored event breaks the chain from there on.
+//! The audit trail's storage: events appended to their chain under a lock on
+//! the chain's head, and read back newest first or in chain order.
 
-use sha2::{Digest, Sha256};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::audit::chain::{AuditFilter, ChainedEvent, GENESIS_HASH, NewEvent, link_hash};
 use crate::db::{Db, StoreError};
 
-/// What an event is chained to when it is the first of its chain.
-pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-
-/// One security event to record: who did what to which target, from where.
-#[derive(Debug, Clone, Default)]
-pub struct AuditEvent {
-    pub actor_id: Option<String>,
-    pub org_id: Option<String>,
-    pub action: &'static str,
-    pub target: Option<String>,
-    pub ip: Option<String>,
-    pub request_id: Option<String>,
-}
-
-/// A recorded event with its place in its chain.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditRow {
-    pub id: String,
-    pub occurred_at: i64,
-    pub actor_id: Option<String>,
-    pub org_id: Option<String>,
-    pub action: String,
-    pub target: Option<String>,
-    pub ip: Option<String>,
-    pub request_id: Option<String>,
-    pub seq: i64,
-    pub prev_hash: String,
-    pub hash: String,
-}
-
-/// Which events of a chain to list.
-#[derive(Debug, Default)]
-pub struct AuditFilter<'a> {
-    pub actor_id: Option<&'a str>,
-    pub action: Option<&'a str>,
-    /// Unix seconds, inclusive.
-    pub since: Option<i64>,
-    /// Unix seconds, exclusive.
-    pub until: Option<i64>,
-}
-
-/// The SHA-256 (hex) that links an event to the one before it: over the
-/// previous hash, the position and every recorded field, as one JSON array
-/// (so no field can run into the next).
-pub fn link_hash(prev_hash: &str, seq: i64, row: &AuditRow) -> String {
-    let canonical = serde_json::json!([
-        prev_hash,
-        seq,
-        row.id,
-        row.occurred_at,
-        row.actor_id,
-        row.org_id,
-        row.action,
-        row.target,
-        row.ip,
-        row.request_id,
-    ]);
-    let digest = Sha256::digest(canonical.to_string().as_bytes());
-    data_encoding::HEXLOWER.encode(&digest)
-}
-
-fn audit_row(row: &AnyRow) -> Result<AuditRow, StoreError> {
-    Ok(AuditRow {
+fn audit_row(row: &AnyRow) -> Result<ChainedEvent, StoreError> {
+    Ok(ChainedEvent {
         id: row.try_get("id")?,
         occurred_at: row.try_get("occurred_at")?,
         actor_id: row.try_get("actor_id")?,
@@ -93,8 +30,8 @@ fn chain_of(org_id: Option<&str>) -> &str {
 
 impl Db {
     /// Appends an event to its org's chain.
-    pub async fn audit_record(&self, event: &AuditEvent, id: &str, now: i64) -> Result<(), StoreError> {
-        let row = AuditRow {
+    pub async fn audit_record(&self, event: &NewEvent, id: &str, now: i64) -> Result<(), StoreError> {
+        let row = ChainedEvent {
             id: id.to_owned(),
             occurred_at: now,
             actor_id: event.actor_id.clone(),
@@ -178,7 +115,7 @@ impl Db {
         filter: &AuditFilter<'_>,
         before: Option<i64>,
         limit: i64,
-    ) -> Result<Vec<AuditRow>, StoreError> {
+    ) -> Result<Vec<ChainedEvent>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, occurred_at, actor_id, org_id, action, target, ip, request_id, seq, prev_hash, hash \
              FROM audit_events WHERE chain = $1 AND seq < $2 \
@@ -203,7 +140,7 @@ impl Db {
         org_id: &str,
         after: i64,
         limit: i64,
-    ) -> Result<Vec<AuditRow>, StoreError> {
+    ) -> Result<Vec<ChainedEvent>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, occurred_at, actor_id, org_id, action, target, ip, request_id, seq, prev_hash, hash \
              FROM audit_events WHERE chain = $1 AND seq > $2 ORDER BY seq LIMIT $3",

@@ -4,7 +4,8 @@
 
 use crate::audit::{self, AuditAction, Entry};
 use crate::db::Db;
-use crate::identity::store::{MembershipRow, SessionRow, UserRow};
+use crate::identity::model::{Membership, Session, User};
+use crate::identity::store::UserRow;
 use crate::identity::tokens::{TokenIssuer, digest, mint_refresh_token};
 use crate::identity::{email, notices, passwords, two_factor};
 use crate::kernel::context::RequestContext;
@@ -25,7 +26,7 @@ pub struct Registration {
 
 /// A user and a fresh pair of tokens.
 pub struct SignedIn {
-    pub user: UserRow,
+    pub user: User,
     pub access_token: String,
     pub refresh_token: String,
     pub expires_in: u64,
@@ -153,7 +154,7 @@ pub async fn refresh(db: &Db, issuer: &TokenIssuer, refresh_token: &str) -> Doma
         access_token: issuer.access_token(&user.id, &found.session_id)?,
         refresh_token: next.plain,
         expires_in: issuer.access_ttl.as_secs(),
-        user,
+        user: user.into(),
     })
 }
 
@@ -174,9 +175,6 @@ pub async fn logout(db: &Db, principal: &Principal, ctx: &RequestContext) -> Dom
     .await
 }
 
-/// Changes the caller's password after checking the current one. Every
-/// session of the account ends, the caller's too, and the answer signs them
-/// in afresh; API keys and two-factor login stay as they were.
 /// The address the login lockout counts the caller's failures under: the
 /// same key for a wrong password at login, password change and
 /// reauthentication.
@@ -185,6 +183,9 @@ pub async fn lockout_account(db: &Db, principal: &Principal) -> DomainResult<Str
     Ok(user.email)
 }
 
+/// Changes the caller's password after checking the current one. Every
+/// session of the account ends, the caller's too, and the answer signs them
+/// in afresh; API keys and two-factor login stay as they were.
 pub async fn password_change(
     db: &Db,
     issuer: &TokenIssuer,
@@ -207,7 +208,6 @@ pub async fn password_change(
         return Err(DomainError::InvalidCredentials);
     }
     audit::record(db, ctx, Entry::own_account(AuditAction::UserPasswordChanged, &user.id)).await?;
-    let user = UserRow { password_hash: new_hash, ..user };
     sign_in(db, issuer, user, ctx).await
 }
 
@@ -217,7 +217,7 @@ pub async fn session_list(
     principal: &Principal,
     cursor: Option<&str>,
     limit: i64,
-) -> DomainResult<(Page<SessionRow>, String)> {
+) -> DomainResult<(Page<Session>, String)> {
     let current = principal.require_session()?.to_owned();
     let rows = db.sessions_of(&principal.user_id, now(), cursor, limit + 1).await?;
     Ok((Page::from_rows(rows, limit, |s| &s.id), current))
@@ -249,13 +249,13 @@ pub async fn session_revoke(
 }
 
 /// The caller and the orgs they belong to.
-pub async fn me(db: &Db, principal: &Principal) -> DomainResult<(UserRow, Vec<MembershipRow>)> {
+pub async fn me(db: &Db, principal: &Principal) -> DomainResult<(User, Vec<Membership>)> {
     let user = db.user_by_id(&principal.user_id).await?.ok_or(DomainError::InvalidToken)?;
     let mut memberships = db.memberships(&user.id, None, i64::MAX).await?;
     if let Some(org_id) = principal.key_org() {
         memberships.retain(|m| m.org.id == org_id);
     }
-    Ok((user, memberships))
+    Ok((user.into(), memberships))
 }
 
 pub(super) async fn sign_in(
@@ -273,7 +273,7 @@ pub(super) async fn sign_in(
         access_token: issuer.access_token(&user.id, &session_id)?,
         refresh_token: refresh.plain,
         expires_in: issuer.access_ttl.as_secs(),
-        user,
+        user: user.into(),
     })
 }
 

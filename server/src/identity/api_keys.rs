@@ -5,11 +5,12 @@ use crate::audit::{self, AuditAction, Entry};
 use crate::db::Db;
 use crate::identity::accounts::normalize_email;
 use crate::identity::key_cache::{KeyCache, KeyChange};
+use crate::identity::model::{ApiKey, Role};
 use crate::identity::names::check_name;
 use crate::identity::notices::Notice;
 use crate::identity::orgs::create_owned_by;
 use crate::identity::passwords;
-use crate::identity::store::{ApiKeyRow, KeyLimitsRow, UserRow};
+use crate::identity::store::{StoredKey, UserRow};
 use crate::identity::tokens::digest;
 use crate::kernel::context::RequestContext;
 use crate::kernel::error::{DomainError, DomainResult, Resource};
@@ -34,7 +35,7 @@ pub struct NewApiKey {
 
 /// A stored key and, once only, its full text.
 pub struct MintedKey {
-    pub key: ApiKeyRow,
+    pub key: ApiKey,
     pub plain: String,
 }
 
@@ -52,9 +53,9 @@ pub async fn api_key_create(
     principal.require_session()?;
     super::step_up::require_recent(db, principal, step_up_window_secs).await?;
     let membership = db.membership(&input.org_id, &principal.user_id).await?;
-    match membership.as_ref().map(|m| m.role.as_str()) {
+    match membership.map(|m| m.role) {
         None => return Err(DomainError::NotFound(Resource::Organization)),
-        Some("external") => return Err(DomainError::RoleDenied),
+        Some(Role::External) => return Err(DomainError::RoleDenied),
         Some(_) => {}
     }
     if require_verified_email {
@@ -102,7 +103,7 @@ pub async fn api_key_bootstrap(
     };
     let existing = db.memberships(&user_id, None, i64::MAX).await?;
     let (org_id, org_created) =
-        match existing.into_iter().find(|m| m.org.name == org_name && m.role == "owner") {
+        match existing.into_iter().find(|m| m.org.name == org_name && m.role == Role::Owner) {
             Some(membership) => (membership.org.id, false),
             None => (create_owned_by(db, &user_id, org_name, ctx).await?.org.id, true),
         };
@@ -163,10 +164,9 @@ async fn mint(db: &Db, user_id: &str, input: NewApiKey, ctx: &RequestContext) ->
     let id = new_id("key");
     let secret = random_base62(SECRET_LEN);
     let now = ctx.now;
-    let key = ApiKeyRow {
+    let key = ApiKey {
         prefix: format!("{API_KEY_PREFIX}{id}"),
-        secret_hash: digest(&secret),
-        scopes: scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" "),
+        scopes,
         org_id: input.org_id,
         project_id: input.project_id,
         user_id: user_id.to_owned(),
@@ -175,10 +175,12 @@ async fn mint(db: &Db, user_id: &str, input: NewApiKey, ctx: &RequestContext) ->
         expires_at: input.expires_in_days.map(|days| now + i64::from(days) * 86_400),
         last_used_at: None,
         revoked_at: None,
-        limits: KeyLimitsRow::from(&input.limits),
+        limits: input.limits,
         id,
     };
-    db.api_key_insert(&key).await?;
+    let stored = StoredKey { key, secret_hash: digest(&secret) };
+    db.api_key_insert(&stored).await?;
+    let key = stored.key;
     audit::record(db, ctx, Entry::in_org(AuditAction::ApiKeyCreated, user_id, &key.org_id, &key.id)).await?;
     Ok(MintedKey { plain: format!("{}_{secret}", key.prefix), key })
 }
@@ -215,7 +217,7 @@ pub async fn api_key_list(
     principal: &Principal,
     cursor: Option<&str>,
     limit: i64,
-) -> DomainResult<Page<ApiKeyRow>> {
+) -> DomainResult<Page<ApiKey>> {
     principal.require_session()?;
     let rows = db.api_keys_of_user(&principal.user_id, cursor, limit + 1).await?;
     Ok(Page::from_rows(rows, limit, |key| &key.id))
@@ -229,7 +231,7 @@ pub async fn api_key_revoke(
     ctx: &RequestContext,
 ) -> DomainResult<()> {
     principal.require_session()?;
-    let key = db.api_key_by_id(key_id).await?;
+    let key = db.api_key_by_id(key_id).await?.map(|stored| stored.key);
     let Some(key) = key.filter(|k| k.user_id == principal.user_id && k.revoked_at.is_none()) else {
         return Err(DomainError::NotFound(Resource::ApiKey));
     };

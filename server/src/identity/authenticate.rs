@@ -10,7 +10,7 @@ use crate::identity::key_usage::KeyUsage;
 use crate::identity::tokens::{TokenIssuer, digest};
 use crate::kernel::error::{DomainError, DomainResult};
 use crate::kernel::ids::now;
-use crate::kernel::principal::{API_KEY_PREFIX, KeyLimits, Principal, Scope, Via};
+use crate::kernel::principal::{API_KEY_PREFIX, KeyLimits, Principal, Via};
 
 /// Resolves a bearer credential: an API key (`sy_live_…`) or a session token.
 pub async fn authenticate_bearer(
@@ -53,28 +53,27 @@ pub async fn authenticate_api_key(
         Some(cached) => cached,
         None => {
             let read_from = cache.generation();
-            let key = db.api_key_by_id(key_id).await?.ok_or(DomainError::InvalidApiKey)?;
-            let membership = db.membership(&key.org_id, &key.user_id).await?;
+            let stored = db.api_key_by_id(key_id).await?.ok_or(DomainError::InvalidApiKey)?;
+            let membership = db.membership(&stored.key.org_id, &stored.key.user_id).await?;
             let caps = membership.as_ref().map(|m| m.org.caps).unwrap_or_default();
-            cache.put(key, membership.is_some(), caps, read_from)
+            cache.put(stored, membership.is_some(), caps, read_from)
         }
     };
-    let key = &cached.key;
-    let matches: bool = digest(secret).as_bytes().ct_eq(key.secret_hash.as_bytes()).into();
+    let key = &cached.stored.key;
+    let matches: bool = digest(secret).as_bytes().ct_eq(cached.stored.secret_hash.as_bytes()).into();
     let expired = key.expires_at.is_some_and(|at| at <= now());
     if !matches || expired || key.revoked_at.is_some() || !cached.owner_is_member {
         return Err(DomainError::InvalidApiKey);
     }
     usage.touch(&key.id, now());
-    let scopes = key.scopes.split_whitespace().filter_map(Scope::parse).collect();
     Ok(Principal {
         user_id: key.user_id.clone(),
         via: Via::ApiKey {
-            limits: KeyLimits { org_caps: cached.org_caps, ..KeyLimits::from(&key.limits) },
+            limits: KeyLimits { org_caps: cached.org_caps, ..key.limits.clone() },
             key_id: key.id.clone(),
             org_id: key.org_id.clone(),
             project_id: key.project_id.clone(),
-            scopes,
+            scopes: key.scopes.clone(),
         },
     })
 }

@@ -12,8 +12,9 @@
 
 use crate::audit::{self, AuditAction, Entry};
 use crate::db::Db;
-use crate::identity::orgs::{Role, caller_role, manager_role};
-use crate::identity::store::{Accepted, InvitationRow, MemberRow};
+use crate::identity::model::{Invitation, Member, Role};
+use crate::identity::orgs::{caller_role, manager_role};
+use crate::identity::store::Accepted;
 use crate::identity::tokens::digest;
 use crate::kernel::context::RequestContext;
 use crate::kernel::error::{DomainError, DomainResult, Resource};
@@ -70,7 +71,7 @@ pub(super) async fn invite(
     email: String,
     role: Role,
     ctx: &RequestContext,
-) -> DomainResult<InvitationRow> {
+) -> DomainResult<Invitation> {
     let org = db
         .membership(org_id, &inviter.user_id)
         .await?
@@ -86,16 +87,16 @@ pub(super) async fn invite(
         return Err(InvitationQuota::PerOrgDay.spent());
     }
     let token = format!("syi_{}", random_base62(43));
-    let row = InvitationRow {
+    let invitation = Invitation {
         id: new_id("inv"),
         org_id: org_id.to_owned(),
         email,
-        role: role.as_str().to_owned(),
+        role,
         expires_at: now + INVITATION_TTL_SECS,
         created_at: now,
     };
     let message = render::invitation(
-        &row.email,
+        &invitation.email,
         &org.name,
         role.as_str(),
         &token,
@@ -103,11 +104,15 @@ pub(super) async fn invite(
         INVITATION_TTL_DAYS,
     );
     let queued = mail.queue(db, message).await?;
-    db.invitation_issue(&row, &digest(&token), &inviter.user_id, &queued).await?;
+    db.invitation_issue(&invitation, &digest(&token), &inviter.user_id, &queued).await?;
     mail.wake();
-    audit::record(db, ctx, Entry::in_org(AuditAction::MemberInvited, &inviter.user_id, org_id, &row.id))
-        .await?;
-    Ok(row)
+    audit::record(
+        db,
+        ctx,
+        Entry::in_org(AuditAction::MemberInvited, &inviter.user_id, org_id, &invitation.id),
+    )
+    .await?;
+    Ok(invitation)
 }
 
 /// The signed-in caller accepts the invitation with `token`: they join its
@@ -117,7 +122,7 @@ pub async fn accept(
     principal: &Principal,
     token: &str,
     ctx: &RequestContext,
-) -> DomainResult<MemberRow> {
+) -> DomainResult<Member> {
     principal.require_session()?;
     let user = db.user_by_id(&principal.user_id).await?.ok_or(DomainError::InvalidToken)?;
     let invitation =
@@ -142,7 +147,7 @@ pub async fn pending(
     org_id: &str,
     cursor: Option<&str>,
     limit: i64,
-) -> DomainResult<Page<InvitationRow>> {
+) -> DomainResult<Page<Invitation>> {
     if caller_role(db, principal, org_id).await? > Role::Admin {
         return Err(DomainError::RoleDenied);
     }
@@ -165,7 +170,7 @@ pub async fn revoke(
         .invitation_pending(org_id, invitation_id, ctx.now)
         .await?
         .ok_or(DomainError::NotFound(Resource::Invitation))?;
-    if !own.may_manage(Role::parse(&invitation.role)) {
+    if !own.may_manage(invitation.role) {
         return Err(DomainError::RoleDenied);
     }
     if !db.invitation_revoke(org_id, invitation_id, ctx.now).await? {

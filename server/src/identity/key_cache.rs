@@ -17,13 +17,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::db::Db;
-use crate::identity::store::ApiKeyRow;
+use crate::identity::model::ApiKey;
+use crate::identity::store::StoredKey;
 use crate::kernel::principal::CostCaps;
 
 /// A key as stored, and whether its owner still belonged to its org when read.
 #[derive(Debug, Clone)]
 pub struct CachedKey {
-    pub key: Arc<ApiKeyRow>,
+    pub stored: Arc<StoredKey>,
     pub owner_is_member: bool,
     /// The daily spend caps of the key's org when read.
     pub org_caps: CostCaps,
@@ -44,7 +45,7 @@ pub enum KeyChange {
 }
 
 impl KeyChange {
-    fn concerns(&self, key: &ApiKeyRow) -> bool {
+    fn concerns(&self, key: &ApiKey) -> bool {
         match self {
             Self::Key(id) => key.id == *id,
             Self::Member { org_id, user_id } => key.org_id == *org_id && key.user_id == *user_id,
@@ -102,12 +103,13 @@ impl KeyCache {
     /// something changed meanwhile; returns it either way.
     pub fn put(
         &self,
-        key: ApiKeyRow,
+        stored: StoredKey,
         owner_is_member: bool,
         org_caps: CostCaps,
         read_from: Generation,
     ) -> CachedKey {
-        let entry = CachedKey { key: Arc::new(key), owner_is_member, org_caps, read_at: Instant::now() };
+        let entry =
+            CachedKey { stored: Arc::new(stored), owner_is_member, org_caps, read_at: Instant::now() };
         let mut entries = self.lock();
         // Changes bump the generation under this lock, so none slips in
         // between this check and the insert.
@@ -117,7 +119,7 @@ impl KeyCache {
         if entries.len() >= Self::CAPACITY {
             entries.clear();
         }
-        entries.insert(entry.key.id.clone(), entry.clone());
+        entries.insert(entry.stored.key.id.clone(), entry.clone());
         entry
     }
 
@@ -136,7 +138,7 @@ impl KeyCache {
     pub fn forget(&self, change: &KeyChange) {
         let mut entries = self.lock();
         self.generation.fetch_add(1, Ordering::SeqCst);
-        entries.retain(|_, entry| !change.concerns(&entry.key));
+        entries.retain(|_, entry| !change.concerns(&entry.stored.key));
     }
 
     /// Forgets every key: changes may have been missed.
@@ -150,24 +152,24 @@ impl KeyCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::store::KeyLimitsRow;
+    use crate::kernel::principal::{KeyLimits, Scope};
 
-    fn row(id: &str, org: &str, user: &str, project: Option<&str>) -> ApiKeyRow {
-        ApiKeyRow {
+    fn row(id: &str, org: &str, user: &str, project: Option<&str>) -> StoredKey {
+        let key = ApiKey {
             id: id.to_owned(),
             org_id: org.to_owned(),
             project_id: project.map(str::to_owned),
             user_id: user.to_owned(),
             name: "k".to_owned(),
             prefix: String::new(),
-            secret_hash: String::new(),
-            scopes: "chat".to_owned(),
+            scopes: vec![Scope::Chat],
+            limits: KeyLimits::default(),
             created_at: 0,
             expires_at: None,
             last_used_at: None,
             revoked_at: None,
-            limits: KeyLimitsRow::default(),
-        }
+        };
+        StoredKey { key, secret_hash: String::new() }
     }
 
     #[test]

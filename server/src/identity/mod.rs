@@ -1,7 +1,8 @@
 //! Identity and access: accounts, sessions, two-factor login, email
 //! verification and password reset, organizations with members, roles and
 //! invitations, projects, and scoped API keys (with the cache that validates
-//! them from memory). `api` holds its HTTP handlers, `store` its SQL.
+//! them from memory). `model` holds the types it hands out, `api` its HTTP
+//! handlers, `store` its SQL.
 //!
 //! This file is the area's front: other areas and the HTTP layer use what it
 //! exports below, never its modules.
@@ -15,6 +16,7 @@ mod email;
 mod invitations;
 mod key_cache;
 mod key_usage;
+pub mod model;
 mod names;
 mod notices;
 mod orgs;
@@ -30,7 +32,8 @@ pub use authenticate::{authenticate_api_key, authenticate_bearer};
 pub use config::AuthConfig;
 pub use key_cache::{KeyCache, KeyChange};
 pub use key_usage::KeyUsage;
-pub use orgs::{Role, org_managed_by};
+pub use model::Role;
+pub use orgs::org_managed_by;
 pub(crate) use orgs::{caller_role, org_asked_for};
 pub use tokens::TokenIssuer;
 pub use two_factor::SECOND_FACTOR_MAX_ATTEMPTS;

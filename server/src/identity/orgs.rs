@@ -9,8 +9,8 @@ use crate::db::Db;
 use crate::identity::accounts::normalize_email;
 use crate::identity::invitations;
 use crate::identity::key_cache::{KeyCache, KeyChange};
+use crate::identity::model::{Invitation, Member, Membership, Org, Role};
 use crate::identity::names::check_name;
-use crate::identity::store::{InvitationRow, MemberRow, MembershipRow, OrgRow};
 use crate::kernel::context::RequestContext;
 use crate::kernel::error::{DomainError, DomainResult, Resource};
 use crate::kernel::ids::new_id;
@@ -24,7 +24,7 @@ pub async fn org_create(
     principal: &Principal,
     name: &str,
     ctx: &RequestContext,
-) -> DomainResult<MembershipRow> {
+) -> DomainResult<Membership> {
     principal.require_session()?;
     create_owned_by(db, &principal.user_id, name, ctx).await
 }
@@ -35,12 +35,12 @@ pub(super) async fn create_owned_by(
     owner_id: &str,
     name: &str,
     ctx: &RequestContext,
-) -> DomainResult<MembershipRow> {
+) -> DomainResult<Membership> {
     let org =
-        OrgRow { id: new_id("org"), name: check_name(name)?, created_at: ctx.now, caps: CostCaps::default() };
+        Org { id: new_id("org"), name: check_name(name)?, created_at: ctx.now, caps: CostCaps::default() };
     db.org_create(&org, owner_id).await?;
     audit::record(db, ctx, Entry::in_org(AuditAction::OrgCreated, owner_id, &org.id, &org.id)).await?;
-    Ok(MembershipRow { org, role: "owner".to_owned() })
+    Ok(Membership { org, role: Role::Owner })
 }
 
 /// The caller's orgs; an API key sees only its own org.
@@ -49,7 +49,7 @@ pub async fn org_list(
     principal: &Principal,
     cursor: Option<&str>,
     limit: i64,
-) -> DomainResult<Page<MembershipRow>> {
+) -> DomainResult<Page<Membership>> {
     let rows = match principal.key_org() {
         // One org at most: it is on this page unless the cursor is past it.
         Some(org_id) => db
@@ -63,50 +63,11 @@ pub async fn org_list(
     Ok(Page::from_rows(rows, limit, |m| &m.org.id))
 }
 
-pub async fn org_get(db: &Db, principal: &Principal, org_id: &str) -> DomainResult<MembershipRow> {
+pub async fn org_get(db: &Db, principal: &Principal, org_id: &str) -> DomainResult<Membership> {
     if principal.key_org().is_some_and(|own| own != org_id) {
         return Err(DomainError::NotFound(Resource::Organization));
     }
     db.membership(org_id, &principal.user_id).await?.ok_or(DomainError::NotFound(Resource::Organization))
-}
-
-/// A role in an org, from most to least powerful.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Role {
-    Owner,
-    Admin,
-    Member,
-    External,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Owner => "owner",
-            Self::Admin => "admin",
-            Self::Member => "member",
-            Self::External => "external",
-        }
-    }
-
-    /// Roles as stored; the column's CHECK constraint allows only these.
-    pub fn parse(stored: &str) -> Self {
-        match stored {
-            "owner" => Self::Owner,
-            "admin" => Self::Admin,
-            "member" => Self::Member,
-            _ => Self::External,
-        }
-    }
-
-    /// Owners manage everyone; admins manage members and externals.
-    pub(super) fn may_manage(self, target: Role) -> bool {
-        match self {
-            Self::Owner => true,
-            Self::Admin => matches!(target, Role::Member | Role::External),
-            Self::Member | Self::External => false,
-        }
-    }
 }
 
 /// The caller's membership of `org_id`, or 404 when they are not in it (or
@@ -116,7 +77,7 @@ pub(crate) async fn caller_role(db: &Db, principal: &Principal, org_id: &str) ->
         return Err(DomainError::NotFound(Resource::Organization));
     }
     let membership = db.membership(org_id, &principal.user_id).await?;
-    membership.map(|m| Role::parse(&m.role)).ok_or(DomainError::NotFound(Resource::Organization))
+    membership.map(|m| m.role).ok_or(DomainError::NotFound(Resource::Organization))
 }
 
 /// The org a request names with `org_id`, or an API key's own when it names
@@ -176,7 +137,7 @@ pub async fn org_update(
     org_id: &str,
     changes: OrgChanges,
     ctx: &RequestContext,
-) -> DomainResult<MembershipRow> {
+) -> DomainResult<Membership> {
     manager_role(db, principal, org_id, Role::Admin).await?;
     let current = org_get(db, principal, org_id).await?;
     if changes.name.is_none() && changes.org_daily_cap.is_none() && changes.member_daily_cap.is_none() {
@@ -245,7 +206,7 @@ pub async fn member_list(
     org_id: &str,
     cursor: Option<&str>,
     limit: i64,
-) -> DomainResult<Page<MemberRow>> {
+) -> DomainResult<Page<Member>> {
     if caller_role(db, principal, org_id).await? == Role::External {
         return Err(DomainError::RoleDenied);
     }
@@ -259,9 +220,9 @@ pub async fn member_list(
 #[derive(Debug)]
 pub enum MemberAdded {
     /// The address has an account: it is a member now.
-    Member(MemberRow),
+    Member(Member),
     /// It has none: an invitation is mailed to it.
-    Invited(InvitationRow),
+    Invited(Invitation),
 }
 
 /// Adds the account with `email` with `role`. An address without an
@@ -287,7 +248,7 @@ pub async fn member_add(
         let invitation = invitations::invite(db, mail, principal, org_id, email, role, ctx).await?;
         return Ok(MemberAdded::Invited(invitation));
     };
-    if !db.member_add(org_id, &user.id, role.as_str(), ctx.now).await? {
+    if !db.member_add(org_id, &user.id, role, ctx.now).await? {
         return Err(DomainError::AlreadyMember);
     }
     audit::record(db, ctx, Entry::in_org(AuditAction::MemberAdded, &principal.user_id, org_id, &user.id))
@@ -305,13 +266,13 @@ pub async fn member_set_role(
     user_id: &str,
     role: Role,
     ctx: &RequestContext,
-) -> DomainResult<MemberRow> {
+) -> DomainResult<Member> {
     let own = manager_role(db, principal, org_id, Role::Admin).await?;
     let target = db.member(org_id, user_id).await?.ok_or(DomainError::NotFound(Resource::Member))?;
-    if !own.may_manage(Role::parse(&target.role)) || !own.may_manage(role) {
+    if !own.may_manage(target.role) || !own.may_manage(role) {
         return Err(DomainError::RoleDenied);
     }
-    if !db.member_set_role(org_id, user_id, role.as_str()).await? {
+    if !db.member_set_role(org_id, user_id, role).await? {
         return Err(DomainError::LastOwner);
     }
     audit::record(
@@ -339,7 +300,7 @@ pub async fn member_remove(
     let leaving = user_id == principal.user_id;
     // Leaving is a membership change too: a key needs `admin` for it.
     principal.require_scope(Scope::Admin)?;
-    if !leaving && !own.may_manage(Role::parse(&target.role)) {
+    if !leaving && !own.may_manage(target.role) {
         return Err(DomainError::RoleDenied);
     }
     if !db.member_remove(org_id, user_id, ctx.now).await? {

@@ -7,9 +7,9 @@
 use crate::audit::{self, AuditAction, Entry};
 use crate::db::Db;
 use crate::identity::key_cache::{KeyCache, KeyChange};
+use crate::identity::model::{Project, Role};
 use crate::identity::names::check_name;
-use crate::identity::orgs::{Role, caller_role, manager_role};
-use crate::identity::store::ProjectRow;
+use crate::identity::orgs::{caller_role, manager_role};
 use crate::kernel::context::RequestContext;
 use crate::kernel::error::{DomainError, DomainResult, Resource};
 use crate::kernel::ids::new_id;
@@ -17,7 +17,7 @@ use crate::kernel::page::Page;
 use crate::kernel::principal::{Principal, Scope};
 
 /// The project, if the caller may see it; 404 otherwise, whether or not it exists.
-pub async fn project_get(db: &Db, principal: &Principal, project_id: &str) -> DomainResult<ProjectRow> {
+pub async fn project_get(db: &Db, principal: &Principal, project_id: &str) -> DomainResult<Project> {
     if principal.key_project().is_some_and(|own| own != project_id) {
         return Err(DomainError::NotFound(Resource::Project));
     }
@@ -35,9 +35,9 @@ pub async fn project_create(
     org_id: &str,
     name: &str,
     ctx: &RequestContext,
-) -> DomainResult<ProjectRow> {
+) -> DomainResult<Project> {
     manager_role(db, principal, org_id, Role::Admin).await?;
-    let project = ProjectRow {
+    let project = Project {
         id: new_id("prj"),
         org_id: org_id.to_owned(),
         name: check_name(name)?,
@@ -60,7 +60,7 @@ pub async fn project_list(
     org_id: Option<&str>,
     cursor: Option<&str>,
     limit: i64,
-) -> DomainResult<Page<ProjectRow>> {
+) -> DomainResult<Page<Project>> {
     if let Some(own) = principal.key_project() {
         let project = project_get(db, principal, own).await?;
         let visible = org_id.is_none_or(|asked| asked == project.org_id) && cursor.is_none();
@@ -81,7 +81,7 @@ pub async fn project_rename(
     project_id: &str,
     name: &str,
     ctx: &RequestContext,
-) -> DomainResult<ProjectRow> {
+) -> DomainResult<Project> {
     let project = project_get(db, principal, project_id).await?;
     project_manager_role(db, principal, &project).await?;
     let name = check_name(name)?;
@@ -92,7 +92,7 @@ pub async fn project_rename(
         Entry::in_org(AuditAction::ProjectRenamed, &principal.user_id, &project.org_id, project_id),
     )
     .await?;
-    Ok(ProjectRow { name, ..project })
+    Ok(Project { name, ..project })
 }
 
 /// Deletes the project and the keys narrowed to it.
@@ -117,7 +117,7 @@ pub async fn project_delete(
 
 /// Checks the caller may change `project`: an owner or admin of its org, by
 /// session or by a key with the `admin` scope, org-wide or narrowed to it.
-async fn project_manager_role(db: &Db, principal: &Principal, project: &ProjectRow) -> DomainResult<Role> {
+async fn project_manager_role(db: &Db, principal: &Principal, project: &Project) -> DomainResult<Role> {
     if principal.key_project() != Some(project.id.as_str()) {
         return manager_role(db, principal, &project.org_id, Role::Admin).await;
     }

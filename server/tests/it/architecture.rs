@@ -1,6 +1,6 @@
 //! The server's module layout holds by itself: no module reaches one above
-//! it, SQL stays in the stores and is never built at run time, and no area
-//! makes its store public. Reads
+//! it, SQL stays in the stores and is never built at run time, no area
+//! makes its store public and no handler sees a store or its rows. Reads
 //! `server/src` as text; a test, not a convention, so a change that breaks
 //! the layering fails CI with the file and the path it used.
 
@@ -184,23 +184,39 @@ fn sql_is_never_built_at_run_time() {
     assert!(offenders.is_empty(), "SQL built at run time: {offenders:?}");
 }
 
+/// The handler files (areas' `api` modules) whose production code matches.
+fn handlers_where(matches: impl Fn(&str) -> bool) -> Vec<String> {
+    let root = source_root();
+    let mut files = Vec::new();
+    rust_files(&root, &mut files);
+    files
+        .iter()
+        .filter(|file| module_of(file.strip_prefix(&root).unwrap()).1 == Some(AREA_API))
+        .filter(|file| matches(&production_code(&std::fs::read_to_string(file).unwrap())))
+        .map(|file| file.strip_prefix(&root).unwrap().display().to_string())
+        .collect()
+}
+
 #[test]
 fn handlers_leave_the_key_cache_to_the_domain() {
     // The domain function that changes what keys may do drops what the cache
     // holds; a handler that had to remember it would one day forget.
-    let root = source_root();
-    let mut files = Vec::new();
-    rust_files(&root, &mut files);
-    let offenders: Vec<String> = files
-        .iter()
-        .filter(|file| module_of(file.strip_prefix(&root).unwrap()).1 == Some(AREA_API))
-        .filter(|file| {
-            let code = production_code(&std::fs::read_to_string(file).unwrap());
-            code.contains("keys.forget") || code.contains("keys.changed")
-        })
-        .map(|file| file.strip_prefix(&root).unwrap().display().to_string())
-        .collect();
+    let offenders = handlers_where(|code| code.contains("keys.forget") || code.contains("keys.changed"));
     assert!(offenders.is_empty(), "handlers touching the key cache: {offenders:?}");
+}
+
+#[test]
+fn handlers_never_see_storage() {
+    // Domain functions hand out domain types; a handler holding a row would
+    // put storage detail (a password hash, a stored role string) one field
+    // away from the wire.
+    let offenders = handlers_where(|code| {
+        let names_a_row = code
+            .split(|c: char| !c.is_alphanumeric() && c != '_')
+            .any(|word| word.len() > 3 && word.ends_with("Row"));
+        code.contains("::store::") || code.contains("::store;") || names_a_row
+    });
+    assert!(offenders.is_empty(), "handlers using a store or its rows: {offenders:?}");
 }
 
 #[test]
@@ -236,4 +252,6 @@ fn the_checks_see_what_they_check() {
     assert!(
         may_use_sqlx(Path::new("identity/store/users.rs")) && !may_use_sqlx(Path::new("identity/orgs.rs"))
     );
+    let handlers = handlers_where(|code| code.contains("#[OpenApi"));
+    assert!(handlers.len() > 8, "only {handlers:?} hold handlers");
 }

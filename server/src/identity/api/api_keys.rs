@@ -17,7 +17,7 @@ use crate::http::{ApiTags, Ok200};
 use crate::identity::api::auth::{context, enforce};
 use crate::identity::api_keys;
 use crate::identity::api_keys::NewApiKey;
-use crate::identity::store::ApiKeyRow;
+use crate::identity::model;
 use crate::kernel::page::page_limit;
 use crate::kernel::principal::{KeyLimits, Scope};
 use crate::operation_errors;
@@ -124,23 +124,23 @@ pub struct ApiKey {
     pub budget_usd: Option<String>,
 }
 
-impl From<ApiKeyRow> for ApiKey {
-    fn from(row: ApiKeyRow) -> Self {
-        let limits = KeyLimits::from(&row.limits);
+impl From<model::ApiKey> for ApiKey {
+    fn from(key: model::ApiKey) -> Self {
+        let limits = key.limits;
         Self {
-            scopes: row.scopes.split_whitespace().filter_map(Scope::parse).map(ApiKeyScope::from).collect(),
+            scopes: key.scopes.into_iter().map(ApiKeyScope::from).collect(),
             allowed_models: limits.allowed_models,
             rpm_limit: limits.requests_per_minute,
             tpm_limit: limits.tokens_per_minute,
             budget_usd: limits.budget_micros.map(format_usd_micros),
-            id: row.id,
-            name: row.name,
-            prefix: row.prefix,
-            org_id: row.org_id,
-            project_id: row.project_id,
-            created_at: timestamp(row.created_at),
-            expires_at: row.expires_at.map(timestamp),
-            last_used_at: row.last_used_at.map(timestamp),
+            id: key.id,
+            name: key.name,
+            prefix: key.prefix,
+            org_id: key.org_id,
+            project_id: key.project_id,
+            created_at: timestamp(key.created_at),
+            expires_at: key.expires_at.map(timestamp),
+            last_used_at: key.last_used_at.map(timestamp),
         }
     }
 }

@@ -18,8 +18,8 @@ use crate::http::wire::timestamp;
 use crate::http::{ApiTags, Ok200};
 use crate::identity::api::auth::context;
 use crate::identity::api::wire::{Member, Org, Role};
+use crate::identity::model;
 use crate::identity::orgs::MemberAdded;
-use crate::identity::store::InvitationRow;
 use crate::identity::{invitations, orgs};
 use crate::kernel::page::page_limit;
 use crate::operation_errors;
@@ -87,15 +87,15 @@ pub struct Invitation {
     pub created_at: DateTime<Utc>,
 }
 
-impl From<InvitationRow> for Invitation {
-    fn from(row: InvitationRow) -> Self {
+impl From<model::Invitation> for Invitation {
+    fn from(invitation: model::Invitation) -> Self {
         Self {
-            role: orgs::Role::parse(&row.role).into(),
-            id: row.id,
-            org_id: row.org_id,
-            email: row.email,
-            expires_at: timestamp(row.expires_at),
-            created_at: timestamp(row.created_at),
+            role: invitation.role.into(),
+            id: invitation.id,
+            org_id: invitation.org_id,
+            email: invitation.email,
+            expires_at: timestamp(invitation.expires_at),
+            created_at: timestamp(invitation.created_at),
         }
     }
 }
@@ -111,8 +111,8 @@ pub enum MemberAddResult {
 impl From<MemberAdded> for MemberAddResult {
     fn from(added: MemberAdded) -> Self {
         match added {
-            MemberAdded::Member(row) => Self::Member(row.into()),
-            MemberAdded::Invited(row) => Self::Invitation(row.into()),
+            MemberAdded::Member(member) => Self::Member(member.into()),
+            MemberAdded::Invited(invitation) => Self::Invitation(invitation.into()),
         }
     }
 }

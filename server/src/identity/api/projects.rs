@@ -13,8 +13,8 @@ use crate::http::responses::{Created201, NoContent204};
 use crate::http::wire::timestamp;
 use crate::http::{ApiTags, Ok200};
 use crate::identity::api::auth::context;
+use crate::identity::model;
 use crate::identity::projects;
-use crate::identity::store::ProjectRow;
 use crate::kernel::page::page_limit;
 use crate::operation_errors;
 use crate::state::AppState;
@@ -31,9 +31,14 @@ pub struct Project {
     pub created_at: DateTime<Utc>,
 }
 
-impl From<ProjectRow> for Project {
-    fn from(row: ProjectRow) -> Self {
-        Self { id: row.id, org_id: row.org_id, name: row.name, created_at: timestamp(row.created_at) }
+impl From<model::Project> for Project {
+    fn from(project: model::Project) -> Self {
+        Self {
+            id: project.id,
+            org_id: project.org_id,
+            name: project.name,
+            created_at: timestamp(project.created_at),
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use crate::http::wire::timestamp;
 use crate::http::{ApiTags, Ok200};
 use crate::identity::accounts;
 use crate::identity::api::auth::context;
-use crate::identity::store::SessionRow;
+use crate::identity::model;
 use crate::kernel::page::page_limit;
 use crate::operation_errors;
 use crate::state::AppState;
@@ -44,13 +44,13 @@ page_type! {
     AuthSessionList of AuthSession
 }
 
-fn session(row: SessionRow, current: &str) -> AuthSession {
+fn described(session: model::Session, current: &str) -> AuthSession {
     AuthSession {
-        current: row.id == current,
-        id: row.id,
-        ip: row.ip,
-        created_at: timestamp(row.created_at),
-        refreshed_at: row.refreshed_at.map(timestamp),
+        current: session.id == current,
+        id: session.id,
+        ip: session.ip,
+        created_at: timestamp(session.created_at),
+        refreshed_at: session.refreshed_at.map(timestamp),
     }
 }
 
@@ -75,7 +75,7 @@ impl SessionsApi {
         let principal = state.principal(&auth).await?;
         let (page, current) =
             accounts::session_list(&state.db, &principal, cursor.0.as_deref(), page_limit(limit.0)).await?;
-        Ok(Ok200::Ok(Json(AuthSessionList::from(page.map(|row| session(row, &current))))))
+        Ok(Ok200::Ok(Json(AuthSessionList::from(page.map(|session| described(session, &current))))))
     }
 
     /// Ends one of the caller's sessions: its access and refresh tokens stop

@@ -6,8 +6,7 @@ use poem_openapi::{Enum, Object};
 use switchyard_providers::price::format_usd_micros;
 
 use crate::http::wire::timestamp;
-use crate::identity::orgs;
-use crate::identity::store::{MemberRow, MembershipRow, UserRow};
+use crate::identity::model;
 
 /// A person with an account.
 #[derive(Debug, Object)]
@@ -21,15 +20,15 @@ pub struct User {
     pub created_at: DateTime<Utc>,
 }
 
-impl From<UserRow> for User {
-    fn from(row: UserRow) -> Self {
+impl From<model::User> for User {
+    fn from(user: model::User) -> Self {
         Self {
-            id: row.id,
-            email: row.email,
-            display_name: row.display_name,
-            email_verified: row.email_verified,
-            two_factor_enabled: row.two_factor_enabled,
-            created_at: timestamp(row.created_at),
+            id: user.id,
+            email: user.email,
+            display_name: user.display_name,
+            email_verified: user.email_verified,
+            two_factor_enabled: user.two_factor_enabled,
+            created_at: timestamp(user.created_at),
         }
     }
 }
@@ -44,18 +43,18 @@ pub enum Role {
     External,
 }
 
-impl From<orgs::Role> for Role {
-    fn from(role: orgs::Role) -> Self {
+impl From<model::Role> for Role {
+    fn from(role: model::Role) -> Self {
         match role {
-            orgs::Role::Owner => Self::Owner,
-            orgs::Role::Admin => Self::Admin,
-            orgs::Role::Member => Self::Member,
-            orgs::Role::External => Self::External,
+            model::Role::Owner => Self::Owner,
+            model::Role::Admin => Self::Admin,
+            model::Role::Member => Self::Member,
+            model::Role::External => Self::External,
         }
     }
 }
 
-impl From<Role> for orgs::Role {
+impl From<Role> for model::Role {
     fn from(role: Role) -> Self {
         match role {
             Role::Owner => Self::Owner,
@@ -77,14 +76,14 @@ pub struct Member {
     pub joined_at: DateTime<Utc>,
 }
 
-impl From<MemberRow> for Member {
-    fn from(row: MemberRow) -> Self {
+impl From<model::Member> for Member {
+    fn from(member: model::Member) -> Self {
         Self {
-            role: orgs::Role::parse(&row.role).into(),
-            user_id: row.user_id,
-            email: row.email,
-            display_name: row.display_name,
-            joined_at: timestamp(row.created_at),
+            role: member.role.into(),
+            user_id: member.user_id,
+            email: member.email,
+            display_name: member.display_name,
+            joined_at: timestamp(member.joined_at),
         }
     }
 }
@@ -106,15 +105,16 @@ pub struct Org {
     pub member_daily_cost_cap_usd: Option<String>,
 }
 
-impl From<MembershipRow> for Org {
-    fn from(row: MembershipRow) -> Self {
+impl From<model::Membership> for Org {
+    fn from(membership: model::Membership) -> Self {
+        let caps = membership.org.caps;
         Self {
-            id: row.org.id,
-            name: row.org.name,
-            role: orgs::Role::parse(&row.role).into(),
-            created_at: timestamp(row.org.created_at),
-            daily_cost_cap_usd: row.org.caps.org_daily_micros.map(format_usd_micros),
-            member_daily_cost_cap_usd: row.org.caps.member_daily_micros.map(format_usd_micros),
+            id: membership.org.id,
+            name: membership.org.name,
+            role: membership.role.into(),
+            created_at: timestamp(membership.org.created_at),
+            daily_cost_cap_usd: caps.org_daily_micros.map(format_usd_micros),
+            member_daily_cost_cap_usd: caps.member_daily_micros.map(format_usd_micros),
         }
     }
 }

@@ -7,19 +7,9 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::db::{Db, StoreError};
+use crate::identity::model::{Invitation, Role};
 use crate::mail;
 use crate::mail::Queued;
-
-/// An invitation as stored (without its token digest).
-#[derive(Debug, Clone)]
-pub struct InvitationRow {
-    pub id: String,
-    pub org_id: String,
-    pub email: String,
-    pub role: String,
-    pub expires_at: i64,
-    pub created_at: i64,
-}
 
 /// What accepting an invitation did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,12 +28,12 @@ macro_rules! invitation_columns {
     };
 }
 
-fn invitation(row: &AnyRow) -> Result<InvitationRow, StoreError> {
-    Ok(InvitationRow {
+fn invitation(row: &AnyRow) -> Result<Invitation, StoreError> {
+    Ok(Invitation {
         id: row.try_get("id")?,
         org_id: row.try_get("org_id")?,
         email: row.try_get("email")?,
-        role: row.try_get("role")?,
+        role: Role::parse(&row.try_get::<String, _>("role")?),
         expires_at: row.try_get("expires_at")?,
         created_at: row.try_get("created_at")?,
     })
@@ -74,7 +64,7 @@ impl Db {
     /// the same org (its token stops working), and queues the mail.
     pub async fn invitation_issue(
         &self,
-        row: &InvitationRow,
+        row: &Invitation,
         token_hash: &str,
         invited_by: &str,
         mail: &Queued,
@@ -96,7 +86,7 @@ impl Db {
         .bind(&row.id)
         .bind(&row.org_id)
         .bind(&row.email)
-        .bind(&row.role)
+        .bind(row.role.as_str())
         .bind(token_hash)
         .bind(invited_by)
         .bind(row.expires_at)
@@ -113,7 +103,7 @@ impl Db {
         &self,
         token_hash: &str,
         now: i64,
-    ) -> Result<Option<InvitationRow>, StoreError> {
+    ) -> Result<Option<Invitation>, StoreError> {
         let row = sqlx::query(concat!(
             "SELECT ",
             invitation_columns!(),
@@ -130,7 +120,7 @@ impl Db {
     /// Spends the invitation and makes `user_id` a member with its role, atomically.
     pub async fn invitation_accept(
         &self,
-        invitation: &InvitationRow,
+        invitation: &Invitation,
         user_id: &str,
         now: i64,
     ) -> Result<Accepted, StoreError> {
@@ -152,7 +142,7 @@ impl Db {
         )
         .bind(&invitation.org_id)
         .bind(user_id)
-        .bind(&invitation.role)
+        .bind(invitation.role.as_str())
         .bind(now)
         .execute(&mut *tx)
         .await?;
@@ -171,7 +161,7 @@ impl Db {
         now: i64,
         after: Option<&str>,
         limit: i64,
-    ) -> Result<Vec<InvitationRow>, StoreError> {
+    ) -> Result<Vec<Invitation>, StoreError> {
         let rows = sqlx::query(concat!(
             "SELECT ",
             invitation_columns!(),
@@ -193,7 +183,7 @@ impl Db {
         org_id: &str,
         id: &str,
         now: i64,
-    ) -> Result<Option<InvitationRow>, StoreError> {
+    ) -> Result<Option<Invitation>, StoreError> {
         let row = sqlx::query(concat!(
             "SELECT ",
             invitation_columns!(),

@@ -12,9 +12,7 @@ mod projects;
 mod two_factor;
 mod users;
 
-pub use api_keys::{ApiKeyRow, KeyLimitsRow};
+pub use api_keys::StoredKey;
 pub use email::Resent;
-pub use invitations::{Accepted, InvitationRow};
-pub use orgs::{MemberRow, MembershipRow, OrgRow};
-pub use projects::ProjectRow;
-pub use users::{SessionRow, UserRow};
+pub use invitations::Accepted;
+pub use users::UserRow;

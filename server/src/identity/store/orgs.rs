@@ -3,26 +3,12 @@
 use sqlx::Row;
 
 use crate::db::{Db, StoreError};
+use crate::identity::model::{Member, Membership, Org, Role};
 use crate::kernel::principal::CostCaps;
-
-#[derive(Debug, Clone)]
-pub struct OrgRow {
-    pub id: String,
-    pub name: String,
-    pub created_at: i64,
-    pub caps: CostCaps,
-}
-
-/// An org together with the caller's role in it.
-#[derive(Debug, Clone)]
-pub struct MembershipRow {
-    pub org: OrgRow,
-    pub role: String,
-}
 
 impl Db {
     /// Creates an org with `owner_id` as its owner.
-    pub async fn org_create(&self, org: &OrgRow, owner_id: &str) -> Result<(), StoreError> {
+    pub async fn org_create(&self, org: &Org, owner_id: &str) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
         sqlx::query("INSERT INTO orgs (id, name, created_at) VALUES ($1, $2, $3)")
             .bind(&org.id)
@@ -43,7 +29,7 @@ impl Db {
     }
 
     /// The org with `org_id` if `user_id` belongs to it, with their role.
-    pub async fn membership(&self, org_id: &str, user_id: &str) -> Result<Option<MembershipRow>, StoreError> {
+    pub async fn membership(&self, org_id: &str, user_id: &str) -> Result<Option<Membership>, StoreError> {
         let row = sqlx::query(
             "SELECT o.id, o.name, o.created_at, o.daily_cost_cap_micros, o.member_daily_cost_cap_micros, m.role \
              FROM orgs o \
@@ -62,7 +48,7 @@ impl Db {
         user_id: &str,
         after: Option<&str>,
         limit: i64,
-    ) -> Result<Vec<MembershipRow>, StoreError> {
+    ) -> Result<Vec<Membership>, StoreError> {
         let rows = sqlx::query(
             "SELECT o.id, o.name, o.created_at, o.daily_cost_cap_micros, o.member_daily_cost_cap_micros, m.role \
              FROM orgs o \
@@ -78,9 +64,9 @@ impl Db {
     }
 }
 
-fn membership(row: &sqlx::any::AnyRow) -> Result<MembershipRow, StoreError> {
-    Ok(MembershipRow {
-        org: OrgRow {
+fn membership(row: &sqlx::any::AnyRow) -> Result<Membership, StoreError> {
+    Ok(Membership {
+        org: Org {
             id: row.try_get("id")?,
             name: row.try_get("name")?,
             created_at: row.try_get("created_at")?,
@@ -89,18 +75,8 @@ fn membership(row: &sqlx::any::AnyRow) -> Result<MembershipRow, StoreError> {
                 member_daily_micros: row.try_get("member_daily_cost_cap_micros")?,
             },
         },
-        role: row.try_get("role")?,
+        role: Role::parse(&row.try_get::<String, _>("role")?),
     })
-}
-
-/// A member of an org, with their account's public details.
-#[derive(Debug, Clone)]
-pub struct MemberRow {
-    pub user_id: String,
-    pub email: String,
-    pub display_name: Option<String>,
-    pub role: String,
-    pub created_at: i64,
 }
 
 impl Db {
@@ -144,7 +120,7 @@ impl Db {
         org_id: &str,
         after: Option<&str>,
         limit: i64,
-    ) -> Result<Vec<MemberRow>, StoreError> {
+    ) -> Result<Vec<Member>, StoreError> {
         let rows = sqlx::query(
             "SELECT m.user_id, u.email, u.display_name, m.role, m.created_at FROM org_members m \
              JOIN users u ON u.id = m.user_id WHERE m.org_id = $1 AND m.user_id > $2 ORDER BY m.user_id LIMIT $3",
@@ -157,7 +133,7 @@ impl Db {
         rows.iter().map(member).collect()
     }
 
-    pub async fn member(&self, org_id: &str, user_id: &str) -> Result<Option<MemberRow>, StoreError> {
+    pub async fn member(&self, org_id: &str, user_id: &str) -> Result<Option<Member>, StoreError> {
         let row = sqlx::query(
             "SELECT m.user_id, u.email, u.display_name, m.role, m.created_at FROM org_members m \
              JOIN users u ON u.id = m.user_id WHERE m.org_id = $1 AND m.user_id = $2",
@@ -174,7 +150,7 @@ impl Db {
         &self,
         org_id: &str,
         user_id: &str,
-        role: &str,
+        role: Role,
         now: i64,
     ) -> Result<bool, StoreError> {
         let added = sqlx::query(
@@ -183,7 +159,7 @@ impl Db {
         )
         .bind(org_id)
         .bind(user_id)
-        .bind(role)
+        .bind(role.as_str())
         .bind(now)
         .execute(self.pool())
         .await?;
@@ -193,7 +169,7 @@ impl Db {
     /// Changes a member's role, unless that would leave the org without an
     /// owner; `Ok(false)` then. One statement, so the check and the change
     /// cannot be split by another request.
-    pub async fn member_set_role(&self, org_id: &str, user_id: &str, role: &str) -> Result<bool, StoreError> {
+    pub async fn member_set_role(&self, org_id: &str, user_id: &str, role: Role) -> Result<bool, StoreError> {
         let mut tx = self.pool().begin().await?;
         lock_org(&mut tx, org_id).await?;
         let changed = sqlx::query(
@@ -201,7 +177,7 @@ impl Db {
              AND (role <> 'owner' OR $1 = 'owner' \
                   OR (SELECT COUNT(*) FROM org_members WHERE org_id = $2 AND role = 'owner') > 1)",
         )
-        .bind(role)
+        .bind(role.as_str())
         .bind(org_id)
         .bind(user_id)
         .execute(&mut *tx)
@@ -248,12 +224,12 @@ async fn lock_org(tx: &mut sqlx::Transaction<'_, sqlx::Any>, org_id: &str) -> Re
     Ok(())
 }
 
-fn member(row: &sqlx::any::AnyRow) -> Result<MemberRow, StoreError> {
-    Ok(MemberRow {
+fn member(row: &sqlx::any::AnyRow) -> Result<Member, StoreError> {
+    Ok(Member {
         user_id: row.try_get("user_id")?,
         email: row.try_get("email")?,
         display_name: row.try_get("display_name")?,
-        role: row.try_get("role")?,
-        created_at: row.try_get("created_at")?,
+        role: Role::parse(&row.try_get::<String, _>("role")?),
+        joined_at: row.try_get("created_at")?,
     })
 }

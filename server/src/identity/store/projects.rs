@@ -4,17 +4,10 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::db::{Db, StoreError};
+use crate::identity::model::Project;
 
-#[derive(Debug, Clone)]
-pub struct ProjectRow {
-    pub id: String,
-    pub org_id: String,
-    pub name: String,
-    pub created_at: i64,
-}
-
-fn project(row: &AnyRow) -> Result<ProjectRow, StoreError> {
-    Ok(ProjectRow {
+fn project(row: &AnyRow) -> Result<Project, StoreError> {
+    Ok(Project {
         id: row.try_get("id")?,
         org_id: row.try_get("org_id")?,
         name: row.try_get("name")?,
@@ -23,7 +16,7 @@ fn project(row: &AnyRow) -> Result<ProjectRow, StoreError> {
 }
 
 impl Db {
-    pub async fn project_insert(&self, project: &ProjectRow) -> Result<(), StoreError> {
+    pub async fn project_insert(&self, project: &Project) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO projects (id, org_id, name, created_at) VALUES ($1, $2, $3, $4)")
             .bind(&project.id)
             .bind(&project.org_id)
@@ -34,7 +27,7 @@ impl Db {
         Ok(())
     }
 
-    pub async fn project_by_id(&self, id: &str) -> Result<Option<ProjectRow>, StoreError> {
+    pub async fn project_by_id(&self, id: &str) -> Result<Option<Project>, StoreError> {
         let row = sqlx::query("SELECT id, org_id, name, created_at FROM projects WHERE id = $1")
             .bind(id)
             .fetch_optional(self.pool())
@@ -50,7 +43,7 @@ impl Db {
         org_id: Option<&str>,
         after: Option<&str>,
         limit: i64,
-    ) -> Result<Vec<ProjectRow>, StoreError> {
+    ) -> Result<Vec<Project>, StoreError> {
         let rows = sqlx::query(
             "SELECT p.id, p.org_id, p.name, p.created_at FROM projects p \
              JOIN org_members m ON m.org_id = p.org_id AND m.user_id = $1 \

@@ -4,20 +4,10 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::db::{Db, StoreError, is_unique_violation};
+use crate::identity::model::{Session, User};
 use crate::identity::store::email::spend_resets_and_sessions;
 
-/// A login session as its user sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionRow {
-    pub id: String,
-    /// The client address it began from.
-    pub ip: Option<String>,
-    pub created_at: i64,
-    /// When it last rotated its refresh token.
-    pub refreshed_at: Option<i64>,
-}
-
-/// A user as stored.
+/// A user as stored, with the hash of their password.
 #[derive(Debug, Clone)]
 pub struct UserRow {
     pub id: String,
@@ -27,6 +17,19 @@ pub struct UserRow {
     pub email_verified: bool,
     pub two_factor_enabled: bool,
     pub created_at: i64,
+}
+
+impl From<UserRow> for User {
+    fn from(row: UserRow) -> Self {
+        Self {
+            id: row.id,
+            email: row.email,
+            display_name: row.display_name,
+            email_verified: row.email_verified,
+            two_factor_enabled: row.two_factor_enabled,
+            created_at: row.created_at,
+        }
+    }
 }
 
 fn user(row: &AnyRow) -> Result<UserRow, sqlx::Error> {
@@ -198,7 +201,7 @@ impl Db {
         now: i64,
         after: Option<&str>,
         limit: i64,
-    ) -> Result<Vec<SessionRow>, StoreError> {
+    ) -> Result<Vec<Session>, StoreError> {
         let rows = sqlx::query(
             "SELECT s.id, s.ip, s.created_at, s.refreshed_at FROM auth_sessions s \
              WHERE s.user_id = $1 AND s.revoked_at IS NULL AND s.id > $2 AND EXISTS \
@@ -213,7 +216,7 @@ impl Db {
         .await?;
         rows.iter()
             .map(|row| {
-                Ok(SessionRow {
+                Ok(Session {
                     id: row.try_get("id")?,
                     ip: row.try_get("ip")?,
                     created_at: row.try_get("created_at")?,

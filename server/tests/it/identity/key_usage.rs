@@ -43,13 +43,13 @@ async fn last_use_is_written_by_the_time_the_server_stops(engine: TestEngine) ->
 
     let db = Db::connect(&server.database.url).await?;
     assert_eq!(
-        db.api_key_by_id(key_id).await?.ok_or("no key row")?.last_used_at,
+        db.api_key_by_id(key_id).await?.ok_or("no key row")?.key.last_used_at,
         None,
         "no write per request"
     );
     // Keep the database until the end: it is deleted when dropped.
     let _database = server.stop().await?;
-    let used = db.api_key_by_id(key_id).await?.ok_or("no key row")?.last_used_at;
+    let used = db.api_key_by_id(key_id).await?.ok_or("no key row")?.key.last_used_at;
     assert!(used.is_some(), "the graceful stop wrote the last use");
     db.close().await;
     Ok(())
