@@ -17,6 +17,7 @@ use crate::db::{Db, Retention, StoreError};
 use crate::gateway::{Gateway, InvalidGatewayConfig};
 use crate::http::client_addr::TrustedProxies;
 use crate::http::listener::NoDelayAcceptor;
+use crate::kernel::clock::Clock;
 use crate::limits::CredentialLimiter;
 use crate::mail::{Delivery, Mailer};
 use crate::metrics::Metrics;
@@ -119,9 +120,10 @@ impl App {
         let usage_flusher = tokio::spawn(flush_gateway_usage(self.state.clone()));
         let sweeper = (self.config.housekeeping_interval_secs > 0).then(|| {
             let every = Duration::from_secs(self.config.housekeeping_interval_secs);
-            tokio::spawn(sweep_periodically(self.state.db.clone(), every))
+            tokio::spawn(sweep_periodically(self.state.db.clone(), self.state.clock.clone(), every))
         });
-        let delivery = Delivery::spawn(self.state.db.clone(), self.state.mail.clone());
+        let delivery =
+            Delivery::spawn(self.state.db.clone(), self.state.mail.clone(), self.state.clock.clone());
         let result = Server::new_with_acceptor(acceptor)
             .run_with_graceful_shutdown(endpoint, shutdown, Some(grace))
             .await;
@@ -179,11 +181,11 @@ async fn flush_gateway_usage(state: AppState) {
 }
 
 /// Deletes rows that can no longer matter, every `every`, until aborted.
-async fn sweep_periodically(db: Db, every: Duration) {
+async fn sweep_periodically(db: Db, clock: Clock, every: Duration) {
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
-        match db.sweep(chrono::Utc::now().timestamp(), Retention::default()).await {
+        match db.sweep(clock.now(), Retention::default()).await {
             Ok(swept) if swept.total() > 0 => tracing::info!(?swept, "housekeeping swept expired rows"),
             Ok(_) => {}
             Err(err) => tracing::warn!(error = %err, "housekeeping failed; will retry"),

@@ -201,7 +201,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Housekeeping => {
             let db = Db::connect(&config.database_url).await?;
             db.migrate().await?;
-            let swept = db.sweep(chrono::Utc::now().timestamp(), Retention::default()).await;
+            let swept = db.sweep(Clock::system().now(), Retention::default()).await;
             db.close().await;
             let swept = swept?;
             println!(

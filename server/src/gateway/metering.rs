@@ -203,9 +203,9 @@ struct DayCap {
     what: Budget,
 }
 
-/// The UTC day of now, as days since the Unix epoch.
-fn today() -> i64 {
-    crate::kernel::ids::now().div_euclid(86_400)
+/// The UTC day `now` (Unix seconds) falls in, as days since the Unix epoch.
+fn utc_day(now: i64) -> i64 {
+    now.div_euclid(86_400)
 }
 
 #[derive(Default)]
@@ -246,13 +246,20 @@ pub struct Admission {
 
 impl Meter {
     /// Checks the caller's limits and reserves `estimate` against every
-    /// budget and cap that applies, all under the same locks.
-    pub async fn admit(&self, db: &Db, caller: &Caller, estimate: Estimate) -> Result<Admission, Refusal> {
+    /// budget and cap that applies, all under the same locks; the daily caps
+    /// are those of the UTC day of `at` (Unix seconds).
+    pub async fn admit(
+        &self,
+        db: &Db,
+        caller: &Caller,
+        estimate: Estimate,
+        at: i64,
+    ) -> Result<Admission, Refusal> {
         let now = Instant::now();
         let limits = &caller.limits;
         let windowed = limits.requests_per_minute.is_some() || limits.tokens_per_minute.is_some();
         let key_id = caller.key_id.as_ref().filter(|_| windowed || limits.budget_micros.is_some());
-        let day = today();
+        let day = utc_day(at);
         let caps = self.day_caps(caller);
         // Sessions and keys without limits have nothing to count or reserve.
         if key_id.is_none() && caps.is_empty() {

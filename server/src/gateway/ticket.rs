@@ -106,13 +106,14 @@ impl Ticket {
         route: &Route,
         metered: Metered,
         started: Instant,
+        at: i64,
     ) -> Self {
         Self {
             admission: Some(admission),
             in_flight,
             row: UsageRow {
                 id: crate::kernel::ids::new_id("use"),
-                occurred_at: crate::kernel::ids::now(),
+                occurred_at: at,
                 org_id: Some(caller.org_id.clone()),
                 project_id: caller.project_id.clone(),
                 user_id: caller.user_id.clone(),

@@ -34,10 +34,13 @@ impl AppState {
         match auth {
             AnyCredential::Bearer(bearer) => {
                 let issuer = self.token_issuer().await?;
-                authenticate_bearer(&self.db, issuer, &self.keys, &self.key_usage, &bearer.0.token).await
+                let token = &bearer.0.token;
+                authenticate_bearer(&self.db, issuer, &self.keys, &self.key_usage, token, self.clock.now())
+                    .await
             }
             AnyCredential::ApiKey(key) => {
-                authenticate_api_key(&self.db, &self.keys, &self.key_usage, &key.0.key).await
+                authenticate_api_key(&self.db, &self.keys, &self.key_usage, &key.0.key, self.clock.now())
+                    .await
             }
         }
     }

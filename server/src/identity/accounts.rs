@@ -10,7 +10,7 @@ use crate::identity::tokens::{TokenIssuer, digest, mint_refresh_token};
 use crate::identity::{email, notices, passwords, two_factor};
 use crate::kernel::context::RequestContext;
 use crate::kernel::error::{DomainError, DomainResult, Resource};
-use crate::kernel::ids::{new_id, now};
+use crate::kernel::ids::new_id;
 use crate::kernel::page::Page;
 use crate::kernel::principal::Principal;
 use crate::mail::Mailer;
@@ -83,7 +83,7 @@ pub async fn register(
         return Err(DomainError::EmailTaken);
     }
     audit::record(db, ctx, Entry::own_account(AuditAction::UserRegistered, &user.id)).await?;
-    email::send_verification(db, mail, &user).await?;
+    email::send_verification(db, mail, &user, ctx.now).await?;
     sign_in(db, issuer, user, ctx).await
 }
 
@@ -109,7 +109,7 @@ pub async fn login(
     let verified = passwords::verify(password, user.as_ref().map(|u| u.password_hash.clone())).await;
     match user {
         Some(user) if verified && user.two_factor_enabled => {
-            Ok(LoginOutcome::TwoFactorRequired(two_factor::challenge(db, &user.id).await?))
+            Ok(LoginOutcome::TwoFactorRequired(two_factor::challenge(db, &user.id, ctx.now).await?))
         }
         Some(user) if verified => {
             audit::record(db, ctx, Entry::own_account(AuditAction::UserLogin, &user.id)).await?;
@@ -131,10 +131,15 @@ pub async fn login(
 
 /// Spends `refresh_token` and returns a new pair in the same session. A token
 /// that was already spent means it leaked: the whole session is revoked.
-pub async fn refresh(db: &Db, issuer: &TokenIssuer, refresh_token: &str) -> DomainResult<SignedIn> {
+pub async fn refresh(
+    db: &Db,
+    issuer: &TokenIssuer,
+    refresh_token: &str,
+    ctx: &RequestContext,
+) -> DomainResult<SignedIn> {
     let old_hash = digest(refresh_token);
     let found = db.refresh_token_find(&old_hash).await?.ok_or(DomainError::InvalidRefreshToken)?;
-    let now = now();
+    let now = ctx.now;
     if found.session_revoked || found.expires_at <= now {
         return Err(DomainError::InvalidRefreshToken);
     }
@@ -151,7 +156,7 @@ pub async fn refresh(db: &Db, issuer: &TokenIssuer, refresh_token: &str) -> Doma
         return Err(DomainError::RefreshReused);
     }
     Ok(SignedIn {
-        access_token: issuer.access_token(&user.id, &found.session_id)?,
+        access_token: issuer.access_token(&user.id, &found.session_id, now)?,
         refresh_token: next.plain,
         expires_in: issuer.access_ttl.as_secs(),
         user: user.into(),
@@ -217,9 +222,10 @@ pub async fn session_list(
     principal: &Principal,
     cursor: Option<&str>,
     limit: i64,
+    now: i64,
 ) -> DomainResult<(Page<Session>, String)> {
     let current = principal.require_session()?.to_owned();
-    let rows = db.sessions_of(&principal.user_id, now(), cursor, limit + 1).await?;
+    let rows = db.sessions_of(&principal.user_id, now, cursor, limit + 1).await?;
     Ok((Page::from_rows(rows, limit, |s| &s.id), current))
 }
 
@@ -270,7 +276,7 @@ pub(super) async fn sign_in(
     let expires_at = now + issuer.refresh_ttl.as_secs() as i64;
     db.session_create(&session_id, &user.id, ctx.ip.as_deref(), &refresh.digest, expires_at, now).await?;
     Ok(SignedIn {
-        access_token: issuer.access_token(&user.id, &session_id)?,
+        access_token: issuer.access_token(&user.id, &session_id, now)?,
         refresh_token: refresh.plain,
         expires_in: issuer.access_ttl.as_secs(),
         user: user.into(),

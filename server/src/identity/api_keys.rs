@@ -51,7 +51,7 @@ pub async fn api_key_create(
     ctx: &RequestContext,
 ) -> DomainResult<MintedKey> {
     principal.require_session()?;
-    super::step_up::require_recent(db, principal, step_up_window_secs).await?;
+    super::step_up::require_recent(db, principal, step_up_window_secs, ctx.now).await?;
     let membership = db.membership(&input.org_id, &principal.user_id).await?;
     match membership.map(|m| m.role) {
         None => return Err(DomainError::NotFound(Resource::Organization)),

@@ -9,7 +9,6 @@ use crate::identity::key_cache::KeyCache;
 use crate::identity::key_usage::KeyUsage;
 use crate::identity::tokens::{TokenIssuer, digest};
 use crate::kernel::error::{DomainError, DomainResult};
-use crate::kernel::ids::now;
 use crate::kernel::principal::{API_KEY_PREFIX, KeyLimits, Principal, Via};
 
 /// Resolves a bearer credential: an API key (`sy_live_…`) or a session token.
@@ -19,11 +18,12 @@ pub async fn authenticate_bearer(
     cache: &KeyCache,
     usage: &KeyUsage,
     token: &str,
+    now: i64,
 ) -> DomainResult<Principal> {
     if token.starts_with(API_KEY_PREFIX) {
-        return authenticate_api_key(db, cache, usage, token).await;
+        return authenticate_api_key(db, cache, usage, token, now).await;
     }
-    let claims = issuer.verify_access(token)?;
+    let claims = issuer.verify_access(token, now)?;
     // Logging out or changing the password revokes the session at once.
     if !db.session_is_active(&claims.sid, &claims.sub).await? {
         return Err(DomainError::InvalidToken);
@@ -33,12 +33,13 @@ pub async fn authenticate_bearer(
 
 /// Resolves `sy_live_<key_id>_<secret>`: looked up by id (in memory when
 /// read recently), compared in constant time, and refused once revoked,
-/// expired, or its owner has left the org.
+/// expired at `now`, or its owner has left the org.
 pub async fn authenticate_api_key(
     db: &Db,
     cache: &KeyCache,
     usage: &KeyUsage,
     presented: &str,
+    now: i64,
 ) -> DomainResult<Principal> {
     let (key_id, secret) = presented
         .strip_prefix(API_KEY_PREFIX)
@@ -61,11 +62,11 @@ pub async fn authenticate_api_key(
     };
     let key = &cached.stored.key;
     let matches: bool = digest(secret).as_bytes().ct_eq(cached.stored.secret_hash.as_bytes()).into();
-    let expired = key.expires_at.is_some_and(|at| at <= now());
+    let expired = key.expires_at.is_some_and(|at| at <= now);
     if !matches || expired || key.revoked_at.is_some() || !cached.owner_is_member {
         return Err(DomainError::InvalidApiKey);
     }
-    usage.touch(&key.id, now());
+    usage.touch(&key.id, now);
     Ok(Principal {
         user_id: key.user_id.clone(),
         via: Via::ApiKey {

@@ -27,7 +27,6 @@ use crate::identity::store::{Resent, UserRow};
 use crate::identity::tokens::digest;
 use crate::kernel::context::RequestContext;
 use crate::kernel::error::{DomainError, DomainResult};
-use crate::kernel::ids::now;
 use crate::kernel::ids::random_base62;
 use crate::kernel::principal::Principal;
 use crate::mail::{Mailer, render};
@@ -49,11 +48,10 @@ fn code_digest(user_id: &str, code: &str) -> String {
 }
 
 /// Issues a fresh code for `user` and queues its mail (on registration).
-pub async fn send_verification(db: &Db, mail: &Mailer, user: &UserRow) -> DomainResult<()> {
+pub async fn send_verification(db: &Db, mail: &Mailer, user: &UserRow, now: i64) -> DomainResult<()> {
     let code = verification_code();
     let message = render::verification(&user.email, &code, VERIFICATION_TTL_SECS / 60);
     let queued = mail.queue(db, message).await?;
-    let now = now();
     db.verification_issue(&user.id, &code_digest(&user.id, &code), now + VERIFICATION_TTL_SECS, &queued, now)
         .await?;
     mail.wake();
@@ -61,7 +59,12 @@ pub async fn send_verification(db: &Db, mail: &Mailer, user: &UserRow) -> Domain
 }
 
 /// Mails the caller a new code, at most once a minute.
-pub async fn resend_verification(db: &Db, mail: &Mailer, principal: &Principal) -> DomainResult<()> {
+pub async fn resend_verification(
+    db: &Db,
+    mail: &Mailer,
+    principal: &Principal,
+    ctx: &RequestContext,
+) -> DomainResult<()> {
     principal.require_session()?;
     let user = db.user_by_id(&principal.user_id).await?.ok_or(DomainError::InvalidToken)?;
     if user.email_verified {
@@ -70,7 +73,7 @@ pub async fn resend_verification(db: &Db, mail: &Mailer, principal: &Principal) 
     let code = verification_code();
     let message = render::verification(&user.email, &code, VERIFICATION_TTL_SECS / 60);
     let queued = mail.queue(db, message).await?;
-    let now = now();
+    let now = ctx.now;
     let hash = code_digest(&user.id, &code);
     let not_after = now - RESEND_EVERY_SECS;
     match db

@@ -18,8 +18,8 @@ use crate::identity::store::Accepted;
 use crate::identity::tokens::digest;
 use crate::kernel::context::RequestContext;
 use crate::kernel::error::{DomainError, DomainResult, Resource};
+use crate::kernel::ids::new_id;
 use crate::kernel::ids::random_base62;
-use crate::kernel::ids::{new_id, now};
 use crate::kernel::page::Page;
 use crate::kernel::principal::Principal;
 use crate::mail::{Mailer, render};
@@ -147,13 +147,14 @@ pub async fn pending(
     org_id: &str,
     cursor: Option<&str>,
     limit: i64,
+    now: i64,
 ) -> DomainResult<Page<Invitation>> {
     if caller_role(db, principal, org_id).await? > Role::Admin {
         return Err(DomainError::RoleDenied);
     }
     principal.require_scope(crate::kernel::principal::Scope::Admin)?;
     principal.require_org_wide()?;
-    let rows = db.invitations_pending(org_id, now(), cursor, limit + 1).await?;
+    let rows = db.invitations_pending(org_id, now, cursor, limit + 1).await?;
     Ok(Page::from_rows(rows, limit, |row| &row.id))
 }
 

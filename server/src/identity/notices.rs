@@ -7,7 +7,6 @@ use crate::db::Db;
 use crate::identity::store::UserRow;
 use crate::kernel::context::RequestContext;
 use crate::kernel::error::DomainResult;
-use crate::kernel::ids::now;
 use crate::mail::{Mailer, render};
 
 /// What happened to the account.
@@ -39,7 +38,7 @@ pub async fn notify(
     ctx: &RequestContext,
 ) -> DomainResult<()> {
     let message = render::security_notice(&user.email, &notice.describe(), ctx.ip.as_deref());
-    db.outbox_enqueue(&mail.queue(db, message).await?, now()).await?;
+    db.outbox_enqueue(&mail.queue(db, message).await?, ctx.now).await?;
     mail.wake();
     Ok(())
 }

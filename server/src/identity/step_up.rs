@@ -14,7 +14,6 @@ use crate::identity::two_factor;
 use crate::identity::two_factor::Factor;
 use crate::kernel::context::RequestContext;
 use crate::kernel::error::{DomainError, DomainResult};
-use crate::kernel::ids::now;
 use crate::kernel::principal::Principal;
 
 /// How the user proves who they are again.
@@ -45,12 +44,12 @@ impl Proof {
 }
 
 /// Refuses unless the caller's session proved who they are within
-/// `window_secs`.
-pub async fn require_recent(db: &Db, principal: &Principal, window_secs: u64) -> DomainResult<()> {
+/// `window_secs` before `now`.
+pub async fn require_recent(db: &Db, principal: &Principal, window_secs: u64, now: i64) -> DomainResult<()> {
     let session_id = principal.require_session()?;
     let at = db.session_authenticated_at(session_id).await?.ok_or(DomainError::InvalidToken)?;
     let window = i64::try_from(window_secs).unwrap_or(i64::MAX);
-    if now().saturating_sub(at) < window {
+    if now.saturating_sub(at) < window {
         Ok(())
     } else {
         Err(DomainError::ReauthenticationRequired(window_secs))
@@ -74,7 +73,7 @@ pub async fn reauthenticate(
                 return Err(DomainError::InvalidCredentials);
             }
         }
-        Proof::Factor(factor) => two_factor::verify_counted(db, &user, &factor).await?,
+        Proof::Factor(factor) => two_factor::verify_counted(db, &user, &factor, ctx.now).await?,
     }
     db.session_reauthenticated(session_id, ctx.now).await?;
     audit::record(db, ctx, Entry::own_account(AuditAction::UserReauthenticated, &user.id)).await

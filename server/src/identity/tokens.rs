@@ -9,12 +9,14 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::kernel::error::DomainError;
-use crate::kernel::ids::{now, random_base62};
+use crate::kernel::ids::random_base62;
 
 pub const ISSUER: &str = "switchyard";
 pub const AUDIENCE: &str = "switchyard-api";
 /// The `typ` claim of access tokens, so no other token kind can stand in.
 const ACCESS: &str = "access";
+/// How far past `exp` a token is still accepted, for clocks slightly apart.
+const LEEWAY_SECS: i64 = 5;
 
 /// Signs and verifies session tokens.
 #[derive(Clone)]
@@ -56,7 +58,8 @@ impl TokenIssuer {
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.leeway = 5;
+        // Expiry is checked against the server's clock in `verify_access`.
+        validation.validate_exp = false;
         Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
@@ -66,9 +69,9 @@ impl TokenIssuer {
         }
     }
 
-    /// An access token for `user_id` in login session `session_id`.
-    pub fn access_token(&self, user_id: &str, session_id: &str) -> Result<String, DomainError> {
-        let iat = now();
+    /// An access token for `user_id` in login session `session_id`, issued at `now`.
+    pub fn access_token(&self, user_id: &str, session_id: &str, now: i64) -> Result<String, DomainError> {
+        let iat = now;
         let claims = AccessClaims {
             sub: user_id.to_owned(),
             sid: session_id.to_owned(),
@@ -82,11 +85,11 @@ impl TokenIssuer {
             .map_err(|_| DomainError::InvalidToken)
     }
 
-    /// Verifies signature (HS256 only), expiry, issuer, audience and type.
-    pub fn verify_access(&self, token: &str) -> Result<AccessClaims, DomainError> {
+    /// Verifies signature (HS256 only), issuer, audience, type, and expiry at `now`.
+    pub fn verify_access(&self, token: &str, now: i64) -> Result<AccessClaims, DomainError> {
         let data = jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation)
             .map_err(|_| DomainError::InvalidToken)?;
-        if data.claims.typ != ACCESS {
+        if data.claims.typ != ACCESS || data.claims.exp < now - LEEWAY_SECS {
             return Err(DomainError::InvalidToken);
         }
         Ok(data.claims)
@@ -126,14 +129,17 @@ mod tests {
     #[test]
     fn access_tokens_round_trip_and_reject_tampering() -> Result<(), DomainError> {
         let issuer = issuer(b"0123456789abcdef0123456789abcdef");
-        let token = issuer.access_token("usr_1", "ses_1")?;
-        let claims = issuer.verify_access(&token)?;
+        let now = 1_800_000_000;
+        let token = issuer.access_token("usr_1", "ses_1", now)?;
+        let claims = issuer.verify_access(&token, now)?;
         assert_eq!((claims.sub.as_str(), claims.sid.as_str()), ("usr_1", "ses_1"));
         assert_eq!(claims.exp - claims.iat, 900);
+        assert!(issuer.verify_access(&token, now + 900 + LEEWAY_SECS).is_ok(), "within the leeway");
+        assert!(issuer.verify_access(&token, now + 900 + LEEWAY_SECS + 1).is_err(), "expired");
 
         let other =
             TokenIssuer::new(b"another-secret-another-secret-123", issuer.access_ttl, issuer.refresh_ttl);
-        assert!(other.verify_access(&token).is_err(), "signed with another secret");
+        assert!(other.verify_access(&token, now).is_err(), "signed with another secret");
         Ok(())
     }
 
@@ -146,15 +152,15 @@ mod tests {
             typ: ACCESS.into(),
             iss: ISSUER.into(),
             aud: AUDIENCE.into(),
-            iat: now(),
-            exp: now() + 60,
+            iat: 1_800_000_000,
+            exp: 1_800_000_060,
         };
         let hs512 = jsonwebtoken::encode(
             &Header::new(Algorithm::HS512),
             &claims,
             &EncodingKey::from_secret(b"0123456789abcdef0123456789abcdef"),
         );
-        assert!(hs512.is_ok_and(|token| issuer.verify_access(&token).is_err()));
+        assert!(hs512.is_ok_and(|token| issuer.verify_access(&token, 1_800_000_000).is_err()));
     }
 
     #[test]

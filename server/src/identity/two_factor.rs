@@ -19,7 +19,6 @@ use crate::identity::tokens::{TokenIssuer, digest, keyed_digest};
 use crate::identity::{passwords, step_up};
 use crate::kernel::context::RequestContext;
 use crate::kernel::error::{DomainError, DomainResult};
-use crate::kernel::ids::now;
 use crate::kernel::ids::random_base62;
 use crate::kernel::principal::Principal;
 use crate::mail::Mailer;
@@ -76,9 +75,10 @@ fn totp(secret_base32: &str, account: &str) -> DomainResult<Totp> {
         .map_err(|e| DomainError::Internal(e.to_string()))
 }
 
-/// The time step `code` matches now, if any.
-fn matching_step(totp: &Totp, code: &str) -> Option<i64> {
-    let unix = u64::try_from(now()).unwrap_or_default();
+/// The time step `code` matches at `now`, if any.
+fn matching_step(totp: &Totp, code: &str, now: i64) -> Option<i64> {
+    // Before 1970 no code matches.
+    let unix = u64::try_from(now).ok()?;
     totp.check(code.trim(), unix).and_then(|step| i64::try_from(step).ok())
 }
 
@@ -88,16 +88,17 @@ pub async fn setup(
     db: &Db,
     principal: &Principal,
     step_up_window_secs: u64,
+    ctx: &RequestContext,
 ) -> DomainResult<(String, String)> {
     principal.require_session()?;
-    step_up::require_recent(db, principal, step_up_window_secs).await?;
+    step_up::require_recent(db, principal, step_up_window_secs, ctx.now).await?;
     let user = db.user_by_id(&principal.user_id).await?.ok_or(DomainError::InvalidToken)?;
     if user.two_factor_enabled {
         return Err(DomainError::TwoFactorAlreadyEnabled);
     }
     let secret = Secret::generate().to_base32();
     let url = totp(&secret, &user.email)?.to_url().map_err(|e| DomainError::Internal(e.to_string()))?;
-    db.totp_set_pending(&user.id, &secret, now()).await?;
+    db.totp_set_pending(&user.id, &secret, ctx.now).await?;
     Ok((secret, url))
 }
 
@@ -112,13 +113,14 @@ pub async fn enable(
     ctx: &RequestContext,
 ) -> DomainResult<Vec<String>> {
     principal.require_session()?;
-    step_up::require_recent(db, principal, step_up_window_secs).await?;
+    step_up::require_recent(db, principal, step_up_window_secs, ctx.now).await?;
     let user = db.user_by_id(&principal.user_id).await?.ok_or(DomainError::InvalidToken)?;
     if user.two_factor_enabled {
         return Err(DomainError::TwoFactorAlreadyEnabled);
     }
     let pending = db.totp_state(&user.id).await?.pending_secret.ok_or(DomainError::TwoFactorSetupRequired)?;
-    let step = matching_step(&totp(&pending, &user.email)?, code).ok_or(DomainError::InvalidTwoFactorCode)?;
+    let step = matching_step(&totp(&pending, &user.email)?, code, ctx.now)
+        .ok_or(DomainError::InvalidTwoFactorCode)?;
     let codes: Vec<String> = (0..RECOVERY_CODE_COUNT).map(|_| recovery_code()).collect();
     let key = recovery_key(db).await?;
     let hashes: Vec<String> =
@@ -144,11 +146,11 @@ pub async fn disable(
         return Err(DomainError::TwoFactorNotEnabled);
     }
     // A wrong password counts as a failed attempt as much as a wrong code.
-    claim_second_factor_attempt(db, &user.id).await?;
+    claim_second_factor_attempt(db, &user.id, ctx.now).await?;
     if !passwords::verify(password, Some(user.password_hash.clone())).await {
         return Err(DomainError::InvalidCredentials);
     }
-    verify_factor(db, &user.id, &user.email, &factor).await?;
+    verify_factor(db, &user.id, &user.email, &factor, ctx.now).await?;
     db.second_factor_succeeded(&user.id).await?;
     db.totp_disable(&user.id, ctx.now).await?;
     audit::record(db, ctx, Entry::own_account(AuditAction::UserTwoFactorDisabled, &user.id)).await?;
@@ -156,9 +158,9 @@ pub async fn disable(
 }
 
 /// Hands out a challenge after a correct password on a 2FA account.
-pub async fn challenge(db: &Db, user_id: &str) -> DomainResult<Challenge> {
+pub async fn challenge(db: &Db, user_id: &str, now: i64) -> DomainResult<Challenge> {
     let token = format!("syc_{}", random_base62(43));
-    db.challenge_create(&digest(&token), user_id, now() + CHALLENGE_TTL_SECS).await?;
+    db.challenge_create(&digest(&token), user_id, now + CHALLENGE_TTL_SECS).await?;
     Ok(Challenge { token, expires_in: CHALLENGE_TTL_SECS })
 }
 
@@ -176,9 +178,9 @@ pub async fn login(
         .challenge_claim_attempt(&hash, ctx.now, CHALLENGE_MAX_ATTEMPTS)
         .await?
         .ok_or(DomainError::InvalidChallenge)?;
-    claim_second_factor_attempt(db, &user_id).await?;
+    claim_second_factor_attempt(db, &user_id, ctx.now).await?;
     let user = db.user_by_id(&user_id).await?.ok_or(DomainError::InvalidChallenge)?;
-    if let Err(err) = verify_factor(db, &user.id, &user.email, &factor).await {
+    if let Err(err) = verify_factor(db, &user.id, &user.email, &factor, ctx.now).await {
         audit::record(db, ctx, Entry::own_account(AuditAction::UserLoginFailed, &user.id)).await?;
         return Err(err);
     }
@@ -197,34 +199,35 @@ pub(super) async fn verify_counted(
     db: &Db,
     user: &crate::identity::store::UserRow,
     factor: &Factor,
+    now: i64,
 ) -> DomainResult<()> {
     if !user.two_factor_enabled {
         return Err(DomainError::TwoFactorNotEnabled);
     }
-    claim_second_factor_attempt(db, &user.id).await?;
-    verify_factor(db, &user.id, &user.email, factor).await?;
+    claim_second_factor_attempt(db, &user.id, now).await?;
+    verify_factor(db, &user.id, &user.email, factor, now).await?;
     db.second_factor_succeeded(&user.id).await?;
     Ok(())
 }
 
 /// Claims one of the account's second-factor attempts, or refuses while
 /// they are spent.
-async fn claim_second_factor_attempt(db: &Db, user_id: &str) -> DomainResult<()> {
+async fn claim_second_factor_attempt(db: &Db, user_id: &str, now: i64) -> DomainResult<()> {
     let claimed = db
-        .second_factor_claim_attempt(user_id, now(), SECOND_FACTOR_MAX_ATTEMPTS, SECOND_FACTOR_WINDOW_SECS)
+        .second_factor_claim_attempt(user_id, now, SECOND_FACTOR_MAX_ATTEMPTS, SECOND_FACTOR_WINDOW_SECS)
         .await?;
     claimed.map_err(|started| {
-        let left = (started + SECOND_FACTOR_WINDOW_SECS - now()).max(1);
+        let left = (started + SECOND_FACTOR_WINDOW_SECS - now).max(1);
         DomainError::TooManySecondFactorAttempts(std::time::Duration::from_secs(left.unsigned_abs()))
     })
 }
 
-async fn verify_factor(db: &Db, user_id: &str, email: &str, factor: &Factor) -> DomainResult<()> {
+async fn verify_factor(db: &Db, user_id: &str, email: &str, factor: &Factor, now: i64) -> DomainResult<()> {
     match factor {
         Factor::Code(code) => {
             let secret = db.totp_state(user_id).await?.secret.ok_or(DomainError::TwoFactorNotEnabled)?;
             let step =
-                matching_step(&totp(&secret, email)?, code).ok_or(DomainError::InvalidTwoFactorCode)?;
+                matching_step(&totp(&secret, email)?, code, now).ok_or(DomainError::InvalidTwoFactorCode)?;
             if !db.totp_accept_step(user_id, step).await? {
                 return Err(DomainError::TotpReplayed);
             }
@@ -234,8 +237,8 @@ async fn verify_factor(db: &Db, user_id: &str, email: &str, factor: &Factor) -> 
             let normalized = normalize_recovery(code);
             let key = recovery_key(db).await?;
             // Codes issued before they were keyed are plain digests.
-            if db.recovery_code_use(user_id, &keyed_digest(key.as_bytes(), &normalized), now()).await?
-                || db.recovery_code_use(user_id, &digest(&normalized), now()).await?
+            if db.recovery_code_use(user_id, &keyed_digest(key.as_bytes(), &normalized), now).await?
+                || db.recovery_code_use(user_id, &digest(&normalized), now).await?
             {
                 Ok(())
             } else {
@@ -287,11 +290,12 @@ mod tests {
     fn codes_match_their_step_and_neighbours_only() -> DomainResult<()> {
         let secret = Secret::generate().to_base32();
         let totp = totp(&secret, "ada@example.com")?;
-        let unix = u64::try_from(now()).unwrap_or_default();
+        let (now, unix) = (1_800_000_000_i64, 1_800_000_000_u64);
         let current = totp.generate(unix).to_string();
-        assert_eq!(matching_step(&totp, &current), i64::try_from(unix / 30).ok());
+        assert_eq!(matching_step(&totp, &current, now), Some(now / 30));
         let far = totp.generate(unix - 300).to_string();
-        assert_eq!(matching_step(&totp, &far), None);
+        assert_eq!(matching_step(&totp, &far, now), None);
+        assert_eq!(matching_step(&totp, &current, now + 300), None);
         Ok(())
     }
 }

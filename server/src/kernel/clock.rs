@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
+use chrono::{DateTime, TimeDelta, Utc};
+
 /// Unix seconds, shared by every copy: moving one moves all of them.
 #[derive(Debug, Clone, Default)]
 pub struct Clock {
@@ -20,7 +22,13 @@ impl Clock {
 
     /// Seconds since the Unix epoch.
     pub fn now(&self) -> i64 {
-        chrono::Utc::now().timestamp().saturating_add(self.moved_by.load(Ordering::Relaxed))
+        self.now_utc().timestamp()
+    }
+
+    /// The time as a date, to the sub-second.
+    pub fn now_utc(&self) -> DateTime<Utc> {
+        let moved_by = TimeDelta::seconds(self.moved_by.load(Ordering::Relaxed));
+        Utc::now().checked_add_signed(moved_by).unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 
     /// Moves this clock, and every copy of it, forward by `by`.

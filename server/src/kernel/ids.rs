@@ -1,15 +1,10 @@
-//! Prefixed, time-sortable ids, random secrets, and the current time in Unix seconds.
+//! Prefixed, time-sortable ids and random secrets.
 
 use rand::distr::{Alphanumeric, SampleString};
 
 /// A new prefixed, time-sortable id such as `usr_01jd3x…`.
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", ulid::Ulid::new().to_string().to_lowercase())
-}
-
-/// Seconds since the Unix epoch.
-pub fn now() -> i64 {
-    chrono::Utc::now().timestamp()
 }
 
 /// A random alphanumeric (base62) string of `len` characters, from the

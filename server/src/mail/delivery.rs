@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::db::Db;
-use crate::kernel::ids::now;
+use crate::kernel::clock::Clock;
 use crate::mail::smtp::{SendError, SmtpSender};
 use crate::mail::{BodyKey, Mailer, Message};
 
@@ -43,10 +43,10 @@ pub struct Delivery {
 impl Delivery {
     /// Starts delivery when SMTP is configured; without it there is nothing
     /// to deliver (messages stay in the dev outbox) and `None` is returned.
-    pub fn spawn(db: Db, mailer: Mailer) -> Option<Self> {
+    pub fn spawn(db: Db, mailer: Mailer, clock: Clock) -> Option<Self> {
         mailer.smtp()?;
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(supervise(db, mailer, stopped));
+        let task = tokio::spawn(supervise(db, mailer, clock, stopped));
         Some(Self { stop, task })
     }
 
@@ -62,9 +62,9 @@ impl Delivery {
 }
 
 /// Runs the worker, restarting it if it panics, until asked to stop.
-async fn supervise(db: Db, mailer: Mailer, mut stopped: watch::Receiver<bool>) {
+async fn supervise(db: Db, mailer: Mailer, clock: Clock, mut stopped: watch::Receiver<bool>) {
     loop {
-        let worker = tokio::spawn(work(db.clone(), mailer.clone(), stopped.clone()));
+        let worker = tokio::spawn(work(db.clone(), mailer.clone(), clock.clone(), stopped.clone()));
         match worker.await {
             Ok(()) => return,
             Err(err) => tracing::error!(error = %err, "mail delivery failed; restarting it"),
@@ -76,14 +76,14 @@ async fn supervise(db: Db, mailer: Mailer, mut stopped: watch::Receiver<bool>) {
     }
 }
 
-async fn work(db: Db, mailer: Mailer, mut stopped: watch::Receiver<bool>) {
+async fn work(db: Db, mailer: Mailer, clock: Clock, mut stopped: watch::Receiver<bool>) {
     let Some(config) = mailer.smtp() else { return };
     loop {
         if *stopped.borrow() {
             return;
         }
         match (SmtpSender::new(config), mailer.body_key(&db).await) {
-            (Ok(sender), Ok(key)) => deliver_due(&db, &sender, key).await,
+            (Ok(sender), Ok(key)) => deliver_due(&db, &sender, key, &clock).await,
             (Err(err), _) => tracing::warn!(error = %err, "cannot set up SMTP; mail stays queued"),
             (_, Err(err)) => {
                 tracing::warn!(error = %err, "cannot load the mail encryption key; mail stays queued")
@@ -98,9 +98,9 @@ async fn work(db: Db, mailer: Mailer, mut stopped: watch::Receiver<bool>) {
 }
 
 /// Sends what is due, one claimed row at a time.
-async fn deliver_due(db: &Db, sender: &SmtpSender, key: &BodyKey) {
+async fn deliver_due(db: &Db, sender: &SmtpSender, key: &BodyKey, clock: &Clock) {
     for _ in 0..ROUND {
-        let now = now();
+        let now = clock.now();
         let row = match db.outbox_claim_next(now, now + LEASE_SECS).await {
             Ok(Some(row)) => row,
             Ok(None) => return,
@@ -117,7 +117,7 @@ async fn deliver_due(db: &Db, sender: &SmtpSender, key: &BodyKey) {
             }
             Err(unreadable) => Err(SendError::Permanent(unreadable.to_string())),
         };
-        let now = self::now();
+        let now = clock.now();
         let recorded = match &outcome {
             Ok(()) => db.outbox_mark_sent(&row.id, now).await,
             Err(SendError::Permanent(reason)) => {

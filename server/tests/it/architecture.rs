@@ -1,6 +1,7 @@
 //! The server's module layout holds by itself: no module reaches one above
 //! it, SQL stays in the stores and is never built at run time, no area
-//! makes its store public and no handler sees a store or its rows. Reads
+//! makes its store public, no handler sees a store or its rows, and time is
+//! read from the one clock. Reads
 //! `server/src` as text; a test, not a convention, so a change that breaks
 //! the layering fails CI with the file and the path it used.
 
@@ -217,6 +218,32 @@ fn handlers_never_see_storage() {
         code.contains("::store::") || code.contains("::store;") || names_a_row
     });
     assert!(offenders.is_empty(), "handlers using a store or its rows: {offenders:?}");
+}
+
+#[test]
+fn time_is_read_from_the_clock() {
+    // Expiry, windows and days are judged by `kernel::clock::Clock`, which
+    // tests move forward; a direct read of the system time would not move.
+    // `Instant` (durations, never dates) is fine.
+    const MAY_READ_THE_SYSTEM_TIME: &[&str] = &[
+        "kernel/clock.rs",
+        // The model list's `created`: when the route table was built.
+        "gateway/mod.rs",
+    ];
+    let root = source_root();
+    let mut files = Vec::new();
+    rust_files(&root, &mut files);
+    let offenders: Vec<String> = files
+        .iter()
+        .map(|file| file.strip_prefix(&root).unwrap())
+        .filter(|relative| !MAY_READ_THE_SYSTEM_TIME.iter().any(|allowed| Path::new(allowed) == *relative))
+        .filter(|relative| {
+            let code = production_code(&std::fs::read_to_string(root.join(relative)).unwrap());
+            code.contains("Utc::now()") || code.contains("SystemTime::now()")
+        })
+        .map(|relative| relative.display().to_string())
+        .collect();
+    assert!(offenders.is_empty(), "reading the system time instead of the clock: {offenders:?}");
 }
 
 #[test]

@@ -344,19 +344,6 @@ pub async fn add_member(server: &RunningServer, org_id: &str, user_id: &str, rol
     changed_one_row(inserted?.rows_affected())
 }
 
-/// Moves an API key's expiry into the past directly in the database: the API
-/// only mints keys that live at least a day.
-pub async fn expire_api_key(server: &RunningServer, key_id: &str) -> TestResult {
-    let db = Db::connect(&server.database.url).await?;
-    let updated = sqlx::query("UPDATE api_keys SET expires_at = $1 WHERE id = $2")
-        .bind(chrono::Utc::now().timestamp() - 60)
-        .bind(key_id)
-        .execute(db.pool())
-        .await;
-    db.close().await;
-    changed_one_row(updated?.rows_affected())
-}
-
 fn changed_one_row(rows: u64) -> TestResult {
     if rows == 1 { Ok(()) } else { Err(format!("expected to change 1 row, changed {rows}").into()) }
 }

@@ -36,9 +36,10 @@ pub(super) async fn admit(
     let route = allowed_route(state, &principal, model)?;
     let caller = Caller::resolve(&state.db, &principal, org).await?;
     let estimate = prepare(&route)?;
-    let admission = state.meter.admit(&state.db, &caller, estimate).await?;
+    let at = state.clock.now();
+    let admission = state.meter.admit(&state.db, &caller, estimate, at).await?;
     let in_flight = state.metrics.gateway().admitted();
-    let ticket = Ticket::new(admission, in_flight, &caller, &route, metered, started);
+    let ticket = Ticket::new(admission, in_flight, &caller, &route, metered, started, at);
     Ok((route, ticket))
 }
 

@@ -199,7 +199,7 @@ impl UsageApi {
             to: to.0,
             group_by: group_by.0.unwrap_or(UsageGroupBy::Day).into(),
         };
-        let report = service::usage_report(&state.db, &principal, query).await?;
+        let report = service::usage_report(&state.db, &principal, query, state.clock.now_utc()).await?;
         Ok(Ok200::Ok(Json(report.into())))
     }
 }

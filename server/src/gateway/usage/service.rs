@@ -98,10 +98,11 @@ pub async fn usage_report(
     db: &Db,
     principal: &Principal,
     query: UsageQuery<'_>,
+    now: DateTime<Utc>,
 ) -> DomainResult<UsageReport> {
     let org_id = org_asked_for(principal, query.org_id)?;
     let role = caller_role(db, principal, org_id).await?;
-    let (from, to) = range(query.from, query.to, Utc::now())?;
+    let (from, to) = range(query.from, query.to, now)?;
     let mut report = UsageReport {
         org_id: org_id.to_owned(),
         from,

@@ -240,10 +240,12 @@ impl AuthApi {
     async fn auth_refresh(
         &self,
         state: Data<&AppState>,
+        client: ClientAddr,
         body: Json<RefreshRequest>,
     ) -> Result<Ok200<AuthTokens>, RefreshError> {
         let issuer = state.token_issuer().await?;
-        let signed = accounts::refresh(&state.db, issuer, &body.0.refresh_token).await?;
+        let signed =
+            accounts::refresh(&state.db, issuer, &body.0.refresh_token, &context(&state, client)).await?;
         Ok(Ok200::Ok(Json(signed.into())))
     }
 

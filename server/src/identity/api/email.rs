@@ -72,10 +72,11 @@ impl EmailApi {
     async fn auth_resend_verification(
         &self,
         state: Data<&AppState>,
+        client: ClientAddr,
         auth: AnyCredential,
     ) -> Result<Accepted202<MailAccepted>, ResendVerificationError> {
         let principal = state.principal(&auth).await?;
-        email::resend_verification(&state.db, &state.mail, &principal).await?;
+        email::resend_verification(&state.db, &state.mail, &principal, &context(&state, client)).await?;
         Ok(Accepted202::Accepted(Json(MailAccepted { message: CODE_SENT.to_owned() })))
     }
 

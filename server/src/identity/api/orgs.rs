@@ -312,7 +312,9 @@ impl OrgsApi {
     ) -> Result<Ok200<InvitationList>, InvitationListError> {
         let principal = state.principal(&auth).await?;
         let limit = page_limit(limit.0);
-        let page = invitations::pending(&state.db, &principal, &id.0, cursor.0.as_deref(), limit).await?;
+        let now = state.clock.now();
+        let page =
+            invitations::pending(&state.db, &principal, &id.0, cursor.0.as_deref(), limit, now).await?;
         Ok(Ok200::Ok(Json(InvitationList::from(page.map(Invitation::from)))))
     }
 

@@ -73,8 +73,14 @@ impl SessionsApi {
         cursor: Query<Option<String>>,
     ) -> Result<Ok200<AuthSessionList>, SessionListError> {
         let principal = state.principal(&auth).await?;
-        let (page, current) =
-            accounts::session_list(&state.db, &principal, cursor.0.as_deref(), page_limit(limit.0)).await?;
+        let (page, current) = accounts::session_list(
+            &state.db,
+            &principal,
+            cursor.0.as_deref(),
+            page_limit(limit.0),
+            state.clock.now(),
+        )
+        .await?;
         Ok(Ok200::Ok(Json(AuthSessionList::from(page.map(|session| described(session, &current))))))
     }
 

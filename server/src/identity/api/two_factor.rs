@@ -68,11 +68,13 @@ impl TwoFactorApi {
     async fn two_factor_setup(
         &self,
         state: Data<&AppState>,
+        client: ClientAddr,
         auth: AnyCredential,
     ) -> Result<Ok200<TwoFactorSetup>, TwoFactorSetupError> {
         let principal = state.principal(&auth).await?;
         let window = state.step_up_window_secs();
-        let (secret, otpauth_url) = two_factor::setup(&state.db, &principal, window).await?;
+        let (secret, otpauth_url) =
+            two_factor::setup(&state.db, &principal, window, &context(&state, client)).await?;
         Ok(Ok200::Ok(Json(TwoFactorSetup { secret, otpauth_url })))
     }
 

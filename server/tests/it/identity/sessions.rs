@@ -1,6 +1,8 @@
 //! Sessions over HTTP on both engines: refresh rotation and reuse, logout,
 //! and the list of the caller's logins.
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
 
 use super::{ME, logout, refresh};
@@ -12,7 +14,29 @@ on_both_engines!(
     reusing_a_refresh_token_revokes_its_whole_session,
     logout_ends_only_the_current_session,
     sessions_list_the_callers_logins_and_end_one_at_a_time,
+    access_tokens_expire_and_refresh_tokens_outlive_them,
 );
+
+async fn access_tokens_expire_and_refresh_tokens_outlive_them(engine: TestEngine) -> TestResult {
+    let server = start(engine, |_| {}).await?;
+    let api = Api::new(&server);
+    let ada = api.register("ada@example.com").await?;
+    // Fifteen minutes, and the five seconds of leeway for clocks apart.
+    server.clock.advance(Duration::from_secs(15 * 60));
+    expect_status(api.get(ME, ada.bearer()).await?, 200)?;
+    server.clock.advance(Duration::from_secs(6));
+    assert_error(&api.get(ME, ada.bearer()).await?, 401, "auth.invalid_token");
+
+    let renewed = expect_status(refresh(&api, &ada.refresh).await?, 200)?;
+    let access = string_at(&renewed, "/access_token")?;
+    expect_status(api.get(ME, Credential::Bearer(&access)).await?, 200)?;
+    // Thirty days on, the refresh token has expired too.
+    server.clock.advance(Duration::from_secs(30 * 86_400 + 1));
+    let later = string_at(&renewed, "/refresh_token")?;
+    assert_error(&refresh(&api, &later).await?, 401, "auth.invalid_refresh_token");
+    server.stop().await?;
+    Ok(())
+}
 
 async fn reusing_a_refresh_token_revokes_its_whole_session(engine: TestEngine) -> TestResult {
     let server = start(engine, |_| {}).await?;
