@@ -25,7 +25,7 @@ use crate::kernel::principal::Principal;
 use crate::mail::Mailer;
 
 /// How long a password login's challenge stays valid.
-pub const CHALLENGE_TTL_SECS: i64 = 300;
+pub const CHALLENGE_TTL_SECS: u32 = 300;
 /// Codes a challenge takes before it is spent.
 const CHALLENGE_MAX_ATTEMPTS: i64 = 5;
 /// Second-factor attempts one account has per window, across challenges,
@@ -59,7 +59,7 @@ impl Factor {
 /// What a password login returns when the account has 2FA.
 pub struct Challenge {
     pub token: String,
-    pub expires_in: i64,
+    pub expires_in: u64,
 }
 
 fn totp(secret_base32: &str, account: &str) -> DomainResult<Totp> {
@@ -78,7 +78,8 @@ fn totp(secret_base32: &str, account: &str) -> DomainResult<Totp> {
 
 /// The time step `code` matches now, if any.
 fn matching_step(totp: &Totp, code: &str) -> Option<i64> {
-    let unix = u64::try_from(now()).unwrap_or_default();
+    // A clock before 1970 is in no time step.
+    let unix = u64::try_from(now()).ok()?;
     totp.check(code.trim(), unix).and_then(|step| i64::try_from(step).ok())
 }
 
@@ -158,8 +159,8 @@ pub async fn disable(
 /// Hands out a challenge after a correct password on a 2FA account.
 pub async fn challenge(db: &Db, user_id: &str) -> DomainResult<Challenge> {
     let token = format!("syc_{}", random_base62(43));
-    db.challenge_create(&digest(&token), user_id, now() + CHALLENGE_TTL_SECS).await?;
-    Ok(Challenge { token, expires_in: CHALLENGE_TTL_SECS })
+    db.challenge_create(&digest(&token), user_id, now() + i64::from(CHALLENGE_TTL_SECS)).await?;
+    Ok(Challenge { token, expires_in: u64::from(CHALLENGE_TTL_SECS) })
 }
 
 /// Completes a login with the challenge and a second factor.
@@ -287,7 +288,7 @@ mod tests {
     fn codes_match_their_step_and_neighbours_only() -> DomainResult<()> {
         let secret = Secret::generate().to_base32();
         let totp = totp(&secret, "ada@example.com")?;
-        let unix = u64::try_from(now()).unwrap_or_default();
+        let unix = u64::try_from(now()).unwrap();
         let current = totp.generate(unix).to_string();
         assert_eq!(matching_step(&totp, &current), i64::try_from(unix / 30).ok());
         let far = totp.generate(unix - 300).to_string();
