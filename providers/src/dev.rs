@@ -52,7 +52,9 @@ enum Answer {
 }
 
 impl Dev {
-    pub fn chat(&self, request: &ChatCompletionRequest, model: &str) -> Reply {
+    /// Answers `request`; an answer that does not serialise is a protocol
+    /// error, as it would be from a real provider.
+    pub fn chat(&self, request: &ChatCompletionRequest, model: &str) -> Result<Reply, UpstreamError> {
         let answer = answer(request);
         let prompt_tokens = prompt_tokens(&request.messages);
         let completion_tokens = match &answer {
@@ -75,7 +77,7 @@ impl Dev {
                         .map_err(|e| UpstreamError::Protocol(e.to_string()))
                 })
                 .collect();
-            return Reply::Stream(futures::stream::iter(events).boxed());
+            return Ok(Reply::Stream(futures::stream::iter(events).boxed()));
         }
         let (message, finish_reason) = match answer {
             Answer::Text { text, finish_reason } => (
@@ -105,8 +107,8 @@ impl Dev {
                 .collect(),
             usage: Some(usage),
         };
-        let body = serde_json::to_vec(&completion).unwrap_or_default();
-        Reply::Complete { body: Bytes::from(body), usage: Some(usage) }
+        let body = serde_json::to_vec(&completion).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+        Ok(Reply::Complete { body: Bytes::from(body), usage: Some(usage) })
     }
 
     pub fn embed(&self, request: &EmbeddingRequest, model: &str) -> Result<EmbeddingList, UpstreamError> {
@@ -458,18 +460,18 @@ mod tests {
     fn n_answers_that_many_alike_choices() {
         let request =
             ChatCompletionRequest { messages: vec![user("hello")], n: Some(3), ..Default::default() };
-        let Reply::Complete { body, usage } = Dev.chat(&request, "dev") else {
+        let Ok(Reply::Complete { body, usage }) = Dev.chat(&request, "dev") else {
             panic!("not a complete answer")
         };
-        let completion: ChatCompletion = serde_json::from_slice(&body).unwrap_or_default();
+        let completion: ChatCompletion = serde_json::from_slice(&body).unwrap();
         let indexes: Vec<u32> = completion.choices.iter().map(|choice| choice.index).collect();
         assert_eq!(indexes, [0, 1, 2]);
         assert!(completion.choices.iter().all(|c| c.message.content.as_deref() == Some("You said: hello")));
         let one = ChatCompletionRequest { n: None, ..request.clone() };
-        let Reply::Complete { usage: single, .. } = Dev.chat(&one, "dev") else {
-            panic!("not a complete answer")
+        let Ok(Reply::Complete { usage: Some(single), .. }) = Dev.chat(&one, "dev") else {
+            panic!("not a complete answer with usage")
         };
-        let (usage, single) = (usage.unwrap_or_default(), single.unwrap_or_default());
+        let usage = usage.unwrap();
         assert_eq!(usage.completion_tokens, 3 * single.completion_tokens);
 
         let answer = answer(&request);

@@ -57,7 +57,7 @@ impl Provider {
         deadline: Instant,
     ) -> Result<Reply, UpstreamError> {
         match self {
-            Self::Dev(dev) => Ok(dev.chat(request, model)),
+            Self::Dev(dev) => dev.chat(request, model),
             Self::OpenAi(openai) => openai.chat(request, model, timeouts, deadline).await,
             Self::Anthropic(anthropic) => anthropic.chat(request, model, timeouts, deadline).await,
         }

@@ -254,8 +254,9 @@ async fn verify_chains(db: &Db, org: Option<String>) -> anyhow::Result<usize> {
 
 /// One message as `switchyard outbox` prints it.
 fn render_outbox_row(row: &OutboxRow, key: &BodyKey) -> String {
-    let created =
-        chrono::DateTime::from_timestamp(row.created_at, 0).map(|t| t.to_rfc3339()).unwrap_or_default();
+    // A time out of chrono's range is printed as the seconds stored.
+    let created = chrono::DateTime::from_timestamp(row.created_at, 0)
+        .map_or_else(|| row.created_at.to_string(), |t| t.to_rfc3339());
     let mut out = format!(
         "--- {} ({}, {}, {created})\nTo: {}\nSubject: {}\n",
         row.id,

@@ -12,11 +12,10 @@ use crate::audit::chain::{AuditFilter, ChainedEvent};
 use crate::audit::service;
 use crate::audit::service::{AuditQuery, Verification};
 use crate::http::credential::AnyCredential;
-use crate::http::page::page_type;
+use crate::http::page::{PageCursor, PageSize, page_type};
 use crate::http::wire::timestamp;
 use crate::http::{ApiTags, Ok200};
 use crate::identity::{Role, org_managed_by};
-use crate::kernel::page::page_limit;
 use crate::operation_errors;
 use crate::state::AppState;
 
@@ -134,11 +133,8 @@ impl AuditApi {
         since: Query<Option<DateTime<Utc>>>,
         /// Only events before this time.
         until: Query<Option<DateTime<Utc>>>,
-        /// Page size, 1 to 200 (default 50).
-        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
-        limit: Query<Option<u32>>,
-        /// `next_cursor` of the previous page.
-        cursor: Query<Option<String>>,
+        limit: PageSize,
+        cursor: PageCursor,
     ) -> Result<Ok200<AuditEventList>, AuditListError> {
         let caller = state.principal(&auth).await?;
         let org_id = org_managed_by(&state.db, &caller, org_id.0.as_deref(), Role::Admin).await?;
@@ -149,8 +145,8 @@ impl AuditApi {
                 since: since.0.map(|at| at.timestamp()),
                 until: until.0.map(|at| at.timestamp()),
             },
-            cursor: cursor.0.as_deref(),
-            limit: page_limit(limit.0),
+            cursor: cursor.as_deref(),
+            limit: limit.get(),
         };
         let page = service::audit_list(&state.db, org_id, query).await?;
         Ok(Ok200::Ok(Json(AuditEventList::from(page.map(AuditEvent::from)))))
@@ -169,15 +165,11 @@ impl AuditApi {
         &self,
         state: Data<&AppState>,
         auth: AnyCredential,
-        /// Page size, 1 to 200 (default 50).
-        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
-        limit: Query<Option<u32>>,
-        /// `next_cursor` of the previous page.
-        cursor: Query<Option<String>>,
+        limit: PageSize,
+        cursor: PageCursor,
     ) -> Result<Ok200<AuditEventList>, SecurityLogError> {
         let caller = state.principal(&auth).await?;
-        let page =
-            service::security_log(&state.db, &caller, cursor.0.as_deref(), page_limit(limit.0)).await?;
+        let page = service::security_log(&state.db, &caller, cursor.as_deref(), limit.get()).await?;
         Ok(Ok200::Ok(Json(AuditEventList::from(page.map(AuditEvent::from)))))
     }
 

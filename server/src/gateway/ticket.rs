@@ -69,6 +69,9 @@ pub enum Metered {
     Embedding(Arc<EmbeddingRequest>),
 }
 
+/// The status a request is recorded with when its client went away.
+const CLIENT_GONE: u16 = 499;
+
 /// One request's usage record and metrics in the making; finishing it
 /// settles the reservation and records both, once. Dropped unfinished (the
 /// client went away mid-stream), it records what was used with status 499.
@@ -125,7 +128,7 @@ impl Ticket {
                 completion_tokens: 0,
                 cost_micros: 0,
                 latency_ms: 0,
-                status: 499,
+                status: i64::from(CLIENT_GONE),
                 usage_source: UsageSource::Reported,
             },
             price: Price::default(),
@@ -189,7 +192,15 @@ impl Ticket {
         }
         let Ok(mut completion) = serde_json::from_slice::<serde_json::Value>(&body) else { return body };
         let Some(object) = completion.as_object_mut() else { return body };
-        object.insert("usage".to_owned(), serde_json::to_value(usage).unwrap_or_default());
+        // Three integers always serialise; if not, the answer goes out as sent.
+        let usage = match serde_json::to_value(usage) {
+            Ok(usage) => usage,
+            Err(err) => {
+                tracing::error!(error = %err, "the counted usage did not serialise");
+                return body;
+            }
+        };
+        object.insert("usage".to_owned(), usage);
         serde_json::to_vec(&completion).map(Bytes::from).unwrap_or(body)
     }
 
@@ -261,11 +272,10 @@ impl Ticket {
 
     pub fn finish(mut self, status: u16) {
         self.responding();
-        self.row.status = i64::from(status);
-        self.settle();
+        self.settle(status);
     }
 
-    fn settle(&mut self) {
+    fn settle(&mut self, status: u16) {
         if self.admission.is_none() {
             return;
         }
@@ -277,14 +287,16 @@ impl Ticket {
         row.cost_micros = self.price.cost_micros(&usage);
         row.latency_ms = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
         row.usage_source = source;
+        row.status = i64::from(status);
         self.in_flight.finished(&GatewayOutcome {
             route: &row.route,
             provider: row.provider.as_deref(),
-            status: u16::try_from(row.status).unwrap_or_default(),
+            status,
             prompt_tokens: usage.prompt_tokens,
             completion_tokens: usage.completion_tokens,
             usage_source: source.as_str(),
-            cost_micro_usd: u64::try_from(row.cost_micros).unwrap_or_default(),
+            // Prices take no sign (`parse_usd_micros`), so no cost is below zero.
+            cost_micro_usd: row.cost_micros.max(0).unsigned_abs(),
             upstream: self.upstream,
             overhead: self.upstream.zip(self.responded).map(|(upstream, at)| at.saturating_sub(upstream)),
             first_token: self.first_token,
@@ -295,6 +307,6 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        self.settle();
+        self.settle(CLIENT_GONE);
     }
 }

@@ -390,6 +390,18 @@ impl ApiError {
             detail: self.message.clone(),
         }
     }
+
+    /// The envelope as JSON text. poem-openapi renders every `Object` as a
+    /// JSON value; the logged `null` is for the day it does not.
+    pub fn body_json(&self) -> String {
+        match poem_openapi::types::ToJSON::to_json(&self.body()) {
+            Some(json) => json.to_string(),
+            None => {
+                tracing::error!(code = ?self.code, "the error envelope rendered as no JSON value");
+                serde_json::Value::Null.to_string()
+            }
+        }
+    }
 }
 
 /// Marks a response that already carries the envelope, so the envelope
@@ -399,11 +411,10 @@ pub struct Enveloped;
 
 impl poem::IntoResponse for ApiError {
     fn into_response(self) -> poem::Response {
-        let json = poem_openapi::types::ToJSON::to_json(&self.body()).unwrap_or_default();
         let mut resp = poem::Response::builder()
             .status(self.status())
             .content_type("application/json; charset=utf-8")
-            .body(json.to_string());
+            .body(self.body_json());
         if let Some(decision) = &self.rate_limit {
             decision.write_headers(resp.headers_mut());
         }

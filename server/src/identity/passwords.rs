@@ -20,7 +20,12 @@ static COMMON: LazyLock<HashSet<&'static str>> =
 /// exist so that unknown emails take as long as wrong passwords.
 static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
     let random = ulid::Ulid::new().to_string();
-    hash_blocking(&random).unwrap_or_default()
+    // Hashing a fresh password with fixed parameters does not fail; if it
+    // ever did, unknown emails would answer faster than wrong passwords.
+    hash_blocking(&random).unwrap_or_else(|err| {
+        tracing::error!(error = %err, "hashing the stand-in password failed");
+        String::new()
+    })
 });
 
 fn argon2() -> Argon2<'static> {

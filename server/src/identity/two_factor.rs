@@ -24,7 +24,7 @@ use crate::kernel::principal::Principal;
 use crate::mail::Mailer;
 
 /// How long a password login's challenge stays valid.
-pub const CHALLENGE_TTL_SECS: i64 = 300;
+pub const CHALLENGE_TTL_SECS: u32 = 300;
 /// Codes a challenge takes before it is spent.
 const CHALLENGE_MAX_ATTEMPTS: i64 = 5;
 /// Second-factor attempts one account has per window, across challenges,
@@ -58,7 +58,7 @@ impl Factor {
 /// What a password login returns when the account has 2FA.
 pub struct Challenge {
     pub token: String,
-    pub expires_in: i64,
+    pub expires_in: u64,
 }
 
 fn totp(secret_base32: &str, account: &str) -> DomainResult<Totp> {
@@ -160,8 +160,8 @@ pub async fn disable(
 /// Hands out a challenge after a correct password on a 2FA account.
 pub async fn challenge(db: &Db, user_id: &str, now: i64) -> DomainResult<Challenge> {
     let token = format!("syc_{}", random_base62(43));
-    db.challenge_create(&digest(&token), user_id, now + CHALLENGE_TTL_SECS).await?;
-    Ok(Challenge { token, expires_in: CHALLENGE_TTL_SECS })
+    db.challenge_create(&digest(&token), user_id, now + i64::from(CHALLENGE_TTL_SECS)).await?;
+    Ok(Challenge { token, expires_in: u64::from(CHALLENGE_TTL_SECS) })
 }
 
 /// Completes a login with the challenge and a second factor.

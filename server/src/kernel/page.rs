@@ -25,8 +25,3 @@ impl<T> Page<T> {
         Self { items: rows, next_cursor }
     }
 }
-
-/// Lists return 50 items unless asked; the API caps `limit` at 200.
-pub fn page_limit(limit: Option<u32>) -> i64 {
-    i64::from(limit.unwrap_or(50).clamp(1, 200))
-}

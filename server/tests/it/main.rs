@@ -18,5 +18,6 @@ mod hostile_input;
 mod housekeeping;
 mod identity;
 mod operations;
+mod pagination;
 mod published;
 mod support;

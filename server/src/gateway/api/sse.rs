@@ -42,9 +42,7 @@ pub(super) fn sse_frames(
                     }
                     Some(Err(err)) => {
                         let err = ApiError::new(ErrorCode::GatewayUpstreamError, err.to_string());
-                        let body = serde_json::to_vec(&poem_openapi::types::ToJSON::to_json(&err.body()))
-                            .unwrap_or_default();
-                        push_frame(&mut batch, &body);
+                        push_frame(&mut batch, err.body_json().as_bytes());
                         ticket.finish(502);
                         return Some((Ok(batch.freeze()), None));
                     }

@@ -222,7 +222,7 @@ mod tests {
     use crate::kernel::principal::KeyLimits;
 
     fn at(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&Utc)).unwrap_or_default()
+        DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&Utc)).unwrap()
     }
 
     fn key(scopes: Vec<Scope>, project_id: Option<&str>) -> Principal {

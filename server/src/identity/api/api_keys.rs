@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use poem::web::Data;
-use poem_openapi::param::{Path, Query};
+use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{Enum, Object, OpenApi};
 use switchyard_providers::price::{format_usd_micros, parse_usd_micros};
@@ -10,7 +10,7 @@ use switchyard_providers::price::{format_usd_micros, parse_usd_micros};
 use crate::http::client_addr::ClientAddr;
 use crate::http::credential::AnyCredential;
 use crate::http::error::{ApiError, ErrorCode};
-use crate::http::page::page_type;
+use crate::http::page::{PageCursor, PageSize, page_type};
 use crate::http::responses::{Created201, NoContent204};
 use crate::http::wire::timestamp;
 use crate::http::{ApiTags, Ok200};
@@ -18,7 +18,6 @@ use crate::identity::api::auth::{context, enforce};
 use crate::identity::api_keys;
 use crate::identity::api_keys::NewApiKey;
 use crate::identity::model;
-use crate::kernel::page::page_limit;
 use crate::kernel::principal::{KeyLimits, Scope};
 use crate::operation_errors;
 use crate::state::AppState;
@@ -211,15 +210,11 @@ impl ApiKeysApi {
         &self,
         state: Data<&AppState>,
         auth: AnyCredential,
-        /// Page size, 1 to 200 (default 50).
-        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
-        limit: Query<Option<u32>>,
-        /// `next_cursor` of the previous page.
-        cursor: Query<Option<String>>,
+        limit: PageSize,
+        cursor: PageCursor,
     ) -> Result<Ok200<ApiKeyList>, ApiKeyListError> {
         let principal = state.principal(&auth).await?;
-        let limit = page_limit(limit.0);
-        let page = api_keys::api_key_list(&state.db, &principal, cursor.0.as_deref(), limit).await?;
+        let page = api_keys::api_key_list(&state.db, &principal, cursor.as_deref(), limit.get()).await?;
         Ok(Ok200::Ok(Json(ApiKeyList::from(page.map(ApiKey::from)))))
     }
 

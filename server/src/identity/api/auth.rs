@@ -119,7 +119,7 @@ impl From<LoginOutcome> for LoginResult {
             LoginOutcome::TwoFactorRequired(challenge) => Self::TwoFactorChallenge(TwoFactorChallenge {
                 two_factor_required: true,
                 challenge_token: challenge.token,
-                expires_in: u64::try_from(challenge.expires_in).unwrap_or_default(),
+                expires_in: challenge.expires_in,
             }),
         }
     }

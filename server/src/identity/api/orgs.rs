@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use poem::web::Data;
-use poem_openapi::param::{Path, Query};
+use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{Object, OpenApi, Union};
@@ -12,7 +12,7 @@ use switchyard_providers::price::parse_usd_micros;
 use crate::http::client_addr::ClientAddr;
 use crate::http::credential::AnyCredential;
 use crate::http::error::{ApiError, ErrorCode};
-use crate::http::page::page_type;
+use crate::http::page::{PageCursor, PageSize, page_type};
 use crate::http::responses::{Created201, NoContent204};
 use crate::http::wire::timestamp;
 use crate::http::{ApiTags, Ok200};
@@ -21,7 +21,6 @@ use crate::identity::api::wire::{Member, Org, Role};
 use crate::identity::model;
 use crate::identity::orgs::MemberAdded;
 use crate::identity::{invitations, orgs};
-use crate::kernel::page::page_limit;
 use crate::operation_errors;
 use crate::state::AppState;
 
@@ -173,15 +172,11 @@ impl OrgsApi {
         &self,
         state: Data<&AppState>,
         auth: AnyCredential,
-        /// Page size, 1 to 200 (default 50).
-        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
-        limit: Query<Option<u32>>,
-        /// `next_cursor` of the previous page.
-        cursor: Query<Option<String>>,
+        limit: PageSize,
+        cursor: PageCursor,
     ) -> Result<Ok200<OrgList>, OrgListError> {
         let principal = state.principal(&auth).await?;
-        let limit = page_limit(limit.0);
-        let page = orgs::org_list(&state.db, &principal, cursor.0.as_deref(), limit).await?;
+        let page = orgs::org_list(&state.db, &principal, cursor.as_deref(), limit.get()).await?;
         Ok(Ok200::Ok(Json(OrgList::from(page.map(Org::from)))))
     }
 
@@ -242,15 +237,11 @@ impl OrgsApi {
         state: Data<&AppState>,
         auth: AnyCredential,
         id: Path<String>,
-        /// Page size, 1 to 200 (default 50).
-        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
-        limit: Query<Option<u32>>,
-        /// `next_cursor` of the previous page.
-        cursor: Query<Option<String>>,
+        limit: PageSize,
+        cursor: PageCursor,
     ) -> Result<Ok200<MemberList>, MemberListError> {
         let principal = state.principal(&auth).await?;
-        let limit = page_limit(limit.0);
-        let page = orgs::member_list(&state.db, &principal, &id.0, cursor.0.as_deref(), limit).await?;
+        let page = orgs::member_list(&state.db, &principal, &id.0, cursor.as_deref(), limit.get()).await?;
         Ok(Ok200::Ok(Json(MemberList::from(page.map(Member::from)))))
     }
 
@@ -304,17 +295,13 @@ impl OrgsApi {
         state: Data<&AppState>,
         auth: AnyCredential,
         id: Path<String>,
-        /// Page size, 1 to 200 (default 50).
-        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
-        limit: Query<Option<u32>>,
-        /// `next_cursor` of the previous page.
-        cursor: Query<Option<String>>,
+        limit: PageSize,
+        cursor: PageCursor,
     ) -> Result<Ok200<InvitationList>, InvitationListError> {
         let principal = state.principal(&auth).await?;
-        let limit = page_limit(limit.0);
         let now = state.clock.now();
         let page =
-            invitations::pending(&state.db, &principal, &id.0, cursor.0.as_deref(), limit, now).await?;
+            invitations::pending(&state.db, &principal, &id.0, cursor.as_deref(), limit.get(), now).await?;
         Ok(Ok200::Ok(Json(InvitationList::from(page.map(Invitation::from)))))
     }
 

@@ -8,14 +8,13 @@ use poem_openapi::{Object, OpenApi};
 
 use crate::http::client_addr::ClientAddr;
 use crate::http::credential::AnyCredential;
-use crate::http::page::page_type;
+use crate::http::page::{PageCursor, PageSize, page_type};
 use crate::http::responses::{Created201, NoContent204};
 use crate::http::wire::timestamp;
 use crate::http::{ApiTags, Ok200};
 use crate::identity::api::auth::context;
 use crate::identity::model;
 use crate::identity::projects;
-use crate::kernel::page::page_limit;
 use crate::operation_errors;
 use crate::state::AppState;
 
@@ -100,17 +99,18 @@ impl ProjectsApi {
         auth: AnyCredential,
         /// Only this organization's projects.
         org_id: Query<Option<String>>,
-        /// Page size, 1 to 200 (default 50).
-        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
-        limit: Query<Option<u32>>,
-        /// `next_cursor` of the previous page.
-        cursor: Query<Option<String>>,
+        limit: PageSize,
+        cursor: PageCursor,
     ) -> Result<Ok200<ProjectList>, ProjectListError> {
         let principal = state.principal(&auth).await?;
-        let limit = page_limit(limit.0);
-        let page =
-            projects::project_list(&state.db, &principal, org_id.0.as_deref(), cursor.0.as_deref(), limit)
-                .await?;
+        let page = projects::project_list(
+            &state.db,
+            &principal,
+            org_id.0.as_deref(),
+            cursor.as_deref(),
+            limit.get(),
+        )
+        .await?;
         Ok(Ok200::Ok(Json(ProjectList::from(page.map(Project::from)))))
     }
 

@@ -3,20 +3,19 @@
 
 use chrono::{DateTime, Utc};
 use poem::web::Data;
-use poem_openapi::param::{Path, Query};
+use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 
 use crate::http::client_addr::ClientAddr;
 use crate::http::credential::AnyCredential;
-use crate::http::page::page_type;
+use crate::http::page::{PageCursor, PageSize, page_type};
 use crate::http::responses::NoContent204;
 use crate::http::wire::timestamp;
 use crate::http::{ApiTags, Ok200};
 use crate::identity::accounts;
 use crate::identity::api::auth::context;
 use crate::identity::model;
-use crate::kernel::page::page_limit;
 use crate::operation_errors;
 use crate::state::AppState;
 
@@ -66,21 +65,13 @@ impl SessionsApi {
         &self,
         state: Data<&AppState>,
         auth: AnyCredential,
-        /// Page size, 1 to 200 (default 50).
-        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
-        limit: Query<Option<u32>>,
-        /// `next_cursor` of the previous page.
-        cursor: Query<Option<String>>,
+        limit: PageSize,
+        cursor: PageCursor,
     ) -> Result<Ok200<AuthSessionList>, SessionListError> {
         let principal = state.principal(&auth).await?;
-        let (page, current) = accounts::session_list(
-            &state.db,
-            &principal,
-            cursor.0.as_deref(),
-            page_limit(limit.0),
-            state.clock.now(),
-        )
-        .await?;
+        let (page, current) =
+            accounts::session_list(&state.db, &principal, cursor.as_deref(), limit.get(), state.clock.now())
+                .await?;
         Ok(Ok200::Ok(Json(AuthSessionList::from(page.map(|session| described(session, &current))))))
     }
 
