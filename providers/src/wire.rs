@@ -23,6 +23,7 @@ pub struct ChatCompletionRequest {
     /// A route name this key may use, as `GET /v1/models` lists them.
     pub model: String,
     /// The conversation so far: 1 to 100 messages.
+    #[oai(validator(min_items = 1, max_items = 100))]
     pub messages: Vec<ChatMessage>,
     /// Answer as server-sent `chat.completion.chunk` events ending with `data: [DONE]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -40,6 +41,7 @@ pub struct ChatCompletionRequest {
     /// A string or up to 4 strings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop: Option<Value>,
+    /// How many answers: 1 to 8.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::contract;
 use crate::db::{Db, Retention, StoreError};
 use crate::gateway::{Gateway, InvalidGatewayConfig};
+use crate::http::allow::AllowedMethods;
 use crate::http::client_addr::TrustedProxies;
 use crate::http::listener::NoDelayAcceptor;
 use crate::kernel::clock::Clock;
@@ -98,7 +99,15 @@ impl App {
             self.config.abuse.credential,
             self.config.abuse.max_tracked_keys,
         ));
-        Ok(crate::http::stack(routes, self.config.max_body_bytes, &self.metrics, credential_limiter, proxies))
+        let allowed_methods = AllowedMethods::from_spec(contract::openapi()?);
+        Ok(crate::http::stack(
+            routes,
+            self.config.max_body_bytes,
+            &self.metrics,
+            credential_limiter,
+            proxies,
+            allowed_methods,
+        ))
     }
 
     /// Binds the configured address (port 0 picks a free one) and returns the

@@ -1,31 +1,50 @@
 //! Guarantees that every error leaves the server in the one `ErrorBody`
 //! envelope: poem's own routing, extraction and body errors, our operation
-//! errors (already enveloped, passed through) and panics.
+//! errors (already enveloped, passed through) and panics. A 405 also names
+//! the path's methods in `Allow`.
 
-use poem::http::StatusCode;
+use std::sync::Arc;
+
+use poem::http::{HeaderValue, StatusCode, header};
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
 
+use crate::http::allow::AllowedMethods;
 use crate::http::error::{ApiError, Enveloped, ErrorCode};
 
-pub struct Envelope;
+pub struct Envelope(pub Arc<AllowedMethods>);
 
 impl<E: Endpoint> Middleware<E> for Envelope {
     type Output = EnvelopeEndpoint<E>;
 
     fn transform(&self, ep: E) -> Self::Output {
-        EnvelopeEndpoint(ep)
+        EnvelopeEndpoint { inner: ep, allowed: self.0.clone() }
     }
 }
 
-pub struct EnvelopeEndpoint<E>(E);
+pub struct EnvelopeEndpoint<E> {
+    inner: E,
+    allowed: Arc<AllowedMethods>,
+}
 
 impl<E: Endpoint> Endpoint for EnvelopeEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, req: Request) -> Result<Self::Output> {
-        match self.0.call(req).await {
+        // A cheap clone (the path is reference-counted): the request is gone
+        // by the time a 405 needs its path.
+        let uri = req.uri().clone();
+        match self.inner.call(req).await {
             Ok(resp) => Ok(resp.into_response()),
-            Err(err) => Ok(wrap_error(err)),
+            Err(err) => {
+                let mut resp = wrap_error(err);
+                if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
+                    let allow = self.allowed.for_path(uri.path()).and_then(|a| HeaderValue::from_str(a).ok());
+                    if let Some(allow) = allow {
+                        resp.headers_mut().insert(header::ALLOW, allow);
+                    }
+                }
+                Ok(resp)
+            }
         }
     }
 }

@@ -6,6 +6,7 @@
 //! panic capture, the body size limit and the NUL guard; and the acceptor the
 //! server listens with.
 
+pub mod allow;
 pub mod body_limit;
 pub mod client_addr;
 pub mod credential;
@@ -42,6 +43,7 @@ pub fn stack(
     metrics: &Metrics,
     credential_limiter: Arc<CredentialLimiter>,
     trusted_proxies: client_addr::TrustedProxies,
+    allowed_methods: allow::AllowedMethods,
 ) -> BoxEndpoint<'static> {
     // Outermost last: the request id scopes everything inside it, the log and
     // metrics see the final enveloped status, the per-credential limit
@@ -54,7 +56,7 @@ pub fn stack(
         .with(text_guard::NoNul)
         .with(body_limit::BodyLimit::new(max_body_bytes))
         .with(CatchPanic::new().with_handler(envelope::panic_response))
-        .with(envelope::Envelope)
+        .with(envelope::Envelope(Arc::new(allowed_methods)))
         .with(credential_limit::CredentialLimit(credential_limiter))
         .with(observe::Observe::new(metrics.clone()))
         .with(request_id::RequestId)

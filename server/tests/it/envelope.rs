@@ -43,6 +43,40 @@ async fn routing_errors_use_the_envelope() -> TestResult {
 }
 
 #[tokio::test]
+async fn every_405_names_the_methods_the_path_answers() -> TestResult {
+    let server = start(TestEngine::Sqlite, |_| {}).await?;
+    let spec: Value = serde_yaml::from_str(switchyard_server::contract::OPENAPI_YAML)?;
+    let paths = spec["paths"].as_object().ok_or("the spec has paths")?;
+    let methods = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+    for (template, item) in paths {
+        let documented: Vec<&str> =
+            methods.into_iter().filter(|method| item.get(method.to_ascii_lowercase()).is_some()).collect();
+        let Some(unanswered) = methods.into_iter().find(|method| !documented.contains(method)) else {
+            continue;
+        };
+        // Any value stands in for a path parameter; routing looks no further.
+        let path = template.replace('{', "x").replace('}', "");
+        let method = reqwest::Method::from_bytes(unanswered.as_bytes())?;
+        let resp = http().request(method, server.url(&path)).send().await?;
+        let allow = resp.headers().get("allow").map(|v| v.to_str().map(str::to_owned)).transpose()?;
+        let (status, body, id) = envelope_of(resp).await?;
+        assert_eq!(status, 405, "{unanswered} {path}: {body}");
+        assert_envelope(&body, "request.method_not_allowed", &id);
+        let mut allowed: Vec<String> = allow
+            .ok_or_else(|| format!("{unanswered} {path}: no Allow header"))?
+            .split(", ")
+            .map(str::to_owned)
+            .collect();
+        allowed.sort();
+        let mut expected: Vec<String> = documented.iter().map(|m| (*m).to_owned()).collect();
+        expected.sort();
+        assert_eq!(allowed, expected, "{unanswered} {path}");
+    }
+    server.stop().await?;
+    Ok(())
+}
+
+#[tokio::test]
 async fn request_ids_are_honoured_when_well_formed() -> TestResult {
     let server = start(TestEngine::Sqlite, |_| {}).await?;
     let resp = http().get(server.url("/nope")).header("x-request-id", "client-trace-42").send().await?;
@@ -116,6 +150,7 @@ fn probe_client() -> Result<TestClient<poem::endpoint::BoxEndpoint<'static>>, pr
         1024,
         &Metrics::new()?,
         limiter,
+        Default::default(),
         Default::default(),
     )))
 }

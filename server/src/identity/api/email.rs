@@ -9,6 +9,7 @@ use crate::http::ApiTags;
 use crate::http::client_addr::ClientAddr;
 use crate::http::credential::AnyCredential;
 use crate::http::responses::{Accepted202, NoContent204};
+use crate::http::wire::JsonString;
 use crate::identity::api::auth::{context, enforce};
 use crate::identity::email;
 use crate::operation_errors;
@@ -25,7 +26,7 @@ pub struct VerifyEmailRequest {
 
 #[derive(Debug, Object)]
 pub struct PasswordResetRequest {
-    pub email: String,
+    pub email: JsonString,
 }
 
 #[derive(Debug, Object)]
@@ -90,7 +91,7 @@ impl EmailApi {
         body: Json<PasswordResetRequest>,
     ) -> Result<Accepted202<MailAccepted>, PasswordResetError> {
         enforce(state.limits.password_reset(client.ip()).await)?;
-        email::request_password_reset(&state.db, &state.mail, &body.0.email, &context(&state, client))
+        email::request_password_reset(&state.db, &state.mail, &body.0.email.0, &context(&state, client))
             .await?;
         Ok(Accepted202::Accepted(Json(MailAccepted { message: RESET_ACCEPTED.to_owned() })))
     }

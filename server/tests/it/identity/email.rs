@@ -149,6 +149,14 @@ async fn password_reset_answers_the_same_for_unknown_addresses(engine: TestEngin
     assert_eq!(known.0, 202, "{}", known.1);
     assert_eq!((known.0, without_request_id(known.1.clone())), (unknown.0, without_request_id(unknown.1)));
     assert_eq!((known.0, without_request_id(known.1)), (malformed.0, without_request_id(malformed.1)));
+    // The same answer for every address, but only to a body of the declared
+    // shape: an address that is not a string is refused.
+    for not_a_string in [json!(-15514720), json!(true), json!(null), json!(["ada@example.com"])] {
+        let refused = api
+            .post("/v1/auth/password-reset", Credential::Anonymous, json!({"email": not_a_string}))
+            .await?;
+        assert_error(&refused, 400, "request.malformed");
+    }
 
     let mail = all_mail(&server).await?;
     assert_eq!(mail.len(), before + 1, "only the account's address gets mail");
