@@ -110,7 +110,8 @@ impl<'a> ApiExtractor<'a> for PageSize {
 
 /// `cursor`: the previous page's `next_cursor`, opaque to the client. Each
 /// list reads its own cursors; a string no page returned gets whatever that
-/// list makes of it.
+/// list makes of it. An empty one (`?cursor=`, as a client that fills in a
+/// `null` `next_cursor` sends) asks for the first page.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PageCursor(Option<String>);
 
@@ -146,6 +147,6 @@ impl<'a> ApiExtractor<'a> for PageCursor {
     ) -> poem::Result<Self> {
         Query::<Option<String>>::from_request(request, body, param_opts)
             .await
-            .map(|Query(cursor)| Self(cursor))
+            .map(|Query(cursor)| Self(cursor.filter(|cursor| !cursor.is_empty())))
     }
 }

@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
-use poem_openapi::registry::MetaSchemaRef;
+use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
 use poem_openapi::types::{ParseError, ParseFromJSON, ParseResult, ToJSON, Type};
 use serde_json::Value;
 
@@ -16,14 +16,16 @@ pub fn timestamp(seconds: i64) -> DateTime<Utc> {
     })
 }
 
-/// A request field the spec declares `type: string`, taken only as a JSON
-/// string. poem-openapi's `String` also takes a number or a boolean (`42`
-/// arrives as `"42"`), which would let a body the spec forbids through; this
-/// refuses it with the same 400 as any other field of the wrong type.
+/// An email address in a request: `type: string, format: email`, taken only
+/// as a JSON string. poem-openapi's `String` also takes a number or a boolean
+/// (`42` arrives as `"42"`), which would let a body the spec forbids through
+/// (the password reset answers 202 to any address); this refuses it with the
+/// same 400 as any other field of the wrong type. The identity area checks
+/// and normalises the address itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JsonString(pub String);
+pub struct EmailAddress(pub String);
 
-impl Type for JsonString {
+impl Type for EmailAddress {
     const IS_REQUIRED: bool = true;
 
     type RawValueType = String;
@@ -35,7 +37,7 @@ impl Type for JsonString {
     }
 
     fn schema_ref() -> MetaSchemaRef {
-        String::schema_ref()
+        MetaSchemaRef::Inline(Box::new(MetaSchema::new_with_format("string", "email")))
     }
 
     fn as_raw_value(&self) -> Option<&String> {
@@ -47,7 +49,7 @@ impl Type for JsonString {
     }
 }
 
-impl ParseFromJSON for JsonString {
+impl ParseFromJSON for EmailAddress {
     fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
         match value {
             Some(Value::String(text)) => Ok(Self(text)),
@@ -56,7 +58,7 @@ impl ParseFromJSON for JsonString {
     }
 }
 
-impl ToJSON for JsonString {
+impl ToJSON for EmailAddress {
     fn to_json(&self) -> Option<Value> {
         Some(Value::String(self.0.clone()))
     }

@@ -84,6 +84,11 @@ async fn a_cursor_is_checked_by_its_own_list(engine: TestEngine) -> TestResult {
     // Other lists continue after an id: past the last one the page is empty.
     let page = expect_status(api.get("/v1/orgs?cursor=zzz", owner.bearer()).await?, 200)?;
     assert_eq!(page, json!({"data": [], "next_cursor": null, "has_more": false}));
+    // An empty cursor is none: the first page, on every list.
+    let first = expect_status(api.get("/v1/auth/security-log?cursor=", owner.bearer()).await?, 200)?;
+    assert!(!first["data"].as_array().ok_or("a list")?.is_empty(), "{first}");
+    let orgs = expect_status(api.get("/v1/orgs?cursor=", owner.bearer()).await?, 200)?;
+    assert_eq!(orgs["data"].as_array().map(Vec::len), Some(1), "{orgs}");
     server.stop().await?;
     Ok(())
 }

@@ -11,6 +11,7 @@ use crate::http::credential::AnyCredential;
 use crate::http::error::{ApiError, ErrorCode};
 use crate::http::request_id;
 use crate::http::responses::{Created201, NoContent204};
+use crate::http::wire::EmailAddress;
 use crate::http::{ApiTags, Ok200};
 use crate::identity::accounts;
 use crate::identity::accounts::{LoginOutcome, Registration, SignedIn};
@@ -27,7 +28,7 @@ pub struct AuthApi;
 
 #[derive(Debug, Object)]
 pub struct RegisterRequest {
-    pub email: String,
+    pub email: EmailAddress,
     /// 8 to 128 characters, not among the most common passwords.
     pub password: String,
     pub display_name: Option<String>,
@@ -35,7 +36,7 @@ pub struct RegisterRequest {
 
 #[derive(Debug, Object)]
 pub struct LoginRequest {
-    pub email: String,
+    pub email: EmailAddress,
     pub password: String,
 }
 
@@ -200,7 +201,7 @@ impl AuthApi {
         let issuer = state.token_issuer().await?;
         let Json(body) = body;
         let input =
-            Registration { email: body.email, password: body.password, display_name: body.display_name };
+            Registration { email: body.email.0, password: body.password, display_name: body.display_name };
         let signed =
             accounts::register(&state.db, issuer, &state.mail, input, &context(&state, client)).await?;
         Ok(Created201::Created(Json(signed.into())))
@@ -216,20 +217,13 @@ impl AuthApi {
     ) -> Result<Ok200<LoginResult>, LoginError> {
         let ip = client.ip();
         enforce(state.limits.login(ip).await)?;
-        let Json(body) = body;
+        let Json(LoginRequest { email: EmailAddress(email), password }) = body;
         // Lockouts count per normalised address, so case variants share a count.
-        let account = accounts::normalize_email(&body.email).unwrap_or_else(|_| body.email.clone());
+        let account = accounts::normalize_email(&email).unwrap_or_else(|_| email.clone());
         refuse_if_locked_out(&state, &account, ip).await?;
         let issuer = state.token_issuer().await?;
-        let outcome = accounts::login(
-            &state.db,
-            issuer,
-            &state.mail,
-            &body.email,
-            body.password,
-            &context(&state, client),
-        )
-        .await;
+        let outcome =
+            accounts::login(&state.db, issuer, &state.mail, &email, password, &context(&state, client)).await;
         count_password_attempt(&state, &account, ip, &outcome).await;
         Ok(Ok200::Ok(Json(outcome?.into())))
     }

@@ -9,7 +9,7 @@ use crate::http::ApiTags;
 use crate::http::client_addr::ClientAddr;
 use crate::http::credential::AnyCredential;
 use crate::http::responses::{Accepted202, NoContent204};
-use crate::http::wire::JsonString;
+use crate::http::wire::EmailAddress;
 use crate::identity::api::auth::{context, enforce};
 use crate::identity::email;
 use crate::operation_errors;
@@ -26,7 +26,7 @@ pub struct VerifyEmailRequest {
 
 #[derive(Debug, Object)]
 pub struct PasswordResetRequest {
-    pub email: JsonString,
+    pub email: EmailAddress,
 }
 
 #[derive(Debug, Object)]
