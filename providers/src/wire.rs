@@ -226,6 +226,16 @@ impl Usage {
     }
 }
 
+/// One event of a streamed chat answer, as the event stream carries it: its
+/// `data` is a `ChatCompletionChunk` as JSON, and the last event's is
+/// `[DONE]`. Comment lines (`: keep-alive`) are not events. Documents the
+/// `text/event-stream` answer; the server writes the stream itself.
+#[derive(Debug, Clone, Default, Object)]
+pub struct ChatCompletionStreamEvent {
+    /// A `ChatCompletionChunk` as JSON, or `[DONE]` at the end of the stream.
+    pub data: String,
+}
+
 /// One server-sent event of a streamed answer.
 #[derive(Debug, Clone, Default, Object, Serialize, Deserialize)]
 pub struct ChatCompletionChunk {

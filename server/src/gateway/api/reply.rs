@@ -14,7 +14,7 @@ use poem_openapi::registry::{
     MetaHeader, MetaMediaType, MetaResponse, MetaResponses, MetaSchemaRef, Registry,
 };
 use poem_openapi::types::Type;
-use switchyard_providers::wire::{ChatCompletion, ChatCompletionChunk, EmbeddingList};
+use switchyard_providers::wire::{ChatCompletion, ChatCompletionStreamEvent, EmbeddingList};
 
 use crate::gateway::metering::Quota;
 use crate::http::request_id;
@@ -60,7 +60,10 @@ impl ReplyContent for ChatCompletion {
     fn media_types() -> Vec<MetaMediaType> {
         vec![
             MetaMediaType { content_type: "application/json", schema: Self::schema_ref() },
-            MetaMediaType { content_type: "text/event-stream", schema: ChatCompletionChunk::schema_ref() },
+            MetaMediaType {
+                content_type: "text/event-stream",
+                schema: ChatCompletionStreamEvent::schema_ref(),
+            },
         ]
     }
 }
@@ -209,6 +212,6 @@ impl<T: ReplyContent + Send> ApiResponse for GatewayReply<T> {
 
     fn register(registry: &mut Registry) {
         T::register(registry);
-        ChatCompletionChunk::register(registry);
+        ChatCompletionStreamEvent::register(registry);
     }
 }
