@@ -22,6 +22,7 @@ use crate::kernel::clock::Clock;
 use crate::limits::CredentialLimiter;
 use crate::mail::{Delivery, Mailer};
 use crate::metrics::Metrics;
+use crate::runs::{InvalidTool, Resumer, Runs};
 use crate::state::{AppState, StateSettings};
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +39,8 @@ pub enum AppError {
     TrustedProxies(String),
     #[error(transparent)]
     Spec(#[from] contract::UnreadableSpec),
+    #[error(transparent)]
+    Tool(#[from] InvalidTool),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -45,6 +48,7 @@ pub enum AppError {
 pub struct App {
     config: Config,
     state: AppState,
+    runs: Runs,
     metrics: Metrics,
 }
 
@@ -67,7 +71,8 @@ impl App {
             require_verified_email: config.require_verified_email,
         };
         let state = AppState::new(db, settings, mail, gateway, metrics.clone());
-        Ok(Self { config, state, metrics })
+        let runs = Runs::new(state.clone(), config.runs.clone())?;
+        Ok(Self { config, state, runs, metrics })
     }
 
     pub fn state(&self) -> &AppState {
@@ -94,7 +99,7 @@ impl App {
             .at("/docs", make_sync(move |_| Html(docs_html.clone())));
         let proxies =
             TrustedProxies::parse(&self.config.trusted_proxies).map_err(AppError::TrustedProxies)?;
-        let routes = routes.data(self.state.clone());
+        let routes = routes.data(self.state.clone()).data(self.runs.clone());
         let credential_limiter = Arc::new(CredentialLimiter::new(
             self.config.abuse.credential,
             self.config.abuse.max_tracked_keys,
@@ -133,11 +138,13 @@ impl App {
         });
         let delivery =
             Delivery::spawn(self.state.db.clone(), self.state.mail.clone(), self.state.clock.clone());
+        let resumer = Resumer::spawn(self.runs.clone());
         let result = Server::new_with_acceptor(acceptor)
             .run_with_graceful_shutdown(endpoint, shutdown, Some(grace))
             .await;
         flusher.abort();
         usage_flusher.abort();
+        resumer.stop();
         if let Some(sweeper) = sweeper {
             sweeper.abort();
         }

@@ -16,6 +16,7 @@ pub use crate::telemetry::LogFormat;
 use crate::gateway::config::{GatewayConfig, PriceConfig, ProviderConfig, RouteConfig};
 use crate::limits::AbuseLimitsConfig;
 use crate::mail::SmtpConfig;
+use crate::runs::RunsConfig;
 
 /// The file read when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "switchyard.toml";
@@ -70,6 +71,8 @@ pub struct Config {
     pub prices: BTreeMap<String, PriceConfig>,
     /// Upstream timeouts and retries (`[gateway]`).
     pub gateway: GatewayConfig,
+    /// How runs are leased and resumed (`[runs]`).
+    pub runs: RunsConfig,
 }
 
 impl Default for Config {
@@ -94,6 +97,7 @@ impl Default for Config {
             routes: Vec::new(),
             prices: BTreeMap::new(),
             gateway: GatewayConfig::default(),
+            runs: RunsConfig::default(),
         }
     }
 }

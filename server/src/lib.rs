@@ -15,6 +15,7 @@ pub mod mail;
 pub mod metrics;
 pub mod ops;
 pub mod routes;
+pub mod runs;
 pub mod state;
 pub mod telemetry;
 #[cfg(feature = "testing")]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::db::{Db, StoreError};
-use crate::gateway::{Gateway, Meter};
+use crate::gateway::{Gateway, GatewayDeps, Meter};
 use crate::identity::{AuthConfig, KeyCache, KeyUsage, TokenIssuer};
 use crate::kernel::clock::Clock;
 use crate::kernel::error::{DomainError, DomainResult};
@@ -71,7 +71,7 @@ impl AppState {
             meter: Meter::default(),
             metrics,
             clock: Clock::system(),
-            features: Arc::from(["operations", "identity", "gateway", "metrics", "docs"]),
+            features: Arc::from(["operations", "identity", "gateway", "runs", "metrics", "docs"]),
         }
     }
 
@@ -98,6 +98,17 @@ impl AppState {
                 ))
             })
             .await
+    }
+
+    /// What a metered gateway call made by the server itself needs.
+    pub fn gateway_deps(&self) -> GatewayDeps<'_> {
+        GatewayDeps {
+            gateway: &self.gateway,
+            meter: &self.meter,
+            db: &self.db,
+            metrics: &self.metrics,
+            clock: &self.clock,
+        }
     }
 
     /// How long after proving who they are a session may do what needs a

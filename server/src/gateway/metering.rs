@@ -83,7 +83,8 @@ fn text_estimate(text: &str) -> u64 {
 }
 
 /// Which spend limit a request would break.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Budget {
     /// The key's lifetime budget.
     Key,

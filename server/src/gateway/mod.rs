@@ -4,12 +4,13 @@
 //! wire format, prices and token counting live in the `switchyard-providers`
 //! crate; this module builds them from the configuration.
 //!
-//! `api` is its HTTP surface (the OpenAI-compatible endpoints), `metering`
-//! and `ticket` meter each call, and `usage` keeps and reports what calls
+//! `api` is its HTTP surface (the OpenAI-compatible endpoints), `front` the
+//! metered call other areas make, `metering` and `ticket` meter each call, and `usage` keeps and reports what calls
 //! cost.
 
 pub mod api;
 pub mod config;
+mod front;
 mod metering;
 mod ticket;
 pub mod usage;
@@ -18,8 +19,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use front::{CallError, ChatAnswer, GatewayDeps, complete};
 use futures::StreamExt;
-pub use metering::{Budget, Meter, Refusal};
+pub use metering::{Budget, Caller, Estimate, Meter, Refusal};
 use rand::Rng;
 use switchyard_providers::tokens::Tokenizer;
 use switchyard_providers::wire::{ChatCompletionRequest, EmbeddingList, EmbeddingRequest};

@@ -44,21 +44,22 @@ impl Caller {
                 key_id: Some(key_id.clone()),
                 limits: limits.clone(),
             }),
-            Via::Session { .. } => {
-                let org_id = org.ok_or(DomainError::OrgRequired)?;
-                let membership = db
-                    .membership(org_id, &user_id)
-                    .await?
-                    .ok_or(DomainError::NotFound(Resource::Organization))?;
-                Ok(Caller {
-                    user_id,
-                    org_id: membership.org.id,
-                    project_id: None,
-                    key_id: None,
-                    limits: KeyLimits { org_caps: membership.org.caps, ..KeyLimits::default() },
-                })
-            }
+            Via::Session { .. } => Self::member(db, &user_id, org.ok_or(DomainError::OrgRequired)?).await,
         }
+    }
+
+    /// A member of `org_id` acting in it without a key, under the org's
+    /// daily caps; 404 when they are not a member.
+    pub async fn member(db: &Db, user_id: &str, org_id: &str) -> DomainResult<Self> {
+        let membership =
+            db.membership(org_id, user_id).await?.ok_or(DomainError::NotFound(Resource::Organization))?;
+        Ok(Caller {
+            user_id: user_id.to_owned(),
+            org_id: membership.org.id,
+            project_id: None,
+            key_id: None,
+            limits: KeyLimits { org_caps: membership.org.caps, ..KeyLimits::default() },
+        })
     }
 }
 
@@ -130,6 +131,7 @@ impl Ticket {
                 latency_ms: 0,
                 status: i64::from(CLIENT_GONE),
                 usage_source: UsageSource::Reported,
+                run_id: None,
             },
             price: Price::default(),
             metered,
@@ -144,6 +146,18 @@ impl Ticket {
             responded: None,
             first_token: None,
         }
+    }
+
+    /// Marks the call as a step of the run `run_id`.
+    pub fn for_run(mut self, run_id: &str) -> Self {
+        self.row.run_id = Some(run_id.to_owned());
+        self
+    }
+
+    /// What the call is charged, in micro-USD, once a target answered.
+    pub fn cost_micros(&mut self) -> i64 {
+        let (usage, _) = self.usage();
+        self.price.cost_micros(&usage)
     }
 
     /// `target` answered after `upstream` spent waiting on providers.
@@ -284,7 +298,7 @@ impl Ticket {
         let mut row = self.row.clone();
         row.prompt_tokens = i64::try_from(usage.prompt_tokens).unwrap_or(i64::MAX);
         row.completion_tokens = i64::try_from(usage.completion_tokens).unwrap_or(i64::MAX);
-        row.cost_micros = self.price.cost_micros(&usage);
+        row.cost_micros = self.cost_micros();
         row.latency_ms = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
         row.usage_source = source;
         row.status = i64::from(status);

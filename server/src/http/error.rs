@@ -167,6 +167,33 @@ pub enum ErrorCode {
     /// A spend budget or daily cost cap would be exceeded.
     #[oai(rename = "billing.budget_exceeded")]
     BillingBudgetExceeded,
+    /// No run with this id that the caller may see.
+    #[oai(rename = "run.not_found")]
+    RunNotFound,
+    /// Tool outputs were sent to a run that is not waiting for them.
+    #[oai(rename = "run.not_awaiting_tool_outputs")]
+    RunNotAwaitingToolOutputs,
+    /// A tool output names a call the run never made.
+    #[oai(rename = "run.unknown_tool_call")]
+    RunUnknownToolCall,
+    /// A tool output names a call that already has its result.
+    #[oai(rename = "run.tool_call_already_answered")]
+    RunToolCallAlreadyAnswered,
+    /// The run already completed or failed, so it cannot be cancelled.
+    #[oai(rename = "run.finished")]
+    RunFinished,
+    /// The run ended: another step would go past its `max_steps`.
+    #[oai(rename = "run.max_steps_exceeded")]
+    RunMaxStepsExceeded,
+    /// The run ended: its next model call could cost more than `max_cost_usd` leaves.
+    #[oai(rename = "run.max_cost_exceeded")]
+    RunMaxCostExceeded,
+    /// The run ended: the API key that created it was revoked or expired.
+    #[oai(rename = "run.key_revoked")]
+    RunKeyRevoked,
+    /// The run ended: the user who created it left its organization.
+    #[oai(rename = "run.creator_left_org")]
+    RunCreatorLeftOrg,
     /// The server is up but cannot serve traffic yet.
     #[oai(rename = "server.not_ready")]
     ServerNotReady,
@@ -238,6 +265,13 @@ impl ErrorCode {
             Self::GatewayUpstreamError => StatusCode::BAD_GATEWAY,
             Self::GatewayUpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::BillingBudgetExceeded => StatusCode::PAYMENT_REQUIRED,
+            Self::RunNotFound => StatusCode::NOT_FOUND,
+            Self::RunUnknownToolCall => StatusCode::BAD_REQUEST,
+            Self::RunNotAwaitingToolOutputs | Self::RunToolCallAlreadyAnswered | Self::RunFinished => {
+                StatusCode::CONFLICT
+            }
+            Self::RunMaxStepsExceeded | Self::RunMaxCostExceeded => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::RunKeyRevoked | Self::RunCreatorLeftOrg => StatusCode::FORBIDDEN,
             Self::ServerNotReady => StatusCode::SERVICE_UNAVAILABLE,
             Self::ServerInternal => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -7,6 +7,7 @@ use crate::http::error::{ApiError, ErrorCode};
 use crate::identity::SECOND_FACTOR_MAX_ATTEMPTS;
 use crate::kernel::error::{DomainError, Resource};
 use crate::limits::Decision;
+use crate::runs::model::RunFailure;
 use switchyard_providers::price::format_usd_micros;
 
 impl From<DomainError> for ApiError {
@@ -169,6 +170,28 @@ impl From<DomainError> for ApiError {
                 ApiError::new(ErrorCode::OrgLastOwner, "The organization would have no owner left")
                     .fix("Make another member an owner first.")
             }
+            DomainError::ModelNotFound(model) => model_not_found(&model),
+            DomainError::RunNotAwaitingToolOutputs(status) => ApiError::new(
+                ErrorCode::RunNotAwaitingToolOutputs,
+                format!("The run is {status}, not waiting for tool outputs"),
+            )
+            .why("Tool outputs are taken while a run's status is requires_action.")
+            .fix("Read the run with GET /v1/runs/{id}; send outputs for the calls in pending_tool_calls."),
+            DomainError::UnknownToolCall(id) => {
+                ApiError::new(ErrorCode::RunUnknownToolCall, format!("The run made no tool call `{id}`"))
+                    .param("tool_outputs")
+                    .fix("Answer the ids listed in the run's pending_tool_calls.")
+            }
+            DomainError::ToolCallAlreadyAnswered(id) => ApiError::new(
+                ErrorCode::RunToolCallAlreadyAnswered,
+                format!("The tool call `{id}` already has its output"),
+            )
+            .param("tool_outputs")
+            .why("Each tool call is answered once."),
+            DomainError::RunFinished(status) => {
+                ApiError::new(ErrorCode::RunFinished, format!("The run already ended ({status})"))
+                    .why("Only a run that has not completed or failed can be cancelled.")
+            }
             DomainError::NotFound(resource) => {
                 let code = match resource {
                     Resource::Organization => ErrorCode::OrgNotFound,
@@ -177,6 +200,7 @@ impl From<DomainError> for ApiError {
                     Resource::Invitation => ErrorCode::OrgInvitationNotFound,
                     Resource::Project => ErrorCode::ProjectNotFound,
                     Resource::Session => ErrorCode::AuthSessionNotFound,
+                    Resource::Run => ErrorCode::RunNotFound,
                 };
                 ApiError::new(code, format!("No such {resource}"))
             }
@@ -213,11 +237,7 @@ impl From<GatewayError> for ApiError {
                     .why(format!("Provider {provider} refused the request with status {status}."))
                     .with_status(kept)
             }
-            GatewayError::Exhausted { last, provider } => {
-                ApiError::new(ErrorCode::GatewayUpstreamError, "No provider of this model could answer")
-                    .why(format!("Last failure, from {provider}: {last}"))
-                    .fix("Retry later; the operator can add fallback targets to the route.")
-            }
+            GatewayError::Exhausted { last, provider } => exhausted(&provider, &last),
             GatewayError::Timeout => ApiError::new(
                 ErrorCode::GatewayUpstreamTimeout,
                 "The model's providers did not answer in time",
@@ -232,12 +252,7 @@ impl From<GatewayError> for ApiError {
 impl From<Refusal> for ApiError {
     fn from(refusal: Refusal) -> Self {
         match refusal {
-            Refusal::RateLimited { kind, limit, retry_after } => {
-                let decision = Decision::Limited { limit, retry_after };
-                let mut err = ApiError::rate_limited(ErrorCode::RateLimitExceeded, decision);
-                err.why = Some(format!("The key's per-minute {kind} limit ({limit}) is reached."));
-                err
-            }
+            Refusal::RateLimited { kind, limit, retry_after } => key_rate_limited(kind, limit, retry_after),
             Refusal::BudgetExceeded { what, budget_micros, spent_micros } => {
                 let (spent, budget) = (format_usd_micros(spent_micros), format_usd_micros(budget_micros));
                 let (message, why, fix) = match what {
@@ -266,6 +281,86 @@ impl From<Refusal> for ApiError {
                 ApiError::new(ErrorCode::BillingBudgetExceeded, message).why(why).fix(fix)
             }
             Refusal::Store(err) => DomainError::from(err).into(),
+        }
+    }
+}
+
+/// The gateway's 404 for a model that does not exist or the key may not use.
+pub fn model_not_found(model: &str) -> ApiError {
+    ApiError::new(ErrorCode::GatewayModelNotFound, format!("The model `{model}` does not exist"))
+        .param("model")
+        .fix("List the models this key may use with GET /v1/models.")
+}
+
+fn exhausted(provider: &str, last: &dyn std::fmt::Display) -> ApiError {
+    ApiError::new(ErrorCode::GatewayUpstreamError, "No provider of this model could answer")
+        .why(format!("Last failure, from {provider}: {last}"))
+        .fix("Retry later; the operator can add fallback targets to the route.")
+}
+
+fn key_rate_limited(kind: &str, limit: u32, retry_after: std::time::Duration) -> ApiError {
+    let mut err =
+        ApiError::rate_limited(ErrorCode::RateLimitExceeded, Decision::Limited { limit, retry_after });
+    err.why = Some(format!("The key's per-minute {kind} limit ({limit}) is reached."));
+    err
+}
+
+/// Why a run failed, in the envelope's words: a failed model call reads as
+/// the same call to `/v1/chat/completions` would have.
+impl From<&RunFailure> for ApiError {
+    fn from(failure: &RunFailure) -> Self {
+        match failure {
+            RunFailure::MaxStepsExceeded { limit } => ApiError::new(
+                ErrorCode::RunMaxStepsExceeded,
+                format!("The run reached its max_steps ({limit})"),
+            )
+            .param("max_steps")
+            .why("Each model answer and each tool call is a step.")
+            .fix("Start a new run with a higher max_steps (at most 100)."),
+            RunFailure::MaxCostExceeded { limit_micros, spent_micros } => ApiError::new(
+                ErrorCode::RunMaxCostExceeded,
+                "The run's next model call could go past its max_cost_usd",
+            )
+            .param("max_cost_usd")
+            .why(format!(
+                "The run has spent {} of its {} USD, and a model call is charged up to its estimate before it runs.",
+                format_usd_micros(*spent_micros),
+                format_usd_micros(*limit_micros)
+            ))
+            .fix("Start a new run with a higher max_cost_usd."),
+            RunFailure::KeyRevoked => ApiError::new(
+                ErrorCode::RunKeyRevoked,
+                "The API key that created the run was revoked or expired",
+            )
+            .why("A run's model calls are made for the key that created it, as it is at each step."),
+            RunFailure::CreatorLeftOrg => ApiError::new(
+                ErrorCode::RunCreatorLeftOrg,
+                "The user who created the run is no longer a member of its organization",
+            ),
+            RunFailure::RateLimited { kind, limit, retry_after_secs } => {
+                key_rate_limited(kind, *limit, std::time::Duration::from_secs(*retry_after_secs))
+            }
+            RunFailure::BudgetExceeded { what, budget_micros, spent_micros } => Refusal::BudgetExceeded {
+                what: *what,
+                budget_micros: *budget_micros,
+                spent_micros: *spent_micros,
+            }
+            .into(),
+            RunFailure::ModelRejected { provider, status, message } => GatewayError::Rejected {
+                provider: provider.as_str().into(),
+                status: *status,
+                message: message.clone(),
+            }
+            .into(),
+            RunFailure::ModelUnavailable { provider, last } => exhausted(provider, last),
+            RunFailure::ModelTimeout => GatewayError::Timeout.into(),
+            RunFailure::ModelUnsupported { what } => ApiError::new(ErrorCode::GatewayInvalidRequest, what.clone())
+                .fix("Use a model whose provider supports this operation."),
+            RunFailure::ModelUnreadable { detail } => {
+                ApiError::new(ErrorCode::GatewayUpstreamError, "The model's answer could not be read")
+                    .why(detail.clone())
+                    .fix("Retry later; the operator can check the route's provider.")
+            }
         }
     }
 }

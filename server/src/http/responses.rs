@@ -2,14 +2,16 @@
 //! response carries and the `X-RateLimit-*` headers of requests that present
 //! a credential (both set by middleware).
 
-use poem_openapi::ApiResponse;
 use poem_openapi::payload::Json;
 use poem_openapi::types::{ToJSON, Type};
 
-/// A success response that documents the headers every response may carry.
-macro_rules! success_response {
-    ($name:ident $(<$payload:ident>)?, $status:literal, $variant:ident $(($body:ty))?) => {
-        #[derive(Debug, ApiResponse)]
+/// Derives `ApiResponse` for `$item`, documenting the headers every
+/// response may carry. Success responses with more than one status use it
+/// directly; [`success_response!`] builds the one-status ones.
+#[macro_export]
+macro_rules! with_response_headers {
+    ($item:item) => {
+        #[derive(Debug, poem_openapi::ApiResponse)]
         #[oai(
             header(name = "X-Request-Id", ty = "String", description = "The id of this request."),
             header(
@@ -24,9 +26,18 @@ macro_rules! success_response {
                 description = "Seconds until the window starts afresh."
             )
         )]
-        pub enum $name $(<$payload: ToJSON + Type + Send>)? {
-            #[oai(status = $status)]
-            $variant $(($body))?,
+        $item
+    };
+}
+
+/// A success response with one status.
+macro_rules! success_response {
+    ($name:ident $(<$payload:ident>)?, $status:literal, $variant:ident $(($body:ty))?) => {
+        $crate::with_response_headers! {
+            pub enum $name $(<$payload: ToJSON + Type + Send>)? {
+                #[oai(status = $status)]
+                $variant $(($body))?,
+            }
         }
     };
 }

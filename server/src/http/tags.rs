@@ -20,6 +20,8 @@ pub enum ApiTags {
     Projects,
     /// The OpenAI-compatible model gateway.
     Gateway,
+    /// Governed agent runs.
+    Runs,
     /// The tamper-evident audit trail.
     Audit,
 }

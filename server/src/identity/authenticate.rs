@@ -5,7 +5,7 @@
 use subtle::ConstantTimeEq;
 
 use crate::db::Db;
-use crate::identity::key_cache::KeyCache;
+use crate::identity::key_cache::{CachedKey, KeyCache};
 use crate::identity::key_usage::KeyUsage;
 use crate::identity::tokens::{TokenIssuer, digest};
 use crate::kernel::error::{DomainError, DomainResult};
@@ -45,6 +45,25 @@ pub async fn authenticate_api_key(
         .strip_prefix(API_KEY_PREFIX)
         .and_then(|rest| rest.rsplit_once('_'))
         .ok_or(DomainError::InvalidApiKey)?;
+    let cached = live_key(db, cache, key_id, now).await?;
+    let matches: bool = digest(secret).as_bytes().ct_eq(cached.stored.secret_hash.as_bytes()).into();
+    if !matches {
+        return Err(DomainError::InvalidApiKey);
+    }
+    usage.touch(key_id, now);
+    Ok(principal_of(&cached))
+}
+
+/// The principal an API key acts as, found by its id, without its secret:
+/// for work a key started that goes on later, such as a run's next step.
+/// Refused, as a presented key would be, once the key is revoked, expired
+/// at `now`, or its owner has left the org.
+pub async fn api_key_principal(db: &Db, cache: &KeyCache, key_id: &str, now: i64) -> DomainResult<Principal> {
+    Ok(principal_of(&live_key(db, cache, key_id, now).await?))
+}
+
+/// The key by id (in memory when read recently), if it may still be used.
+async fn live_key(db: &Db, cache: &KeyCache, key_id: &str, now: i64) -> DomainResult<CachedKey> {
     // Replicas on PostgreSQL: a change made through another one moved the
     // shared epoch, and what this one holds in memory is forgotten first.
     if let Some(epoch) = db.key_epoch().await? {
@@ -61,13 +80,16 @@ pub async fn authenticate_api_key(
         }
     };
     let key = &cached.stored.key;
-    let matches: bool = digest(secret).as_bytes().ct_eq(cached.stored.secret_hash.as_bytes()).into();
     let expired = key.expires_at.is_some_and(|at| at <= now);
-    if !matches || expired || key.revoked_at.is_some() || !cached.owner_is_member {
+    if expired || key.revoked_at.is_some() || !cached.owner_is_member {
         return Err(DomainError::InvalidApiKey);
     }
-    usage.touch(&key.id, now);
-    Ok(Principal {
+    Ok(cached)
+}
+
+fn principal_of(cached: &CachedKey) -> Principal {
+    let key = &cached.stored.key;
+    Principal {
         user_id: key.user_id.clone(),
         via: Via::ApiKey {
             limits: KeyLimits { org_caps: cached.org_caps, ..key.limits.clone() },
@@ -76,5 +98,5 @@ pub async fn authenticate_api_key(
             project_id: key.project_id.clone(),
             scopes: key.scopes.clone(),
         },
-    })
+    }
 }

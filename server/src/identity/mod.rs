@@ -28,7 +28,7 @@ mod tokens;
 mod two_factor;
 
 pub use api_keys::{Bootstrapped, api_key_bootstrap};
-pub use authenticate::{authenticate_api_key, authenticate_bearer};
+pub use authenticate::{api_key_principal, authenticate_api_key, authenticate_bearer};
 pub use config::AuthConfig;
 pub use key_cache::{KeyCache, KeyChange};
 pub use key_usage::KeyUsage;

@@ -70,6 +70,16 @@ pub enum DomainError {
     InvitationEmailMismatch,
     #[error("the organization would have no owner left")]
     LastOwner,
+    #[error("no model (route) named {0}")]
+    ModelNotFound(String),
+    #[error("the run is {0}, not waiting for tool outputs")]
+    RunNotAwaitingToolOutputs(&'static str),
+    #[error("the run made no tool call {0}")]
+    UnknownToolCall(String),
+    #[error("the tool call {0} is already answered")]
+    ToolCallAlreadyAnswered(String),
+    #[error("the run already ended ({0})")]
+    RunFinished(&'static str),
     #[error("{0} not found")]
     NotFound(Resource),
     #[error(transparent)]
@@ -89,6 +99,7 @@ pub enum Resource {
     Invitation,
     Project,
     Session,
+    Run,
 }
 
 impl std::fmt::Display for Resource {
@@ -100,6 +111,7 @@ impl std::fmt::Display for Resource {
             Self::Invitation => "invitation",
             Self::Project => "project",
             Self::Session => "session",
+            Self::Run => "run",
         })
     }
 }

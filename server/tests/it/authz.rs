@@ -139,6 +139,18 @@ enum Sends {
     OwnersOrgQuery,
     /// `{id}` is a session of the owner's, signed in for this one call.
     OwnersOtherSession,
+    /// A run request, naming the owner's org in `X-Switchyard-Org`.
+    RunRequest,
+    /// `X-Switchyard-Org` is the owner's org.
+    OwnersOrgHeader,
+    /// `{id}` is a completed run the owner's `*` key started.
+    OwnersRun,
+    /// `{id}` is a run the owner's `*` key started for this one call, waiting
+    /// for a client tool; the body answers it.
+    AnswerOwnersWaitingRun,
+    /// `{id}` is a run the owner's `*` key started for this one call, waiting
+    /// for a client tool.
+    OwnersWaitingRun,
 }
 
 impl Sends {
@@ -164,6 +176,11 @@ impl Sends {
                 | Self::OwnersOtherSession
                 | Self::ChatRequest
                 | Self::EmbeddingsRequest
+                | Self::RunRequest
+                | Self::OwnersOrgHeader
+                | Self::OwnersRun
+                | Self::AnswerOwnersWaitingRun
+                | Self::OwnersWaitingRun
         )
     }
 }
@@ -205,21 +222,24 @@ const NEEDS_ROLE: Expect = Expect::Error(403, "auth.role_denied");
 const NO_SUCH_SESSION: Expect = Expect::Error(404, "auth.session_not_found");
 const ALREADY_VERIFIED: Expect = Expect::Error(409, "auth.email_already_verified");
 const PROJECT_KEY: Expect = Expect::Error(403, "auth.project_key_denied");
+const NO_SUCH_RUN: Expect = Expect::Error(404, "run.not_found");
+const NEEDS_RUNS_SCOPE: Expect = Expect::Error(403, "auth.scope_denied");
 
 /// An operation id, what its calls send, and what each of [`CALLERS`] gets.
 type Row = (&'static str, Sends, [Expect; 9]);
 
 // The table names what a row sends by the variant alone.
 use Sends::{
-    ChatRequest, DevModel, EmbeddingsRequest, EndsSession, FreshInvitation, FreshMember, FreshOwnersKey,
-    FreshOwnersOrg, FreshOwnersProject, InvitationForCaller, KeyInOwnersOrg, NewMemberForOwnersOrg, NewOrg,
-    Nothing, OwnersOrg, OwnersOrgQuery, OwnersOtherSession, OwnersProject, Password, PasswordChange,
-    ProjectInOwnersOrg, PromoteFreshMember, RecoveryCode, RenameOwnersOrg, RenameOwnersProject, SetupCode,
+    AnswerOwnersWaitingRun, ChatRequest, DevModel, EmbeddingsRequest, EndsSession, FreshInvitation,
+    FreshMember, FreshOwnersKey, FreshOwnersOrg, FreshOwnersProject, InvitationForCaller, KeyInOwnersOrg,
+    NewMemberForOwnersOrg, NewOrg, Nothing, OwnersOrg, OwnersOrgHeader, OwnersOrgQuery, OwnersOtherSession,
+    OwnersProject, OwnersRun, OwnersWaitingRun, Password, PasswordChange, ProjectInOwnersOrg,
+    PromoteFreshMember, RecoveryCode, RenameOwnersOrg, RenameOwnersProject, RunRequest, SetupCode,
     UnmailedCode,
 };
 
 #[rustfmt::skip]
-const MATRIX: [Row; 39] = [
+const MATRIX: [Row; 44] = [
 //   operation              sends           anonymous      owner       admin       member      external    key `*`       key `chat`    key `*` in project  stranger
     ("two_factor_setup",   Nothing,        [NO_CREDENTIAL, OK, OK, OK, OK, SESSION_ONLY, SESSION_ONLY, SESSION_ONLY, OK]),
     ("two_factor_enable",  SetupCode,      [NO_CREDENTIAL, OK, OK, OK, OK, SESSION_ONLY, SESSION_ONLY, SESSION_ONLY, OK]),
@@ -271,6 +291,14 @@ const MATRIX: [Row; 39] = [
     ("audit_list",         OwnersOrgQuery, [NO_CREDENTIAL, OK, OK, NEEDS_ROLE, NEEDS_ROLE, OK, NEEDS_ADMIN_SCOPE, PROJECT_KEY, NO_SUCH_ORG]),
     ("audit_verify",       OwnersOrgQuery, [NO_CREDENTIAL, OK, OK, NEEDS_ROLE, NEEDS_ROLE, OK, NEEDS_ADMIN_SCOPE, PROJECT_KEY, NO_SUCH_ORG]),
     ("usage_get",          OwnersOrgQuery, [NO_CREDENTIAL, OK, OK, OK, OK, OK, OK, OK, NO_SUCH_ORG]),
+    // Every member may start runs in the org; a key needs `runs`.
+    ("run_create",         RunRequest,     [NO_CREDENTIAL, CREATED, CREATED, CREATED, CREATED, CREATED, NEEDS_RUNS_SCOPE, CREATED, NO_SUCH_ORG]),
+    ("run_list",           OwnersOrgHeader, [NO_CREDENTIAL, OK, OK, OK, OK, OK, NEEDS_RUNS_SCOPE, OK, NO_SUCH_ORG]),
+    // A run is its creator's, and its org's owners' and admins'; a key
+    // narrowed to a project sees that project's runs only.
+    ("run_get",            OwnersRun,      [NO_CREDENTIAL, OK, OK, NO_SUCH_RUN, NO_SUCH_RUN, OK, NEEDS_RUNS_SCOPE, NO_SUCH_RUN, NO_SUCH_RUN]),
+    ("run_submit_tool_outputs", AnswerOwnersWaitingRun, [NO_CREDENTIAL, OK, OK, NO_SUCH_RUN, NO_SUCH_RUN, OK, NEEDS_RUNS_SCOPE, NO_SUCH_RUN, NO_SUCH_RUN]),
+    ("run_cancel",         OwnersWaitingRun, [NO_CREDENTIAL, OK, OK, NO_SUCH_RUN, NO_SUCH_RUN, OK, NEEDS_RUNS_SCOPE, NO_SUCH_RUN, NO_SUCH_RUN]),
 ];
 
 /// An operation the committed spec declares security for.
@@ -551,6 +579,23 @@ impl World {
                     sessions["data"].as_array().into_iter().flatten().find(|s| s["current"] == true);
                 id = Some(string_at(current.ok_or("no current session listed")?, "/id")?);
             }
+            RunRequest => {
+                org = Some(self.owners_org.clone());
+                body = Some(json!({"messages": [{"role": "user", "content": "Hello"}]}))
+            }
+            OwnersOrgHeader => org = Some(self.owners_org.clone()),
+            OwnersRun => {
+                id = Some(
+                    self.owners_run(json!({"messages": [{"role": "user", "content": "Hello"}]})).await?.0,
+                )
+            }
+            AnswerOwnersWaitingRun | OwnersWaitingRun => {
+                let (run_id, call_id) = self.owners_run(waiting_run()).await?;
+                id = Some(run_id);
+                if sends == AnswerOwnersWaitingRun {
+                    body = Some(json!({"tool_outputs": [{"tool_call_id": call_id, "output": "sunny"}]}));
+                }
+            }
             PromoteFreshMember | FreshMember => {
                 let member = self.fresh_account().await?;
                 let added = json!({"email": member.email, "role": "member"});
@@ -583,6 +628,16 @@ impl World {
             path = format!("{path}?{query}");
         }
         Ok(Call { method: operation.method.clone(), path, token, body, org })
+    }
+
+    /// A run the owner's `*` key started; its id, and its first pending tool call's.
+    async fn owners_run(&self, body: Value) -> Result<(String, String), BoxError> {
+        let run = expect_status(
+            self.api.post("/v1/runs", Credential::Bearer(&self.key_all.key), body).await?,
+            201,
+        )?;
+        let call = run["pending_tool_calls"][0]["id"].as_str().unwrap_or_default().to_owned();
+        Ok((string_at(&run, "/id")?, call))
     }
 
     /// A new account with a verified address, registered for one call.
@@ -630,6 +685,14 @@ impl World {
         let access = string_at(&expect_status(tokens, 200)?, "/access_token")?;
         Ok((access, keep))
     }
+}
+
+/// A run that waits for the output of a client tool.
+fn waiting_run() -> Value {
+    json!({
+        "messages": [{"role": "user", "content": "get_weather {\"city\": \"Paris\"}"}],
+        "tools": [{"name": "get_weather", "parameters": {"type": "object"}}],
+    })
 }
 
 async fn every_secured_operation_answers_each_caller_as_the_matrix_says(engine: TestEngine) -> TestResult {

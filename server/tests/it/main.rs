@@ -20,4 +20,5 @@ mod identity;
 mod operations;
 mod pagination;
 mod published;
+mod runs;
 mod support;

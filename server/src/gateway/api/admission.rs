@@ -14,6 +14,7 @@ use crate::gateway::metering::{Caller, Estimate};
 use crate::gateway::ticket::{Metered, Ticket};
 use crate::http::credential::AnyCredential;
 use crate::http::error::{ApiError, ErrorCode};
+use crate::http::from_domain::model_not_found;
 use crate::kernel::principal::{Principal, Scope, Via};
 use crate::state::AppState;
 
@@ -59,11 +60,7 @@ pub(super) fn allowed_route(
 ) -> Result<Arc<Route>, ApiError> {
     match state.gateway.route(model) {
         Some(route) if may_use(principal, model) => Ok(route.clone()),
-        _ => {
-            Err(ApiError::new(ErrorCode::GatewayModelNotFound, format!("The model `{model}` does not exist"))
-                .param("model")
-                .fix("List the models this key may use with GET /v1/models."))
-        }
+        _ => Err(model_not_found(model)),
     }
 }
 

@@ -23,6 +23,8 @@ pub struct UsageRow {
     /// The HTTP status the client got; 499 when it went away first.
     pub status: i64,
     pub usage_source: UsageSource,
+    /// The run whose model step this call was.
+    pub run_id: Option<String>,
 }
 
 /// Where a usage row's token counts come from.
@@ -120,8 +122,8 @@ impl Db {
         for row in rows {
             sqlx::query(
                 "INSERT INTO usage_records (id, occurred_at, org_id, project_id, user_id, key_id, route, provider, \
-                 upstream_model, prompt_tokens, completion_tokens, cost_micros, latency_ms, status, usage_source) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                 upstream_model, prompt_tokens, completion_tokens, cost_micros, latency_ms, status, usage_source, run_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
             )
             .bind(&row.id)
             .bind(row.occurred_at)
@@ -138,6 +140,7 @@ impl Db {
             .bind(row.latency_ms)
             .bind(row.status)
             .bind(row.usage_source.as_str())
+            .bind(&row.run_id)
             .execute(&mut *tx)
             .await?;
         }

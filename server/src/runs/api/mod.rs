@@ -1,0 +1,136 @@
+//! `/v1/runs`: create runs, read and list them, answer their client tool
+//! calls, cancel them.
+
+mod wire;
+
+use poem::web::Data;
+use poem_openapi::OpenApi;
+use poem_openapi::param::{Header, Path, Query};
+use poem_openapi::payload::Json;
+
+use crate::http::credential::AnyCredential;
+use crate::http::page::{PageCursor, PageSize};
+use crate::http::{ApiTags, Ok200};
+use crate::runs::Runs;
+use crate::state::AppState;
+use crate::{operation_errors, with_response_headers};
+
+pub use wire::{CreateRunRequest, Run, RunList, RunStatusName, SubmitToolOutputsRequest};
+
+#[derive(Default)]
+pub struct RunsApi;
+
+with_response_headers! {
+    /// A new run: stopped (201) or left to run in the background (202).
+    pub enum RunCreated {
+        /// The run ran until it stopped: `completed`, `requires_action`, or `error`.
+        #[oai(status = 201)]
+        Stopped(Json<Run>),
+        /// A background run, `pending`; follow it with `GET /v1/runs/{id}`.
+        #[oai(status = 202)]
+        Started(Json<Run>),
+    }
+}
+
+operation_errors!(RunCreateError: 400, 401, 403, 404, 422, 429);
+operation_errors!(RunListError: 400, 401, 403, 404, 429);
+operation_errors!(RunGetError: 401, 403, 404, 429);
+operation_errors!(RunToolOutputsError: 400, 401, 403, 404, 409, 422, 429);
+operation_errors!(RunCancelError: 401, 403, 404, 409, 429);
+
+#[OpenApi(tag = "ApiTags::Runs")]
+impl RunsApi {
+    /// Starts a run: the model answers over the gateway (metered like any
+    /// chat completion), server tools run on the server, and client tools
+    /// make the run wait in `requires_action` for their outputs. Answers
+    /// when the run stops, or at once with `background: true`. Needs the
+    /// `runs` scope.
+    #[oai(path = "/v1/runs", method = "post", operation_id = "run_create")]
+    async fn run_create(
+        &self,
+        state: Data<&AppState>,
+        runs: Data<&Runs>,
+        auth: AnyCredential,
+        /// With a session token: the organization to run and be metered in
+        /// (one the user belongs to). API keys act in their own.
+        #[oai(name = "X-Switchyard-Org")]
+        org: Header<Option<String>>,
+        body: Json<CreateRunRequest>,
+    ) -> Result<RunCreated, RunCreateError> {
+        let principal = state.principal(&auth).await?;
+        let run = runs.create(&principal, org.0.as_deref(), body.0.into()).await?;
+        let background = run.spec.background;
+        let run = Json(Run::from(run));
+        Ok(if background { RunCreated::Started(run) } else { RunCreated::Stopped(run) })
+    }
+
+    /// The runs of the organization the caller may see, oldest first: their
+    /// own, or all of them for owners and admins. Needs the `runs` scope.
+    #[oai(path = "/v1/runs", method = "get", operation_id = "run_list")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "each query parameter is an argument: poem-openapi has no query structs"
+    )]
+    async fn run_list(
+        &self,
+        state: Data<&AppState>,
+        runs: Data<&Runs>,
+        auth: AnyCredential,
+        /// With a session token: the organization whose runs to list.
+        #[oai(name = "X-Switchyard-Org")]
+        org: Header<Option<String>>,
+        /// Only runs with this status.
+        status: Query<Option<RunStatusName>>,
+        limit: PageSize,
+        cursor: PageCursor,
+    ) -> Result<Ok200<RunList>, RunListError> {
+        let principal = state.principal(&auth).await?;
+        let status = status.0.map(Into::into);
+        let page = runs.list(&principal, org.0.as_deref(), status, cursor.as_deref(), limit.get()).await?;
+        Ok(Ok200::Ok(Json(page.map(Run::from).into())))
+    }
+
+    /// One run, with its steps. Needs the `runs` scope.
+    #[oai(path = "/v1/runs/:id", method = "get", operation_id = "run_get")]
+    async fn run_get(
+        &self,
+        state: Data<&AppState>,
+        runs: Data<&Runs>,
+        auth: AnyCredential,
+        id: Path<String>,
+    ) -> Result<Ok200<Run>, RunGetError> {
+        let principal = state.principal(&auth).await?;
+        Ok(Ok200::Ok(Json(runs.get(&principal, &id.0).await?.into())))
+    }
+
+    /// Sends the outputs of client tool calls of a run in `requires_action`.
+    /// Once every pending call is answered the run goes on, and this answers
+    /// when it stops again. Needs the `runs` scope.
+    #[oai(path = "/v1/runs/:id/tool-outputs", method = "post", operation_id = "run_submit_tool_outputs")]
+    async fn run_submit_tool_outputs(
+        &self,
+        state: Data<&AppState>,
+        runs: Data<&Runs>,
+        auth: AnyCredential,
+        id: Path<String>,
+        body: Json<SubmitToolOutputsRequest>,
+    ) -> Result<Ok200<Run>, RunToolOutputsError> {
+        let principal = state.principal(&auth).await?;
+        let run = runs.submit_tool_outputs(&principal, &id.0, body.0.into_outputs()).await?;
+        Ok(Ok200::Ok(Json(run.into())))
+    }
+
+    /// Cancels a run that has not ended. Cancelling a cancelled run returns
+    /// it unchanged. Needs the `runs` scope.
+    #[oai(path = "/v1/runs/:id/cancel", method = "post", operation_id = "run_cancel")]
+    async fn run_cancel(
+        &self,
+        state: Data<&AppState>,
+        runs: Data<&Runs>,
+        auth: AnyCredential,
+        id: Path<String>,
+    ) -> Result<Ok200<Run>, RunCancelError> {
+        let principal = state.principal(&auth).await?;
+        Ok(Ok200::Ok(Json(runs.cancel(&principal, &id.0).await?.into())))
+    }
+}

@@ -1,0 +1,85 @@
+//! Governed agent runs: the agent loop over the gateway with server tools
+//! and client-executed tools, journaled step by step and driven under a
+//! database lease, so a run outlives the request (or the server) that
+//! started it.
+//!
+//! [`Runs`] is the front the API calls; `service` holds its operations and
+//! who may see which run, `engine` the loop, `tools` the server tools,
+//! `worker` the task that resumes runs no server is driving, `store` the
+//! SQL, and `model` what a run is.
+
+pub mod api;
+mod config;
+mod engine;
+pub mod model;
+mod service;
+mod store;
+mod tools;
+mod worker;
+
+use std::sync::Arc;
+
+pub use config::RunsConfig;
+pub use service::{NewRun, RunTool, ToolOutput};
+pub use tools::{InvalidTool, ToolRegistry};
+pub use worker::Resumer;
+
+use crate::db::Db;
+use crate::gateway::{Gateway, GatewayDeps};
+use crate::identity::KeyCache;
+use crate::kernel::clock::Clock;
+use crate::kernel::ids::new_id;
+use crate::state::AppState;
+
+/// The runs area, as handlers and background tasks reach it.
+#[derive(Clone)]
+pub struct Runs {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    state: AppState,
+    tools: ToolRegistry,
+    config: RunsConfig,
+    /// This server's name on the leases it takes.
+    owner: String,
+}
+
+impl Runs {
+    pub fn new(state: AppState, config: RunsConfig) -> Result<Self, InvalidTool> {
+        let tools = ToolRegistry::builtin()?;
+        Ok(Self { inner: Arc::new(Inner { state, tools, config, owner: new_id("srv") }) })
+    }
+
+    fn db(&self) -> &Db {
+        &self.inner.state.db
+    }
+
+    fn clock(&self) -> &Clock {
+        &self.inner.state.clock
+    }
+
+    fn keys(&self) -> &KeyCache {
+        &self.inner.state.keys
+    }
+
+    fn gateway(&self) -> &Gateway {
+        &self.inner.state.gateway
+    }
+
+    fn gateway_deps(&self) -> GatewayDeps<'_> {
+        self.inner.state.gateway_deps()
+    }
+
+    fn tools(&self) -> &ToolRegistry {
+        &self.inner.tools
+    }
+
+    fn owner(&self) -> &str {
+        &self.inner.owner
+    }
+
+    fn lease_secs(&self) -> i64 {
+        i64::try_from(self.inner.config.lease_secs).unwrap_or(i64::MAX)
+    }
+}

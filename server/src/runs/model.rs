@@ -1,0 +1,243 @@
+//! What a run is: the request it was created with, its status, the journal
+//! of its steps, what it waits for, and why it failed.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::gateway::Budget;
+
+/// Where a run is in its life. `pending`, `running`, `requires_action` and
+/// `paused` can still change; the others are final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Created, waiting for a server to drive it.
+    Pending,
+    /// A server holds its lease and is taking steps.
+    Running,
+    /// Waiting for the outputs of client tools it called.
+    RequiresAction,
+    /// Waiting for an approver.
+    Paused,
+    Completed,
+    /// A policy refused it.
+    Blocked,
+    Cancelled,
+    Error,
+}
+
+impl RunStatus {
+    pub const ALL: [RunStatus; 8] = [
+        Self::Pending,
+        Self::Running,
+        Self::RequiresAction,
+        Self::Paused,
+        Self::Completed,
+        Self::Blocked,
+        Self::Cancelled,
+        Self::Error,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::RequiresAction => "requires_action",
+            Self::Paused => "paused",
+            Self::Completed => "completed",
+            Self::Blocked => "blocked",
+            Self::Cancelled => "cancelled",
+            Self::Error => "error",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == text)
+    }
+
+    /// Whether the run can no longer change.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Completed | Self::Blocked | Self::Cancelled | Self::Error)
+    }
+}
+
+/// A message of the conversation a run starts from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputMessage {
+    /// `system`, `developer`, `user` or `assistant`.
+    pub role: String,
+    pub content: String,
+}
+
+/// A tool the caller executes itself, declared with the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientTool {
+    pub name: String,
+    pub description: Option<String>,
+    /// A JSON Schema for the arguments.
+    pub parameters: Value,
+}
+
+/// The request a run was created with, kept whole: every step reads it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSpec {
+    pub instructions: Option<String>,
+    pub messages: Vec<InputMessage>,
+    /// Names of the server tools the model may call.
+    pub server_tools: Vec<String>,
+    pub client_tools: Vec<ClientTool>,
+    pub max_steps: u32,
+    pub max_cost_micros: Option<i64>,
+    pub metadata: Option<serde_json::Map<String, Value>>,
+    pub background: bool,
+}
+
+/// A tool call the model made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    /// The arguments as the model wrote them (JSON text, not always valid).
+    pub arguments: String,
+}
+
+/// Who executes a tool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Executor {
+    Server,
+    Client,
+}
+
+/// One model answer, recorded so a replay never samples the model again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelStep {
+    pub content: Option<String>,
+    pub tool_calls: Vec<ToolCall>,
+    pub finish_reason: Option<String>,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost_micros: i64,
+}
+
+/// One tool call and its result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolStep {
+    pub tool_call_id: String,
+    pub name: String,
+    pub arguments: String,
+    /// What the model is given as the result (an error's text when `is_error`).
+    pub output: String,
+    pub is_error: bool,
+    pub executor: Executor,
+}
+
+/// An entry of a run's journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Step {
+    Model(ModelStep),
+    Tool(ToolStep),
+}
+
+impl Step {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Model(_) => "model",
+            Self::Tool(_) => "tool",
+        }
+    }
+
+    pub fn tool_call_id(&self) -> Option<&str> {
+        match self {
+            Self::Model(_) => None,
+            Self::Tool(tool) => Some(&tool.tool_call_id),
+        }
+    }
+}
+
+/// A journal entry with its place and time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepRecord {
+    pub index: u32,
+    pub created_at: i64,
+    pub step: Step,
+}
+
+/// Why a run ended in `error`; the API layer renders it as the envelope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "failure", rename_all = "snake_case")]
+pub enum RunFailure {
+    /// Another step would go past `max_steps`.
+    MaxStepsExceeded {
+        limit: u32,
+    },
+    /// The next model call could cost more than `max_cost_usd` leaves.
+    MaxCostExceeded {
+        limit_micros: i64,
+        spent_micros: i64,
+    },
+    /// The API key that created the run was revoked or expired.
+    KeyRevoked,
+    /// The user who created the run is no longer a member of its org.
+    CreatorLeftOrg,
+    /// The caller's per-minute gateway limit refused a model call.
+    RateLimited {
+        kind: String,
+        limit: u32,
+        retry_after_secs: u64,
+    },
+    /// A budget or daily cap refused a model call.
+    BudgetExceeded {
+        what: Budget,
+        budget_micros: i64,
+        spent_micros: i64,
+    },
+    /// A provider refused the model call.
+    ModelRejected {
+        provider: String,
+        status: u16,
+        message: String,
+    },
+    /// Every provider of the route failed.
+    ModelUnavailable {
+        provider: String,
+        last: String,
+    },
+    ModelTimeout,
+    ModelUnsupported {
+        what: String,
+    },
+    /// A provider answered something that is not a chat completion.
+    ModelUnreadable {
+        detail: String,
+    },
+}
+
+/// A run as stored, with its journal when it was read with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    pub id: String,
+    pub org_id: String,
+    pub user_id: String,
+    pub key_id: Option<String>,
+    pub project_id: Option<String>,
+    pub route: String,
+    pub status: RunStatus,
+    pub spec: RunSpec,
+    pub step_count: u32,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost_micros: i64,
+    /// The final assistant message.
+    pub output: Option<String>,
+    /// Client tool calls waiting for their outputs.
+    pub pending: Vec<ToolCall>,
+    pub failure: Option<RunFailure>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    /// The journal, in order; empty when the run was read without it.
+    pub steps: Vec<StepRecord>,
+}

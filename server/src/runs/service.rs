@@ -1,0 +1,414 @@
+//! The operations of the runs API: create a run, read and list runs,
+//! answer client tool calls, cancel; and who may see which run (its
+//! creator, and the owners and admins of its org; 404 for anyone else).
+
+use serde_json::{Map, Value};
+use switchyard_providers::price::parse_usd_micros;
+use switchyard_providers::wire::{MAX_CONTENT_CHARS, MAX_MESSAGES};
+
+use crate::gateway::Caller;
+use crate::identity::{Role, caller_role};
+use crate::kernel::error::{DomainError, DomainResult, Resource};
+use crate::kernel::ids::new_id;
+use crate::kernel::page::Page;
+use crate::kernel::principal::{Principal, Scope, Via};
+use crate::runs::Runs;
+use crate::runs::model::{
+    ClientTool, Executor, InputMessage, Run, RunSpec, RunStatus, Step, StepRecord, ToolCall, ToolStep,
+};
+use crate::runs::store::Answered;
+use crate::runs::tools::compile;
+
+/// Steps a run may take when it names no `max_steps`, and the most it may name.
+pub const DEFAULT_MAX_STEPS: u32 = 10;
+pub const MAX_STEPS: u32 = 100;
+/// Largest `metadata`, as JSON text.
+pub const MAX_METADATA_BYTES: usize = 10 * 1024;
+/// Most tools one run may offer.
+pub const MAX_TOOLS: usize = 64;
+/// Longest tool description.
+pub const MAX_TOOL_DESCRIPTION_CHARS: usize = 4_096;
+/// The route a run uses when it names none.
+pub const DEFAULT_ROUTE: &str = "default";
+
+/// A tool a run offers the model.
+#[derive(Debug, Clone)]
+pub enum RunTool {
+    /// A server tool, by name.
+    Server(String),
+    /// A tool the caller executes.
+    Client(ClientTool),
+}
+
+/// What `POST /v1/runs` asks for.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub model: Option<String>,
+    pub instructions: Option<String>,
+    pub messages: Vec<InputMessage>,
+    pub tools: Vec<RunTool>,
+    pub max_steps: Option<u32>,
+    pub max_cost_usd: Option<String>,
+    pub metadata: Option<Map<String, Value>>,
+    pub background: bool,
+}
+
+/// A client tool's result.
+#[derive(Debug, Clone)]
+pub struct ToolOutput {
+    pub tool_call_id: String,
+    pub output: String,
+}
+
+fn invalid(param: &'static str, message: impl Into<String>) -> DomainError {
+    DomainError::Invalid { param, message: message.into() }
+}
+
+impl Runs {
+    /// Creates a run for the caller, metered in its org (a session names it
+    /// as `org`). A foreground run is driven before this returns, until it
+    /// completes, fails or waits; a background one is left `pending` for a
+    /// driver.
+    pub async fn create(&self, principal: &Principal, org: Option<&str>, new: NewRun) -> DomainResult<Run> {
+        principal.require_scope(Scope::Runs)?;
+        let route = new.model.clone().unwrap_or_else(|| DEFAULT_ROUTE.to_owned());
+        if self.gateway().route(&route).is_none() || !may_use_model(principal, &route) {
+            return Err(DomainError::ModelNotFound(route));
+        }
+        let caller = Caller::resolve(self.db(), principal, org).await?;
+        let spec = self.spec(new)?;
+        let now = self.clock().now();
+        let run = Run {
+            id: new_id("run"),
+            org_id: caller.org_id,
+            user_id: caller.user_id,
+            key_id: caller.key_id,
+            project_id: caller.project_id,
+            route,
+            status: RunStatus::Pending,
+            spec,
+            step_count: 0,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            cost_micros: 0,
+            output: None,
+            pending: Vec::new(),
+            failure: None,
+            created_at: now,
+            updated_at: now,
+            started_at: None,
+            finished_at: None,
+            steps: Vec::new(),
+        };
+        if run.spec.background {
+            self.db().run_insert(&run, None).await?;
+            self.spawn_drive(run.id.clone());
+            return Ok(run);
+        }
+        self.db().run_insert(&run, Some((self.owner(), now + self.lease_secs()))).await?;
+        self.drive_to_stop(&run.id, 1).await?;
+        self.read(&run.id).await
+    }
+
+    /// Checks what a new run asks for and turns it into what it keeps.
+    fn spec(&self, new: NewRun) -> DomainResult<RunSpec> {
+        if new.messages.is_empty() || new.messages.len() > MAX_MESSAGES {
+            return Err(invalid("messages", format!("a run starts from 1 to {MAX_MESSAGES} messages")));
+        }
+        for (index, message) in new.messages.iter().enumerate() {
+            if !matches!(message.role.as_str(), "system" | "developer" | "user" | "assistant") {
+                return Err(invalid(
+                    "messages",
+                    format!("messages[{index}].role must be system, developer, user or assistant"),
+                ));
+            }
+            if message.content.chars().count() > MAX_CONTENT_CHARS {
+                return Err(invalid(
+                    "messages",
+                    format!("messages[{index}].content is longer than {MAX_CONTENT_CHARS} characters"),
+                ));
+            }
+        }
+        if new.instructions.as_ref().is_some_and(|text| text.chars().count() > MAX_CONTENT_CHARS) {
+            return Err(invalid("instructions", format!("is longer than {MAX_CONTENT_CHARS} characters")));
+        }
+        let max_steps = new.max_steps.unwrap_or(DEFAULT_MAX_STEPS);
+        if !(1..=MAX_STEPS).contains(&max_steps) {
+            return Err(invalid("max_steps", format!("must be 1 to {MAX_STEPS}")));
+        }
+        let max_cost_micros = match &new.max_cost_usd {
+            None => None,
+            Some(text) => match parse_usd_micros(text) {
+                Some(micros) if micros > 0 => Some(micros),
+                _ => return Err(invalid("max_cost_usd", "must be a positive USD amount such as \"0.50\"")),
+            },
+        };
+        if let Some(metadata) = &new.metadata {
+            let size = serde_json::to_string(metadata).map(|text| text.len()).unwrap_or(usize::MAX);
+            if size > MAX_METADATA_BYTES {
+                return Err(invalid(
+                    "metadata",
+                    format!("is larger than {MAX_METADATA_BYTES} bytes as JSON"),
+                ));
+            }
+        }
+        let (server_tools, client_tools) = self.tool_set(new.tools)?;
+        Ok(RunSpec {
+            instructions: new.instructions,
+            messages: new.messages,
+            server_tools,
+            client_tools,
+            max_steps,
+            max_cost_micros,
+            metadata: new.metadata,
+            background: new.background,
+        })
+    }
+
+    /// The server tools by name and the client tools declared, each name once.
+    fn tool_set(&self, tools: Vec<RunTool>) -> DomainResult<(Vec<String>, Vec<ClientTool>)> {
+        if tools.len() > MAX_TOOLS {
+            return Err(invalid("tools", format!("a run offers at most {MAX_TOOLS} tools")));
+        }
+        let mut names = std::collections::HashSet::new();
+        let (mut server, mut client) = (Vec::new(), Vec::new());
+        for tool in tools {
+            let name = match &tool {
+                RunTool::Server(name) => name.clone(),
+                RunTool::Client(declared) => declared.name.clone(),
+            };
+            if !names.insert(name.clone()) {
+                return Err(invalid("tools", format!("the tool {name:?} is named twice")));
+            }
+            match tool {
+                RunTool::Server(name) if self.tools().contains(&name) => server.push(name),
+                RunTool::Server(name) => {
+                    let known: Vec<&str> = self.tools().names().collect();
+                    return Err(invalid(
+                        "tools",
+                        format!("there is no server tool {name:?}; server tools: {}", known.join(", ")),
+                    ));
+                }
+                RunTool::Client(declared) => {
+                    check_client_tool(&declared)?;
+                    if self.tools().contains(&declared.name) {
+                        return Err(invalid(
+                            "tools",
+                            format!(
+                                "{:?} is a server tool; name it as a string, or give yours another name",
+                                declared.name
+                            ),
+                        ));
+                    }
+                    client.push(declared);
+                }
+            }
+        }
+        Ok((server, client))
+    }
+
+    /// The run, if the caller may see it.
+    pub async fn get(&self, principal: &Principal, id: &str) -> DomainResult<Run> {
+        principal.require_scope(Scope::Runs)?;
+        let run = self.db().run_with_steps(id).await?.ok_or(DomainError::NotFound(Resource::Run))?;
+        if !self.may_see(principal, &run).await? {
+            return Err(DomainError::NotFound(Resource::Run));
+        }
+        Ok(run)
+    }
+
+    /// The runs of the caller's org that the caller may see, oldest first:
+    /// their own, or every run for owners and admins.
+    pub async fn list(
+        &self,
+        principal: &Principal,
+        org: Option<&str>,
+        status: Option<RunStatus>,
+        after: Option<&str>,
+        limit: i64,
+    ) -> DomainResult<Page<Run>> {
+        principal.require_scope(Scope::Runs)?;
+        let org_id = match (principal.key_org(), org) {
+            (Some(own), Some(named)) if own != named => {
+                return Err(DomainError::NotFound(Resource::Organization));
+            }
+            (Some(own), _) => own,
+            (None, Some(named)) => named,
+            (None, None) => return Err(DomainError::OrgRequired),
+        };
+        let role = caller_role(self.db(), principal, org_id).await?;
+        let only_user = (role > Role::Admin).then_some(principal.user_id.as_str());
+        let project = match &principal.via {
+            Via::ApiKey { project_id, .. } => project_id.as_deref(),
+            Via::Session { .. } => None,
+        };
+        let rows = self.db().runs_in_org(org_id, only_user, project, status, after, limit + 1).await?;
+        Ok(Page::from_rows(rows, limit, |run| &run.id))
+    }
+
+    /// Answers client tool calls of a run waiting for them. Calls may be
+    /// answered a few at a time; once none is left the run goes on, and,
+    /// like a foreground run, this returns when it stops or waits again.
+    pub async fn submit_tool_outputs(
+        &self,
+        principal: &Principal,
+        id: &str,
+        outputs: Vec<ToolOutput>,
+    ) -> DomainResult<Run> {
+        let run = self.get(principal, id).await?;
+        if outputs.is_empty() {
+            return Err(invalid("tool_outputs", "name at least one tool call's output"));
+        }
+        if run.status != RunStatus::RequiresAction {
+            return Err(DomainError::RunNotAwaitingToolOutputs(run.status.as_str()));
+        }
+        let mut answering: Vec<&ToolCall> = Vec::new();
+        for output in &outputs {
+            if output.output.chars().count() > MAX_CONTENT_CHARS {
+                return Err(invalid(
+                    "tool_outputs",
+                    format!("an output is longer than {MAX_CONTENT_CHARS} characters"),
+                ));
+            }
+            if answering.iter().any(|call| call.id == output.tool_call_id) {
+                return Err(invalid("tool_outputs", format!("{:?} is answered twice", output.tool_call_id)));
+            }
+            match run.pending.iter().find(|call| call.id == output.tool_call_id) {
+                Some(call) => answering.push(call),
+                None if answered(&run, &output.tool_call_id) => {
+                    return Err(DomainError::ToolCallAlreadyAnswered(output.tool_call_id.clone()));
+                }
+                None => return Err(DomainError::UnknownToolCall(output.tool_call_id.clone())),
+            }
+        }
+        let now = self.clock().now();
+        let steps: Vec<StepRecord> = outputs
+            .iter()
+            .zip(&answering)
+            .enumerate()
+            .map(|(offset, (output, call))| StepRecord {
+                index: run.step_count + u32::try_from(offset).unwrap_or(u32::MAX),
+                created_at: now,
+                step: Step::Tool(ToolStep {
+                    tool_call_id: call.id.clone(),
+                    name: call.name.clone(),
+                    arguments: call.arguments.clone(),
+                    output: output.output.clone(),
+                    is_error: false,
+                    executor: Executor::Client,
+                }),
+            })
+            .collect();
+        let still_pending: Vec<ToolCall> =
+            run.pending.iter().filter(|call| !answering.iter().any(|a| a.id == call.id)).cloned().collect();
+        let lease = (self.owner(), now + self.lease_secs());
+        match self.db().run_answer_tool_calls(id, run.step_count, &steps, &still_pending, lease, now).await? {
+            Answered::StillWaiting => {}
+            Answered::Resumed { epoch } => self.drive_to_stop(id, epoch).await?,
+            Answered::Conflict => {
+                // Someone else answered or cancelled meanwhile: say which.
+                let now_run = self.read(id).await?;
+                if let Some(output) = outputs.iter().find(|output| answered(&now_run, &output.tool_call_id)) {
+                    return Err(DomainError::ToolCallAlreadyAnswered(output.tool_call_id.clone()));
+                }
+                return Err(DomainError::RunNotAwaitingToolOutputs(now_run.status.as_str()));
+            }
+        }
+        self.read(id).await
+    }
+
+    /// Cancels a run that has not ended; a cancelled run is returned as it
+    /// is, so cancelling twice is harmless.
+    pub async fn cancel(&self, principal: &Principal, id: &str) -> DomainResult<Run> {
+        let run = self.get(principal, id).await?;
+        if run.status == RunStatus::Cancelled {
+            return Ok(run);
+        }
+        if !self.db().run_cancel(id, self.clock().now()).await? {
+            let now_run = self.read(id).await?;
+            if now_run.status != RunStatus::Cancelled {
+                return Err(DomainError::RunFinished(now_run.status.as_str()));
+            }
+        }
+        self.read(id).await
+    }
+
+    /// Whether the caller may see the run: it acts in the run's org (a key
+    /// narrowed to a project, in its project), and created the run or is an
+    /// owner or admin there.
+    async fn may_see(&self, principal: &Principal, run: &Run) -> DomainResult<bool> {
+        if let Via::ApiKey { org_id, project_id, .. } = &principal.via {
+            if *org_id != run.org_id
+                || project_id.as_ref().is_some_and(|p| run.project_id.as_ref() != Some(p))
+            {
+                return Ok(false);
+            }
+        }
+        match caller_role(self.db(), principal, &run.org_id).await {
+            Ok(role) => Ok(run.user_id == principal.user_id || role <= Role::Admin),
+            Err(DomainError::NotFound(_)) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn read(&self, id: &str) -> DomainResult<Run> {
+        self.db().run_with_steps(id).await?.ok_or(DomainError::NotFound(Resource::Run))
+    }
+
+    /// Drives a claimed run in a task of its own, so a client that goes
+    /// away does not stop it, and waits for it to stop or wait.
+    async fn drive_to_stop(&self, id: &str, epoch: i64) -> DomainResult<()> {
+        let runs = self.clone();
+        let id = id.to_owned();
+        tokio::spawn(async move { runs.drive_claimed(&id, epoch).await })
+            .await
+            .map_err(|err| DomainError::Internal(format!("a run's driver failed: {err}")))?
+    }
+
+    /// Drives the run in the background, if no other server takes it first.
+    pub(crate) fn spawn_drive(&self, id: String) {
+        let runs = self.clone();
+        tokio::spawn(async move {
+            if let Err(err) = runs.drive(&id).await {
+                tracing::warn!(run_id = %id, error = %err, "a run's driver failed; the run resumes when its lease runs out");
+            }
+        });
+    }
+}
+
+fn answered(run: &Run, tool_call_id: &str) -> bool {
+    run.steps.iter().any(|record| record.step.tool_call_id() == Some(tool_call_id))
+}
+
+fn may_use_model(principal: &Principal, route: &str) -> bool {
+    match &principal.via {
+        Via::ApiKey { limits, .. } => limits.allows_model(route),
+        Via::Session { .. } => true,
+    }
+}
+
+/// A client tool's name as OpenAI takes it, a short description, and
+/// parameters that are a JSON Schema object.
+fn check_client_tool(tool: &ClientTool) -> DomainResult<()> {
+    let name_ok = !tool.name.is_empty()
+        && tool.name.len() <= 64
+        && tool.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !name_ok {
+        return Err(invalid(
+            "tools",
+            format!("tool name {:?} must be 1 to 64 of a-z, A-Z, 0-9, _ and -", tool.name),
+        ));
+    }
+    if tool.description.as_ref().is_some_and(|text| text.chars().count() > MAX_TOOL_DESCRIPTION_CHARS) {
+        return Err(invalid(
+            "tools",
+            format!(
+                "the description of {:?} is longer than {MAX_TOOL_DESCRIPTION_CHARS} characters",
+                tool.name
+            ),
+        ));
+    }
+    compile(&tool.parameters).map(|_| ()).map_err(|reason| {
+        invalid("tools", format!("the parameters of {:?} are not a JSON Schema: {reason}", tool.name))
+    })
+}

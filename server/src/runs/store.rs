@@ -1,0 +1,443 @@
+//! Runs and their journals. Every write of a run's driver names the lease
+//! epoch it claimed and only lands while the run is still `running` under
+//! that epoch, so a cancelled run or a server that lost its lease writes
+//! nothing.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::db::{Db, StoreError};
+use crate::runs::model::{Run, RunFailure, RunSpec, RunStatus, Step, StepRecord, ToolCall};
+
+/// `SELECT <every run column> FROM runs <rest>`, built at compile time.
+macro_rules! select_runs {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, org_id, user_id, key_id, project_id, route, status, spec, step_count, prompt_tokens, \
+             completion_tokens, cost_micros, output, pending, failure, created_at, updated_at, started_at, \
+             finished_at FROM runs ",
+            $rest
+        )
+    };
+}
+
+/// A stored value that does not read back.
+fn corrupt(what: String) -> StoreError {
+    StoreError::Database(sqlx::Error::Decode(what.into()))
+}
+
+fn decode<T: serde::de::DeserializeOwned>(column: &str, text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|err| corrupt(format!("runs.{column}: {err}")))
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|err| corrupt(format!("a run value: {err}")))
+}
+
+fn count(row: &AnyRow, column: &str) -> Result<u64, StoreError> {
+    let value: i64 = row.try_get(column)?;
+    u64::try_from(value).map_err(|_| corrupt(format!("runs.{column} is negative")))
+}
+
+fn run(row: &AnyRow) -> Result<Run, StoreError> {
+    let status: String = row.try_get("status")?;
+    let spec: String = row.try_get("spec")?;
+    let pending: Option<String> = row.try_get("pending")?;
+    let failure: Option<String> = row.try_get("failure")?;
+    let step_count: i32 = row.try_get("step_count")?;
+    Ok(Run {
+        id: row.try_get("id")?,
+        org_id: row.try_get("org_id")?,
+        user_id: row.try_get("user_id")?,
+        key_id: row.try_get("key_id")?,
+        project_id: row.try_get("project_id")?,
+        route: row.try_get("route")?,
+        status: RunStatus::parse(&status).ok_or_else(|| corrupt(format!("runs.status {status:?}")))?,
+        spec: decode::<RunSpec>("spec", &spec)?,
+        step_count: u32::try_from(step_count)
+            .map_err(|_| corrupt("runs.step_count is negative".to_owned()))?,
+        prompt_tokens: count(row, "prompt_tokens")?,
+        completion_tokens: count(row, "completion_tokens")?,
+        cost_micros: row.try_get("cost_micros")?,
+        output: row.try_get("output")?,
+        pending: pending
+            .map(|text| decode::<Vec<ToolCall>>("pending", &text))
+            .transpose()?
+            .unwrap_or_default(),
+        failure: failure.map(|text| decode::<RunFailure>("failure", &text)).transpose()?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+        steps: Vec::new(),
+    })
+}
+
+fn step(row: &AnyRow) -> Result<StepRecord, StoreError> {
+    let index: i32 = row.try_get("idx")?;
+    let body: String = row.try_get("body")?;
+    Ok(StepRecord {
+        index: u32::try_from(index).map_err(|_| corrupt("run_steps.idx is negative".to_owned()))?,
+        created_at: row.try_get("created_at")?,
+        step: decode::<Step>("steps", &body)?,
+    })
+}
+
+fn signed(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// What a driver writes with a step: the run's new totals.
+#[derive(Debug, Clone, Copy)]
+pub struct Totals {
+    pub step_count: u32,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost_micros: i64,
+}
+
+impl Totals {
+    pub fn of(run: &Run) -> Self {
+        Self {
+            step_count: run.step_count,
+            prompt_tokens: run.prompt_tokens,
+            completion_tokens: run.completion_tokens,
+            cost_micros: run.cost_micros,
+        }
+    }
+}
+
+/// What answering client tool calls did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answered {
+    /// Some calls are still waiting.
+    StillWaiting,
+    /// Every call is answered and the run is claimed again under `epoch`.
+    Resumed { epoch: i64 },
+    /// The run moved on meanwhile; nothing was written.
+    Conflict,
+}
+
+/// How a driver leaves a run it stops driving.
+#[derive(Debug)]
+pub struct Outcome<'a> {
+    pub status: RunStatus,
+    pub output: Option<&'a str>,
+    pub pending: &'a [ToolCall],
+    pub failure: Option<&'a RunFailure>,
+}
+
+impl Db {
+    /// Stores a new run. With a `lease` (owner, expiry) it is stored
+    /// `running`, claimed by that owner under epoch 1; otherwise `pending`.
+    pub async fn run_insert(&self, run: &Run, lease: Option<(&str, i64)>) -> Result<(), StoreError> {
+        let (status, owner, epoch, expires_at, started_at) = match lease {
+            Some((owner, expires_at)) => {
+                (RunStatus::Running, Some(owner), 1_i64, Some(expires_at), Some(run.created_at))
+            }
+            None => (RunStatus::Pending, None, 0, None, None),
+        };
+        sqlx::query(
+            "INSERT INTO runs (id, org_id, user_id, key_id, project_id, route, status, spec, lease_owner, \
+             lease_epoch, lease_expires_at, started_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)",
+        )
+        .bind(&run.id)
+        .bind(&run.org_id)
+        .bind(&run.user_id)
+        .bind(&run.key_id)
+        .bind(&run.project_id)
+        .bind(&run.route)
+        .bind(status.as_str())
+        .bind(encode(&run.spec)?)
+        .bind(owner)
+        .bind(epoch)
+        .bind(expires_at)
+        .bind(started_at)
+        .bind(run.created_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Extends the lease `epoch` holds to `expires_at`. False when the run
+    /// is no longer `running` under it.
+    pub async fn run_heartbeat(&self, id: &str, epoch: i64, expires_at: i64) -> Result<bool, StoreError> {
+        let updated = sqlx::query(
+            "UPDATE runs SET lease_expires_at = $1 WHERE id = $2 AND lease_epoch = $3 AND status = 'running'",
+        )
+        .bind(expires_at)
+        .bind(id)
+        .bind(epoch)
+        .execute(self.pool())
+        .await?;
+        Ok(updated.rows_affected() > 0)
+    }
+
+    /// Runs no server is driving: waiting for one (`pending`), or whose
+    /// driver's lease ran out before `now`; oldest first.
+    pub async fn runs_to_resume(&self, now: i64, limit: i64) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id FROM runs WHERE status = 'pending' OR (status = 'running' AND lease_expires_at < $1) \
+             ORDER BY id LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(|row| row.try_get("id").map_err(StoreError::from)).collect()
+    }
+
+    /// The run without its journal.
+    pub async fn run_by_id(&self, id: &str) -> Result<Option<Run>, StoreError> {
+        let row = sqlx::query(select_runs!("WHERE id = $1")).bind(id).fetch_optional(self.pool()).await?;
+        row.as_ref().map(run).transpose()
+    }
+
+    /// The run with its journal, in order.
+    pub async fn run_with_steps(&self, id: &str) -> Result<Option<Run>, StoreError> {
+        let Some(mut run) = self.run_by_id(id).await? else { return Ok(None) };
+        let rows = sqlx::query("SELECT idx, body, created_at FROM run_steps WHERE run_id = $1 ORDER BY idx")
+            .bind(id)
+            .fetch_all(self.pool())
+            .await?;
+        run.steps = rows.iter().map(step).collect::<Result<_, _>>()?;
+        Ok(Some(run))
+    }
+
+    /// Runs of `org_id` with their journals, in id order after `after`,
+    /// newest last; only `user_id`'s, `project_id`'s and those with
+    /// `status` when given.
+    pub async fn runs_in_org(
+        &self,
+        org_id: &str,
+        user_id: Option<&str>,
+        project_id: Option<&str>,
+        status: Option<RunStatus>,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Run>, StoreError> {
+        let rows = sqlx::query(select_runs!(
+            "WHERE org_id = $1 AND ($2 = '' OR user_id = $2) AND ($3 = '' OR project_id = $3) \
+             AND ($4 = '' OR status = $4) AND id > $5 ORDER BY id LIMIT $6"
+        ))
+        .bind(org_id)
+        .bind(user_id.unwrap_or(""))
+        .bind(project_id.unwrap_or(""))
+        .bind(status.map_or("", RunStatus::as_str))
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        let mut runs: Vec<Run> = rows.iter().map(run).collect::<Result<_, _>>()?;
+        let Some(last) = runs.last().map(|run| run.id.clone()) else { return Ok(runs) };
+        // The page is every matching run in (after, last]: one read of their journals.
+        let steps = sqlx::query(
+            "SELECT s.run_id, s.idx, s.body, s.created_at FROM run_steps s JOIN runs r ON r.id = s.run_id \
+             WHERE r.org_id = $1 AND ($2 = '' OR r.user_id = $2) AND ($3 = '' OR r.project_id = $3) \
+             AND ($4 = '' OR r.status = $4) AND r.id > $5 AND r.id <= $6 ORDER BY s.run_id, s.idx",
+        )
+        .bind(org_id)
+        .bind(user_id.unwrap_or(""))
+        .bind(project_id.unwrap_or(""))
+        .bind(status.map_or("", RunStatus::as_str))
+        .bind(after.unwrap_or(""))
+        .bind(&last)
+        .fetch_all(self.pool())
+        .await?;
+        let mut at = 0;
+        for row in &steps {
+            let run_id: String = row.try_get("run_id")?;
+            while at < runs.len() && runs[at].id != run_id {
+                at += 1;
+            }
+            if let Some(run) = runs.get_mut(at) {
+                run.steps.push(step(row)?);
+            }
+        }
+        Ok(runs)
+    }
+
+    /// Takes the lease of a run that waits for a driver (`pending`), or
+    /// whose driver's lease ran out (`running`), for `owner` until
+    /// `expires_at`. The new epoch, or `None` when someone else holds it or
+    /// the run no longer needs driving.
+    pub async fn run_claim(
+        &self,
+        id: &str,
+        owner: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query(
+            "UPDATE runs SET status = 'running', lease_owner = $1, lease_epoch = lease_epoch + 1, \
+             lease_expires_at = $2, started_at = COALESCE(started_at, $3), updated_at = $3 \
+             WHERE id = $4 AND (status = 'pending' OR (status = 'running' AND lease_expires_at < $3)) \
+             RETURNING lease_epoch",
+        )
+        .bind(owner)
+        .bind(expires_at)
+        .bind(now)
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|row| row.try_get::<i64, _>("lease_epoch")).transpose().map_err(StoreError::from)
+    }
+
+    /// Journals `steps` with the run's new `totals`, and extends the lease to
+    /// `expires_at`. False, with nothing written, when the run is no longer
+    /// `running` under `epoch`.
+    pub async fn run_record_steps(
+        &self,
+        id: &str,
+        epoch: i64,
+        steps: &[StepRecord],
+        totals: Totals,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let updated = sqlx::query(
+            "UPDATE runs SET step_count = $1, prompt_tokens = $2, completion_tokens = $3, cost_micros = $4, \
+             updated_at = $5, lease_expires_at = $6 WHERE id = $7 AND lease_epoch = $8 AND status = 'running'",
+        )
+        .bind(i32::try_from(totals.step_count).unwrap_or(i32::MAX))
+        .bind(signed(totals.prompt_tokens))
+        .bind(signed(totals.completion_tokens))
+        .bind(totals.cost_micros)
+        .bind(now)
+        .bind(expires_at)
+        .bind(id)
+        .bind(epoch)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_steps(&mut tx, id, steps).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Leaves the run as `outcome` says and gives up its lease. False when
+    /// the run is no longer `running` under `epoch`.
+    pub async fn run_settle(
+        &self,
+        id: &str,
+        epoch: i64,
+        outcome: &Outcome<'_>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let pending = if outcome.pending.is_empty() { None } else { Some(encode(&outcome.pending)?) };
+        let failure = outcome.failure.map(encode).transpose()?;
+        let finished_at = outcome.status.is_final().then_some(now);
+        let updated = sqlx::query(
+            "UPDATE runs SET status = $1, output = $2, pending = $3, failure = $4, finished_at = $5, \
+             updated_at = $6, lease_owner = NULL, lease_expires_at = NULL \
+             WHERE id = $7 AND lease_epoch = $8 AND status = 'running'",
+        )
+        .bind(outcome.status.as_str())
+        .bind(outcome.output)
+        .bind(pending)
+        .bind(failure)
+        .bind(finished_at)
+        .bind(now)
+        .bind(id)
+        .bind(epoch)
+        .execute(self.pool())
+        .await?;
+        Ok(updated.rows_affected() > 0)
+    }
+
+    /// Journals client tool outputs for a run waiting in `requires_action`
+    /// with `step_count` steps. The calls still unanswered stay pending;
+    /// with none left the run goes back to `running`, claimed for `owner`
+    /// until `expires_at`. Whether it was written, and the epoch claimed;
+    /// nothing is written when the run moved on meanwhile or a call was
+    /// answered by someone else.
+    pub async fn run_answer_tool_calls(
+        &self,
+        id: &str,
+        step_count: u32,
+        steps: &[StepRecord],
+        still_pending: &[ToolCall],
+        (owner, expires_at): (&str, i64),
+        now: i64,
+    ) -> Result<Answered, StoreError> {
+        let total = step_count + u32::try_from(steps.len()).unwrap_or(u32::MAX);
+        let mut tx = self.pool().begin().await?;
+        let answered = if still_pending.is_empty() {
+            let row = sqlx::query(
+                "UPDATE runs SET status = 'running', pending = NULL, step_count = $1, updated_at = $2, \
+                 lease_owner = $3, lease_epoch = lease_epoch + 1, lease_expires_at = $4 \
+                 WHERE id = $5 AND status = 'requires_action' AND step_count = $6 RETURNING lease_epoch",
+            )
+            .bind(i32::try_from(total).unwrap_or(i32::MAX))
+            .bind(now)
+            .bind(owner)
+            .bind(expires_at)
+            .bind(id)
+            .bind(i32::try_from(step_count).unwrap_or(i32::MAX))
+            .fetch_optional(&mut *tx)
+            .await?;
+            match row {
+                Some(row) => Answered::Resumed { epoch: row.try_get("lease_epoch")? },
+                None => Answered::Conflict,
+            }
+        } else {
+            let updated = sqlx::query(
+                "UPDATE runs SET pending = $1, step_count = $2, updated_at = $3 \
+                 WHERE id = $4 AND status = 'requires_action' AND step_count = $5",
+            )
+            .bind(encode(&still_pending)?)
+            .bind(i32::try_from(total).unwrap_or(i32::MAX))
+            .bind(now)
+            .bind(id)
+            .bind(i32::try_from(step_count).unwrap_or(i32::MAX))
+            .execute(&mut *tx)
+            .await?;
+            if updated.rows_affected() == 0 { Answered::Conflict } else { Answered::StillWaiting }
+        };
+        if answered == Answered::Conflict {
+            return Ok(answered);
+        }
+        insert_steps(&mut tx, id, steps).await?;
+        tx.commit().await?;
+        Ok(answered)
+    }
+
+    /// Cancels a run that has not ended. False when it had.
+    pub async fn run_cancel(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+        let updated = sqlx::query(
+            "UPDATE runs SET status = 'cancelled', pending = NULL, finished_at = $1, updated_at = $1, \
+             lease_owner = NULL, lease_expires_at = NULL \
+             WHERE id = $2 AND status IN ('pending', 'running', 'requires_action', 'paused')",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(updated.rows_affected() > 0)
+    }
+}
+
+async fn insert_steps(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    run_id: &str,
+    steps: &[StepRecord],
+) -> Result<(), StoreError> {
+    for record in steps {
+        sqlx::query(
+            "INSERT INTO run_steps (run_id, idx, kind, tool_call_id, body, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(run_id)
+        .bind(i32::try_from(record.index).unwrap_or(i32::MAX))
+        .bind(record.step.kind())
+        .bind(record.step.tool_call_id())
+        .bind(encode(&record.step)?)
+        .bind(record.created_at)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
