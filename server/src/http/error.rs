@@ -480,7 +480,7 @@ pub fn error_response_meta(status: u16) -> MetaResponse {
 /// `Retry-After` and `X-RateLimit-*`, documented on every 429.
 /// `X-RateLimit-*`: on a 429 always, with `Retry-After`; otherwise whenever
 /// the request presented a credential.
-fn rate_limit_headers_meta(limited: bool) -> Vec<poem_openapi::registry::MetaHeader> {
+pub fn rate_limit_headers_meta(limited: bool) -> Vec<poem_openapi::registry::MetaHeader> {
     let retry_after = ("Retry-After", "Seconds to wait before retrying.");
     let headers = [
         ("X-RateLimit-Limit", "Requests allowed in the window."),

@@ -16,9 +16,9 @@ use crate::kernel::error::{DomainError, DomainResult};
 use crate::kernel::ids::random_base62;
 use crate::runs::Runs;
 use crate::runs::model::{
-    Executor, ModelStep, Run, RunFailure, RunStatus, Step, StepRecord, ToolCall, ToolStep,
+    Executor, ModelStep, Run, RunEvent, RunFailure, RunStatus, Step, StepRecord, ToolCall, ToolStep,
 };
-use crate::runs::store::{Outcome, Totals};
+use crate::runs::store::{Outcome, Progress, Totals};
 use crate::runs::tools::{ToolContext, checked_arguments, compile};
 
 impl Runs {
@@ -80,8 +80,9 @@ impl Driver<'_> {
             Stop::Waiting(calls) => (RunStatus::RequiresAction, None, calls.as_slice(), None),
             Stop::Failed(failure) => (RunStatus::Error, None, &[][..], Some(failure)),
         };
-        let outcome = Outcome { status, output, pending, failure };
+        let outcome = Outcome { status, output, pending, failure, totals: Totals::of(&self.run) };
         self.runs.db().run_settle(&self.run.id, self.epoch, &outcome, self.runs.clock().now()).await?;
+        self.runs.ring(&self.run.id);
         Ok(())
     }
 
@@ -274,6 +275,18 @@ impl Driver<'_> {
         }
         let now = self.runs.clock().now();
         let record = StepRecord { index: self.run.step_count, created_at: now, step };
+        let mut events = RunEvent::of_step(&record);
+        if let Step::Model(model) = &record.step {
+            events.extend(model.tool_calls.iter().map(|call| RunEvent::ToolCalled {
+                index: record.index,
+                call: call.clone(),
+                executor: if self.run.spec.client_tools.iter().any(|tool| tool.name == call.name) {
+                    Executor::Client
+                } else {
+                    Executor::Server
+                },
+            }));
+        }
         let totals = Totals {
             step_count: self.run.step_count + 1,
             prompt_tokens: self.run.prompt_tokens + prompt_tokens,
@@ -287,8 +300,7 @@ impl Driver<'_> {
             .run_record_steps(
                 &self.run.id,
                 self.epoch,
-                std::slice::from_ref(&record),
-                totals,
+                Progress { steps: std::slice::from_ref(&record), events: &events, totals },
                 now,
                 expires_at,
             )
@@ -296,6 +308,7 @@ impl Driver<'_> {
         if !recorded {
             return Ok(Some(Stop::Lost));
         }
+        self.runs.ring(&self.run.id);
         self.run.step_count = totals.step_count;
         self.run.prompt_tokens = totals.prompt_tokens;
         self.run.completion_tokens = totals.completion_tokens;

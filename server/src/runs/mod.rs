@@ -4,20 +4,24 @@
 //! started it.
 //!
 //! [`Runs`] is the front the API calls; `service` holds its operations and
-//! who may see which run, `engine` the loop, `tools` the server tools,
+//! who may see which run, `engine` the loop, `events` the event streams, `tools` the server tools,
 //! `worker` the task that resumes runs no server is driving, `store` the
 //! SQL, and `model` what a run is.
 
 pub mod api;
 mod config;
 mod engine;
+mod events;
 pub mod model;
 mod service;
 mod store;
 mod tools;
 mod worker;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+
+use tokio::sync::Notify;
 
 pub use config::RunsConfig;
 pub use service::{NewRun, RunTool, ToolOutput};
@@ -43,12 +47,37 @@ struct Inner {
     config: RunsConfig,
     /// This server's name on the leases it takes.
     owner: String,
+    /// Wakes the event streams that follow a run on this server when it
+    /// writes the run's events; streams also look every second, for events
+    /// other replicas write.
+    bells: Mutex<HashMap<String, Weak<Notify>>>,
 }
 
 impl Runs {
     pub fn new(state: AppState, config: RunsConfig) -> Result<Self, InvalidTool> {
         let tools = ToolRegistry::builtin()?;
-        Ok(Self { inner: Arc::new(Inner { state, tools, config, owner: new_id("srv") }) })
+        let inner = Inner { state, tools, config, owner: new_id("srv"), bells: Mutex::default() };
+        Ok(Self { inner: Arc::new(inner) })
+    }
+
+    /// The bell a stream following `run_id` waits on.
+    fn bell(&self, run_id: &str) -> Arc<Notify> {
+        let mut bells = self.inner.bells.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(bell) = bells.get(run_id).and_then(Weak::upgrade) {
+            return bell;
+        }
+        bells.retain(|_, bell| bell.strong_count() > 0);
+        let bell = Arc::new(Notify::new());
+        bells.insert(run_id.to_owned(), Arc::downgrade(&bell));
+        bell
+    }
+
+    /// Tells the streams following `run_id` that it has new events.
+    fn ring(&self, run_id: &str) {
+        let bells = self.inner.bells.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(bell) = bells.get(run_id).and_then(Weak::upgrade) {
+            bell.notify_waiters();
+        }
     }
 
     fn db(&self) -> &Db {

@@ -241,3 +241,72 @@ pub struct Run {
     /// The journal, in order; empty when the run was read without it.
     pub steps: Vec<StepRecord>,
 }
+
+/// Something that happened in a run, as its event stream tells it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum RunEvent {
+    /// The run's status changed.
+    #[serde(rename = "run.status")]
+    Status { status: RunStatus },
+    /// Text of the model's answer in the step `index`.
+    #[serde(rename = "message.delta")]
+    MessageDelta { index: u32, content: String },
+    /// A model answer was journaled.
+    #[serde(rename = "message.completed")]
+    MessageCompleted { index: u32, step: ModelStep },
+    /// The model called a tool, which `executor` runs.
+    #[serde(rename = "tool.call")]
+    ToolCalled { index: u32, call: ToolCall, executor: Executor },
+    /// A tool call's result was journaled.
+    #[serde(rename = "tool.result")]
+    ToolResult { index: u32, step: ToolStep },
+    /// The run waits for client tool outputs.
+    #[serde(rename = "run.requires_action")]
+    RequiresAction { pending: Vec<ToolCall> },
+    #[serde(rename = "run.completed")]
+    Completed { output: String, prompt_tokens: u64, completion_tokens: u64, cost_micros: i64 },
+    #[serde(rename = "run.failed")]
+    Failed { failure: RunFailure },
+}
+
+impl RunEvent {
+    /// The event's type, as the stream names it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Status { .. } => "run.status",
+            Self::MessageDelta { .. } => "message.delta",
+            Self::MessageCompleted { .. } => "message.completed",
+            Self::ToolCalled { .. } => "tool.call",
+            Self::ToolResult { .. } => "tool.result",
+            Self::RequiresAction { .. } => "run.requires_action",
+            Self::Completed { .. } => "run.completed",
+            Self::Failed { .. } => "run.failed",
+        }
+    }
+
+    /// The events that tell of a journal entry.
+    pub fn of_step(record: &StepRecord) -> Vec<Self> {
+        match &record.step {
+            Step::Model(step) => {
+                let mut events = Vec::new();
+                if let Some(content) = step.content.as_ref().filter(|text| !text.is_empty()) {
+                    events.push(Self::MessageDelta { index: record.index, content: content.clone() });
+                }
+                events.push(Self::MessageCompleted { index: record.index, step: step.clone() });
+                events
+            }
+            Step::Tool(step) => vec![Self::ToolResult { index: record.index, step: step.clone() }],
+        }
+    }
+}
+
+/// An event with its place in the run's stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRecord {
+    pub run_id: String,
+    /// From 1, without gaps.
+    pub seq: i64,
+    pub created_at: i64,
+    pub event: RunEvent,
+}

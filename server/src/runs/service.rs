@@ -102,6 +102,7 @@ impl Runs {
         };
         if run.spec.background {
             self.db().run_insert(&run, None).await?;
+            self.ring(&run.id);
             self.spawn_drive(run.id.clone());
             return Ok(run);
         }
@@ -302,7 +303,12 @@ impl Runs {
         let still_pending: Vec<ToolCall> =
             run.pending.iter().filter(|call| !answering.iter().any(|a| a.id == call.id)).cloned().collect();
         let lease = (self.owner(), now + self.lease_secs());
-        match self.db().run_answer_tool_calls(id, run.step_count, &steps, &still_pending, lease, now).await? {
+        let outcome =
+            self.db().run_answer_tool_calls(id, run.step_count, &steps, &still_pending, lease, now).await?;
+        if outcome != Answered::Conflict {
+            self.ring(id);
+        }
+        match outcome {
             Answered::StillWaiting => {}
             Answered::Resumed { epoch } => self.drive_to_stop(id, epoch).await?,
             Answered::Conflict => {
@@ -324,7 +330,9 @@ impl Runs {
         if run.status == RunStatus::Cancelled {
             return Ok(run);
         }
-        if !self.db().run_cancel(id, self.clock().now()).await? {
+        if self.db().run_cancel(id, self.clock().now()).await? {
+            self.ring(id);
+        } else {
             let now_run = self.read(id).await?;
             if now_run.status != RunStatus::Cancelled {
                 return Err(DomainError::RunFinished(now_run.status.as_str()));
@@ -336,7 +344,7 @@ impl Runs {
     /// Whether the caller may see the run: it acts in the run's org (a key
     /// narrowed to a project, in its project), and created the run or is an
     /// owner or admin there.
-    async fn may_see(&self, principal: &Principal, run: &Run) -> DomainResult<bool> {
+    pub(super) async fn may_see(&self, principal: &Principal, run: &Run) -> DomainResult<bool> {
         if let Via::ApiKey { org_id, project_id, .. } = &principal.via {
             if *org_id != run.org_id
                 || project_id.as_ref().is_some_and(|p| run.project_id.as_ref() != Some(p))

@@ -7,7 +7,9 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::db::{Db, StoreError};
-use crate::runs::model::{Run, RunFailure, RunSpec, RunStatus, Step, StepRecord, ToolCall};
+use crate::runs::model::{
+    EventRecord, Run, RunEvent, RunFailure, RunSpec, RunStatus, Step, StepRecord, ToolCall,
+};
 
 /// `SELECT <every run column> FROM runs <rest>`, built at compile time.
 macro_rules! select_runs {
@@ -107,6 +109,15 @@ impl Totals {
     }
 }
 
+/// Journal entries a driver writes, the events that tell of them, and the
+/// run's totals after them.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress<'a> {
+    pub steps: &'a [StepRecord],
+    pub events: &'a [RunEvent],
+    pub totals: Totals,
+}
+
 /// What answering client tool calls did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Answered {
@@ -125,12 +136,38 @@ pub struct Outcome<'a> {
     pub output: Option<&'a str>,
     pub pending: &'a [ToolCall],
     pub failure: Option<&'a RunFailure>,
+    /// The run's totals as it stops.
+    pub totals: Totals,
+}
+
+impl Outcome<'_> {
+    /// The events that tell of it.
+    fn events(&self) -> Vec<RunEvent> {
+        let mut events = vec![RunEvent::Status { status: self.status }];
+        match self.status {
+            RunStatus::RequiresAction => {
+                events.push(RunEvent::RequiresAction { pending: self.pending.to_vec() })
+            }
+            RunStatus::Completed => events.push(RunEvent::Completed {
+                output: self.output.unwrap_or_default().to_owned(),
+                prompt_tokens: self.totals.prompt_tokens,
+                completion_tokens: self.totals.completion_tokens,
+                cost_micros: self.totals.cost_micros,
+            }),
+            _ => {}
+        }
+        if let Some(failure) = self.failure {
+            events.push(RunEvent::Failed { failure: failure.clone() });
+        }
+        events
+    }
 }
 
 impl Db {
     /// Stores a new run. With a `lease` (owner, expiry) it is stored
     /// `running`, claimed by that owner under epoch 1; otherwise `pending`.
     pub async fn run_insert(&self, run: &Run, lease: Option<(&str, i64)>) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
         let (status, owner, epoch, expires_at, started_at) = match lease {
             Some((owner, expires_at)) => {
                 (RunStatus::Running, Some(owner), 1_i64, Some(expires_at), Some(run.created_at))
@@ -155,8 +192,10 @@ impl Db {
         .bind(expires_at)
         .bind(started_at)
         .bind(run.created_at)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
+        append_events(&mut tx, &run.id, &[RunEvent::Status { status }], run.created_at).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -284,18 +323,18 @@ impl Db {
         row.map(|row| row.try_get::<i64, _>("lease_epoch")).transpose().map_err(StoreError::from)
     }
 
-    /// Journals `steps` with the run's new `totals`, and extends the lease to
-    /// `expires_at`. False, with nothing written, when the run is no longer
-    /// `running` under `epoch`.
+    /// Journals `progress` and extends the lease to `expires_at`. False,
+    /// with nothing written, when the run is no longer `running` under
+    /// `epoch`.
     pub async fn run_record_steps(
         &self,
         id: &str,
         epoch: i64,
-        steps: &[StepRecord],
-        totals: Totals,
+        progress: Progress<'_>,
         now: i64,
         expires_at: i64,
     ) -> Result<bool, StoreError> {
+        let Progress { steps, events, totals } = progress;
         let mut tx = self.pool().begin().await?;
         let updated = sqlx::query(
             "UPDATE runs SET step_count = $1, prompt_tokens = $2, completion_tokens = $3, cost_micros = $4, \
@@ -315,6 +354,7 @@ impl Db {
             return Ok(false);
         }
         insert_steps(&mut tx, id, steps).await?;
+        append_events(&mut tx, id, events, now).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -331,6 +371,7 @@ impl Db {
         let pending = if outcome.pending.is_empty() { None } else { Some(encode(&outcome.pending)?) };
         let failure = outcome.failure.map(encode).transpose()?;
         let finished_at = outcome.status.is_final().then_some(now);
+        let mut tx = self.pool().begin().await?;
         let updated = sqlx::query(
             "UPDATE runs SET status = $1, output = $2, pending = $3, failure = $4, finished_at = $5, \
              updated_at = $6, lease_owner = NULL, lease_expires_at = NULL \
@@ -344,9 +385,14 @@ impl Db {
         .bind(now)
         .bind(id)
         .bind(epoch)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
-        Ok(updated.rows_affected() > 0)
+        if updated.rows_affected() == 0 {
+            return Ok(false);
+        }
+        append_events(&mut tx, id, &outcome.events(), now).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Journals client tool outputs for a run waiting in `requires_action`
@@ -402,12 +448,18 @@ impl Db {
             return Ok(answered);
         }
         insert_steps(&mut tx, id, steps).await?;
+        let mut events: Vec<RunEvent> = steps.iter().flat_map(RunEvent::of_step).collect();
+        if matches!(answered, Answered::Resumed { .. }) {
+            events.push(RunEvent::Status { status: RunStatus::Running });
+        }
+        append_events(&mut tx, id, &events, now).await?;
         tx.commit().await?;
         Ok(answered)
     }
 
     /// Cancels a run that has not ended. False when it had.
     pub async fn run_cancel(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await?;
         let updated = sqlx::query(
             "UPDATE runs SET status = 'cancelled', pending = NULL, finished_at = $1, updated_at = $1, \
              lease_owner = NULL, lease_expires_at = NULL \
@@ -415,10 +467,76 @@ impl Db {
         )
         .bind(now)
         .bind(id)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
-        Ok(updated.rows_affected() > 0)
+        if updated.rows_affected() == 0 {
+            return Ok(false);
+        }
+        append_events(&mut tx, id, &[RunEvent::Status { status: RunStatus::Cancelled }], now).await?;
+        tx.commit().await?;
+        Ok(true)
     }
+
+    /// Up to `limit` events of the run after `after`, in order.
+    pub async fn run_events_after(
+        &self,
+        id: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT run_id, seq, data, created_at FROM run_events WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(id)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let data: String = row.try_get("data")?;
+                Ok(EventRecord {
+                    run_id: row.try_get("run_id")?,
+                    seq: row.try_get("seq")?,
+                    created_at: row.try_get("created_at")?,
+                    event: decode::<RunEvent>("events", &data)?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Appends `events` after the run's last one. Called in the transaction
+/// that made the change the events tell of, after its guarded update, so
+/// writers of one run are serialised and the numbers have no gaps.
+async fn append_events(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    run_id: &str,
+    events: &[RunEvent],
+    now: i64,
+) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let last: i64 =
+        sqlx::query("SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) AS last FROM run_events WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_one(&mut **tx)
+            .await?
+            .try_get("last")?;
+    for (offset, event) in (1_i64..).zip(events) {
+        sqlx::query(
+            "INSERT INTO run_events (run_id, seq, kind, data, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(run_id)
+        .bind(last + offset)
+        .bind(event.kind())
+        .bind(encode(event)?)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }
 
 async fn insert_steps(

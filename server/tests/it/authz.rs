@@ -239,7 +239,7 @@ use Sends::{
 };
 
 #[rustfmt::skip]
-const MATRIX: [Row; 44] = [
+const MATRIX: [Row; 45] = [
 //   operation              sends           anonymous      owner       admin       member      external    key `*`       key `chat`    key `*` in project  stranger
     ("two_factor_setup",   Nothing,        [NO_CREDENTIAL, OK, OK, OK, OK, SESSION_ONLY, SESSION_ONLY, SESSION_ONLY, OK]),
     ("two_factor_enable",  SetupCode,      [NO_CREDENTIAL, OK, OK, OK, OK, SESSION_ONLY, SESSION_ONLY, SESSION_ONLY, OK]),
@@ -297,6 +297,7 @@ const MATRIX: [Row; 44] = [
     // A run is its creator's, and its org's owners' and admins'; a key
     // narrowed to a project sees that project's runs only.
     ("run_get",            OwnersRun,      [NO_CREDENTIAL, OK, OK, NO_SUCH_RUN, NO_SUCH_RUN, OK, NEEDS_RUNS_SCOPE, NO_SUCH_RUN, NO_SUCH_RUN]),
+    ("run_events",         OwnersRun,      [NO_CREDENTIAL, OK, OK, NO_SUCH_RUN, NO_SUCH_RUN, OK, NEEDS_RUNS_SCOPE, NO_SUCH_RUN, NO_SUCH_RUN]),
     ("run_submit_tool_outputs", AnswerOwnersWaitingRun, [NO_CREDENTIAL, OK, OK, NO_SUCH_RUN, NO_SUCH_RUN, OK, NEEDS_RUNS_SCOPE, NO_SUCH_RUN, NO_SUCH_RUN]),
     ("run_cancel",         OwnersWaitingRun, [NO_CREDENTIAL, OK, OK, NO_SUCH_RUN, NO_SUCH_RUN, OK, NEEDS_RUNS_SCOPE, NO_SUCH_RUN, NO_SUCH_RUN]),
 ];

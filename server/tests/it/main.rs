@@ -20,5 +20,6 @@ mod identity;
 mod operations;
 mod pagination;
 mod published;
+mod run_events;
 mod runs;
 mod support;

@@ -1,6 +1,7 @@
 //! `/v1/runs`: create runs, read and list them, answer their client tool
 //! calls, cancel them.
 
+mod events;
 mod wire;
 
 use poem::web::Data;
@@ -9,12 +10,14 @@ use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 
 use crate::http::credential::AnyCredential;
+use crate::http::error::{ApiError, ErrorCode};
 use crate::http::page::{PageCursor, PageSize};
 use crate::http::{ApiTags, Ok200};
 use crate::runs::Runs;
 use crate::state::AppState;
 use crate::{operation_errors, with_response_headers};
 
+pub use events::{RunEventList, RunEventsReply, RunStreamEvent};
 pub use wire::{CreateRunRequest, Run, RunList, RunStatusName, SubmitToolOutputsRequest};
 
 #[derive(Default)]
@@ -37,6 +40,7 @@ operation_errors!(RunListError: 400, 401, 403, 404, 429);
 operation_errors!(RunGetError: 401, 403, 404, 429);
 operation_errors!(RunToolOutputsError: 400, 401, 403, 404, 409, 422, 429);
 operation_errors!(RunCancelError: 401, 403, 404, 409, 429);
+operation_errors!(RunEventsError: 400, 401, 403, 404, 429);
 
 #[OpenApi(tag = "ApiTags::Runs")]
 impl RunsApi {
@@ -132,5 +136,57 @@ impl RunsApi {
     ) -> Result<Ok200<Run>, RunCancelError> {
         let principal = state.principal(&auth).await?;
         Ok(Ok200::Ok(Json(runs.cancel(&principal, &id.0).await?.into())))
+    }
+
+    /// The run's events after `after` (or the SSE `Last-Event-ID`), as a
+    /// JSON page; with `Accept: text/event-stream`, as server-sent events
+    /// that replay what was missed and follow the run until it ends, with
+    /// `: keep-alive` comments while it is quiet. Works on any replica for
+    /// as long as the run is kept. Needs the `runs` scope.
+    #[oai(path = "/v1/runs/:id/events", method = "get", operation_id = "run_events")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "each query parameter is an argument: poem-openapi has no query structs"
+    )]
+    async fn run_events(
+        &self,
+        request: &poem::Request,
+        state: Data<&AppState>,
+        runs: Data<&Runs>,
+        auth: AnyCredential,
+        id: Path<String>,
+        /// Only events after this `seq` (0, the default, is from the start).
+        #[oai(validator(minimum(value = "0")))]
+        after: Query<Option<i64>>,
+        /// The `id` of the last event received, as SSE clients send it on
+        /// reconnecting; taken when `after` is not given.
+        #[oai(name = "Last-Event-ID")]
+        last_event_id: Header<Option<String>>,
+        limit: PageSize,
+    ) -> Result<RunEventsReply, RunEventsError> {
+        let principal = state.principal(&auth).await?;
+        let after = match (after.0, last_event_id.0.as_deref()) {
+            (Some(after), _) => after,
+            (None, None) => 0,
+            (None, Some(text)) => {
+                text.trim().parse::<i64>().ok().filter(|seq| *seq >= 0).ok_or_else(|| {
+                    ApiError::new(
+                        ErrorCode::RequestMalformed,
+                        "Last-Event-ID must be the id of an event of this run",
+                    )
+                    .param("Last-Event-ID")
+                })?
+            }
+        };
+        let wants_stream = request
+            .headers()
+            .get(poem::http::header::ACCEPT)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|accept| accept.contains("text/event-stream"));
+        if wants_stream {
+            return Ok(RunEventsReply::stream(runs.follow(&principal, &id.0, after).await?));
+        }
+        let (events, more) = runs.events(&principal, &id.0, after, limit.get()).await?;
+        Ok(RunEventsReply::page(events, more))
     }
 }

@@ -267,7 +267,7 @@ pub struct RunUsage {
 }
 
 impl RunUsage {
-    fn of(prompt_tokens: u64, completion_tokens: u64) -> Self {
+    pub(super) fn of(prompt_tokens: u64, completion_tokens: u64) -> Self {
         Self { prompt_tokens, completion_tokens, total_tokens: prompt_tokens + completion_tokens }
     }
 }
@@ -345,30 +345,43 @@ pub enum RunStep {
 
 impl From<&model::StepRecord> for RunStep {
     fn from(record: &model::StepRecord) -> Self {
-        let created_at = timestamp(record.created_at);
         match &record.step {
-            Step::Model(step) => Self::Model(RunModelStep {
-                index: record.index,
-                created_at,
-                content: step.content.clone(),
-                tool_calls: step.tool_calls.iter().map(RunToolCall::from).collect(),
-                finish_reason: step.finish_reason.clone(),
-                usage: RunUsage::of(step.prompt_tokens, step.completion_tokens),
-                cost_usd: format_usd_micros(step.cost_micros),
-            }),
-            Step::Tool(step) => Self::Tool(RunToolStep {
-                index: record.index,
-                created_at,
-                tool_call_id: step.tool_call_id.clone(),
-                name: step.name.clone(),
-                arguments: step.arguments.clone(),
-                output: step.output.clone(),
-                is_error: step.is_error,
-                executor: match step.executor {
-                    Executor::Server => ToolExecutor::Server,
-                    Executor::Client => ToolExecutor::Client,
-                },
-            }),
+            Step::Model(step) => Self::Model(model_step(record.index, record.created_at, step)),
+            Step::Tool(step) => Self::Tool(tool_step(record.index, record.created_at, step)),
+        }
+    }
+}
+
+pub(super) fn model_step(index: u32, created_at: i64, step: &model::ModelStep) -> RunModelStep {
+    RunModelStep {
+        index,
+        created_at: timestamp(created_at),
+        content: step.content.clone(),
+        tool_calls: step.tool_calls.iter().map(RunToolCall::from).collect(),
+        finish_reason: step.finish_reason.clone(),
+        usage: RunUsage::of(step.prompt_tokens, step.completion_tokens),
+        cost_usd: format_usd_micros(step.cost_micros),
+    }
+}
+
+pub(super) fn tool_step(index: u32, created_at: i64, step: &model::ToolStep) -> RunToolStep {
+    RunToolStep {
+        index,
+        created_at: timestamp(created_at),
+        tool_call_id: step.tool_call_id.clone(),
+        name: step.name.clone(),
+        arguments: step.arguments.clone(),
+        output: step.output.clone(),
+        is_error: step.is_error,
+        executor: step.executor.into(),
+    }
+}
+
+impl From<Executor> for ToolExecutor {
+    fn from(executor: Executor) -> Self {
+        match executor {
+            Executor::Server => Self::Server,
+            Executor::Client => Self::Client,
         }
     }
 }

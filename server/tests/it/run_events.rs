@@ -1,0 +1,254 @@
+//! A run's events: gapless sequence numbers, resumption after any event as
+//! JSON and as server-sent events, and live streams that follow a run to
+//! its end.
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use crate::support::{
+    Api, BoxError, Credential, TestEngine, TestResult, assert_error, expect_status, http, on_both_engines,
+    start, string_at,
+};
+
+on_both_engines!(
+    events_resume_after_every_position,
+    a_stream_follows_a_waiting_run_to_its_end,
+    a_cancelled_runs_stream_ends_with_its_status,
+    only_who_may_see_the_run_reads_its_events,
+);
+
+struct Fixture {
+    api: Api,
+    base_url: String,
+    key: String,
+    _server: crate::support::RunningServer,
+}
+
+async fn fixture(engine: TestEngine) -> Result<Fixture, BoxError> {
+    let server = start(engine, |_| {}).await?;
+    let api = Api::new(&server);
+    let owner = api.register("owner@example.com").await?;
+    let org = api.create_org(&owner, "Events").await?;
+    let key = api.mint_key(&owner, &org, &["*"]).await?.key;
+    Ok(Fixture { api, base_url: server.base_url.clone(), key, _server: server })
+}
+
+fn waiting_run() -> Value {
+    json!({"messages": [{"role": "user", "content": "get_weather {\"city\": \"Paris\"}"}],
+        "tools": [{"name": "get_weather", "parameters": {"type": "object"}}]})
+}
+
+/// One server-sent event: its `id`, `event` and `data`.
+#[derive(Debug, Clone, PartialEq)]
+struct Sse {
+    id: i64,
+    kind: String,
+    data: Value,
+}
+
+/// The events in `text`, a stream's bytes so far; keep-alive comments are skipped.
+fn parse_sse(text: &str) -> Result<Vec<Sse>, BoxError> {
+    let mut events = Vec::new();
+    for frame in text.split("\n\n").filter(|frame| !frame.trim().is_empty()) {
+        let (mut id, mut kind, mut data) = (None, None, None);
+        for line in frame.lines() {
+            if let Some(value) = line.strip_prefix("id: ") {
+                id = Some(value.parse::<i64>()?);
+            } else if let Some(value) = line.strip_prefix("event: ") {
+                kind = Some(value.to_owned());
+            } else if let Some(value) = line.strip_prefix("data: ") {
+                data = Some(serde_json::from_str::<Value>(value)?);
+            }
+        }
+        if let (Some(id), Some(kind), Some(data)) = (id, kind, data) {
+            events.push(Sse { id, kind, data });
+        }
+    }
+    Ok(events)
+}
+
+impl Fixture {
+    fn key(&self) -> Credential<'_> {
+        Credential::Bearer(&self.key)
+    }
+
+    /// Opens the run's event stream, resuming after `last_event_id` when given.
+    async fn open_stream(
+        &self,
+        run_id: &str,
+        last_event_id: Option<i64>,
+    ) -> Result<reqwest::Response, BoxError> {
+        let mut request = http()
+            .get(format!("{}/v1/runs/{run_id}/events", self.base_url))
+            .bearer_auth(&self.key)
+            .header("accept", "text/event-stream");
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id.to_string());
+        }
+        let response = request.send().await?;
+        assert_eq!(response.status(), 200);
+        assert!(
+            response.headers()["content-type"].to_str()?.starts_with("text/event-stream"),
+            "{:?}",
+            response.headers()
+        );
+        Ok(response)
+    }
+
+    /// The whole stream of a run that has ended.
+    async fn read_stream(&self, run_id: &str, last_event_id: Option<i64>) -> Result<Vec<Sse>, BoxError> {
+        let response = self.open_stream(run_id, last_event_id).await?;
+        let text = tokio::time::timeout(std::time::Duration::from_secs(10), response.text()).await??;
+        parse_sse(&text)
+    }
+}
+
+/// Reads `response`'s stream until `done` holds for the events so far, or it ends.
+async fn read_until(
+    response: reqwest::Response,
+    done: impl Fn(&[Sse]) -> bool,
+) -> Result<(Vec<Sse>, futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>), BoxError> {
+    let mut stream = response.bytes_stream().boxed();
+    let mut text = String::new();
+    loop {
+        let events = parse_sse(&text)?;
+        if done(&events) {
+            return Ok((events, stream));
+        }
+        match tokio::time::timeout(std::time::Duration::from_secs(10), stream.next()).await? {
+            Some(chunk) => text.push_str(std::str::from_utf8(&chunk?)?),
+            None => return Ok((parse_sse(&text)?, stream)),
+        }
+    }
+}
+
+async fn events_resume_after_every_position(engine: TestEngine) -> TestResult {
+    let f = fixture(engine).await?;
+    let body = json!({"messages": [{"role": "user", "content": "calculate {\"expression\": \"6 * 7\"}"}], "tools": ["calculate"]});
+    let run = expect_status(f.api.post("/v1/runs", f.key(), body).await?, 201)?;
+    let id = string_at(&run, "/id")?;
+    let all = expect_status(f.api.get(&format!("/v1/runs/{id}/events?limit=200"), f.key()).await?, 200)?;
+    let events = all["data"].as_array().ok_or("no data")?.clone();
+    let seqs: Vec<i64> = events.iter().filter_map(|e| e["seq"].as_i64()).collect();
+    let count = i64::try_from(seqs.len())?;
+    assert_eq!(seqs, (1..=count).collect::<Vec<_>>(), "numbered from 1 without gaps");
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "run.status",
+            "message.completed",
+            "tool.call",
+            "tool.result",
+            "message.delta",
+            "message.completed",
+            "run.status",
+            "run.completed"
+        ]
+    );
+    assert!(events.iter().all(|e| e["run_id"] == id.as_str()));
+    assert_eq!(events[7]["output"]["content"], "Tool results: calculate: 42");
+    for after in 0..=count {
+        let page =
+            expect_status(f.api.get(&format!("/v1/runs/{id}/events?after={after}"), f.key()).await?, 200)?;
+        assert_eq!(
+            page["data"].as_array().map(Vec::as_slice),
+            Some(&events[usize::try_from(after)?..]),
+            "after {after}"
+        );
+        let streamed = f.read_stream(&id, Some(after)).await?;
+        let ids: Vec<i64> = streamed.iter().map(|e| e.id).collect();
+        assert_eq!(ids, (after + 1..=count).collect::<Vec<_>>(), "Last-Event-ID {after}");
+        for event in &streamed {
+            assert_eq!(event.data["type"], event.kind.as_str());
+            assert_eq!(event.data, events[usize::try_from(event.id - 1)?], "the stream and the page agree");
+        }
+    }
+    // Pages chain through next_after.
+    let mut after = 0;
+    let mut paged = Vec::new();
+    loop {
+        let page = expect_status(
+            f.api.get(&format!("/v1/runs/{id}/events?after={after}&limit=3"), f.key()).await?,
+            200,
+        )?;
+        paged.extend(page["data"].as_array().ok_or("no data")?.iter().cloned());
+        match page["next_after"].as_i64() {
+            Some(next) => after = next,
+            None => break,
+        }
+    }
+    assert_eq!(paged, events);
+    Ok(())
+}
+
+async fn a_stream_follows_a_waiting_run_to_its_end(engine: TestEngine) -> TestResult {
+    let f = fixture(engine).await?;
+    let run = expect_status(f.api.post("/v1/runs", f.key(), waiting_run()).await?, 201)?;
+    let id = string_at(&run, "/id")?;
+    let call = string_at(&run, "/pending_tool_calls/0/id")?;
+    let stream = f.open_stream(&id, None).await?;
+    let (replayed, rest) =
+        read_until(stream, |events| events.iter().any(|e| e.kind == "run.requires_action")).await?;
+    assert_eq!(replayed.last().map(|e| e.data["pending_tool_calls"][0]["id"].clone()), Some(json!(call)));
+    // The stream stays open while the run waits; the answer arrives over HTTP.
+    let outputs = json!({"tool_outputs": [{"tool_call_id": call, "output": "sunny"}]});
+    expect_status(f.api.post(&format!("/v1/runs/{id}/tool-outputs"), f.key(), outputs).await?, 200)?;
+    let mut text = String::new();
+    let mut rest = rest;
+    while let Some(chunk) = tokio::time::timeout(std::time::Duration::from_secs(10), rest.next()).await? {
+        text.push_str(std::str::from_utf8(&chunk?)?);
+    }
+    let mut events = replayed;
+    events.extend(parse_sse(&text)?);
+    let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
+    assert_eq!(ids, (1..=i64::try_from(ids.len())?).collect::<Vec<_>>(), "nothing missed or repeated");
+    let last = events.last().ok_or("no events")?;
+    assert_eq!(last.kind, "run.completed", "the stream ends after the run did");
+    assert_eq!(last.data["output"]["content"], "Tool results: get_weather: sunny");
+    Ok(())
+}
+
+async fn a_cancelled_runs_stream_ends_with_its_status(engine: TestEngine) -> TestResult {
+    let f = fixture(engine).await?;
+    let run = expect_status(f.api.post("/v1/runs", f.key(), waiting_run()).await?, 201)?;
+    let id = string_at(&run, "/id")?;
+    let stream = f.open_stream(&id, None).await?;
+    let (_, rest) =
+        read_until(stream, |events| events.iter().any(|e| e.kind == "run.requires_action")).await?;
+    expect_status(
+        f.api.call(reqwest::Method::POST, &format!("/v1/runs/{id}/cancel"), f.key(), None).await?,
+        200,
+    )?;
+    let mut text = String::new();
+    let mut rest = rest;
+    while let Some(chunk) = tokio::time::timeout(std::time::Duration::from_secs(10), rest.next()).await? {
+        text.push_str(std::str::from_utf8(&chunk?)?);
+    }
+    let tail = parse_sse(&text)?;
+    assert_eq!(tail.len(), 1, "{tail:?}");
+    assert_eq!(tail[0].kind, "run.status");
+    assert_eq!(tail[0].data["status"], "cancelled");
+    Ok(())
+}
+
+async fn only_who_may_see_the_run_reads_its_events(engine: TestEngine) -> TestResult {
+    let f = fixture(engine).await?;
+    let run = expect_status(f.api.post("/v1/runs", f.key(), waiting_run()).await?, 201)?;
+    let path = format!("/v1/runs/{}/events", string_at(&run, "/id")?);
+    let stranger = f.api.register("stranger@example.com").await?;
+    f.api.create_org(&stranger, "Elsewhere").await?;
+    assert_error(&f.api.get(&path, stranger.bearer()).await?, 404, "run.not_found");
+    let stream = http()
+        .get(format!("{}{path}", f.base_url))
+        .bearer_auth(&stranger.access)
+        .header("accept", "text/event-stream");
+    assert_eq!(stream.send().await?.status(), 404, "a stream is refused before it starts");
+    assert_error(
+        &f.api.get("/v1/runs/run_01jd3y2k4m6p8r0t2v4x6z8b0c/events", f.key()).await?,
+        404,
+        "run.not_found",
+    );
+    assert_error(&f.api.get(&format!("{path}?after=-1"), f.key()).await?, 400, "request.malformed");
+    Ok(())
+}
