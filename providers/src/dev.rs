@@ -19,6 +19,8 @@
 //!   a usage chunk.
 //! - **`n`** choices are all the same answer, with indexes 0 to n - 1 (in a
 //!   stream one after the other); completion tokens count each of them.
+//! - **Delay.** With `delay_ms` configured, every chat answer waits that long
+//!   first (embeddings do not), to stand in for a slow model.
 //! - **Embeddings** are 64 numbers (or `dimensions`), a hashed bag of the
 //!   lowercased words of the input, scaled to unit length: equal texts get
 //!   equal vectors and texts sharing words point the same way. Token-id
@@ -42,7 +44,12 @@ pub const EMBEDDING_DIMENSIONS: usize = 64;
 /// Most dimensions a `dev` embedding may have.
 const MAX_DIMENSIONS: u32 = 4096;
 
-pub struct Dev;
+/// The `dev` provider; `delay` holds each answer back that long, to stand
+/// in for a slow model in tests and benchmarks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Dev {
+    pub delay: std::time::Duration,
+}
 
 /// What the dev model decided to say.
 #[derive(Debug, Clone, PartialEq)]
@@ -460,7 +467,7 @@ mod tests {
     fn n_answers_that_many_alike_choices() {
         let request =
             ChatCompletionRequest { messages: vec![user("hello")], n: Some(3), ..Default::default() };
-        let Ok(Reply::Complete { body, usage }) = Dev.chat(&request, "dev") else {
+        let Ok(Reply::Complete { body, usage }) = Dev::default().chat(&request, "dev") else {
             panic!("not a complete answer")
         };
         let completion: ChatCompletion = serde_json::from_slice(&body).unwrap();
@@ -468,7 +475,7 @@ mod tests {
         assert_eq!(indexes, [0, 1, 2]);
         assert!(completion.choices.iter().all(|c| c.message.content.as_deref() == Some("You said: hello")));
         let one = ChatCompletionRequest { n: None, ..request.clone() };
-        let Ok(Reply::Complete { usage: Some(single), .. }) = Dev.chat(&one, "dev") else {
+        let Ok(Reply::Complete { usage: Some(single), .. }) = Dev::default().chat(&one, "dev") else {
             panic!("not a complete answer with usage")
         };
         let usage = usage.unwrap();
@@ -487,10 +494,10 @@ mod tests {
     #[test]
     fn token_ids_embed_like_their_words() {
         let tokens = EmbeddingRequest { input: serde_json::json!([[7, 8], [7]]), ..Default::default() };
-        let Ok(list) = Dev.embed(&tokens, "dev") else { panic!("token ids were refused") };
+        let Ok(list) = Dev::default().embed(&tokens, "dev") else { panic!("token ids were refused") };
         assert_eq!(list.usage.prompt_tokens, 3);
         let words = EmbeddingRequest { input: serde_json::json!("t7 t8"), ..Default::default() };
-        let Ok(same) = Dev.embed(&words, "dev") else { panic!("text was refused") };
+        let Ok(same) = Dev::default().embed(&words, "dev") else { panic!("text was refused") };
         assert_eq!(list.data[0].embedding, same.data[0].embedding);
     }
 }

@@ -57,7 +57,12 @@ impl Provider {
         deadline: Instant,
     ) -> Result<Reply, UpstreamError> {
         match self {
-            Self::Dev(dev) => dev.chat(request, model),
+            Self::Dev(dev) => {
+                if !dev.delay.is_zero() {
+                    tokio::time::sleep(dev.delay).await;
+                }
+                dev.chat(request, model)
+            }
             Self::OpenAi(openai) => openai.chat(request, model, timeouts, deadline).await,
             Self::Anthropic(anthropic) => anthropic.chat(request, model, timeouts, deadline).await,
         }

@@ -145,6 +145,7 @@ impl App {
         flusher.abort();
         usage_flusher.abort();
         resumer.stop();
+        self.runs.shut_down().await;
         if let Some(sweeper) = sweeper {
             sweeper.abort();
         }

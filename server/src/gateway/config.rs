@@ -23,6 +23,10 @@ pub struct ProviderConfig {
     /// `gateway.unsupported_parameter`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pass_through: Vec<String>,
+    /// `dev` only: hold each chat answer back this many milliseconds, to
+    /// stand in for a slow model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -500,7 +500,7 @@ mod tests {
         let price = Price { input_micros_per_mtok: 1_000_000, output_micros_per_mtok: 1_000_000 };
         let target = Target {
             provider_name: "dev".into(),
-            provider: Arc::new(Provider::Dev(dev::Dev)),
+            provider: Arc::new(Provider::Dev(dev::Dev::default())),
             model: "dev".into(),
             price,
         };

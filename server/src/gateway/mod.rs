@@ -354,7 +354,12 @@ fn build_provider(
                 "the dev provider reads no extra fields",
             ));
         }
-        ProviderKind::Dev => Provider::Dev(dev::Dev),
+        ProviderKind::Dev => {
+            Provider::Dev(dev::Dev { delay: Duration::from_millis(config.delay_ms.unwrap_or(0)) })
+        }
+        _ if config.delay_ms.is_some() => {
+            return Err(invalid(format!("providers.{name}.delay_ms"), "only the dev provider takes a delay"));
+        }
         ProviderKind::Openai => Provider::OpenAi(
             openai::OpenAi::new(client.clone(), base_url(None)?, key).with_pass_through(pass_through),
         ),
@@ -374,6 +379,7 @@ fn dev_defaults() -> (BTreeMap<String, ProviderConfig>, Vec<RouteConfig>) {
             base_url: None,
             api_key_env: None,
             pass_through: Vec::new(),
+            delay_ms: None,
         },
     )]);
     let route = |name: &str| RouteConfig {

@@ -42,6 +42,7 @@ impl Runs {
         loop {
             tokio::select! {
                 result = &mut driver => return result,
+                () = self.inner.stopping.cancelled() => return Ok(()),
                 _ = beat.tick() => {
                     let expires_at = self.clock().now() + self.lease_secs();
                     match self.db().run_heartbeat(run_id, epoch, expires_at).await {

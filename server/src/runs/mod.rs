@@ -22,6 +22,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use config::RunsConfig;
 pub use service::{NewRun, RunTool, ToolOutput};
@@ -51,13 +53,44 @@ struct Inner {
     /// writes the run's events; streams also look every second, for events
     /// other replicas write.
     bells: Mutex<HashMap<String, Weak<Notify>>>,
+    /// Every driver this server started, so shutting down can wait for them.
+    drivers: TaskTracker,
+    /// Cancelled when the server shuts down: drivers stop where they are.
+    stopping: CancellationToken,
 }
 
 impl Runs {
     pub fn new(state: AppState, config: RunsConfig) -> Result<Self, InvalidTool> {
         let tools = ToolRegistry::builtin()?;
-        let inner = Inner { state, tools, config, owner: new_id("srv"), bells: Mutex::default() };
+        let inner = Inner {
+            state,
+            tools,
+            config,
+            owner: new_id("srv"),
+            bells: Mutex::default(),
+            drivers: TaskTracker::new(),
+            stopping: CancellationToken::new(),
+        };
         Ok(Self { inner: Arc::new(inner) })
+    }
+
+    /// Stops driving runs, for a graceful shutdown: every driver of this
+    /// server stops where it is (the journal holds what it did), and its
+    /// leases are given up without ending the runs, so the next server
+    /// resumes them at once instead of after the lease would have run out.
+    pub async fn shut_down(&self) {
+        self.inner.stopping.cancel();
+        self.inner.drivers.close();
+        self.inner.drivers.wait().await;
+        match self.db().run_leases_release(self.owner(), self.clock().now()).await {
+            Ok(released) if released > 0 => {
+                tracing::info!(released, "gave up the leases of runs still going")
+            }
+            Ok(_) => {}
+            Err(err) => {
+                tracing::warn!(error = %err, "could not give up run leases; they run out by themselves")
+            }
+        }
     }
 
     /// The bell a stream following `run_id` waits on.

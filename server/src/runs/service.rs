@@ -368,7 +368,9 @@ impl Runs {
     async fn drive_to_stop(&self, id: &str, epoch: i64) -> DomainResult<()> {
         let runs = self.clone();
         let id = id.to_owned();
-        tokio::spawn(async move { runs.drive_claimed(&id, epoch).await })
+        self.inner
+            .drivers
+            .spawn(async move { runs.drive_claimed(&id, epoch).await })
             .await
             .map_err(|err| DomainError::Internal(format!("a run's driver failed: {err}")))?
     }
@@ -376,7 +378,7 @@ impl Runs {
     /// Drives the run in the background, if no other server takes it first.
     pub(crate) fn spawn_drive(&self, id: String) {
         let runs = self.clone();
-        tokio::spawn(async move {
+        self.inner.drivers.spawn(async move {
             if let Err(err) = runs.drive(&id).await {
                 tracing::warn!(run_id = %id, error = %err, "a run's driver failed; the run resumes when its lease runs out");
             }

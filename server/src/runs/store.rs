@@ -213,6 +213,21 @@ impl Db {
         Ok(updated.rows_affected() > 0)
     }
 
+    /// Gives up `owner`'s leases of runs still `running`, leaving them for
+    /// the next server to claim at once. How many.
+    pub async fn run_leases_release(&self, owner: &str, now: i64) -> Result<u64, StoreError> {
+        let released = sqlx::query(
+            "UPDATE runs SET lease_owner = NULL, lease_expires_at = $1, updated_at = $2 \
+             WHERE lease_owner = $3 AND status = 'running'",
+        )
+        .bind(now - 1)
+        .bind(now)
+        .bind(owner)
+        .execute(self.pool())
+        .await?;
+        Ok(released.rows_affected())
+    }
+
     /// Runs no server is driving: waiting for one (`pending`), or whose
     /// driver's lease ran out before `now`; oldest first.
     pub async fn runs_to_resume(&self, now: i64, limit: i64) -> Result<Vec<String>, StoreError> {
@@ -308,6 +323,7 @@ impl Db {
         now: i64,
         expires_at: i64,
     ) -> Result<Option<i64>, StoreError> {
+        let mut tx = self.pool().begin().await?;
         let row = sqlx::query(
             "UPDATE runs SET status = 'running', lease_owner = $1, lease_epoch = lease_epoch + 1, \
              lease_expires_at = $2, started_at = COALESCE(started_at, $3), updated_at = $3 \
@@ -318,9 +334,13 @@ impl Db {
         .bind(expires_at)
         .bind(now)
         .bind(id)
-        .fetch_optional(self.pool())
+        .fetch_optional(&mut *tx)
         .await?;
-        row.map(|row| row.try_get::<i64, _>("lease_epoch")).transpose().map_err(StoreError::from)
+        let Some(row) = row else { return Ok(None) };
+        let epoch: i64 = row.try_get("lease_epoch")?;
+        append_events(&mut tx, id, &[RunEvent::Status { status: RunStatus::Running }], now).await?;
+        tx.commit().await?;
+        Ok(Some(epoch))
     }
 
     /// Journals `progress` and extends the lease to `expires_at`. False,

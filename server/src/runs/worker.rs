@@ -21,7 +21,10 @@ impl Resumer {
         let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = runs.inner.stopping.cancelled() => return,
+                }
                 match runs.db().runs_to_resume(runs.clock().now(), BATCH).await {
                     Ok(ids) => ids.into_iter().for_each(|id| runs.spawn_drive(id)),
                     Err(err) => tracing::warn!(error = %err, "could not look for runs to resume; will retry"),

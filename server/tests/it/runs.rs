@@ -33,6 +33,7 @@ on_both_engines!(
     runs_are_seen_by_their_creator_and_the_orgs_admins_only,
     lists_filter_by_status_and_page_without_gaps,
     model_calls_are_metered_with_the_run_id,
+    a_run_cut_off_by_a_shutdown_is_resumed_by_the_next_server,
 );
 
 /// Prices the `dev` model at one micro-USD per prompt token and two per
@@ -532,5 +533,78 @@ async fn model_calls_are_metered_with_the_run_id(engine: TestEngine) -> TestResu
         [(Some(id.clone()), 200), (Some(id), 200)],
         "two model calls, each a usage row of the run"
     );
+    Ok(())
+}
+
+/// The `default` route on a `dev` model that answers after `delay_ms`, and
+/// a resumer that looks every second.
+fn dev_with_delay(delay_ms: u64) -> impl FnOnce(&mut switchyard_server::Config) {
+    move |config| {
+        use switchyard_server::gateway::config::{ProviderConfig, ProviderKind, RouteConfig, TargetConfig};
+        let provider = ProviderConfig {
+            kind: ProviderKind::Dev,
+            base_url: None,
+            api_key_env: None,
+            pass_through: Vec::new(),
+            delay_ms: Some(delay_ms),
+        };
+        config.providers = BTreeMap::from([("dev".to_owned(), provider)]);
+        let target = TargetConfig { provider: "dev".to_owned(), model: "dev".to_owned() };
+        config.routes =
+            vec![RouteConfig { name: "default".to_owned(), targets: vec![target], tokenizer: None }];
+        config.runs.resume_interval_secs = 1;
+    }
+}
+
+async fn a_run_cut_off_by_a_shutdown_is_resumed_by_the_next_server(engine: TestEngine) -> TestResult {
+    let f = fixture(engine, dev_with_delay(1_500)).await?;
+    let body = json!({"messages": [{"role": "user", "content": "Hello"}], "background": true});
+    let id = string_at(&expect_status(f.api.post("/v1/runs", f.key(), body).await?, 202)?, "/id")?;
+    // Wait until the first server is inside the model call, then shut it down.
+    for _ in 0..100 {
+        let run = expect_status(f.api.get(&format!("/v1/runs/{id}"), f.key()).await?, 200)?;
+        if run["status"] == "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let Fixture { server, key, .. } = f;
+    let database = server.stop().await?;
+    let db = Db::connect(&database.url).await?;
+    let row = sqlx::query("SELECT status, lease_owner, step_count FROM runs WHERE id = $1")
+        .bind(&id)
+        .fetch_one(db.pool())
+        .await?;
+    let (status, owner, steps): (String, Option<String>, i32) =
+        (row.try_get("status")?, row.try_get("lease_owner")?, row.try_get("step_count")?);
+    db.close().await;
+    assert_eq!((status.as_str(), owner, steps), ("running", None, 0), "left running, its lease given up");
+    // The next server picks it up at once, without waiting for a lease to run out.
+    let next = crate::support::RunningServer::start(database, dev_with_delay(0)).await?;
+    let api = Api::new(&next);
+    let mut run = Value::Null;
+    for _ in 0..200 {
+        run = expect_status(api.get(&format!("/v1/runs/{id}"), Credential::Bearer(&key)).await?, 200)?;
+        if run["status"] == "completed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(run["status"], "completed", "{run:#}");
+    assert_eq!(
+        run["steps"].as_array().map(Vec::len),
+        Some(1),
+        "the cut-off model call was made once more, and journaled once"
+    );
+    let events = expect_status(
+        api.get(&format!("/v1/runs/{id}/events?limit=200"), Credential::Bearer(&key)).await?,
+        200,
+    )?;
+    let seqs: Vec<i64> =
+        events["data"].as_array().ok_or("no events")?.iter().filter_map(|e| e["seq"].as_i64()).collect();
+    assert_eq!(seqs, (1..=i64::try_from(seqs.len())?).collect::<Vec<_>>(), "gapless across the restart");
+    let statuses: Vec<&str> =
+        events["data"].as_array().ok_or("no events")?.iter().filter_map(|e| e["status"].as_str()).collect();
+    assert_eq!(statuses, ["pending", "running", "running", "completed"], "claimed by each server in turn");
     Ok(())
 }

@@ -51,6 +51,7 @@ async fn configure_server(engine: TestEngine) -> Result<(crate::support::Running
             base_url: Some(format!("{base}/v1")),
             api_key_env: None,
             pass_through: pass_through.iter().map(|f| (*f).to_owned()).collect(),
+            delay_ms: None,
         };
         config.providers = BTreeMap::from([
             ("strict".to_owned(), provider(&[])),

@@ -132,6 +132,7 @@ async fn a_request_no_provider_answered_is_counted_without_one() -> TestResult {
                 base_url: Some("http://127.0.0.1:1/v1".to_owned()),
                 api_key_env: None,
                 pass_through: Vec::new(),
+                delay_ms: None,
             },
         )]);
         config.routes = vec![RouteConfig {

@@ -108,6 +108,7 @@ fn openai(base: &str, path: &str) -> ProviderConfig {
         base_url: Some(format!("{base}/{path}/v1")),
         api_key_env: None,
         pass_through: Vec::new(),
+        delay_ms: None,
     }
 }
 
@@ -139,6 +140,7 @@ fn configure(config: &mut Config, base: &str) {
                 base_url: None,
                 api_key_env: None,
                 pass_through: Vec::new(),
+                delay_ms: None,
             },
         ),
     ]);

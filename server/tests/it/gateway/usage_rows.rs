@@ -188,6 +188,7 @@ fn configure(config: &mut Config, base: &str) {
                 base_url: Some(format!("{base}/{name}/v1")),
                 api_key_env: None,
                 pass_through: Vec::new(),
+                delay_ms: None,
             };
             ((*name).to_owned(), provider)
         })
