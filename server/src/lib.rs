@@ -8,6 +8,7 @@ pub mod contract;
 pub mod db;
 pub mod gateway;
 pub mod http;
+pub mod idempotency;
 pub mod identity;
 pub mod kernel;
 pub mod limits;

@@ -206,7 +206,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let swept = swept?;
             println!(
                 "swept {} rows: {} sessions, {} refresh tokens, {} login challenges, {} verification codes, \
-                 {} reset tokens, {} invitations, {} delivered mails",
+                 {} reset tokens, {} invitations, {} delivered mails, {} idempotency keys",
                 swept.total(),
                 swept.sessions,
                 swept.refresh_tokens,
@@ -215,6 +215,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 swept.password_resets,
                 swept.invitations,
                 swept.delivered_mail,
+                swept.idempotency_keys,
             );
             Ok(())
         }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::db::{Db, StoreError};
 use crate::gateway::{Gateway, GatewayDeps, Meter};
+use crate::idempotency::Idempotency;
 use crate::identity::{AuthConfig, KeyCache, KeyUsage, TokenIssuer};
 use crate::kernel::clock::Clock;
 use crate::kernel::error::{DomainError, DomainResult};
@@ -40,6 +41,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The time every request is stamped with; tests can move it.
     pub clock: Clock,
+    /// The first answers of requests sent with an `Idempotency-Key`.
+    pub idempotency: Idempotency,
     /// The API areas this server serves, as `GET /v1/meta` reports them.
     pub features: Arc<[&'static str]>,
 }
@@ -56,7 +59,9 @@ impl AppState {
     /// The state over an open database, with the settings each part needs.
     pub fn new(db: Db, settings: StateSettings, mail: Mailer, gateway: Gateway, metrics: Metrics) -> Self {
         let StateSettings { auth, abuse, require_verified_email } = settings;
+        let clock = Clock::system();
         Self {
+            idempotency: Idempotency::new(db.clone(), clock.clone()),
             db,
             started_at: Instant::now(),
             deployment_id: Arc::default(),
@@ -70,7 +75,7 @@ impl AppState {
             gateway: Arc::new(gateway),
             meter: Meter::default(),
             metrics,
-            clock: Clock::system(),
+            clock,
             features: Arc::from(["operations", "identity", "gateway", "runs", "metrics", "docs"]),
         }
     }

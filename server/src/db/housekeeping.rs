@@ -1,6 +1,9 @@
 //! Housekeeping: deletes the rows that can no longer matter. Every statement
 //! is idempotent, so each replica may sweep on its own schedule.
 //!
+//! Idempotency keys go once older than their retention (a day): a key is
+//! honoured at least that long.
+//!
 //! What stays: users, orgs, keys, usage and the audit trail (never swept),
 //! and spent refresh tokens until they would have expired, because
 //! presenting one again is how a leaked token is detected.
@@ -14,11 +17,13 @@ pub struct Retention {
     pub credentials_secs: i64,
     /// Invitations that were accepted, revoked or expired, and delivered mail.
     pub history_secs: i64,
+    /// `Idempotency-Key`s and the answers kept for them, from their first use.
+    pub idempotency_secs: i64,
 }
 
 impl Default for Retention {
     fn default() -> Self {
-        Self { credentials_secs: 24 * 3600, history_secs: 30 * 24 * 3600 }
+        Self { credentials_secs: 24 * 3600, history_secs: 30 * 24 * 3600, idempotency_secs: 24 * 3600 }
     }
 }
 
@@ -32,6 +37,7 @@ pub struct Swept {
     pub password_resets: u64,
     pub invitations: u64,
     pub delivered_mail: u64,
+    pub idempotency_keys: u64,
 }
 
 impl Swept {
@@ -43,6 +49,7 @@ impl Swept {
             + self.password_resets
             + self.invitations
             + self.delivered_mail
+            + self.idempotency_keys
     }
 }
 
@@ -76,6 +83,11 @@ impl Db {
             )
             .await?,
             delivered_mail: run("DELETE FROM outbox WHERE status = 'sent' AND sent_at < $1", history).await?,
+            idempotency_keys: run(
+                "DELETE FROM idempotency_keys WHERE created_at < $1",
+                now - retention.idempotency_secs,
+            )
+            .await?,
         })
     }
 }

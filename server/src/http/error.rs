@@ -194,6 +194,12 @@ pub enum ErrorCode {
     /// The run ended: the user who created it left its organization.
     #[oai(rename = "run.creator_left_org")]
     RunCreatorLeftOrg,
+    /// The `Idempotency-Key` was already used with another request.
+    #[oai(rename = "idempotency.key_reused")]
+    IdempotencyKeyReused,
+    /// The first request with this `Idempotency-Key` is still being answered.
+    #[oai(rename = "idempotency.in_progress")]
+    IdempotencyInProgress,
     /// The server is up but cannot serve traffic yet.
     #[oai(rename = "server.not_ready")]
     ServerNotReady,
@@ -272,6 +278,7 @@ impl ErrorCode {
             }
             Self::RunMaxStepsExceeded | Self::RunMaxCostExceeded => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RunKeyRevoked | Self::RunCreatorLeftOrg => StatusCode::FORBIDDEN,
+            Self::IdempotencyKeyReused | Self::IdempotencyInProgress => StatusCode::CONFLICT,
             Self::ServerNotReady => StatusCode::SERVICE_UNAVAILABLE,
             Self::ServerInternal => StatusCode::INTERNAL_SERVER_ERROR,
         }

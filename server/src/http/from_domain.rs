@@ -192,6 +192,20 @@ impl From<DomainError> for ApiError {
                 ApiError::new(ErrorCode::RunFinished, format!("The run already ended ({status})"))
                     .why("Only a run that has not completed or failed can be cancelled.")
             }
+            DomainError::IdempotencyKeyReused => ApiError::new(
+                ErrorCode::IdempotencyKeyReused,
+                "This Idempotency-Key was already used with another request",
+            )
+            .param("Idempotency-Key")
+            .why("A key stands for one request: sent again with the same body (and X-Switchyard-Org), it replays the first answer.")
+            .fix("Send a new key with a new request."),
+            DomainError::IdempotencyInProgress(waited_secs) => ApiError::new(
+                ErrorCode::IdempotencyInProgress,
+                "The first request with this Idempotency-Key is still in progress",
+            )
+            .param("Idempotency-Key")
+            .why(format!("It had not finished after the {waited_secs} seconds a repeat waits for it."))
+            .fix("Retry later with the same key and body to get its answer."),
             DomainError::NotFound(resource) => {
                 let code = match resource {
                     Resource::Organization => ErrorCode::OrgNotFound,

@@ -1,6 +1,7 @@
 //! The HTTP layer every area's handlers share: the error envelope and the
 //! mapping of each layer's errors to it (`error`, `from_domain`), credentials
 //! and their resolution to a principal (`credential`), success responses and
+//! the hash an `Idempotency-Key` is checked against (`idempotency`), and
 //! the spec's tags; and the cross-cutting behaviour applied to every route in
 //! one fixed order by [`stack`]: request ids, logs and metrics, the envelope,
 //! panic capture, the body size limit and the NUL guard; and the acceptor the
@@ -14,6 +15,7 @@ pub mod credential_limit;
 pub mod envelope;
 pub mod error;
 pub mod from_domain;
+pub mod idempotency;
 pub mod listener;
 pub mod observe;
 pub mod openai_json;

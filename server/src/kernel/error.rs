@@ -80,6 +80,10 @@ pub enum DomainError {
     ToolCallAlreadyAnswered(String),
     #[error("the run already ended ({0})")]
     RunFinished(&'static str),
+    #[error("the idempotency key was already used with another request")]
+    IdempotencyKeyReused,
+    #[error("the first request with this idempotency key is still in progress after {0} seconds")]
+    IdempotencyInProgress(u64),
     #[error("{0} not found")]
     NotFound(Resource),
     #[error(transparent)]

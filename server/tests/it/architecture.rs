@@ -15,6 +15,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("db", 0),
     ("kernel", 1),
     ("contract", 2),
+    ("idempotency", 2),
     ("limits", 2),
     ("mail", 2),
     ("metrics", 2),

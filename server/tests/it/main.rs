@@ -16,6 +16,7 @@ mod envelope;
 mod gateway;
 mod hostile_input;
 mod housekeeping;
+mod idempotency;
 mod identity;
 mod operations;
 mod pagination;

@@ -11,8 +11,11 @@ use poem_openapi::payload::Json;
 
 use crate::http::credential::AnyCredential;
 use crate::http::error::{ApiError, ErrorCode};
+use crate::http::idempotency::{StoredJson, request_hash, sent_key};
 use crate::http::page::{PageCursor, PageSize};
 use crate::http::{ApiTags, Ok200};
+use crate::idempotency::{Answer, IdempotentRequest, Replayable};
+use crate::kernel::principal::Principal;
 use crate::runs::Runs;
 use crate::state::AppState;
 use crate::{operation_errors, with_response_headers};
@@ -28,14 +31,53 @@ with_response_headers! {
     pub enum RunCreated {
         /// The run ran until it stopped: `completed`, `requires_action`, or `error`.
         #[oai(status = 201)]
-        Stopped(Json<Run>),
+        Stopped(
+            StoredJson<Run>,
+            /// `true` when this is the stored answer to an earlier request with the same `Idempotency-Key`.
+            #[oai(header = "Idempotent-Replayed")]
+            Option<bool>,
+        ),
         /// A background run, `pending`; follow it with `GET /v1/runs/{id}`.
         #[oai(status = 202)]
-        Started(Json<Run>),
+        Started(
+            StoredJson<Run>,
+            /// `true` when this is the stored answer to an earlier request with the same `Idempotency-Key`.
+            #[oai(header = "Idempotent-Replayed")]
+            Option<bool>,
+        ),
     }
 }
 
-operation_errors!(RunCreateError: 400, 401, 403, 404, 422, 429);
+impl TryFrom<Replayable> for RunCreated {
+    type Error = RunCreateError;
+
+    fn try_from(Replayable { answer, replayed }: Replayable) -> Result<Self, RunCreateError> {
+        let body = StoredJson::from_text(answer.body);
+        let replayed = replayed.then_some(true);
+        match answer.status {
+            201 => Ok(Self::Stopped(body, replayed)),
+            202 => Ok(Self::Started(body, replayed)),
+            status => Err(ApiError::new(ErrorCode::ServerInternal, "Internal server error")
+                .why(format!("The stored answer has status {status}, which run_create never sends."))
+                .into()),
+        }
+    }
+}
+
+/// Creates the run and renders the answer: 201 with the run once it
+/// stopped, 202 for a background run.
+async fn create_run(
+    runs: Runs,
+    principal: Principal,
+    org: Option<String>,
+    body: CreateRunRequest,
+) -> Result<Answer, RunCreateError> {
+    let run = runs.create(&principal, org.as_deref(), body.into()).await?;
+    let status = if run.spec.background { 202 } else { 201 };
+    Ok(Answer { status, body: StoredJson::render(&Run::from(run)) })
+}
+
+operation_errors!(RunCreateError: 400, 401, 403, 404, 409, 422, 429);
 operation_errors!(RunListError: 400, 401, 403, 404, 429);
 operation_errors!(RunGetError: 401, 403, 404, 429);
 operation_errors!(RunToolOutputsError: 400, 401, 403, 404, 409, 422, 429);
@@ -48,10 +90,16 @@ impl RunsApi {
     /// chat completion), server tools run on the server, and client tools
     /// make the run wait in `requires_action` for their outputs. Answers
     /// when the run stops, or at once with `background: true`. Needs the
-    /// `runs` scope.
+    /// `runs` scope. With an `Idempotency-Key`, a retry of the same request
+    /// replays the first answer instead of starting another run.
     #[oai(path = "/v1/runs", method = "post", operation_id = "run_create")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "each header is an argument: poem-openapi has no header structs"
+    )]
     async fn run_create(
         &self,
+        request: &poem::Request,
         state: Data<&AppState>,
         runs: Data<&Runs>,
         auth: AnyCredential,
@@ -59,13 +107,25 @@ impl RunsApi {
         /// (one the user belongs to). API keys act in their own.
         #[oai(name = "X-Switchyard-Org")]
         org: Header<Option<String>>,
+        /// Makes the request safe to retry: 1 to 255 printable ASCII
+        /// characters, unique per request. The same key with the same body
+        /// (and `X-Switchyard-Org`) replays the first success, run id
+        /// included, with `Idempotent-Replayed: true`; with another body it is
+        /// a 409. A refused or failed request keeps nothing, so its key may
+        /// be sent again. Keys are kept for 24 hours.
+        #[oai(name = "Idempotency-Key", validator(min_length = 1, max_length = 255))]
+        idempotency_key: Header<Option<String>>,
         body: Json<CreateRunRequest>,
     ) -> Result<RunCreated, RunCreateError> {
         let principal = state.principal(&auth).await?;
-        let run = runs.create(&principal, org.0.as_deref(), body.0.into()).await?;
-        let background = run.spec.background;
-        let run = Json(Run::from(run));
-        Ok(if background { RunCreated::Started(run) } else { RunCreated::Stopped(run) })
+        let Some(key) = sent_key(idempotency_key.0, request)? else {
+            let answer = create_run(runs.clone(), principal, org.0, body.0).await?;
+            return RunCreated::try_from(Replayable { answer, replayed: false });
+        };
+        let hash = request_hash("run_create", &body.0, &[("X-Switchyard-Org", org.0.as_deref())]);
+        let once = IdempotentRequest::new(&principal, &key, "run_create", hash)?;
+        let work = create_run(runs.clone(), principal, org.0, body.0);
+        RunCreated::try_from(state.idempotency.once(&once, work).await?)
     }
 
     /// The runs of the organization the caller may see, oldest first: their
