@@ -206,7 +206,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let swept = swept?;
             println!(
                 "swept {} rows: {} sessions, {} refresh tokens, {} login challenges, {} verification codes, \
-                 {} reset tokens, {} invitations, {} delivered mails, {} idempotency keys",
+                 {} reset tokens, {} invitations, {} delivered mails, {} idempotency keys, {} run events",
                 swept.total(),
                 swept.sessions,
                 swept.refresh_tokens,
@@ -216,6 +216,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 swept.invitations,
                 swept.delivered_mail,
                 swept.idempotency_keys,
+                swept.run_events,
             );
             Ok(())
         }

@@ -2,7 +2,7 @@
 //! is idempotent, so each replica may sweep on its own schedule.
 //!
 //! Idempotency keys go once older than their retention (a day): a key is
-//! honoured at least that long.
+//! honoured at least that long. A run's events go a week after it ended.
 //!
 //! What stays: users, orgs, keys, usage and the audit trail (never swept),
 //! and spent refresh tokens until they would have expired, because
@@ -19,11 +19,19 @@ pub struct Retention {
     pub history_secs: i64,
     /// `Idempotency-Key`s and the answers kept for them, from their first use.
     pub idempotency_secs: i64,
+    /// The event streams of runs, from when the run ended (the run and its
+    /// steps stay).
+    pub run_events_secs: i64,
 }
 
 impl Default for Retention {
     fn default() -> Self {
-        Self { credentials_secs: 24 * 3600, history_secs: 30 * 24 * 3600, idempotency_secs: 24 * 3600 }
+        Self {
+            credentials_secs: 24 * 3600,
+            history_secs: 30 * 24 * 3600,
+            idempotency_secs: 24 * 3600,
+            run_events_secs: 7 * 24 * 3600,
+        }
     }
 }
 
@@ -38,6 +46,7 @@ pub struct Swept {
     pub invitations: u64,
     pub delivered_mail: u64,
     pub idempotency_keys: u64,
+    pub run_events: u64,
 }
 
 impl Swept {
@@ -50,6 +59,7 @@ impl Swept {
             + self.invitations
             + self.delivered_mail
             + self.idempotency_keys
+            + self.run_events
     }
 }
 
@@ -86,6 +96,11 @@ impl Db {
             idempotency_keys: run(
                 "DELETE FROM idempotency_keys WHERE created_at < $1",
                 now - retention.idempotency_secs,
+            )
+            .await?,
+            run_events: run(
+                "DELETE FROM run_events WHERE run_id IN (SELECT id FROM runs WHERE finished_at < $1)",
+                now - retention.run_events_secs,
             )
             .await?,
         })

@@ -15,6 +15,7 @@ on_both_engines!(
     a_stream_follows_a_waiting_run_to_its_end,
     a_cancelled_runs_stream_ends_with_its_status,
     only_who_may_see_the_run_reads_its_events,
+    events_are_kept_for_a_week_after_the_run_ended,
 );
 
 struct Fixture {
@@ -250,5 +251,35 @@ async fn only_who_may_see_the_run_reads_its_events(engine: TestEngine) -> TestRe
         "run.not_found",
     );
     assert_error(&f.api.get(&format!("{path}?after=-1"), f.key()).await?, 400, "request.malformed");
+    Ok(())
+}
+
+async fn events_are_kept_for_a_week_after_the_run_ended(engine: TestEngine) -> TestResult {
+    use switchyard_server::db::{Db, Retention};
+    let f = fixture(engine).await?;
+    let done = expect_status(
+        f.api.post("/v1/runs", f.key(), json!({"messages": [{"role": "user", "content": "Hi"}]})).await?,
+        201,
+    )?;
+    let waiting = expect_status(f.api.post("/v1/runs", f.key(), waiting_run()).await?, 201)?;
+    let f = &f;
+    let count = |run: &Value| {
+        let path = format!("/v1/runs/{}/events", run["id"].as_str().unwrap_or_default());
+        async move {
+            let page = expect_status(f.api.get(&path, f.key()).await?, 200)?;
+            Ok::<_, BoxError>(page["data"].as_array().map_or(0, Vec::len))
+        }
+    };
+    let (done_events, waiting_events) = (count(&done).await?, count(&waiting).await?);
+    let db = Db::connect(&f._server.database.url).await?;
+    let now = chrono::Utc::now().timestamp();
+    let within = db.sweep(now + 6 * 24 * 3600, Retention::default()).await?;
+    assert_eq!(within.run_events, 0, "kept for the week");
+    let after = db.sweep(now + 8 * 24 * 3600, Retention::default()).await?;
+    db.close().await;
+    assert_eq!(after.run_events, u64::try_from(done_events)?, "the ended run's events go");
+    assert_eq!(count(&done).await?, 0);
+    assert_eq!(count(&waiting).await?, waiting_events, "a run that has not ended keeps its events");
+    expect_status(f.api.get(&format!("/v1/runs/{}", string_at(&done, "/id")?), f.key()).await?, 200)?;
     Ok(())
 }
