@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::RunsConfig;
-pub use service::{NewRun, RunTool, ToolOutput};
+pub use service::{NewRun, RunTool, RunsWanted, ToolOutput};
 pub use tools::{InvalidTool, ToolRegistry};
 pub use worker::Resumer;
 

@@ -16,7 +16,7 @@ use crate::runs::Runs;
 use crate::runs::model::{
     ClientTool, Executor, InputMessage, Run, RunSpec, RunStatus, Step, StepRecord, ToolCall, ToolStep,
 };
-use crate::runs::store::Answered;
+use crate::runs::store::{Answered, RunFilter};
 use crate::runs::tools::compile;
 
 /// Steps a run may take when it names no `max_steps`, and the most it may name.
@@ -51,6 +51,16 @@ pub struct NewRun {
     pub max_cost_usd: Option<String>,
     pub metadata: Option<Map<String, Value>>,
     pub background: bool,
+}
+
+/// What a list of runs asks for, besides what the caller may see.
+#[derive(Debug, Clone, Default)]
+pub struct RunsWanted {
+    pub status: Option<RunStatus>,
+    /// Only runs this user or API key started.
+    pub principal: Option<String>,
+    /// Only runs created at or after this time (Unix seconds).
+    pub since: Option<i64>,
 }
 
 /// A client tool's result.
@@ -224,7 +234,7 @@ impl Runs {
         &self,
         principal: &Principal,
         org: Option<&str>,
-        status: Option<RunStatus>,
+        wanted: &RunsWanted,
         after: Option<&str>,
         limit: i64,
     ) -> DomainResult<Page<Run>> {
@@ -243,7 +253,15 @@ impl Runs {
             Via::ApiKey { project_id, .. } => project_id.as_deref(),
             Via::Session { .. } => None,
         };
-        let rows = self.db().runs_in_org(org_id, only_user, project, status, after, limit + 1).await?;
+        let filter = RunFilter {
+            org_id,
+            user_id: only_user,
+            project_id: project,
+            status: wanted.status,
+            principal: wanted.principal.as_deref(),
+            since: wanted.since,
+        };
+        let rows = self.db().runs_in_org(&filter, after, limit + 1).await?;
         Ok(Page::from_rows(rows, limit, |run| &run.id))
     }
 

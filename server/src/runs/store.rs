@@ -118,6 +118,21 @@ pub struct Progress<'a> {
     pub totals: Totals,
 }
 
+/// Which runs of an org a list holds.
+#[derive(Debug, Clone, Copy)]
+pub struct RunFilter<'a> {
+    pub org_id: &'a str,
+    /// Only this user's runs (whom a member may see).
+    pub user_id: Option<&'a str>,
+    /// Only this project's runs (what a key narrowed to it may see).
+    pub project_id: Option<&'a str>,
+    pub status: Option<RunStatus>,
+    /// Only runs this user or API key started.
+    pub principal: Option<&'a str>,
+    /// Only runs created at or after this time.
+    pub since: Option<i64>,
+}
+
 /// What answering client tool calls did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Answered {
@@ -259,26 +274,25 @@ impl Db {
         Ok(Some(run))
     }
 
-    /// Runs of `org_id` with their journals, in id order after `after`,
-    /// newest last; only `user_id`'s, `project_id`'s and those with
-    /// `status` when given.
+    /// The runs `filter` matches with their journals, in id order after
+    /// `after`, newest last.
     pub async fn runs_in_org(
         &self,
-        org_id: &str,
-        user_id: Option<&str>,
-        project_id: Option<&str>,
-        status: Option<RunStatus>,
+        filter: &RunFilter<'_>,
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<Run>, StoreError> {
         let rows = sqlx::query(select_runs!(
             "WHERE org_id = $1 AND ($2 = '' OR user_id = $2) AND ($3 = '' OR project_id = $3) \
-             AND ($4 = '' OR status = $4) AND id > $5 ORDER BY id LIMIT $6"
+             AND ($4 = '' OR status = $4) AND ($5 = '' OR user_id = $5 OR key_id = $5) AND created_at >= $6 \
+             AND id > $7 ORDER BY id LIMIT $8"
         ))
-        .bind(org_id)
-        .bind(user_id.unwrap_or(""))
-        .bind(project_id.unwrap_or(""))
-        .bind(status.map_or("", RunStatus::as_str))
+        .bind(filter.org_id)
+        .bind(filter.user_id.unwrap_or(""))
+        .bind(filter.project_id.unwrap_or(""))
+        .bind(filter.status.map_or("", RunStatus::as_str))
+        .bind(filter.principal.unwrap_or(""))
+        .bind(filter.since.unwrap_or(i64::MIN))
         .bind(after.unwrap_or(""))
         .bind(limit)
         .fetch_all(self.pool())
@@ -289,12 +303,15 @@ impl Db {
         let steps = sqlx::query(
             "SELECT s.run_id, s.idx, s.body, s.created_at FROM run_steps s JOIN runs r ON r.id = s.run_id \
              WHERE r.org_id = $1 AND ($2 = '' OR r.user_id = $2) AND ($3 = '' OR r.project_id = $3) \
-             AND ($4 = '' OR r.status = $4) AND r.id > $5 AND r.id <= $6 ORDER BY s.run_id, s.idx",
+             AND ($4 = '' OR r.status = $4) AND ($5 = '' OR r.user_id = $5 OR r.key_id = $5) \
+             AND r.created_at >= $6 AND r.id > $7 AND r.id <= $8 ORDER BY s.run_id, s.idx",
         )
-        .bind(org_id)
-        .bind(user_id.unwrap_or(""))
-        .bind(project_id.unwrap_or(""))
-        .bind(status.map_or("", RunStatus::as_str))
+        .bind(filter.org_id)
+        .bind(filter.user_id.unwrap_or(""))
+        .bind(filter.project_id.unwrap_or(""))
+        .bind(filter.status.map_or("", RunStatus::as_str))
+        .bind(filter.principal.unwrap_or(""))
+        .bind(filter.since.unwrap_or(i64::MIN))
         .bind(after.unwrap_or(""))
         .bind(&last)
         .fetch_all(self.pool())

@@ -509,6 +509,30 @@ async fn lists_filter_by_status_and_page_without_gaps(engine: TestEngine) -> Tes
     assert_error(&f.api.get("/v1/runs?status=lost", f.key()).await?, 400, "request.malformed");
     // A session names the org it lists.
     assert_error(&f.api.get("/v1/runs", f.owner.bearer()).await?, 403, "auth.org_required");
+    // By who started them, and since when.
+    let other = f.api.mint_key(&f.owner, &f.org, &["runs"]).await?;
+    let by_other =
+        expect_status(f.api.post("/v1/runs", Credential::Bearer(&other.key), user_says("Hi")).await?, 201)?;
+    let listed = expect_status(f.api.get(&format!("/v1/runs?principal={}", other.id), f.key()).await?, 200)?;
+    let ids: Vec<&str> =
+        listed["data"].as_array().ok_or("no data")?.iter().filter_map(|r| r["id"].as_str()).collect();
+    assert_eq!(ids, [by_other["id"].as_str().ok_or("no id")?]);
+    let by_owner =
+        expect_status(f.api.get(&format!("/v1/runs?principal={}", f.owner.user_id), f.key()).await?, 200)?;
+    assert_eq!(
+        by_owner["data"].as_array().map(Vec::len),
+        Some(6),
+        "the user's runs, whichever key started them"
+    );
+    f.server.clock.advance(Duration::from_secs(3600));
+    let later = f.run(user_says("Later")).await?;
+    let since = (chrono::Utc::now() + chrono::Duration::minutes(30))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let recent = expect_status(f.api.get(&format!("/v1/runs?since={since}"), f.key()).await?, 200)?;
+    let ids: Vec<&str> =
+        recent["data"].as_array().ok_or("no data")?.iter().filter_map(|r| r["id"].as_str()).collect();
+    assert_eq!(ids, [later["id"].as_str().ok_or("no id")?]);
+    assert_error(&f.api.get("/v1/runs?since=yesterday", f.key()).await?, 400, "request.malformed");
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 mod events;
 mod wire;
 
+use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem_openapi::OpenApi;
 use poem_openapi::param::{Header, Path, Query};
@@ -16,7 +17,7 @@ use crate::http::page::{PageCursor, PageSize};
 use crate::http::{ApiTags, Ok200};
 use crate::idempotency::{Answer, IdempotentRequest, Replayable};
 use crate::kernel::principal::Principal;
-use crate::runs::Runs;
+use crate::runs::{Runs, RunsWanted};
 use crate::state::AppState;
 use crate::{operation_errors, with_response_headers};
 
@@ -145,12 +146,21 @@ impl RunsApi {
         org: Header<Option<String>>,
         /// Only runs with this status.
         status: Query<Option<RunStatusName>>,
+        /// Only runs this user (`usr_…`) or API key (`key_…`) started.
+        #[oai(name = "principal")]
+        started_by: Query<Option<String>>,
+        /// Only runs created at or after this time (RFC 3339).
+        since: Query<Option<DateTime<Utc>>>,
         limit: PageSize,
         cursor: PageCursor,
     ) -> Result<Ok200<RunList>, RunListError> {
         let principal = state.principal(&auth).await?;
-        let status = status.0.map(Into::into);
-        let page = runs.list(&principal, org.0.as_deref(), status, cursor.as_deref(), limit.get()).await?;
+        let wanted = RunsWanted {
+            status: status.0.map(Into::into),
+            principal: started_by.0.filter(|id| !id.is_empty()),
+            since: since.0.map(|at| at.timestamp()),
+        };
+        let page = runs.list(&principal, org.0.as_deref(), &wanted, cursor.as_deref(), limit.get()).await?;
         Ok(Ok200::Ok(Json(page.map(Run::from).into())))
     }
 
