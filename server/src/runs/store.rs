@@ -282,37 +282,27 @@ impl Db {
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<Run>, StoreError> {
-        let rows = sqlx::query(select_runs!(
-            "WHERE org_id = $1 AND ($2 = '' OR user_id = $2) AND ($3 = '' OR project_id = $3) \
+        let rows = filtered(
+            sqlx::query(select_runs!(
+                "WHERE org_id = $1 AND ($2 = '' OR user_id = $2) AND ($3 = '' OR project_id = $3) \
              AND ($4 = '' OR status = $4) AND ($5 = '' OR user_id = $5 OR key_id = $5) AND created_at >= $6 \
              AND id > $7 ORDER BY id LIMIT $8"
-        ))
-        .bind(filter.org_id)
-        .bind(filter.user_id.unwrap_or(""))
-        .bind(filter.project_id.unwrap_or(""))
-        .bind(filter.status.map_or("", RunStatus::as_str))
-        .bind(filter.principal.unwrap_or(""))
-        .bind(filter.since.unwrap_or(i64::MIN))
-        .bind(after.unwrap_or(""))
+            )),
+            filter,
+            after,
+        )
         .bind(limit)
         .fetch_all(self.pool())
         .await?;
         let mut runs: Vec<Run> = rows.iter().map(run).collect::<Result<_, _>>()?;
         let Some(last) = runs.last().map(|run| run.id.clone()) else { return Ok(runs) };
         // The page is every matching run in (after, last]: one read of their journals.
-        let steps = sqlx::query(
+        let steps = filtered(sqlx::query(
             "SELECT s.run_id, s.idx, s.body, s.created_at FROM run_steps s JOIN runs r ON r.id = s.run_id \
              WHERE r.org_id = $1 AND ($2 = '' OR r.user_id = $2) AND ($3 = '' OR r.project_id = $3) \
              AND ($4 = '' OR r.status = $4) AND ($5 = '' OR r.user_id = $5 OR r.key_id = $5) \
              AND r.created_at >= $6 AND r.id > $7 AND r.id <= $8 ORDER BY s.run_id, s.idx",
-        )
-        .bind(filter.org_id)
-        .bind(filter.user_id.unwrap_or(""))
-        .bind(filter.project_id.unwrap_or(""))
-        .bind(filter.status.map_or("", RunStatus::as_str))
-        .bind(filter.principal.unwrap_or(""))
-        .bind(filter.since.unwrap_or(i64::MIN))
-        .bind(after.unwrap_or(""))
+        ), filter, after)
         .bind(&last)
         .fetch_all(self.pool())
         .await?;
@@ -541,6 +531,22 @@ impl Db {
             })
             .collect()
     }
+}
+
+/// Binds `$1`–`$7` of a list query: the filter's columns, then `after`.
+fn filtered<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    filter: &RunFilter<'q>,
+    after: Option<&'q str>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    query
+        .bind(filter.org_id)
+        .bind(filter.user_id.unwrap_or(""))
+        .bind(filter.project_id.unwrap_or(""))
+        .bind(filter.status.map_or("", RunStatus::as_str))
+        .bind(filter.principal.unwrap_or(""))
+        .bind(filter.since.unwrap_or(i64::MIN))
+        .bind(after.unwrap_or(""))
 }
 
 /// Appends `events` after the run's last one. Called in the transaction
