@@ -2,42 +2,12 @@
 //! `migrate`, `housekeeping`, `audit verify`, `--version`, bad config, and graceful shutdown on SIGTERM.
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use crate::support::TestResult;
 
-const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
-
-/// A fresh, empty working directory, removed afterwards.
-struct WorkDir(PathBuf);
-
-impl WorkDir {
-    fn new() -> std::io::Result<Self> {
-        let dir = std::env::temp_dir().join(format!("switchyard-cli-{}", ulid::Ulid::new()));
-        std::fs::create_dir_all(&dir)?;
-        Ok(Self(dir))
-    }
-}
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Runs the binary in `dir` with a clean `SWITCHYARD_*` environment.
-fn switchyard(dir: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.current_dir(dir).args(args);
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("SWITCHYARD_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd
-}
+use crate::support::{WorkDir, switchyard};
 
 fn run(cmd: &mut Command) -> std::io::Result<Output> {
     cmd.stdin(Stdio::null()).output()

@@ -12,6 +12,7 @@ mod authz;
 mod cli;
 mod config;
 mod contract;
+mod crash;
 mod envelope;
 mod gateway;
 mod hostile_input;

@@ -355,3 +355,35 @@ pub async fn audit_actions_of(server: &RunningServer, user_id: &str) -> Result<V
     db.close().await;
     Ok(actions?)
 }
+
+/// The `switchyard` binary this test run built.
+pub const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+
+/// A fresh, empty working directory, removed afterwards.
+pub struct WorkDir(pub std::path::PathBuf);
+
+impl WorkDir {
+    pub fn new() -> std::io::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("switchyard-test-{}", ulid::Ulid::new()));
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs the binary in `dir` with a clean `SWITCHYARD_*` environment.
+pub fn switchyard(dir: &std::path::Path, args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.current_dir(dir).args(args);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("SWITCHYARD_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}

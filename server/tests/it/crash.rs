@@ -1,0 +1,138 @@
+//! Runs survive a crash: the real `switchyard` binary, 50 background runs on
+//! a slow `dev` model, `kill -9` while they are half done, and a restart on
+//! the same database. Every run ends, no journaled model answer is asked for
+//! again, and every run's event numbers stay gapless across the restart.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::{
+    BoxError, TestDatabase, TestEngine, TestResult, WorkDir, http, on_both_engines, switchyard,
+};
+
+on_both_engines!(fifty_background_runs_survive_kill_9);
+
+const RUNS: usize = 50;
+
+/// A `switchyard serve` child, killed with SIGKILL when dropped.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the server and waits until it is ready.
+async fn serve(dir: &Path, base: &str) -> Result<Server, BoxError> {
+    let child = switchyard(dir, &["serve", "--config", "switchyard.toml"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let server = Server(child);
+    for _ in 0..200 {
+        if http().get(format!("{base}/ready")).send().await.is_ok_and(|r| r.status() == 200) {
+            return Ok(server);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err("the server did not become ready".into())
+}
+
+async fn fifty_background_runs_survive_kill_9(engine: TestEngine) -> TestResult {
+    let database = TestDatabase::create(engine).await?;
+    let dir = WorkDir::new()?;
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let base = format!("http://127.0.0.1:{port}");
+    // Two model calls of 200 ms per run; a lease runs out 2 s after its server died.
+    let config = format!(
+        "listen = \"127.0.0.1:{port}\"\ndatabase_url = \"{}\"\nlog_level = \"warn\"\n\n\
+         [runs]\nlease_secs = 2\nresume_interval_secs = 1\n\n\
+         [providers.dev]\nkind = \"dev\"\ndelay_ms = 200\n\n\
+         [[routes]]\nname = \"default\"\ntargets = [{{ provider = \"dev\", model = \"dev\" }}]\n",
+        database.url
+    );
+    std::fs::write(dir.0.join("switchyard.toml"), config)?;
+    let migrated = switchyard(&dir.0, &["migrate", "--database-url", &database.url]).output()?;
+    assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
+    let minted = switchyard(
+        &dir.0,
+        &[
+            "keys",
+            "create",
+            "--database-url",
+            &database.url,
+            "--org",
+            "Crash",
+            "--email",
+            "crash@example.com",
+            "--name",
+            "crash",
+            "--scopes",
+            "runs",
+        ],
+    )
+    .output()?;
+    assert!(minted.status.success(), "{}", String::from_utf8_lossy(&minted.stderr));
+    let printed = String::from_utf8(minted.stdout)?;
+    let key = printed
+        .split_whitespace()
+        .find(|word| word.starts_with("sy_live_"))
+        .ok_or_else(|| format!("no key printed: {printed}"))?
+        .to_owned();
+
+    let first = serve(&dir.0, &base).await?;
+    let body = json!({"messages": [{"role": "user", "content": "calculate {\"expression\": \"6 * 7\"}"}],
+        "tools": ["calculate"], "background": true});
+    let mut ids = Vec::new();
+    for _ in 0..RUNS {
+        let reply = http().post(format!("{base}/v1/runs")).bearer_auth(&key).json(&body).send().await?;
+        assert_eq!(reply.status(), 202);
+        ids.push(reply.json::<Value>().await?["id"].as_str().ok_or("no id")?.to_owned());
+    }
+    // Half way through the first model calls, the server dies without a word.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(first);
+
+    let _second = serve(&dir.0, &base).await?;
+    let mut runs = Vec::new();
+    for id in &ids {
+        let mut run = Value::Null;
+        for _ in 0..400 {
+            let reply = http().get(format!("{base}/v1/runs/{id}")).bearer_auth(&key).send().await?;
+            run = reply.json::<Value>().await?;
+            if run["status"] == "completed" || run["status"] == "error" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        runs.push(run);
+    }
+    let mut resumed = 0;
+    for (id, run) in ids.iter().zip(&runs) {
+        assert_eq!(run["status"], "completed", "{id}: {run:#}");
+        let kinds: Vec<&str> =
+            run["steps"].as_array().ok_or("no steps")?.iter().filter_map(|s| s["type"].as_str()).collect();
+        assert_eq!(kinds, ["model", "tool", "model"], "{id}: each step journaled once");
+        assert_eq!(run["output"]["content"], "Tool results: calculate: 42");
+        let reply =
+            http().get(format!("{base}/v1/runs/{id}/events?limit=200")).bearer_auth(&key).send().await?;
+        let events = reply.json::<Value>().await?;
+        let seqs: Vec<i64> =
+            events["data"].as_array().ok_or("no events")?.iter().filter_map(|e| e["seq"].as_i64()).collect();
+        assert_eq!(seqs, (1..=i64::try_from(seqs.len())?).collect::<Vec<_>>(), "{id}: gapless events");
+        let claims =
+            events["data"].as_array().ok_or("no events")?.iter().filter(|e| e["status"] == "running").count();
+        if claims > 1 {
+            resumed += 1;
+        }
+    }
+    assert!(resumed > 0, "the restarted server resumed the runs the killed one held");
+    Ok(())
+}
