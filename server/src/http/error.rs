@@ -188,6 +188,9 @@ pub enum ErrorCode {
     /// The run ended: its next model call could cost more than `max_cost_usd` leaves.
     #[oai(rename = "run.max_cost_exceeded")]
     RunMaxCostExceeded,
+    /// The run ended: no client tool output came in time.
+    #[oai(rename = "run.client_tool_timeout")]
+    RunClientToolTimeout,
     /// The run ended: the API key that created it was revoked or expired.
     #[oai(rename = "run.key_revoked")]
     RunKeyRevoked,
@@ -277,6 +280,7 @@ impl ErrorCode {
                 StatusCode::CONFLICT
             }
             Self::RunMaxStepsExceeded | Self::RunMaxCostExceeded => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::RunClientToolTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::RunKeyRevoked | Self::RunCreatorLeftOrg => StatusCode::FORBIDDEN,
             Self::IdempotencyKeyReused | Self::IdempotencyInProgress => StatusCode::CONFLICT,
             Self::ServerNotReady => StatusCode::SERVICE_UNAVAILABLE,

@@ -342,6 +342,12 @@ impl From<&RunFailure> for ApiError {
                 format_usd_micros(*limit_micros)
             ))
             .fix("Start a new run with a higher max_cost_usd."),
+            RunFailure::ClientToolTimeout { waited_secs } => ApiError::new(
+                ErrorCode::RunClientToolTimeout,
+                "No client tool output came in time",
+            )
+            .why(format!("The run waited {waited_secs} seconds in requires_action for the outputs of its client tool calls."))
+            .fix("Answer client tool calls sooner, or ask the operator to raise runs.client_tool_timeout_secs."),
             RunFailure::KeyRevoked => ApiError::new(
                 ErrorCode::RunKeyRevoked,
                 "The API key that created the run was revoked or expired",

@@ -177,6 +177,10 @@ pub enum RunFailure {
         limit_micros: i64,
         spent_micros: i64,
     },
+    /// No client tool output came within `runs.client_tool_timeout_secs`.
+    ClientToolTimeout {
+        waited_secs: u64,
+    },
     /// The API key that created the run was revoked or expired.
     KeyRevoked,
     /// The user who created the run is no longer a member of its org.

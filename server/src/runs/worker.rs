@@ -1,14 +1,31 @@
 //! The resumer: every few seconds, each server looks for runs no server is
 //! driving — background runs still `pending`, and runs whose server stopped
-//! or crashed and let its lease run out — and drives them. Claims are taken
+//! or crashed and let its lease run out — and drives them; and ends the runs
+//! that waited for client tool outputs longer than
+//! `runs.client_tool_timeout_secs`. Claims are taken
 //! in the database, so several servers never drive one run at once.
 
 use std::time::Duration;
 
 use crate::runs::Runs;
+use crate::runs::model::RunFailure;
 
 /// Most runs one look picks up.
 const BATCH: i64 = 50;
+
+impl Runs {
+    /// Ends the runs that waited for client tool outputs too long.
+    async fn time_out_waiting_runs(&self) -> Result<(), crate::db::StoreError> {
+        let waited_secs = self.inner.config.client_tool_timeout_secs;
+        let now = self.clock().now();
+        let cutoff = now.saturating_sub(i64::try_from(waited_secs).unwrap_or(i64::MAX));
+        let failure = RunFailure::ClientToolTimeout { waited_secs };
+        for id in self.db().runs_time_out_waiting(cutoff, &failure, now).await? {
+            self.ring(&id);
+        }
+        Ok(())
+    }
+}
 
 /// The resumer task; stopping it leaves runs as they are, for the next look.
 pub struct Resumer {
@@ -28,6 +45,9 @@ impl Resumer {
                 match runs.db().runs_to_resume(runs.clock().now(), BATCH).await {
                     Ok(ids) => ids.into_iter().for_each(|id| runs.spawn_drive(id)),
                     Err(err) => tracing::warn!(error = %err, "could not look for runs to resume; will retry"),
+                }
+                if let Err(err) = runs.time_out_waiting_runs().await {
+                    tracing::warn!(error = %err, "could not end runs that waited too long; will retry");
                 }
             }
         });

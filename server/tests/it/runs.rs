@@ -34,6 +34,7 @@ on_both_engines!(
     lists_filter_by_status_and_page_without_gaps,
     model_calls_are_metered_with_the_run_id,
     a_run_cut_off_by_a_shutdown_is_resumed_by_the_next_server,
+    a_run_left_waiting_for_client_tools_ends_after_the_timeout,
 );
 
 /// Prices the `dev` model at one micro-USD per prompt token and two per
@@ -630,5 +631,43 @@ async fn a_run_cut_off_by_a_shutdown_is_resumed_by_the_next_server(engine: TestE
     let statuses: Vec<&str> =
         events["data"].as_array().ok_or("no events")?.iter().filter_map(|e| e["status"].as_str()).collect();
     assert_eq!(statuses, ["pending", "running", "running", "completed"], "claimed by each server in turn");
+    Ok(())
+}
+
+async fn a_run_left_waiting_for_client_tools_ends_after_the_timeout(engine: TestEngine) -> TestResult {
+    let f = fixture(engine, |config| {
+        config.runs.resume_interval_secs = 1;
+        config.runs.client_tool_timeout_secs = 60;
+    })
+    .await?;
+    let waiting = f.run(weather_run()).await?;
+    let answered_in_time = f.run(weather_run()).await?;
+    f.server.clock.advance(Duration::from_secs(30));
+    expect_status(f.answer(&answered_in_time, "sunny").await?, 200)?;
+    f.server.clock.advance(Duration::from_secs(31));
+    let id = string_at(&waiting, "/id")?;
+    let mut run = Value::Null;
+    for _ in 0..100 {
+        run = expect_status(f.api.get(&format!("/v1/runs/{id}"), f.key()).await?, 200)?;
+        if run["status"] == "error" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(run["status"], "error", "{run:#}");
+    assert_eq!(run["error"]["code"], "run.client_tool_timeout");
+    assert_eq!(run["pending_tool_calls"], json!([]));
+    assert_error(&f.answer(&waiting, "too late").await?, 409, "run.not_awaiting_tool_outputs");
+    let other = expect_status(
+        f.api.get(&format!("/v1/runs/{}", string_at(&answered_in_time, "/id")?), f.key()).await?,
+        200,
+    )?;
+    assert_eq!(other["status"], "completed", "a run answered in time is not touched");
+    let events = expect_status(f.api.get(&format!("/v1/runs/{id}/events"), f.key()).await?, 200)?;
+    let last = events["data"].as_array().and_then(|e| e.last()).ok_or("no events")?;
+    assert_eq!(
+        (last["type"].as_str(), last["error"]["code"].as_str()),
+        (Some("run.failed"), Some("run.client_tool_timeout"))
+    );
     Ok(())
 }
