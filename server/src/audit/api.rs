@@ -45,17 +45,33 @@ pub struct AuditEvent {
     pub ip: Option<String>,
     #[oai(nullable)]
     pub request_id: Option<String>,
+    /// The gateway route, for the events of a run.
+    #[oai(nullable)]
+    pub route: Option<String>,
+    /// More about the event: for `run.created` who started it; for
+    /// `run.tool_called` the tool, the SHA-256 of its arguments and the
+    /// outcome; for `run.finished` the status, usage and cost.
+    #[oai(nullable)]
+    pub details: Option<std::collections::BTreeMap<String, serde_json::Value>>,
     pub occurred_at: DateTime<Utc>,
     /// The `hash` of the event before (64 zeros for the first).
     pub prev_hash: String,
     /// SHA-256 (lowercase hex) of the JSON array `[prev_hash, seq, id,
     /// occurred_at (Unix seconds), actor_id, org_id, action, target, ip,
-    /// request_id]`.
+    /// request_id]`, followed by `route` and `details` (as the JSON text
+    /// stored) when the event has either.
     pub hash: String,
 }
 
 impl From<ChainedEvent> for AuditEvent {
     fn from(event: ChainedEvent) -> Self {
+        let details = event.details.as_deref().and_then(|text| match serde_json::from_str(text) {
+            Ok(serde_json::Value::Object(details)) => Some(details.into_iter().collect()),
+            _ => {
+                tracing::error!(event = %event.id, "stored audit details are not a JSON object");
+                None
+            }
+        });
         Self {
             id: event.id,
             // Positions start at 1; a negative one cannot be stored.
@@ -66,6 +82,8 @@ impl From<ChainedEvent> for AuditEvent {
             target: event.target,
             ip: event.ip,
             request_id: event.request_id,
+            route: event.route,
+            details,
             occurred_at: timestamp(event.occurred_at),
             prev_hash: event.prev_hash,
             hash: event.hash,
@@ -133,6 +151,8 @@ impl AuditApi {
         since: Query<Option<DateTime<Utc>>>,
         /// Only events before this time.
         until: Query<Option<DateTime<Utc>>>,
+        /// Only the events of runs on this gateway route, such as `default`.
+        route: Query<Option<String>>,
         limit: PageSize,
         cursor: PageCursor,
     ) -> Result<Ok200<AuditEventList>, AuditListError> {
@@ -144,6 +164,7 @@ impl AuditApi {
                 action: action.0.as_deref(),
                 since: since.0.map(|at| at.timestamp()),
                 until: until.0.map(|at| at.timestamp()),
+                route: route.0.as_deref(),
             },
             cursor: cursor.as_deref(),
             limit: limit.get(),

@@ -17,6 +17,10 @@ pub struct NewEvent {
     pub target: Option<String>,
     pub ip: Option<String>,
     pub request_id: Option<String>,
+    /// The gateway route of a run's event.
+    pub route: Option<String>,
+    /// More about the event, as JSON text.
+    pub details: Option<String>,
 }
 
 /// A recorded event with its place in its chain.
@@ -30,6 +34,8 @@ pub struct ChainedEvent {
     pub target: Option<String>,
     pub ip: Option<String>,
     pub request_id: Option<String>,
+    pub route: Option<String>,
+    pub details: Option<String>,
     pub seq: i64,
     pub prev_hash: String,
     pub hash: String,
@@ -44,13 +50,16 @@ pub struct AuditFilter<'a> {
     pub since: Option<i64>,
     /// Unix seconds, exclusive.
     pub until: Option<i64>,
+    pub route: Option<&'a str>,
 }
 
 /// The SHA-256 (hex) that links an event to the one before it: over the
 /// previous hash, the position and every recorded field, as one JSON array
-/// (so no field can run into the next).
+/// (so no field can run into the next). `route` and `details` join the array
+/// only when the event has either, so events recorded before they existed
+/// keep their hash.
 pub fn link_hash(prev_hash: &str, seq: i64, event: &ChainedEvent) -> String {
-    let canonical = serde_json::json!([
+    let mut canonical = serde_json::json!([
         prev_hash,
         seq,
         event.id,
@@ -62,6 +71,11 @@ pub fn link_hash(prev_hash: &str, seq: i64, event: &ChainedEvent) -> String {
         event.ip,
         event.request_id,
     ]);
+    if let (Some(fields), true) = (canonical.as_array_mut(), event.route.is_some() || event.details.is_some())
+    {
+        fields.push(serde_json::json!(event.route));
+        fields.push(serde_json::json!(event.details));
+    }
     let digest = Sha256::digest(canonical.to_string().as_bytes());
     data_encoding::HEXLOWER.encode(&digest)
 }

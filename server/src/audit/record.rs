@@ -41,6 +41,9 @@ pub enum AuditAction {
     ProjectDeleted,
     ApiKeyCreated,
     ApiKeyRevoked,
+    RunCreated,
+    RunToolCalled,
+    RunFinished,
 }
 
 impl AuditAction {
@@ -76,6 +79,9 @@ impl AuditAction {
             Self::ProjectDeleted => "project.deleted",
             Self::ApiKeyCreated => "api_key.created",
             Self::ApiKeyRevoked => "api_key.revoked",
+            Self::RunCreated => "run.created",
+            Self::RunToolCalled => "run.tool_called",
+            Self::RunFinished => "run.finished",
         }
     }
 }
@@ -88,17 +94,26 @@ pub struct Entry<'a> {
     pub actor: Option<&'a str>,
     pub org: Option<&'a str>,
     pub target: Option<&'a str>,
+    /// The gateway route, for a run's events.
+    pub route: Option<&'a str>,
+    /// More about the event, as JSON text.
+    pub details: Option<&'a str>,
 }
 
 impl<'a> Entry<'a> {
     /// An account event a user caused to their own account (`user.*`).
     pub fn own_account(action: AuditAction, user_id: &'a str) -> Self {
-        Self { action, actor: Some(user_id), org: None, target: Some(user_id) }
+        Self { action, actor: Some(user_id), org: None, target: Some(user_id), route: None, details: None }
     }
 
     /// An event in `org`'s chain.
     pub fn in_org(action: AuditAction, actor: &'a str, org: &'a str, target: &'a str) -> Self {
-        Self { action, actor: Some(actor), org: Some(org), target: Some(target) }
+        Self { action, actor: Some(actor), org: Some(org), target: Some(target), route: None, details: None }
+    }
+
+    /// The same event, for a run on `route`, with `details` (JSON text).
+    pub fn of_run(self, route: &'a str, details: &'a str) -> Self {
+        Self { route: Some(route), details: Some(details), ..self }
     }
 }
 
@@ -111,6 +126,8 @@ pub async fn record(db: &Db, ctx: &RequestContext, entry: Entry<'_>) -> DomainRe
         target: entry.target.map(str::to_owned),
         ip: ctx.ip.clone(),
         request_id: ctx.request_id.clone(),
+        route: entry.route.map(str::to_owned),
+        details: entry.details.map(str::to_owned),
     };
     db.audit_record(&event, &new_id("evt"), ctx.now).await?;
     Ok(())

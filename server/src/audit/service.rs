@@ -156,6 +156,8 @@ mod tests {
             target: Some("usr_2".to_owned()),
             ip: Some("127.0.0.1".to_owned()),
             request_id: None,
+            route: None,
+            details: None,
             seq,
             prev_hash: prev_hash.to_owned(),
             hash: String::new(),
@@ -189,7 +191,9 @@ mod tests {
             broken_at: None,
         };
         let original = row(1, GENESIS_HASH);
-        let edits: [fn(&mut ChainedEvent); 6] = [
+        let edits: [fn(&mut ChainedEvent); 8] = [
+            |r| r.route = Some("default".to_owned()),
+            |r| r.details = Some("{}".to_owned()),
             |r| r.action = "member.removed".to_owned(),
             |r| r.actor_id = None,
             |r| r.target = Some("usr_3".to_owned()),

@@ -17,6 +17,8 @@ fn audit_row(row: &AnyRow) -> Result<ChainedEvent, StoreError> {
         target: row.try_get("target")?,
         ip: row.try_get("ip")?,
         request_id: row.try_get("request_id")?,
+        route: row.try_get("route")?,
+        details: row.try_get("details")?,
         seq: row.try_get("seq")?,
         prev_hash: row.try_get("prev_hash")?,
         hash: row.try_get("hash")?,
@@ -40,6 +42,8 @@ impl Db {
             target: event.target.clone(),
             ip: event.ip.clone(),
             request_id: event.request_id.clone(),
+            route: event.route.clone(),
+            details: event.details.clone(),
             seq: 0,
             prev_hash: String::new(),
             hash: String::new(),
@@ -50,8 +54,8 @@ impl Db {
         let hash = link_hash(&prev_hash, seq, &row);
         sqlx::query(
             "INSERT INTO audit_events \
-             (id, occurred_at, actor_id, org_id, action, target, ip, request_id, chain, seq, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             (id, occurred_at, actor_id, org_id, action, target, ip, request_id, route, details, chain, seq, \
+             prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(&row.id)
         .bind(row.occurred_at)
@@ -61,6 +65,8 @@ impl Db {
         .bind(&row.target)
         .bind(&row.ip)
         .bind(&row.request_id)
+        .bind(&row.route)
+        .bind(&row.details)
         .bind(chain)
         .bind(seq)
         .bind(&prev_hash)
@@ -76,7 +82,7 @@ impl Db {
     /// no-op once every event has its hash.
     pub async fn audit_chain_backfill(&self) -> Result<u64, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, occurred_at, actor_id, org_id, action, target, ip, request_id, \
+            "SELECT id, occurred_at, actor_id, org_id, action, target, ip, request_id, route, details, \
              CAST(0 AS BIGINT) AS seq, '' AS prev_hash, '' AS hash \
              FROM audit_events WHERE hash IS NULL ORDER BY occurred_at, id",
         )
@@ -117,10 +123,10 @@ impl Db {
         limit: i64,
     ) -> Result<Vec<ChainedEvent>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, occurred_at, actor_id, org_id, action, target, ip, request_id, seq, prev_hash, hash \
-             FROM audit_events WHERE chain = $1 AND seq < $2 \
+            "SELECT id, occurred_at, actor_id, org_id, action, target, ip, request_id, route, details, seq, \
+             prev_hash, hash FROM audit_events WHERE chain = $1 AND seq < $2 \
              AND ($3 = '' OR actor_id = $3) AND ($4 = '' OR action = $4) \
-             AND occurred_at >= $5 AND occurred_at < $6 ORDER BY seq DESC LIMIT $7",
+             AND occurred_at >= $5 AND occurred_at < $6 AND ($7 = '' OR route = $7) ORDER BY seq DESC LIMIT $8",
         )
         .bind(chain)
         .bind(before.unwrap_or(i64::MAX))
@@ -128,6 +134,7 @@ impl Db {
         .bind(filter.action.unwrap_or(""))
         .bind(filter.since.unwrap_or(i64::MIN))
         .bind(filter.until.unwrap_or(i64::MAX))
+        .bind(filter.route.unwrap_or(""))
         .bind(limit)
         .fetch_all(self.pool())
         .await?;
@@ -142,8 +149,8 @@ impl Db {
         limit: i64,
     ) -> Result<Vec<ChainedEvent>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, occurred_at, actor_id, org_id, action, target, ip, request_id, seq, prev_hash, hash \
-             FROM audit_events WHERE chain = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            "SELECT id, occurred_at, actor_id, org_id, action, target, ip, request_id, route, details, seq, \
+             prev_hash, hash FROM audit_events WHERE chain = $1 AND seq > $2 ORDER BY seq LIMIT $3",
         )
         .bind(org_id)
         .bind(after)

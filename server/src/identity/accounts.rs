@@ -121,7 +121,14 @@ pub async fn login(
             audit::record(
                 db,
                 ctx,
-                Entry { action: AuditAction::UserLoginFailed, actor, org: None, target: actor },
+                Entry {
+                    action: AuditAction::UserLoginFailed,
+                    actor,
+                    org: None,
+                    target: actor,
+                    route: None,
+                    details: None,
+                },
             )
             .await?;
             Err(DomainError::InvalidCredentials)
@@ -175,6 +182,8 @@ pub async fn logout(db: &Db, principal: &Principal, ctx: &RequestContext) -> Dom
             actor: Some(&principal.user_id),
             org: None,
             target: Some(session_id),
+            route: None,
+            details: None,
         },
     )
     .await
@@ -249,6 +258,8 @@ pub async fn session_revoke(
             actor: Some(&principal.user_id),
             org: None,
             target: Some(session_id),
+            route: None,
+            details: None,
         },
     )
     .await

@@ -167,7 +167,14 @@ pub async fn org_update(
         audit::record(
             db,
             ctx,
-            Entry { action: AuditAction::OrgRenamed, actor, org: Some(org_id), target: Some(org_id) },
+            Entry {
+                action: AuditAction::OrgRenamed,
+                actor,
+                org: Some(org_id),
+                target: Some(org_id),
+                route: None,
+                details: None,
+            },
         )
         .await?;
     }
@@ -178,7 +185,14 @@ pub async fn org_update(
         audit::record(
             db,
             ctx,
-            Entry { action: AuditAction::OrgCostCapsChanged, actor, org: Some(org_id), target: Some(org_id) },
+            Entry {
+                action: AuditAction::OrgCostCapsChanged,
+                actor,
+                org: Some(org_id),
+                target: Some(org_id),
+                route: None,
+                details: None,
+            },
         )
         .await?;
     }

@@ -82,8 +82,12 @@ impl Driver<'_> {
             Stop::Failed(failure) => (RunStatus::Error, None, &[][..], Some(failure)),
         };
         let outcome = Outcome { status, output, pending, failure, totals: Totals::of(&self.run) };
-        self.runs.db().run_settle(&self.run.id, self.epoch, &outcome, self.runs.clock().now()).await?;
-        self.runs.ring(&self.run.id);
+        if self.runs.db().run_settle(&self.run.id, self.epoch, &outcome, self.runs.clock().now()).await? {
+            self.runs.ring(&self.run.id);
+            if status.is_final() {
+                self.runs.audit_finished(&self.run, status, failure).await;
+            }
+        }
         Ok(())
     }
 
@@ -314,6 +318,9 @@ impl Driver<'_> {
         self.run.prompt_tokens = totals.prompt_tokens;
         self.run.completion_tokens = totals.completion_tokens;
         self.run.cost_micros = totals.cost_micros;
+        if let Step::Tool(tool) = &record.step {
+            self.runs.audit_tool_called(&self.run, tool).await;
+        }
         self.run.steps.push(record);
         Ok(None)
     }

@@ -4,7 +4,8 @@
 //! started it.
 //!
 //! [`Runs`] is the front the API calls; `service` holds its operations and
-//! who may see which run, `engine` the loop, `events` the event streams, `tools` the server tools,
+//! who may see which run, `engine` the loop, `events` the event streams,
+//! `trail` what runs write to the audit trail, `tools` the server tools,
 //! `worker` the task that resumes runs no server is driving, `store` the
 //! SQL, and `model` what a run is.
 
@@ -16,6 +17,7 @@ pub mod model;
 mod service;
 mod store;
 mod tools;
+mod trail;
 mod worker;
 
 use std::collections::HashMap;

@@ -8,6 +8,7 @@ use switchyard_providers::wire::{MAX_CONTENT_CHARS, MAX_MESSAGES};
 
 use crate::gateway::Caller;
 use crate::identity::{Role, caller_role};
+use crate::kernel::context::RequestContext;
 use crate::kernel::error::{DomainError, DomainResult, Resource};
 use crate::kernel::ids::new_id;
 use crate::kernel::page::Page;
@@ -110,13 +111,16 @@ impl Runs {
             finished_at: None,
             steps: Vec::new(),
         };
+        let ctx = RequestContext::local(self.clock());
         if run.spec.background {
             self.db().run_insert(&run, None).await?;
+            self.audit_created(&run, &ctx).await;
             self.ring(&run.id);
             self.spawn_drive(run.id.clone());
             return Ok(run);
         }
         self.db().run_insert(&run, Some((self.owner(), now + self.lease_secs()))).await?;
+        self.audit_created(&run, &ctx).await;
         self.drive_to_stop(&run.id, 1).await?;
         self.read(&run.id).await
     }
@@ -325,6 +329,11 @@ impl Runs {
             self.db().run_answer_tool_calls(id, run.step_count, &steps, &still_pending, lease, now).await?;
         if outcome != Answered::Conflict {
             self.ring(id);
+            for record in &steps {
+                if let Step::Tool(tool) = &record.step {
+                    self.audit_tool_called(&run, tool).await;
+                }
+            }
         }
         match outcome {
             Answered::StillWaiting => {}
@@ -350,6 +359,7 @@ impl Runs {
         }
         if self.db().run_cancel(id, self.clock().now()).await? {
             self.ring(id);
+            self.audit_finished(&run, RunStatus::Cancelled, None).await;
         } else {
             let now_run = self.read(id).await?;
             if now_run.status != RunStatus::Cancelled {

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use crate::runs::Runs;
-use crate::runs::model::RunFailure;
+use crate::runs::model::{RunFailure, RunStatus};
 
 /// Most runs one look picks up.
 const BATCH: i64 = 50;
@@ -22,6 +22,9 @@ impl Runs {
         let failure = RunFailure::ClientToolTimeout { waited_secs };
         for id in self.db().runs_time_out_waiting(cutoff, &failure, now).await? {
             self.ring(&id);
+            if let Some(run) = self.db().run_by_id(&id).await? {
+                self.audit_finished(&run, RunStatus::Error, Some(&failure)).await;
+            }
         }
         Ok(())
     }

@@ -35,6 +35,7 @@ on_both_engines!(
     model_calls_are_metered_with_the_run_id,
     a_run_cut_off_by_a_shutdown_is_resumed_by_the_next_server,
     a_run_left_waiting_for_client_tools_ends_after_the_timeout,
+    runs_leave_their_steps_in_the_audit_trail,
 );
 
 /// Prices the `dev` model at one micro-USD per prompt token and two per
@@ -669,5 +670,61 @@ async fn a_run_left_waiting_for_client_tools_ends_after_the_timeout(engine: Test
         (last["type"].as_str(), last["error"]["code"].as_str()),
         (Some("run.failed"), Some("run.client_tool_timeout"))
     );
+    Ok(())
+}
+
+async fn runs_leave_their_steps_in_the_audit_trail(engine: TestEngine) -> TestResult {
+    use sha2::{Digest, Sha256};
+    let f = fixture(engine, |_| {}).await?;
+    let body = json!({"messages": [{"role": "user", "content": "calculate {\"expression\": \"2+2\"}"}], "tools": ["calculate"]});
+    let run = f.run(body).await?;
+    let id = string_at(&run, "/id")?;
+    let cancelled = f.run(weather_run()).await?;
+    let cancel = format!("/v1/runs/{}/cancel", string_at(&cancelled, "/id")?);
+    expect_status(f.api.call(Method::POST, &cancel, f.key(), None).await?, 200)?;
+    let path = format!("/v1/audit?org_id={}&route=default&limit=200", f.org);
+    let trail = expect_status(f.api.get(&path, f.owner.bearer()).await?, 200)?;
+    let of_run: Vec<&Value> = trail["data"]
+        .as_array()
+        .ok_or("no data")?
+        .iter()
+        .filter(|e| e["target"] == id.as_str())
+        .rev()
+        .collect();
+    let actions: Vec<&str> = of_run.iter().filter_map(|e| e["action"].as_str()).collect();
+    assert_eq!(actions, ["run.created", "run.tool_called", "run.finished"]);
+    assert!(of_run.iter().all(|e| e["route"] == "default" && e["actor_id"] == f.owner.user_id.as_str()));
+    let key_id = run["key_id"].as_str().ok_or("no key id")?;
+    assert_eq!(of_run[0]["details"]["principal"], key_id);
+    let call = &of_run[1]["details"];
+    assert_eq!(
+        (call["name"].as_str(), call["outcome"].as_str(), call["executor"].as_str()),
+        (Some("calculate"), Some("ok"), Some("server"))
+    );
+    let digest: String =
+        Sha256::digest(b"{\"expression\":\"2+2\"}").iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(call["arguments_sha256"], digest.as_str(), "a digest, not the arguments");
+    let end = &of_run[2]["details"];
+    assert_eq!((end["status"].as_str(), end["steps"].as_u64()), (Some("completed"), Some(3)));
+    assert_eq!(end["prompt_tokens"], run["usage"]["prompt_tokens"]);
+    let ends: Vec<&str> = trail["data"]
+        .as_array()
+        .ok_or("no data")?
+        .iter()
+        .filter(|e| e["action"] == "run.finished")
+        .filter_map(|e| e["details"]["status"].as_str())
+        .collect();
+    assert_eq!(ends, ["cancelled", "completed"], "newest first");
+    // Other routes see none of it, and the chain still checks out.
+    let other = expect_status(
+        f.api.get(&format!("/v1/audit?org_id={}&route=dev", f.org), f.owner.bearer()).await?,
+        200,
+    )?;
+    assert_eq!(other["data"], json!([]));
+    let verified = expect_status(
+        f.api.get(&format!("/v1/audit/verify?org_id={}", f.org), f.owner.bearer()).await?,
+        200,
+    )?;
+    assert_eq!(verified["valid"], true, "{verified}");
     Ok(())
 }

@@ -1,0 +1,59 @@
+//! What runs write to the tamper-evident audit trail, in their org's chain
+//! and with their route: a run created (who started it), each tool call
+//! (the tool, the SHA-256 of its arguments, the outcome, who executed it),
+//! and a run's end (status, usage, cost, and why when it failed). A trail
+//! that cannot be written is logged; the run goes on.
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use switchyard_providers::price::format_usd_micros;
+
+use crate::audit::{AuditAction, Entry, record};
+use crate::kernel::context::RequestContext;
+use crate::runs::Runs;
+use crate::runs::model::{Executor, Run, RunFailure, RunStatus, ToolStep};
+
+impl Runs {
+    pub(super) async fn audit_created(&self, run: &Run, ctx: &RequestContext) {
+        let details = json!({
+            "principal": run.key_id.as_deref().unwrap_or(&run.user_id),
+            "background": run.spec.background,
+            "max_steps": run.spec.max_steps,
+        });
+        self.audit(ctx, AuditAction::RunCreated, run, &details).await;
+    }
+
+    pub(super) async fn audit_tool_called(&self, run: &Run, step: &ToolStep) {
+        let details = json!({
+            "tool_call_id": step.tool_call_id,
+            "name": step.name,
+            "arguments_sha256": data_encoding::HEXLOWER.encode(&Sha256::digest(step.arguments.as_bytes())),
+            "outcome": if step.is_error { "error" } else { "ok" },
+            "executor": match step.executor {
+                Executor::Server => "server",
+                Executor::Client => "client",
+            },
+        });
+        self.audit(&RequestContext::local(self.clock()), AuditAction::RunToolCalled, run, &details).await;
+    }
+
+    pub(super) async fn audit_finished(&self, run: &Run, status: RunStatus, failure: Option<&RunFailure>) {
+        let details = json!({
+            "status": status.as_str(),
+            "steps": run.step_count,
+            "prompt_tokens": run.prompt_tokens,
+            "completion_tokens": run.completion_tokens,
+            "cost_usd": format_usd_micros(run.cost_micros),
+            "failure": failure.map(|failure| serde_json::to_value(failure).unwrap_or(Value::Null)),
+        });
+        self.audit(&RequestContext::local(self.clock()), AuditAction::RunFinished, run, &details).await;
+    }
+
+    async fn audit(&self, ctx: &RequestContext, action: AuditAction, run: &Run, details: &Value) {
+        let details = details.to_string();
+        let entry = Entry::in_org(action, &run.user_id, &run.org_id, &run.id).of_run(&run.route, &details);
+        if let Err(err) = record(self.db(), ctx, entry).await {
+            tracing::warn!(run_id = %run.id, action = action.as_str(), error = %err, "could not write a run's audit event");
+        }
+    }
+}
