@@ -14,6 +14,7 @@ pub struct Metrics {
     requests: IntCounterVec,
     latency: HistogramVec,
     gateway: GatewayMetrics,
+    runs: RunMetrics,
 }
 
 impl Metrics {
@@ -36,7 +37,8 @@ impl Metrics {
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         let gateway = GatewayMetrics::new(&registry)?;
-        Ok(Self { registry, requests, latency, gateway })
+        let runs = RunMetrics::new(&registry)?;
+        Ok(Self { registry, requests, latency, gateway, runs })
     }
 
     pub fn observe_request(&self, operation: &str, status: u16, elapsed: Duration) {
@@ -51,6 +53,11 @@ impl Metrics {
         &self.gateway
     }
 
+    /// The agent runs' metrics.
+    pub fn runs(&self) -> &RunMetrics {
+        &self.runs
+    }
+
     /// The registry in Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = Vec::new();
@@ -59,6 +66,46 @@ impl Metrics {
         }
         // The text format is UTF-8; a stray byte would show, not empty the page.
         String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+/// Runs started and ended by route (and how they ended), and the steps
+/// they took by kind (`model`, `tool`). Cloning is cheap.
+#[derive(Clone)]
+pub struct RunMetrics {
+    started: IntCounterVec,
+    finished: IntCounterVec,
+    steps: IntCounterVec,
+}
+
+impl RunMetrics {
+    fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let started =
+            IntCounterVec::new(Opts::new("runs_started_total", "Agent runs created, by route."), &["route"])?;
+        let finished = IntCounterVec::new(
+            Opts::new("runs_finished_total", "Agent runs that ended, by route and final status."),
+            &["route", "status"],
+        )?;
+        let steps = IntCounterVec::new(
+            Opts::new("run_steps_total", "Steps agent runs journaled, by kind."),
+            &["kind"],
+        )?;
+        for counter in [&started, &finished, &steps] {
+            registry.register(Box::new(counter.clone()))?;
+        }
+        Ok(Self { started, finished, steps })
+    }
+
+    pub fn started(&self, route: &str) {
+        self.started.with_label_values(&[route]).inc();
+    }
+
+    pub fn finished(&self, route: &str, status: &str) {
+        self.finished.with_label_values(&[route, status]).inc();
+    }
+
+    pub fn step(&self, kind: &str) {
+        self.steps.with_label_values(&[kind]).inc();
     }
 }
 

@@ -318,8 +318,9 @@ impl Driver<'_> {
         self.run.prompt_tokens = totals.prompt_tokens;
         self.run.completion_tokens = totals.completion_tokens;
         self.run.cost_micros = totals.cost_micros;
-        if let Step::Tool(tool) = &record.step {
-            self.runs.audit_tool_called(&self.run, tool).await;
+        match &record.step {
+            Step::Tool(tool) => self.runs.audit_tool_called(&self.run, tool).await,
+            Step::Model(_) => self.runs.metrics().step("model"),
         }
         self.run.steps.push(record);
         Ok(None)

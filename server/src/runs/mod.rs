@@ -5,7 +5,7 @@
 //!
 //! [`Runs`] is the front the API calls; `service` holds its operations and
 //! who may see which run, `engine` the loop, `events` the event streams,
-//! `trail` what runs write to the audit trail, `tools` the server tools,
+//! `trail` what runs write to the audit trail and the metrics, `tools` the server tools,
 //! `worker` the task that resumes runs no server is driving, `store` the
 //! SQL, and `model` what a run is.
 
@@ -37,6 +37,7 @@ use crate::gateway::{Gateway, GatewayDeps};
 use crate::identity::KeyCache;
 use crate::kernel::clock::Clock;
 use crate::kernel::ids::new_id;
+use crate::metrics::RunMetrics;
 use crate::state::AppState;
 
 /// The runs area, as handlers and background tasks reach it.
@@ -133,6 +134,10 @@ impl Runs {
 
     fn gateway_deps(&self) -> GatewayDeps<'_> {
         self.inner.state.gateway_deps()
+    }
+
+    fn metrics(&self) -> &RunMetrics {
+        self.inner.state.metrics.runs()
     }
 
     fn tools(&self) -> &ToolRegistry {

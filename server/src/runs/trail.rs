@@ -1,8 +1,10 @@
-//! What runs write to the tamper-evident audit trail, in their org's chain
-//! and with their route: a run created (who started it), each tool call
-//! (the tool, the SHA-256 of its arguments, the outcome, who executed it),
-//! and a run's end (status, usage, cost, and why when it failed). A trail
-//! that cannot be written is logged; the run goes on.
+//! What runs leave behind besides their own rows: events in the
+//! tamper-evident audit trail, in their org's chain and with their route —
+//! a run created (who started it), each tool call (the tool, the SHA-256 of
+//! its arguments, the outcome, who executed it), and a run's end (status,
+//! usage, cost, and why when it failed) — and the Prometheus counters of
+//! runs started, ended and their steps. A trail that cannot be written is
+//! logged; the run goes on.
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -20,6 +22,7 @@ impl Runs {
             "background": run.spec.background,
             "max_steps": run.spec.max_steps,
         });
+        self.metrics().started(&run.route);
         self.audit(ctx, AuditAction::RunCreated, run, &details).await;
     }
 
@@ -34,6 +37,7 @@ impl Runs {
                 Executor::Client => "client",
             },
         });
+        self.metrics().step("tool");
         self.audit(&RequestContext::local(self.clock()), AuditAction::RunToolCalled, run, &details).await;
     }
 
@@ -46,6 +50,7 @@ impl Runs {
             "cost_usd": format_usd_micros(run.cost_micros),
             "failure": failure.map(|failure| serde_json::to_value(failure).unwrap_or(Value::Null)),
         });
+        self.metrics().finished(&run.route, status.as_str());
         self.audit(&RequestContext::local(self.clock()), AuditAction::RunFinished, run, &details).await;
     }
 

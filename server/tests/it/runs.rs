@@ -36,6 +36,7 @@ on_both_engines!(
     a_run_cut_off_by_a_shutdown_is_resumed_by_the_next_server,
     a_run_left_waiting_for_client_tools_ends_after_the_timeout,
     runs_leave_their_steps_in_the_audit_trail,
+    runs_are_counted_in_the_metrics,
 );
 
 /// Prices the `dev` model at one micro-USD per prompt token and two per
@@ -726,5 +727,30 @@ async fn runs_leave_their_steps_in_the_audit_trail(engine: TestEngine) -> TestRe
         200,
     )?;
     assert_eq!(verified["valid"], true, "{verified}");
+    Ok(())
+}
+
+async fn runs_are_counted_in_the_metrics(engine: TestEngine) -> TestResult {
+    let f = fixture(engine, |_| {}).await?;
+    let body = json!({"messages": [{"role": "user", "content": "calculate {\"expression\": \"2+2\"}"}], "tools": ["calculate"]});
+    f.run(body).await?;
+    let waiting = f.run(weather_run()).await?;
+    let cancel = format!("/v1/runs/{}/cancel", string_at(&waiting, "/id")?);
+    expect_status(f.api.call(Method::POST, &cancel, f.key(), None).await?, 200)?;
+    let text =
+        crate::support::http().get(format!("{}/metrics", f.server.base_url)).send().await?.text().await?;
+    for line in [
+        "switchyard_runs_started_total{route=\"default\"} 2",
+        "switchyard_runs_finished_total{route=\"default\",status=\"completed\"} 1",
+        "switchyard_runs_finished_total{route=\"default\",status=\"cancelled\"} 1",
+        "switchyard_run_steps_total{kind=\"model\"} 3",
+        "switchyard_run_steps_total{kind=\"tool\"} 1",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "{line} missing from:\n{}",
+            text.lines().filter(|l| l.contains("run")).collect::<Vec<_>>().join("\n")
+        );
+    }
     Ok(())
 }
