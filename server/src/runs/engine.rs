@@ -46,9 +46,8 @@ impl Runs {
                 _ = beat.tick() => {
                     let expires_at = self.clock().now() + self.lease_secs();
                     match self.db().run_heartbeat(run_id, epoch, expires_at).await {
-                        Ok(true) => {}
-                        // Cancelled, or claimed elsewhere: the driver's next write finds out.
-                        Ok(false) => {}
+                        // Renewed; or cancelled, or claimed elsewhere: the driver's next write finds out.
+                        Ok(_) => {}
                         Err(err) => tracing::warn!(run_id, error = %err, "could not renew a run's lease"),
                     }
                 }

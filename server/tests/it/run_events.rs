@@ -22,7 +22,7 @@ struct Fixture {
     api: Api,
     base_url: String,
     key: String,
-    _server: crate::support::RunningServer,
+    server: crate::support::RunningServer,
 }
 
 async fn fixture(engine: TestEngine) -> Result<Fixture, BoxError> {
@@ -31,7 +31,7 @@ async fn fixture(engine: TestEngine) -> Result<Fixture, BoxError> {
     let owner = api.register("owner@example.com").await?;
     let org = api.create_org(&owner, "Events").await?;
     let key = api.mint_key(&owner, &org, &["*"]).await?.key;
-    Ok(Fixture { api, base_url: server.base_url.clone(), key, _server: server })
+    Ok(Fixture { api, base_url: server.base_url.clone(), key, server })
 }
 
 fn waiting_run() -> Value {
@@ -271,7 +271,7 @@ async fn events_are_kept_for_a_week_after_the_run_ended(engine: TestEngine) -> T
         }
     };
     let (done_events, waiting_events) = (count(&done).await?, count(&waiting).await?);
-    let db = Db::connect(&f._server.database.url).await?;
+    let db = Db::connect(&f.server.database.url).await?;
     let now = chrono::Utc::now().timestamp();
     let within = db.sweep(now + 6 * 24 * 3600, Retention::default()).await?;
     assert_eq!(within.run_events, 0, "kept for the week");

@@ -188,21 +188,6 @@ impl From<EventRecord> for RunStreamEvent {
     }
 }
 
-impl RunStreamEvent {
-    fn seq_and_type(&self) -> (i64, &'static str) {
-        match self {
-            Self::Status(e) => (e.seq, "run.status"),
-            Self::MessageDelta(e) => (e.seq, "message.delta"),
-            Self::MessageCompleted(e) => (e.seq, "message.completed"),
-            Self::ToolCall(e) => (e.seq, "tool.call"),
-            Self::ToolResult(e) => (e.seq, "tool.result"),
-            Self::RequiresAction(e) => (e.seq, "run.requires_action"),
-            Self::Completed(e) => (e.seq, "run.completed"),
-            Self::Failed(e) => (e.seq, "run.failed"),
-        }
-    }
-}
-
 /// A page of a run's events.
 #[derive(Debug, Object)]
 pub struct RunEventList {
@@ -221,8 +206,8 @@ pub enum RunEventsReply {
 
 impl RunEventsReply {
     pub fn page(events: Vec<EventRecord>, has_more: bool) -> Self {
-        let data: Vec<RunStreamEvent> = events.into_iter().map(RunStreamEvent::from).collect();
-        let next_after = data.last().map(|event| event.seq_and_type().0).filter(|_| has_more);
+        let next_after = events.last().map(|record| record.seq).filter(|_| has_more);
+        let data = events.into_iter().map(RunStreamEvent::from).collect();
         Self::Page(RunEventList { data, has_more, next_after })
     }
 
@@ -245,9 +230,11 @@ fn sse_frames(
         match next {
             None => None,
             Some(Ok(record)) => {
-                let event = RunStreamEvent::from(record);
-                let (seq, kind) = event.seq_and_type();
-                let data = event.to_json().map(|json| json.to_string()).unwrap_or_else(|| "null".to_owned());
+                let (seq, kind) = (record.seq, record.event.kind());
+                let data = RunStreamEvent::from(record)
+                    .to_json()
+                    .map(|json| json.to_string())
+                    .unwrap_or_else(|| "null".to_owned());
                 let mut frame = BytesMut::new();
                 frame.extend_from_slice(format!("id: {seq}\nevent: {kind}\ndata: {data}\n\n").as_bytes());
                 Some((Ok(frame.freeze()), Some(events)))
