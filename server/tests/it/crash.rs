@@ -36,7 +36,7 @@ async fn serve(dir: &Path, base: &str) -> Result<Server, BoxError> {
         .stderr(Stdio::null())
         .spawn()?;
     let server = Server(child);
-    for _ in 0..200 {
+    for _ in 0..600 {
         if http().get(format!("{base}/ready")).send().await.is_ok_and(|r| r.status() == 200) {
             return Ok(server);
         }
@@ -50,11 +50,11 @@ async fn fifty_background_runs_survive_kill_9(engine: TestEngine) -> TestResult 
     let dir = WorkDir::new()?;
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let base = format!("http://127.0.0.1:{port}");
-    // Two model calls of 200 ms per run; a lease runs out 2 s after its server died.
+    // Two model calls of 500 ms per run; a lease runs out 2 s after its server died.
     let config = format!(
         "listen = \"127.0.0.1:{port}\"\ndatabase_url = \"{}\"\nlog_level = \"warn\"\n\n\
          [runs]\nlease_secs = 2\nresume_interval_secs = 1\n\n\
-         [providers.dev]\nkind = \"dev\"\ndelay_ms = 200\n\n\
+         [providers.dev]\nkind = \"dev\"\ndelay_ms = 500\n\n\
          [[routes]]\nname = \"default\"\ntargets = [{{ provider = \"dev\", model = \"dev\" }}]\n",
         database.url
     );
@@ -96,15 +96,33 @@ async fn fifty_background_runs_survive_kill_9(engine: TestEngine) -> TestResult 
         assert_eq!(reply.status(), 202);
         ids.push(reply.json::<Value>().await?["id"].as_str().ok_or("no id")?.to_owned());
     }
-    // Half way through the first model calls, the server dies without a word.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Once the newest run has journaled its first model answer, the server
+    // dies without a word, with that run (and those just before it) half done.
+    let newest = ids.last().ok_or("no runs")?;
+    let mut half_done = false;
+    for _ in 0..500 {
+        let run = http()
+            .get(format!("{base}/v1/runs/{newest}"))
+            .bearer_auth(&key)
+            .send()
+            .await?
+            .json::<Value>()
+            .await?;
+        if run["steps"].as_array().is_some_and(|steps| !steps.is_empty()) {
+            half_done = run["status"] == "running";
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(half_done, "the newest run was never seen half done");
     drop(first);
 
     let _second = serve(&dir.0, &base).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     let mut runs = Vec::new();
     for id in &ids {
         let mut run = Value::Null;
-        for _ in 0..400 {
+        while tokio::time::Instant::now() < deadline {
             let reply = http().get(format!("{base}/v1/runs/{id}")).bearer_auth(&key).send().await?;
             run = reply.json::<Value>().await?;
             if run["status"] == "completed" || run["status"] == "error" {
