@@ -22,7 +22,7 @@ use crate::kernel::clock::Clock;
 use crate::limits::CredentialLimiter;
 use crate::mail::{Delivery, Mailer};
 use crate::metrics::Metrics;
-use crate::runs::{InvalidTool, Resumer, Runs};
+use crate::runs::{InvalidPolicy, InvalidTool, Policies, Resumer, Runs};
 use crate::state::{AppState, StateSettings};
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +41,8 @@ pub enum AppError {
     Spec(#[from] contract::UnreadableSpec),
     #[error(transparent)]
     Tool(#[from] InvalidTool),
+    #[error(transparent)]
+    Policy(#[from] InvalidPolicy),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -71,7 +73,8 @@ impl App {
             require_verified_email: config.require_verified_email,
         };
         let state = AppState::new(db, settings, mail, gateway, metrics.clone());
-        let runs = Runs::new(state.clone(), config.runs.clone())?;
+        let policies = Policies::from_config(&config.policies)?;
+        let runs = Runs::new(state.clone(), config.runs.clone(), policies)?;
         Ok(Self { config, state, runs, metrics })
     }
 

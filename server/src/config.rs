@@ -16,7 +16,7 @@ pub use crate::telemetry::LogFormat;
 use crate::gateway::config::{GatewayConfig, PriceConfig, ProviderConfig, RouteConfig};
 use crate::limits::AbuseLimitsConfig;
 use crate::mail::SmtpConfig;
-use crate::runs::RunsConfig;
+use crate::runs::{Policies, PolicyConfig, RunsConfig};
 
 /// The file read when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "switchyard.toml";
@@ -73,6 +73,8 @@ pub struct Config {
     pub gateway: GatewayConfig,
     /// How runs are leased and resumed (`[runs]`).
     pub runs: RunsConfig,
+    /// The rules for the runs of each route (`[policies.<route>]`).
+    pub policies: BTreeMap<String, PolicyConfig>,
 }
 
 impl Default for Config {
@@ -98,6 +100,7 @@ impl Default for Config {
             prices: BTreeMap::new(),
             gateway: GatewayConfig::default(),
             runs: RunsConfig::default(),
+            policies: BTreeMap::new(),
         }
     }
 }
@@ -184,8 +187,20 @@ impl Config {
         self.abuse
             .validate()
             .map_err(|invalid| ConfigError::InvalidValue { key: invalid.key, reason: invalid.reason })?;
-        crate::gateway::Gateway::from_config(&self.providers, &self.routes, &self.prices, &self.gateway)
-            .map_err(|invalid| ConfigError::InvalidValue { key: "gateway", reason: invalid.to_string() })?;
+        let gateway =
+            crate::gateway::Gateway::from_config(&self.providers, &self.routes, &self.prices, &self.gateway)
+                .map_err(|invalid| ConfigError::InvalidValue {
+                    key: "gateway",
+                    reason: invalid.to_string(),
+                })?;
+        let policies = Policies::from_config(&self.policies)
+            .map_err(|invalid| ConfigError::InvalidValue { key: "policies", reason: invalid.to_string() })?;
+        if let Some(route) = policies.routes().find(|route| gateway.route(route).is_none()) {
+            return Err(ConfigError::InvalidValue {
+                key: "policies",
+                reason: format!("policies.{route}: there is no route {route:?}"),
+            });
+        }
         crate::http::client_addr::TrustedProxies::parse(&self.trusted_proxies)
             .map_err(|reason| ConfigError::InvalidValue { key: "trusted_proxies", reason })?;
         if self.max_body_bytes == 0 {

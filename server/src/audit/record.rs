@@ -43,6 +43,7 @@ pub enum AuditAction {
     ApiKeyRevoked,
     RunCreated,
     RunToolCalled,
+    RunApprovalDecided,
     RunFinished,
 }
 
@@ -81,6 +82,7 @@ impl AuditAction {
             Self::ApiKeyRevoked => "api_key.revoked",
             Self::RunCreated => "run.created",
             Self::RunToolCalled => "run.tool_called",
+            Self::RunApprovalDecided => "run.approval_decided",
             Self::RunFinished => "run.finished",
         }
     }

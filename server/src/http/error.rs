@@ -182,6 +182,15 @@ pub enum ErrorCode {
     /// The run already completed or failed, so it cannot be cancelled.
     #[oai(rename = "run.finished")]
     RunFinished,
+    /// An approval was sent for a run that is not paused.
+    #[oai(rename = "run.not_paused")]
+    RunNotPaused,
+    /// Only an approver of the run may decide on it.
+    #[oai(rename = "run.not_an_approver")]
+    RunNotAnApprover,
+    /// The run ended: a rule of its route's policy refused it.
+    #[oai(rename = "run.blocked")]
+    RunBlocked,
     /// The run ended: another step would go past its `max_steps`.
     #[oai(rename = "run.max_steps_exceeded")]
     RunMaxStepsExceeded,
@@ -276,9 +285,11 @@ impl ErrorCode {
             Self::BillingBudgetExceeded => StatusCode::PAYMENT_REQUIRED,
             Self::RunNotFound => StatusCode::NOT_FOUND,
             Self::RunUnknownToolCall => StatusCode::BAD_REQUEST,
-            Self::RunNotAwaitingToolOutputs | Self::RunToolCallAlreadyAnswered | Self::RunFinished => {
-                StatusCode::CONFLICT
-            }
+            Self::RunNotAwaitingToolOutputs
+            | Self::RunToolCallAlreadyAnswered
+            | Self::RunFinished
+            | Self::RunNotPaused => StatusCode::CONFLICT,
+            Self::RunNotAnApprover | Self::RunBlocked => StatusCode::FORBIDDEN,
             Self::RunMaxStepsExceeded | Self::RunMaxCostExceeded => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RunClientToolTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::RunKeyRevoked | Self::RunCreatorLeftOrg => StatusCode::FORBIDDEN,

@@ -192,6 +192,15 @@ impl From<DomainError> for ApiError {
                 ApiError::new(ErrorCode::RunFinished, format!("The run already ended ({status})"))
                     .why("Only a run that has not completed or failed can be cancelled.")
             }
+            DomainError::RunNotPaused(status) => {
+                ApiError::new(ErrorCode::RunNotPaused, format!("The run is {status}, not paused"))
+                    .why("Approvers decide while a run's status is paused.")
+                    .fix("Read the run with GET /v1/runs/{id}; its pending_approval says what waits.")
+            }
+            DomainError::NotAnApprover => {
+                ApiError::new(ErrorCode::RunNotAnApprover, "Only an approver of the run may decide on it")
+                    .why("A run's approvers are those it names and its route's policy names; a run with none is decided by the owners and admins of its organization.")
+            }
             DomainError::IdempotencyKeyReused => ApiError::new(
                 ErrorCode::IdempotencyKeyReused,
                 "This Idempotency-Key was already used with another request",
@@ -306,6 +315,12 @@ pub fn model_not_found(model: &str) -> ApiError {
         .fix("List the models this key may use with GET /v1/models.")
 }
 
+/// `text` with its first letter in upper case.
+fn upper_first(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
+}
+
 fn exhausted(provider: &str, last: &dyn std::fmt::Display) -> ApiError {
     ApiError::new(ErrorCode::GatewayUpstreamError, "No provider of this model could answer")
         .why(format!("Last failure, from {provider}: {last}"))
@@ -324,6 +339,11 @@ fn key_rate_limited(kind: &str, limit: u32, retry_after: std::time::Duration) ->
 impl From<&RunFailure> for ApiError {
     fn from(failure: &RunFailure) -> Self {
         match failure {
+            RunFailure::Blocked { rule, reason } => {
+                ApiError::new(ErrorCode::RunBlocked, format!("The run was blocked by {rule}"))
+                    .why(format!("{}.", upper_first(reason)))
+                    .fix("Ask the operator about the route's policy, or change what the run asks for.")
+            }
             RunFailure::MaxStepsExceeded { limit } => ApiError::new(
                 ErrorCode::RunMaxStepsExceeded,
                 format!("The run reached its max_steps ({limit})"),

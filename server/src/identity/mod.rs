@@ -27,6 +27,7 @@ mod store;
 mod tokens;
 mod two_factor;
 
+pub use accounts::normalize_email;
 pub use api_keys::{Bootstrapped, api_key_bootstrap};
 pub use authenticate::{api_key_principal, authenticate_api_key, authenticate_bearer};
 pub use config::AuthConfig;

@@ -80,6 +80,10 @@ pub enum DomainError {
     ToolCallAlreadyAnswered(String),
     #[error("the run already ended ({0})")]
     RunFinished(&'static str),
+    #[error("the run is {0}, not paused")]
+    RunNotPaused(&'static str),
+    #[error("the caller is not an approver of the run")]
+    NotAnApprover,
     #[error("the idempotency key was already used with another request")]
     IdempotencyKeyReused,
     #[error("the first request with this idempotency key is still in progress after {0} seconds")]

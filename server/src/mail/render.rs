@@ -55,6 +55,21 @@ pub fn invitation(to: &str, org_name: &str, role: &str, token: &str, link: &str,
     }
 }
 
+/// The mail asking `to` to decide on a paused run: `what` it waits for.
+pub fn run_approval(to: &str, run_id: &str, route: &str, what: &str) -> Message {
+    Message {
+        to: to.to_owned(),
+        kind: "run_approval",
+        subject: format!("A Switchyard run waits for your approval ({run_id})"),
+        body: format!(
+            "The run {run_id} on the route \"{route}\" is paused until an approver decides:\n\n    {what}\n\n\
+             Read it with GET /v1/runs/{run_id}, then approve or reject it with\n\n    \
+             POST /v1/runs/{run_id}/resume {{\"decision\": \"approved\"}}\n\n\
+             or {{\"decision\": \"rejected\", \"reason\": \"…\"}}. The first approver to answer decides.\n"
+        ),
+    }
+}
+
 /// A security notice for `to`: `what` happened to the account, from `ip`.
 pub fn security_notice(to: &str, what: &str, ip: Option<&str>) -> Message {
     let from = ip.map(|ip| format!(" from {ip}")).unwrap_or_default();

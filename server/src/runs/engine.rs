@@ -1,7 +1,8 @@
 //! The agent loop. A driver claims a run's lease, then takes one step at a
 //! time — a metered model call through the gateway, or one tool call — and
 //! journals each before the next begins, until the run completes, fails,
-//! or waits for client tool outputs. A run is rebuilt from its journal, so
+//! is blocked by its route's policy, or waits (for client tool outputs, or
+//! for an approver's decision, which is journaled too). A run is rebuilt from its journal, so
 //! a driver can pick it up wherever the last one stopped: model answers are
 //! never sampled again, and tool calls already answered are never repeated.
 
@@ -16,8 +17,10 @@ use crate::kernel::error::{DomainError, DomainResult};
 use crate::kernel::ids::random_base62;
 use crate::runs::Runs;
 use crate::runs::model::{
-    Executor, ModelStep, Run, RunEvent, RunFailure, RunStatus, Step, StepRecord, ToolCall, ToolStep,
+    ApprovalReason, Decision, Executor, ModelStep, PendingApproval, Run, RunEvent, RunFailure, RunStatus,
+    Step, StepRecord, ToolCall, ToolStep,
 };
+use crate::runs::policy::Policy;
 use crate::runs::store::{Outcome, Progress, Totals};
 use crate::runs::tools::{ToolContext, checked_arguments, compile};
 
@@ -60,7 +63,11 @@ impl Runs {
 enum Stop {
     Completed(String),
     Waiting(Vec<ToolCall>),
+    /// Waiting for an approver.
+    Paused(PendingApproval),
     Failed(RunFailure),
+    /// Refused by the route's policy.
+    Blocked(RunFailure),
     /// The run was cancelled or the lease lost: write nothing more.
     Lost,
 }
@@ -78,11 +85,28 @@ impl Driver<'_> {
             Stop::Lost => return Ok(()),
             Stop::Completed(output) => (RunStatus::Completed, Some(output.as_str()), &[][..], None),
             Stop::Waiting(calls) => (RunStatus::RequiresAction, None, calls.as_slice(), None),
+            Stop::Paused(_) => (RunStatus::Paused, None, &[][..], None),
             Stop::Failed(failure) => (RunStatus::Error, None, &[][..], Some(failure)),
+            Stop::Blocked(failure) => (RunStatus::Blocked, None, &[][..], Some(failure)),
         };
-        let outcome = Outcome { status, output, pending, failure, totals: Totals::of(&self.run) };
+        let (pending_approval, mail) = match &stop {
+            Stop::Paused(pending) => (Some(pending), self.runs.approval_mail(&self.run, pending).await?),
+            _ => (None, Vec::new()),
+        };
+        let outcome = Outcome {
+            status,
+            output,
+            pending,
+            pending_approval,
+            failure,
+            totals: Totals::of(&self.run),
+            mail: &mail,
+        };
         if self.runs.db().run_settle(&self.run.id, self.epoch, &outcome, self.runs.clock().now()).await? {
             self.runs.ring(&self.run.id);
+            if !mail.is_empty() {
+                self.runs.inner.state.mail.wake();
+            }
             if status.is_final() {
                 self.runs.audit_finished(&self.run, status, failure).await;
             }
@@ -93,7 +117,7 @@ impl Driver<'_> {
     async fn steps(&mut self) -> DomainResult<Stop> {
         loop {
             match self.last_model_step().map(|step| (step.tool_calls.is_empty(), step.content.clone())) {
-                Some((true, content)) => return Ok(Stop::Completed(content.unwrap_or_default())),
+                Some((true, content)) => return Ok(self.finish(content.unwrap_or_default())),
                 Some((false, _)) => {
                     if let Some(stop) = self.answer_tool_calls().await? {
                         return Ok(stop);
@@ -107,11 +131,41 @@ impl Driver<'_> {
         }
     }
 
+    /// The route's policy, as configured now.
+    fn policy(&self) -> &Policy {
+        self.runs.inner.policies.of(&self.run.route)
+    }
+
+    /// How a run with its final answer ends: blocked when the answer
+    /// matches a blocked pattern; else completed, once an approver approved
+    /// it where the policy asks for that.
+    fn finish(&self, output: String) -> Stop {
+        let route = &self.run.route;
+        if let Some(blocked) = self.policy().blocks(route, "output", &output) {
+            return Stop::Blocked(blocked);
+        }
+        if !self.policy().approve_output {
+            return Stop::Completed(output);
+        }
+        match self.run.approval(ApprovalReason::OutputApprovalRequired, None) {
+            Some(approval) if approval.decision == Decision::Approved => Stop::Completed(output),
+            Some(approval) => Stop::Blocked(RunFailure::Blocked {
+                rule: format!("policies.{route}.approve_output"),
+                reason: format!("the final answer was {}", approval.rejection()),
+            }),
+            None => Stop::Paused(PendingApproval {
+                reason: ApprovalReason::OutputApprovalRequired,
+                tool_call: None,
+                output: Some(output),
+            }),
+        }
+    }
+
     /// The last model answer, when no later model call was made.
     fn last_model_step(&self) -> Option<&ModelStep> {
         self.run.steps.iter().rev().find_map(|record| match &record.step {
             Step::Model(model) => Some(model),
-            Step::Tool(_) => None,
+            Step::Tool(_) | Step::Approval(_) => None,
         })
     }
 
@@ -130,6 +184,13 @@ impl Driver<'_> {
     async fn answer_tool_calls(&mut self) -> DomainResult<Option<Stop>> {
         let mut waiting = Vec::new();
         for call in self.open_tool_calls() {
+            if !self.policy().allows_tool(&call.name) {
+                let refused = Err(format!("the tool {:?} is not allowed on this route", call.name));
+                if let Some(stop) = self.record_tool(&call, refused, Executor::Server).await? {
+                    return Ok(Some(stop));
+                }
+                continue;
+            }
             if let Some(tool) = self.run.spec.client_tools.iter().find(|tool| tool.name == call.name) {
                 let checked = compile(&tool.parameters).and_then(|v| checked_arguments(&v, &call.arguments));
                 match checked {
@@ -142,7 +203,27 @@ impl Driver<'_> {
                 }
                 continue;
             }
-            let result = if self.run.spec.server_tools.contains(&call.name) {
+            let offered = self.run.spec.server_tools.contains(&call.name);
+            if offered && self.policy().needs_approval(&call.name) {
+                match self.run.approval(ApprovalReason::ToolApprovalRequired, Some(&call.id)) {
+                    None => {
+                        return Ok(Some(Stop::Paused(PendingApproval {
+                            reason: ApprovalReason::ToolApprovalRequired,
+                            tool_call: Some(call),
+                            output: None,
+                        })));
+                    }
+                    Some(approval) if approval.decision == Decision::Rejected => {
+                        let rejected = Err(approval.rejection());
+                        if let Some(stop) = self.record_tool(&call, rejected, Executor::Server).await? {
+                            return Ok(Some(stop));
+                        }
+                        continue;
+                    }
+                    Some(_) => {}
+                }
+            }
+            let result = if offered {
                 let context = ToolContext {
                     run_id: self.run.id.clone(),
                     tool_call_id: call.id.clone(),
@@ -183,7 +264,7 @@ impl Driver<'_> {
     /// One metered model call over the conversation so far.
     async fn call_model(&mut self) -> DomainResult<Option<Stop>> {
         let limit = self.run.spec.max_steps;
-        if self.run.step_count >= limit {
+        if self.run.steps_taken() >= limit {
             return Ok(Some(Stop::Failed(RunFailure::MaxStepsExceeded { limit })));
         }
         let caller = match self.caller().await {
@@ -247,7 +328,7 @@ impl Driver<'_> {
             .iter()
             .filter_map(|record| match &record.step {
                 Step::Model(model) => Some(model.tool_calls.iter().map(|call| call.id.clone())),
-                Step::Tool(_) => None,
+                Step::Tool(_) | Step::Approval(_) => None,
             })
             .flatten()
             .collect();
@@ -274,7 +355,7 @@ impl Driver<'_> {
         cost_micros: i64,
     ) -> DomainResult<Option<Stop>> {
         let limit = self.run.spec.max_steps;
-        if self.run.step_count >= limit {
+        if step.is_work() && self.run.steps_taken() >= limit {
             return Ok(Some(Stop::Failed(RunFailure::MaxStepsExceeded { limit })));
         }
         let now = self.runs.clock().now();
@@ -320,6 +401,7 @@ impl Driver<'_> {
         match &record.step {
             Step::Tool(tool) => self.runs.audit_tool_called(&self.run, tool).await,
             Step::Model(_) => self.runs.metrics().step("model"),
+            Step::Approval(_) => {}
         }
         self.run.steps.push(record);
         Ok(None)
@@ -333,7 +415,7 @@ impl Driver<'_> {
             messages.push(text_message("system", instructions));
         }
         messages.extend(spec.messages.iter().map(|m| text_message(&m.role, &m.content)));
-        for record in &self.run.steps {
+        for record in self.run.steps.iter().filter(|record| record.step.is_work()) {
             messages.push(match &record.step {
                 Step::Model(model) => ChatMessage {
                     role: "assistant".to_owned(),
@@ -360,6 +442,7 @@ impl Driver<'_> {
                     tool_call_id: Some(tool.tool_call_id.clone()),
                     ..ChatMessage::default()
                 },
+                Step::Approval(_) => continue,
             });
         }
         let registry = self.runs.tools();

@@ -4,16 +4,19 @@
 //! started it.
 //!
 //! [`Runs`] is the front the API calls; `service` holds its operations and
-//! who may see which run, `engine` the loop, `events` the event streams,
+//! who may see which run, `policy` the operator's rules per route,
+//! `approvals` who decides on a paused run and how, `engine` the loop, `events` the event streams,
 //! `trail` what runs write to the audit trail and the metrics, `tools` the server tools,
 //! `worker` the task that resumes runs no server is driving, `store` the
 //! SQL, and `model` what a run is.
 
 pub mod api;
+mod approvals;
 mod config;
 mod engine;
 mod events;
 pub mod model;
+mod policy;
 mod service;
 mod store;
 mod tools;
@@ -28,6 +31,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::RunsConfig;
+pub use policy::{InvalidPolicy, Policies, PolicyConfig};
+pub use service::MAX_STEPS;
 pub use service::{NewRun, RunTool, RunsWanted, ToolOutput};
 pub use tools::{InvalidTool, ToolRegistry};
 pub use worker::Resumer;
@@ -50,6 +55,8 @@ struct Inner {
     state: AppState,
     tools: ToolRegistry,
     config: RunsConfig,
+    /// The rules of each route's runs (`[policies.<route>]`).
+    policies: Policies,
     /// This server's name on the leases it takes.
     owner: String,
     /// Wakes the event streams that follow a run on this server when it
@@ -63,12 +70,13 @@ struct Inner {
 }
 
 impl Runs {
-    pub fn new(state: AppState, config: RunsConfig) -> Result<Self, InvalidTool> {
+    pub fn new(state: AppState, config: RunsConfig, policies: Policies) -> Result<Self, InvalidTool> {
         let tools = ToolRegistry::builtin()?;
         let inner = Inner {
             state,
             tools,
             config,
+            policies,
             owner: new_id("srv"),
             bells: Mutex::default(),
             drivers: TaskTracker::new(),

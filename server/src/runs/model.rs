@@ -90,6 +90,11 @@ pub struct RunSpec {
     pub max_cost_micros: Option<i64>,
     pub metadata: Option<serde_json::Map<String, Value>>,
     pub background: bool,
+    /// Users (ids) who may decide when the run pauses: those it named and
+    /// its route's policy's approvers who are members of its org. Empty:
+    /// the org's owners and admins decide.
+    #[serde(default)]
+    pub approvers: Vec<String>,
 }
 
 /// A tool call the model made.
@@ -132,12 +137,77 @@ pub struct ToolStep {
     pub executor: Executor,
 }
 
+/// Why a run waits for an approver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalReason {
+    /// The route's policy (or the tool itself) wants each call approved.
+    ToolApprovalRequired,
+    /// The route's policy wants the final answer approved.
+    OutputApprovalRequired,
+    /// A server that called a tool which is not idempotent stopped before
+    /// its result was journaled: whether the call took effect is unknown,
+    /// so it is repeated only if an approver says so.
+    ToolOutcomeUnknown,
+}
+
+/// What a paused run waits for an approver to decide.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingApproval {
+    pub reason: ApprovalReason,
+    /// The tool call to approve, for the tool reasons.
+    pub tool_call: Option<ToolCall>,
+    /// The final answer to approve, for `output_approval_required`.
+    pub output: Option<String>,
+}
+
+/// An approver's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Approved,
+    Rejected,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Approved => "approved",
+            Self::Rejected => "rejected",
+        }
+    }
+}
+
+/// An approver's decision on what a paused run waited for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalStep {
+    pub reason: ApprovalReason,
+    /// The tool call decided on; none for the final answer.
+    pub tool_call_id: Option<String>,
+    pub decision: Decision,
+    pub approver_id: String,
+    pub approver_email: String,
+    /// Why, in the approver's words.
+    pub note: Option<String>,
+}
+
+impl ApprovalStep {
+    /// What the model is told when a tool call was rejected.
+    pub fn rejection(&self) -> String {
+        match &self.note {
+            Some(note) => format!("rejected by {}: {note}", self.approver_email),
+            None => format!("rejected by {}", self.approver_email),
+        }
+    }
+}
+
 /// An entry of a run's journal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Step {
     Model(ModelStep),
     Tool(ToolStep),
+    Approval(ApprovalStep),
 }
 
 impl Step {
@@ -145,14 +215,22 @@ impl Step {
         match self {
             Self::Model(_) => "model",
             Self::Tool(_) => "tool",
+            Self::Approval(_) => "approval",
         }
     }
 
+    /// The call whose result this is, for a tool step.
     pub fn tool_call_id(&self) -> Option<&str> {
         match self {
-            Self::Model(_) => None,
             Self::Tool(tool) => Some(&tool.tool_call_id),
+            Self::Model(_) | Self::Approval(_) => None,
         }
+    }
+
+    /// Whether it counts against `max_steps`: model answers and tool
+    /// calls do, approvals do not.
+    pub fn is_work(&self) -> bool {
+        !matches!(self, Self::Approval(_))
     }
 }
 
@@ -164,10 +242,16 @@ pub struct StepRecord {
     pub step: Step,
 }
 
-/// Why a run ended in `error`; the API layer renders it as the envelope.
+/// Why a run ended in `error` or `blocked`; the API layer renders it as the envelope.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "failure", rename_all = "snake_case")]
 pub enum RunFailure {
+    /// A rule of the route's policy refused the run (status `blocked`).
+    Blocked {
+        /// The rule, as the config names it (`policies.default.blocked_patterns[0]`).
+        rule: String,
+        reason: String,
+    },
     /// Another step would go past `max_steps`.
     MaxStepsExceeded {
         limit: u32,
@@ -237,6 +321,8 @@ pub struct Run {
     pub output: Option<String>,
     /// Client tool calls waiting for their outputs.
     pub pending: Vec<ToolCall>,
+    /// What the run waits for an approver to decide, when `paused`.
+    pub pending_approval: Option<PendingApproval>,
     pub failure: Option<RunFailure>,
     pub created_at: i64,
     pub updated_at: i64,
@@ -244,6 +330,26 @@ pub struct Run {
     pub finished_at: Option<i64>,
     /// The journal, in order; empty when the run was read without it.
     pub steps: Vec<StepRecord>,
+}
+
+impl Run {
+    /// The steps that count against `max_steps`.
+    pub fn steps_taken(&self) -> u32 {
+        u32::try_from(self.steps.iter().filter(|record| record.step.is_work()).count()).unwrap_or(u32::MAX)
+    }
+
+    /// The approver's decision for `reason` on the tool call (or, with
+    /// none, on the final answer), if one was journaled.
+    pub fn approval(&self, reason: ApprovalReason, tool_call_id: Option<&str>) -> Option<&ApprovalStep> {
+        self.steps.iter().rev().find_map(|record| match &record.step {
+            Step::Approval(approval)
+                if approval.reason == reason && approval.tool_call_id.as_deref() == tool_call_id =>
+            {
+                Some(approval)
+            }
+            _ => None,
+        })
+    }
 }
 
 /// Something that happened in a run, as its event stream tells it.
@@ -268,6 +374,12 @@ pub enum RunEvent {
     /// The run waits for client tool outputs.
     #[serde(rename = "run.requires_action")]
     RequiresAction { pending: Vec<ToolCall> },
+    /// The run waits for an approver.
+    #[serde(rename = "run.paused")]
+    Paused { pending_approval: PendingApproval },
+    /// An approver decided.
+    #[serde(rename = "approval.decided")]
+    ApprovalDecided { index: u32, step: ApprovalStep },
     #[serde(rename = "run.completed")]
     Completed { output: String, prompt_tokens: u64, completion_tokens: u64, cost_micros: i64 },
     #[serde(rename = "run.failed")]
@@ -284,6 +396,8 @@ impl RunEvent {
             Self::ToolCalled { .. } => "tool.call",
             Self::ToolResult { .. } => "tool.result",
             Self::RequiresAction { .. } => "run.requires_action",
+            Self::Paused { .. } => "run.paused",
+            Self::ApprovalDecided { .. } => "approval.decided",
             Self::Completed { .. } => "run.completed",
             Self::Failed { .. } => "run.failed",
         }
@@ -301,6 +415,7 @@ impl RunEvent {
                 events
             }
             Step::Tool(step) => vec![Self::ToolResult { index: record.index, step: step.clone() }],
+            Step::Approval(step) => vec![Self::ApprovalDecided { index: record.index, step: step.clone() }],
         }
     }
 }

@@ -1,6 +1,7 @@
-//! The operations of the runs API: create a run, read and list runs,
-//! answer client tool calls, cancel; and who may see which run (its
-//! creator, and the owners and admins of its org; 404 for anyone else).
+//! The operations of the runs API: create a run (within its route's
+//! policy), read and list runs, answer client tool calls, cancel; and who
+//! may see which run (its creator, its approvers, and the owners and admins
+//! of its org; 404 for anyone else).
 
 use serde_json::{Map, Value};
 use switchyard_providers::price::parse_usd_micros;
@@ -17,7 +18,8 @@ use crate::runs::Runs;
 use crate::runs::model::{
     ClientTool, Executor, InputMessage, Run, RunSpec, RunStatus, Step, StepRecord, ToolCall, ToolStep,
 };
-use crate::runs::store::{Answered, RunFilter};
+use crate::runs::policy::{Policy, RunInput};
+use crate::runs::store::{Answered, RunFilter, Start};
 use crate::runs::tools::compile;
 
 /// Steps a run may take when it names no `max_steps`, and the most it may name.
@@ -52,6 +54,8 @@ pub struct NewRun {
     pub max_cost_usd: Option<String>,
     pub metadata: Option<Map<String, Value>>,
     pub background: bool,
+    /// Members (user ids or emails) who decide when the run pauses.
+    pub approvers: Vec<String>,
 }
 
 /// What a list of runs asks for, besides what the caller may see.
@@ -87,7 +91,11 @@ impl Runs {
             return Err(DomainError::ModelNotFound(route));
         }
         let caller = Caller::resolve(self.db(), principal, org).await?;
-        let spec = self.spec(new)?;
+        let policy = self.inner.policies.of(&route);
+        let approvers = self.approvers(&caller.org_id, &new.approvers, policy).await?;
+        let mut spec = self.spec(new, policy)?;
+        spec.approvers = approvers;
+        let refusal = policy.refuses(&route, policy_input(&spec).as_input());
         let now = self.clock().now();
         let run = Run {
             id: new_id("run"),
@@ -104,6 +112,7 @@ impl Runs {
             cost_micros: 0,
             output: None,
             pending: Vec::new(),
+            pending_approval: None,
             failure: None,
             created_at: now,
             updated_at: now,
@@ -112,21 +121,30 @@ impl Runs {
             steps: Vec::new(),
         };
         let ctx = RequestContext::local(self.clock());
+        if let Some(failure) = &refusal {
+            self.db().run_insert(&run, Start::Blocked(failure)).await?;
+            self.audit_created(&run, &ctx).await;
+            self.audit_finished(&run, RunStatus::Blocked, Some(failure)).await;
+            return self.read(&run.id).await;
+        }
         if run.spec.background {
-            self.db().run_insert(&run, None).await?;
+            self.db().run_insert(&run, Start::Pending).await?;
             self.audit_created(&run, &ctx).await;
             self.ring(&run.id);
             self.spawn_drive(run.id.clone());
             return Ok(run);
         }
-        self.db().run_insert(&run, Some((self.owner(), now + self.lease_secs()))).await?;
+        self.db()
+            .run_insert(&run, Start::Claimed { owner: self.owner(), expires_at: now + self.lease_secs() })
+            .await?;
         self.audit_created(&run, &ctx).await;
         self.drive_to_stop(&run.id, 1).await?;
         self.read(&run.id).await
     }
 
-    /// Checks what a new run asks for and turns it into what it keeps.
-    fn spec(&self, new: NewRun) -> DomainResult<RunSpec> {
+    /// Checks what a new run asks for and turns it into what it keeps,
+    /// within the ceilings of its route's policy.
+    fn spec(&self, new: NewRun, policy: &Policy) -> DomainResult<RunSpec> {
         if new.messages.is_empty() || new.messages.len() > MAX_MESSAGES {
             return Err(invalid("messages", format!("a run starts from 1 to {MAX_MESSAGES} messages")));
         }
@@ -151,12 +169,17 @@ impl Runs {
         if !(1..=MAX_STEPS).contains(&max_steps) {
             return Err(invalid("max_steps", format!("must be 1 to {MAX_STEPS}")));
         }
+        let max_steps = policy.max_steps.map_or(max_steps, |ceiling| max_steps.min(ceiling));
         let max_cost_micros = match &new.max_cost_usd {
             None => None,
             Some(text) => match parse_usd_micros(text) {
                 Some(micros) if micros > 0 => Some(micros),
                 _ => return Err(invalid("max_cost_usd", "must be a positive USD amount such as \"0.50\"")),
             },
+        };
+        let max_cost_micros = match (max_cost_micros, policy.max_cost_micros) {
+            (Some(asked), Some(ceiling)) => Some(asked.min(ceiling)),
+            (asked, ceiling) => asked.or(ceiling),
         };
         if let Some(metadata) = &new.metadata {
             let size = serde_json::to_string(metadata).map(|text| text.len()).unwrap_or(usize::MAX);
@@ -177,6 +200,7 @@ impl Runs {
             max_cost_micros,
             metadata: new.metadata,
             background: new.background,
+            approvers: Vec::new(),
         })
     }
 
@@ -370,8 +394,8 @@ impl Runs {
     }
 
     /// Whether the caller may see the run: it acts in the run's org (a key
-    /// narrowed to a project, in its project), and created the run or is an
-    /// owner or admin there.
+    /// narrowed to a project, in its project), and created the run, is one
+    /// of its approvers, or is an owner or admin there.
     pub(super) async fn may_see(&self, principal: &Principal, run: &Run) -> DomainResult<bool> {
         if let Via::ApiKey { org_id, project_id, .. } = &principal.via {
             if *org_id != run.org_id
@@ -381,19 +405,21 @@ impl Runs {
             }
         }
         match caller_role(self.db(), principal, &run.org_id).await {
-            Ok(role) => Ok(run.user_id == principal.user_id || role <= Role::Admin),
+            Ok(role) => Ok(run.user_id == principal.user_id
+                || role <= Role::Admin
+                || run.spec.approvers.contains(&principal.user_id)),
             Err(DomainError::NotFound(_)) => Ok(false),
             Err(err) => Err(err),
         }
     }
 
-    async fn read(&self, id: &str) -> DomainResult<Run> {
+    pub(super) async fn read(&self, id: &str) -> DomainResult<Run> {
         self.db().run_with_steps(id).await?.ok_or(DomainError::NotFound(Resource::Run))
     }
 
     /// Drives a claimed run in a task of its own, so a client that goes
     /// away does not stop it, and waits for it to stop or wait.
-    async fn drive_to_stop(&self, id: &str, epoch: i64) -> DomainResult<()> {
+    pub(super) async fn drive_to_stop(&self, id: &str, epoch: i64) -> DomainResult<()> {
         let runs = self.clone();
         let id = id.to_owned();
         self.inner
@@ -412,6 +438,26 @@ impl Runs {
             }
         });
     }
+}
+
+/// The texts and tool names of a run, as its policy reads them.
+struct PolicyInput<'a> {
+    texts: Vec<&'a str>,
+    tools: Vec<&'a str>,
+}
+
+impl PolicyInput<'_> {
+    fn as_input(&self) -> RunInput<'_> {
+        RunInput { texts: &self.texts, tools: &self.tools }
+    }
+}
+
+fn policy_input(spec: &RunSpec) -> PolicyInput<'_> {
+    let mut texts: Vec<&str> = spec.messages.iter().map(|message| message.content.as_str()).collect();
+    texts.extend(spec.instructions.as_deref());
+    let mut tools: Vec<&str> = spec.server_tools.iter().map(String::as_str).collect();
+    tools.extend(spec.client_tools.iter().map(|tool| tool.name.as_str()));
+    PolicyInput { texts, tools }
 }
 
 fn answered(run: &Run, tool_call_id: &str) -> bool {

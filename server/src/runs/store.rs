@@ -7,8 +7,9 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::db::{Db, StoreError};
+use crate::mail::{Queued, queue_in};
 use crate::runs::model::{
-    EventRecord, Run, RunEvent, RunFailure, RunSpec, RunStatus, Step, StepRecord, ToolCall,
+    EventRecord, PendingApproval, Run, RunEvent, RunFailure, RunSpec, RunStatus, Step, StepRecord, ToolCall,
 };
 
 /// `SELECT <every run column> FROM runs <rest>`, built at compile time.
@@ -16,7 +17,7 @@ macro_rules! select_runs {
     ($rest:literal) => {
         concat!(
             "SELECT id, org_id, user_id, key_id, project_id, route, status, spec, step_count, prompt_tokens, \
-             completion_tokens, cost_micros, output, pending, failure, created_at, updated_at, started_at, \
+             completion_tokens, cost_micros, output, pending, pending_approval, failure, created_at, updated_at, started_at, \
              finished_at FROM runs ",
             $rest
         )
@@ -45,6 +46,7 @@ fn run(row: &AnyRow) -> Result<Run, StoreError> {
     let status: String = row.try_get("status")?;
     let spec: String = row.try_get("spec")?;
     let pending: Option<String> = row.try_get("pending")?;
+    let pending_approval: Option<String> = row.try_get("pending_approval")?;
     let failure: Option<String> = row.try_get("failure")?;
     let step_count: i32 = row.try_get("step_count")?;
     Ok(Run {
@@ -66,6 +68,9 @@ fn run(row: &AnyRow) -> Result<Run, StoreError> {
             .map(|text| decode::<Vec<ToolCall>>("pending", &text))
             .transpose()?
             .unwrap_or_default(),
+        pending_approval: pending_approval
+            .map(|text| decode::<PendingApproval>("pending_approval", &text))
+            .transpose()?,
         failure: failure.map(|text| decode::<RunFailure>("failure", &text)).transpose()?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
@@ -133,6 +138,17 @@ pub struct RunFilter<'a> {
     pub since: Option<i64>,
 }
 
+/// How a new run is stored.
+#[derive(Debug, Clone, Copy)]
+pub enum Start<'a> {
+    /// Left for a driver.
+    Pending,
+    /// Claimed by the server that created it, which drives it at once.
+    Claimed { owner: &'a str, expires_at: i64 },
+    /// Refused by its route's policy before any step.
+    Blocked(&'a RunFailure),
+}
+
 /// What answering client tool calls did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Answered {
@@ -150,9 +166,12 @@ pub struct Outcome<'a> {
     pub status: RunStatus,
     pub output: Option<&'a str>,
     pub pending: &'a [ToolCall],
+    pub pending_approval: Option<&'a PendingApproval>,
     pub failure: Option<&'a RunFailure>,
     /// The run's totals as it stops.
     pub totals: Totals,
+    /// Mail that goes out with it (to the approvers of a run that pauses).
+    pub mail: &'a [Queued],
 }
 
 impl Outcome<'_> {
@@ -162,6 +181,11 @@ impl Outcome<'_> {
         match self.status {
             RunStatus::RequiresAction => {
                 events.push(RunEvent::RequiresAction { pending: self.pending.to_vec() })
+            }
+            RunStatus::Paused => {
+                if let Some(pending_approval) = self.pending_approval {
+                    events.push(RunEvent::Paused { pending_approval: pending_approval.clone() });
+                }
             }
             RunStatus::Completed => events.push(RunEvent::Completed {
                 output: self.output.unwrap_or_default().to_owned(),
@@ -179,20 +203,25 @@ impl Outcome<'_> {
 }
 
 impl Db {
-    /// Stores a new run. With a `lease` (owner, expiry) it is stored
-    /// `running`, claimed by that owner under epoch 1; otherwise `pending`.
-    pub async fn run_insert(&self, run: &Run, lease: Option<(&str, i64)>) -> Result<(), StoreError> {
+    /// Stores a new run: `pending`, `running` (claimed by its creator's
+    /// server under epoch 1), or `blocked` by its route's policy.
+    pub async fn run_insert(&self, run: &Run, start: Start<'_>) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
-        let (status, owner, epoch, expires_at, started_at) = match lease {
-            Some((owner, expires_at)) => {
+        let (status, owner, epoch, expires_at, started_at) = match start {
+            Start::Claimed { owner, expires_at } => {
                 (RunStatus::Running, Some(owner), 1_i64, Some(expires_at), Some(run.created_at))
             }
-            None => (RunStatus::Pending, None, 0, None, None),
+            Start::Pending => (RunStatus::Pending, None, 0, None, None),
+            Start::Blocked(_) => (RunStatus::Blocked, None, 0, None, None),
+        };
+        let failure = match start {
+            Start::Blocked(failure) => Some(failure),
+            Start::Pending | Start::Claimed { .. } => None,
         };
         sqlx::query(
             "INSERT INTO runs (id, org_id, user_id, key_id, project_id, route, status, spec, lease_owner, \
-             lease_epoch, lease_expires_at, started_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)",
+             lease_epoch, lease_expires_at, started_at, created_at, updated_at, failure, finished_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15)",
         )
         .bind(&run.id)
         .bind(&run.org_id)
@@ -207,11 +236,40 @@ impl Db {
         .bind(expires_at)
         .bind(started_at)
         .bind(run.created_at)
+        .bind(failure.map(encode).transpose()?)
+        .bind(failure.map(|_| run.created_at))
         .execute(&mut *tx)
         .await?;
-        append_events(&mut tx, &run.id, &[RunEvent::Status { status }], run.created_at).await?;
+        let mut events = vec![RunEvent::Status { status }];
+        events.extend(failure.map(|failure| RunEvent::Failed { failure: failure.clone() }));
+        append_events(&mut tx, &run.id, &events, run.created_at).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Journals an approver's decision on a run `paused` with `step_count`
+    /// steps, and claims it again for `owner` until `expires_at`. The epoch
+    /// claimed; none, with nothing written, when the run moved on meanwhile.
+    pub async fn run_decide(
+        &self,
+        id: &str,
+        step_count: u32,
+        decision: &StepRecord,
+        (owner, expires_at): (&str, i64),
+        now: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let waiting = Waiting { status: RunStatus::Paused, step_count };
+        let Some(epoch) = reclaim(&mut tx, id, waiting, step_count + 1, (owner, expires_at), now).await?
+        else {
+            return Ok(None);
+        };
+        insert_steps(&mut tx, id, std::slice::from_ref(decision)).await?;
+        let mut events = RunEvent::of_step(decision);
+        events.push(RunEvent::Status { status: RunStatus::Running });
+        append_events(&mut tx, id, &events, now).await?;
+        tx.commit().await?;
+        Ok(Some(epoch))
     }
 
     /// Extends the lease `epoch` holds to `expires_at`. False when the run
@@ -438,12 +496,13 @@ impl Db {
         now: i64,
     ) -> Result<bool, StoreError> {
         let pending = if outcome.pending.is_empty() { None } else { Some(encode(&outcome.pending)?) };
+        let pending_approval = outcome.pending_approval.map(encode).transpose()?;
         let failure = outcome.failure.map(encode).transpose()?;
         let finished_at = outcome.status.is_final().then_some(now);
         let mut tx = self.pool().begin().await?;
         let updated = sqlx::query(
-            "UPDATE runs SET status = $1, output = $2, pending = $3, failure = $4, finished_at = $5, \
-             updated_at = $6, lease_owner = NULL, lease_expires_at = NULL \
+            "UPDATE runs SET status = $1, output = $2, pending = $3, pending_approval = $9, failure = $4, \
+             finished_at = $5, updated_at = $6, lease_owner = NULL, lease_expires_at = NULL \
              WHERE id = $7 AND lease_epoch = $8 AND status = 'running'",
         )
         .bind(outcome.status.as_str())
@@ -454,12 +513,16 @@ impl Db {
         .bind(now)
         .bind(id)
         .bind(epoch)
+        .bind(pending_approval)
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 0 {
             return Ok(false);
         }
         append_events(&mut tx, id, &outcome.events(), now).await?;
+        for message in outcome.mail {
+            queue_in(&mut tx, message, now).await?;
+        }
         tx.commit().await?;
         Ok(true)
     }
@@ -482,21 +545,9 @@ impl Db {
         let total = step_count + u32::try_from(steps.len()).unwrap_or(u32::MAX);
         let mut tx = self.pool().begin().await?;
         let answered = if still_pending.is_empty() {
-            let row = sqlx::query(
-                "UPDATE runs SET status = 'running', pending = NULL, step_count = $1, updated_at = $2, \
-                 lease_owner = $3, lease_epoch = lease_epoch + 1, lease_expires_at = $4 \
-                 WHERE id = $5 AND status = 'requires_action' AND step_count = $6 RETURNING lease_epoch",
-            )
-            .bind(i32::try_from(total).unwrap_or(i32::MAX))
-            .bind(now)
-            .bind(owner)
-            .bind(expires_at)
-            .bind(id)
-            .bind(i32::try_from(step_count).unwrap_or(i32::MAX))
-            .fetch_optional(&mut *tx)
-            .await?;
-            match row {
-                Some(row) => Answered::Resumed { epoch: row.try_get("lease_epoch")? },
+            let waiting = Waiting { status: RunStatus::RequiresAction, step_count };
+            match reclaim(&mut tx, id, waiting, total, (owner, expires_at), now).await? {
+                Some(epoch) => Answered::Resumed { epoch },
                 None => Answered::Conflict,
             }
         } else {
@@ -530,7 +581,7 @@ impl Db {
     pub async fn run_cancel(&self, id: &str, now: i64) -> Result<bool, StoreError> {
         let mut tx = self.pool().begin().await?;
         let updated = sqlx::query(
-            "UPDATE runs SET status = 'cancelled', pending = NULL, finished_at = $1, updated_at = $1, \
+            "UPDATE runs SET status = 'cancelled', pending = NULL, pending_approval = NULL, finished_at = $1, updated_at = $1, \
              lease_owner = NULL, lease_expires_at = NULL \
              WHERE id = $2 AND status IN ('pending', 'running', 'requires_action', 'paused')",
         )
@@ -573,6 +624,41 @@ impl Db {
             })
             .collect()
     }
+}
+
+/// A run waiting (for tool outputs, or an approver) with this many steps.
+#[derive(Debug, Clone, Copy)]
+struct Waiting {
+    status: RunStatus,
+    step_count: u32,
+}
+
+/// Puts a run that still waits as `waiting` says back to `running` with
+/// `total` steps, claimed for `owner` until `expires_at`. The epoch claimed;
+/// none when the run moved on meanwhile.
+async fn reclaim(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: &str,
+    waiting: Waiting,
+    total: u32,
+    (owner, expires_at): (&str, i64),
+    now: i64,
+) -> Result<Option<i64>, StoreError> {
+    let row = sqlx::query(
+        "UPDATE runs SET status = 'running', pending = NULL, pending_approval = NULL, step_count = $1, \
+         updated_at = $2, lease_owner = $3, lease_epoch = lease_epoch + 1, lease_expires_at = $4 \
+         WHERE id = $5 AND status = $6 AND step_count = $7 RETURNING lease_epoch",
+    )
+    .bind(i32::try_from(total).unwrap_or(i32::MAX))
+    .bind(now)
+    .bind(owner)
+    .bind(expires_at)
+    .bind(id)
+    .bind(waiting.status.as_str())
+    .bind(i32::try_from(waiting.step_count).unwrap_or(i32::MAX))
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.map(|row| row.try_get("lease_epoch")).transpose().map_err(StoreError::from)
 }
 
 /// Binds `$1`–`$7` of a list query: the filter's columns, then `after`.

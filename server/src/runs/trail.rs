@@ -1,7 +1,8 @@
 //! What runs leave behind besides their own rows: events in the
 //! tamper-evident audit trail, in their org's chain and with their route —
 //! a run created (who started it), each tool call (the tool, the SHA-256 of
-//! its arguments, the outcome, who executed it), and a run's end (status,
+//! its arguments, the outcome, who executed it), each approver's decision
+//! (who, what, why; the approver is the event's actor), and a run's end (status,
 //! usage, cost, and why when it failed) — and the Prometheus counters of
 //! runs started, ended and their steps. A trail that cannot be written is
 //! logged; the run goes on.
@@ -13,7 +14,7 @@ use switchyard_providers::price::format_usd_micros;
 use crate::audit::{AuditAction, Entry, record};
 use crate::kernel::context::RequestContext;
 use crate::runs::Runs;
-use crate::runs::model::{Executor, Run, RunFailure, RunStatus, ToolStep};
+use crate::runs::model::{ApprovalStep, Executor, Run, RunFailure, RunStatus, ToolStep};
 
 impl Runs {
     pub(super) async fn audit_created(&self, run: &Run, ctx: &RequestContext) {
@@ -39,6 +40,21 @@ impl Runs {
         });
         self.metrics().step("tool");
         self.audit(&RequestContext::local(self.clock()), AuditAction::RunToolCalled, run, &details).await;
+    }
+
+    pub(super) async fn audit_decided(&self, run: &Run, step: &ApprovalStep) {
+        let details = json!({
+            "reason": step.reason,
+            "tool_call_id": step.tool_call_id,
+            "decision": step.decision.as_str(),
+            "note": step.note,
+        });
+        let details = details.to_string();
+        let entry = Entry::in_org(AuditAction::RunApprovalDecided, &step.approver_id, &run.org_id, &run.id)
+            .of_run(&run.route, &details);
+        if let Err(err) = record(self.db(), &RequestContext::local(self.clock()), entry).await {
+            tracing::warn!(run_id = %run.id, error = %err, "could not write a run's approval to the audit trail");
+        }
     }
 
     pub(super) async fn audit_finished(&self, run: &Run, status: RunStatus, failure: Option<&RunFailure>) {

@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use reqwest::Method;
 use serde_json::{Value, json};
 use switchyard_server::contract::openapi;
+use switchyard_server::runs::PolicyConfig;
 
 use crate::support::{
     Api, BoxError, Credential, MintedKey, PASSWORD, Session, TestEngine, TestResult, add_member,
@@ -151,6 +152,9 @@ enum Sends {
     /// `{id}` is a run the owner's `*` key started for this one call, waiting
     /// for a client tool.
     OwnersWaitingRun,
+    /// `{id}` is a run the owner's `*` key started for this one call, paused
+    /// for approval of a `calculate` call; the body approves it.
+    DecideOwnersPausedRun,
 }
 
 impl Sends {
@@ -181,6 +185,7 @@ impl Sends {
                 | Self::OwnersRun
                 | Self::AnswerOwnersWaitingRun
                 | Self::OwnersWaitingRun
+                | Self::DecideOwnersPausedRun
         )
     }
 }
@@ -230,16 +235,16 @@ type Row = (&'static str, Sends, [Expect; 9]);
 
 // The table names what a row sends by the variant alone.
 use Sends::{
-    AnswerOwnersWaitingRun, ChatRequest, DevModel, EmbeddingsRequest, EndsSession, FreshInvitation,
-    FreshMember, FreshOwnersKey, FreshOwnersOrg, FreshOwnersProject, InvitationForCaller, KeyInOwnersOrg,
-    NewMemberForOwnersOrg, NewOrg, Nothing, OwnersOrg, OwnersOrgHeader, OwnersOrgQuery, OwnersOtherSession,
-    OwnersProject, OwnersRun, OwnersWaitingRun, Password, PasswordChange, ProjectInOwnersOrg,
-    PromoteFreshMember, RecoveryCode, RenameOwnersOrg, RenameOwnersProject, RunRequest, SetupCode,
-    UnmailedCode,
+    AnswerOwnersWaitingRun, ChatRequest, DecideOwnersPausedRun, DevModel, EmbeddingsRequest, EndsSession,
+    FreshInvitation, FreshMember, FreshOwnersKey, FreshOwnersOrg, FreshOwnersProject, InvitationForCaller,
+    KeyInOwnersOrg, NewMemberForOwnersOrg, NewOrg, Nothing, OwnersOrg, OwnersOrgHeader, OwnersOrgQuery,
+    OwnersOtherSession, OwnersProject, OwnersRun, OwnersWaitingRun, Password, PasswordChange,
+    ProjectInOwnersOrg, PromoteFreshMember, RecoveryCode, RenameOwnersOrg, RenameOwnersProject, RunRequest,
+    SetupCode, UnmailedCode,
 };
 
 #[rustfmt::skip]
-const MATRIX: [Row; 45] = [
+const MATRIX: [Row; 46] = [
 //   operation              sends           anonymous      owner       admin       member      external    key `*`       key `chat`    key `*` in project  stranger
     ("two_factor_setup",   Nothing,        [NO_CREDENTIAL, OK, OK, OK, OK, SESSION_ONLY, SESSION_ONLY, SESSION_ONLY, OK]),
     ("two_factor_enable",  SetupCode,      [NO_CREDENTIAL, OK, OK, OK, OK, SESSION_ONLY, SESSION_ONLY, SESSION_ONLY, OK]),
@@ -299,6 +304,8 @@ const MATRIX: [Row; 45] = [
     ("run_get",            OwnersRun,      [NO_CREDENTIAL, OK, OK, NO_SUCH_RUN, NO_SUCH_RUN, OK, NEEDS_RUNS_SCOPE, NO_SUCH_RUN, NO_SUCH_RUN]),
     ("run_events",         OwnersRun,      [NO_CREDENTIAL, OK, OK, NO_SUCH_RUN, NO_SUCH_RUN, OK, NEEDS_RUNS_SCOPE, NO_SUCH_RUN, NO_SUCH_RUN]),
     ("run_submit_tool_outputs", AnswerOwnersWaitingRun, [NO_CREDENTIAL, OK, OK, NO_SUCH_RUN, NO_SUCH_RUN, OK, NEEDS_RUNS_SCOPE, NO_SUCH_RUN, NO_SUCH_RUN]),
+    // Without approvers of its own, a paused run is decided by its org's owners and admins.
+    ("run_resume",         DecideOwnersPausedRun, [NO_CREDENTIAL, OK, OK, NO_SUCH_RUN, NO_SUCH_RUN, OK, NEEDS_RUNS_SCOPE, NO_SUCH_RUN, NO_SUCH_RUN]),
     ("run_cancel",         OwnersWaitingRun, [NO_CREDENTIAL, OK, OK, NO_SUCH_RUN, NO_SUCH_RUN, OK, NEEDS_RUNS_SCOPE, NO_SUCH_RUN, NO_SUCH_RUN]),
 ];
 
@@ -597,6 +604,12 @@ impl World {
                     body = Some(json!({"tool_outputs": [{"tool_call_id": call_id, "output": "sunny"}]}));
                 }
             }
+            DecideOwnersPausedRun => {
+                let paused = json!({"messages": [{"role": "user", "content": "calculate {\"expression\": \"1 + 1\"}"}],
+                    "tools": ["calculate"]});
+                id = Some(self.owners_run(paused).await?.0);
+                body = Some(json!({"decision": "approved"}));
+            }
             PromoteFreshMember | FreshMember => {
                 let member = self.fresh_account().await?;
                 let added = json!({"email": member.email, "role": "member"});
@@ -697,7 +710,13 @@ fn waiting_run() -> Value {
 }
 
 async fn every_secured_operation_answers_each_caller_as_the_matrix_says(engine: TestEngine) -> TestResult {
-    let server = start(engine, |_| {}).await?;
+    // Calls of `calculate` wait for an approver, so `run_resume` has a run to decide on.
+    let server = start(engine, |config| {
+        let policy =
+            PolicyConfig { approval_required_tools: vec!["calculate".to_owned()], ..PolicyConfig::default() };
+        config.policies.insert("default".to_owned(), policy);
+    })
+    .await?;
     let world = World::build(Api::new(&server), &server.database.url).await?;
     let mut mismatches = Vec::new();
     for operation in secured_operations()? {

@@ -22,6 +22,7 @@ mod identity;
 mod operations;
 mod pagination;
 mod published;
+mod run_approvals;
 mod run_events;
 mod runs;
 mod support;

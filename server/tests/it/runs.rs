@@ -60,15 +60,15 @@ fn weather_run() -> Value {
 }
 
 /// A server with an owner, their org and a `*` key.
-struct Fixture {
-    api: Api,
-    server: crate::support::RunningServer,
-    owner: crate::support::Session,
-    org: String,
-    key: String,
+pub struct Fixture {
+    pub api: Api,
+    pub server: crate::support::RunningServer,
+    pub owner: crate::support::Session,
+    pub org: String,
+    pub key: String,
 }
 
-async fn fixture(
+pub async fn fixture(
     engine: TestEngine,
     configure: impl FnOnce(&mut switchyard_server::Config),
 ) -> Result<Fixture, BoxError> {
@@ -81,11 +81,11 @@ async fn fixture(
 }
 
 impl Fixture {
-    fn key(&self) -> Credential<'_> {
+    pub fn key(&self) -> Credential<'_> {
         Credential::Bearer(&self.key)
     }
 
-    async fn run(&self, body: Value) -> Result<Value, BoxError> {
+    pub async fn run(&self, body: Value) -> Result<Value, BoxError> {
         expect_status(self.api.post("/v1/runs", self.key(), body).await?, 201)
     }
 

@@ -20,8 +20,8 @@ use crate::http::request_id;
 use crate::http::wire::timestamp;
 use crate::kernel::error::DomainResult;
 use crate::runs::api::wire::{
-    RunError, RunModelStep, RunOutput, RunStatusName, RunToolCall, RunToolStep, RunUsage, ToolExecutor,
-    model_step, tool_step,
+    RunApprovalStep, RunError, RunModelStep, RunOutput, RunPendingApproval, RunStatusName, RunToolCall,
+    RunToolStep, RunUsage, ToolExecutor, approval_step, model_step, tool_step,
 };
 use crate::runs::model::{EventRecord, RunEvent};
 use switchyard_providers::price::format_usd_micros;
@@ -88,6 +88,24 @@ pub struct RunRequiresActionEvent {
     pub pending_tool_calls: Vec<RunToolCall>,
 }
 
+/// The run waits for an approver.
+#[derive(Debug, Clone, Object)]
+pub struct RunPausedEvent {
+    pub run_id: String,
+    pub seq: i64,
+    pub created_at: DateTime<Utc>,
+    pub pending_approval: RunPendingApproval,
+}
+
+/// An approver decided on what the run paused for.
+#[derive(Debug, Clone, Object)]
+pub struct ApprovalDecidedEvent {
+    pub run_id: String,
+    pub seq: i64,
+    pub created_at: DateTime<Utc>,
+    pub step: RunApprovalStep,
+}
+
 /// The run completed.
 #[derive(Debug, Clone, Object)]
 pub struct RunCompletedEvent {
@@ -124,6 +142,10 @@ pub enum RunStreamEvent {
     ToolResult(ToolResultEvent),
     #[oai(mapping = "run.requires_action")]
     RequiresAction(RunRequiresActionEvent),
+    #[oai(mapping = "run.paused")]
+    Paused(RunPausedEvent),
+    #[oai(mapping = "approval.decided")]
+    ApprovalDecided(ApprovalDecidedEvent),
     #[oai(mapping = "run.completed")]
     Completed(RunCompletedEvent),
     #[oai(mapping = "run.failed")]
@@ -170,6 +192,18 @@ impl From<EventRecord> for RunStreamEvent {
                 seq,
                 created_at: at,
                 pending_tool_calls: pending.iter().map(RunToolCall::from).collect(),
+            }),
+            RunEvent::Paused { pending_approval } => Self::Paused(RunPausedEvent {
+                run_id,
+                seq,
+                created_at: at,
+                pending_approval: RunPendingApproval::from(&pending_approval),
+            }),
+            RunEvent::ApprovalDecided { index, step } => Self::ApprovalDecided(ApprovalDecidedEvent {
+                run_id,
+                seq,
+                created_at: at,
+                step: approval_step(index, created_at, &step),
             }),
             RunEvent::Completed { output, prompt_tokens, completion_tokens, cost_micros } => {
                 Self::Completed(RunCompletedEvent {

@@ -1,5 +1,5 @@
 //! `/v1/runs`: create runs, read and list them, answer their client tool
-//! calls, cancel them.
+//! calls, decide on paused runs, cancel them.
 
 mod events;
 mod wire;
@@ -22,7 +22,7 @@ use crate::state::AppState;
 use crate::{operation_errors, with_response_headers};
 
 pub use events::{RunEventList, RunEventsReply, RunStreamEvent};
-pub use wire::{CreateRunRequest, Run, RunList, RunStatusName, SubmitToolOutputsRequest};
+pub use wire::{CreateRunRequest, ResumeRunRequest, Run, RunList, RunStatusName, SubmitToolOutputsRequest};
 
 #[derive(Default)]
 pub struct RunsApi;
@@ -82,6 +82,7 @@ operation_errors!(RunCreateError: 400, 401, 403, 404, 409, 422, 429);
 operation_errors!(RunListError: 400, 401, 403, 404, 429);
 operation_errors!(RunGetError: 401, 403, 404, 429);
 operation_errors!(RunToolOutputsError: 400, 401, 403, 404, 409, 422, 429);
+operation_errors!(RunResumeError: 400, 401, 403, 404, 409, 429);
 operation_errors!(RunCancelError: 401, 403, 404, 409, 429);
 operation_errors!(RunEventsError: 400, 401, 403, 404, 429);
 
@@ -191,6 +192,28 @@ impl RunsApi {
     ) -> Result<Ok200<Run>, RunToolOutputsError> {
         let principal = state.principal(&auth).await?;
         let run = runs.submit_tool_outputs(&principal, &id.0, body.0.into_outputs()).await?;
+        Ok(Ok200::Ok(Json(run.into())))
+    }
+
+    /// An approver's decision on a `paused` run: `approved` lets the tool
+    /// call run (or the final answer stand); `rejected` tells the model who
+    /// rejected the call and why (a rejected final answer blocks the run).
+    /// Only an approver of the run may decide (403 otherwise), once per
+    /// pause (409 when the run is not paused). The decision is journaled
+    /// and written to the audit trail; this answers when the run stops or
+    /// waits again. Needs the `runs` scope.
+    #[oai(path = "/v1/runs/:id/resume", method = "post", operation_id = "run_resume")]
+    async fn run_resume(
+        &self,
+        state: Data<&AppState>,
+        runs: Data<&Runs>,
+        auth: AnyCredential,
+        id: Path<String>,
+        body: Json<ResumeRunRequest>,
+    ) -> Result<Ok200<Run>, RunResumeError> {
+        let principal = state.principal(&auth).await?;
+        let ResumeRunRequest { decision, reason } = body.0;
+        let run = runs.resume(&principal, &id.0, decision.into(), reason).await?;
         Ok(Ok200::Ok(Json(run.into())))
     }
 

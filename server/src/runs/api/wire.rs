@@ -188,6 +188,11 @@ pub struct CreateRunRequest {
     /// Answer at once with the run `pending` (202) instead of when it stops.
     #[oai(default)]
     pub background: bool,
+    /// Members of the organization (user ids `usr_…` or emails) who decide
+    /// when the run pauses for approval; at most 20. The route's policy may
+    /// add its own. With none, the organization's owners and admins decide.
+    #[oai(default, validator(max_items = 20))]
+    pub approvers: Vec<String>,
 }
 
 impl From<CreateRunRequest> for NewRun {
@@ -228,6 +233,7 @@ impl From<CreateRunRequest> for NewRun {
             max_cost_usd: body.max_cost_usd,
             metadata: body.metadata.map(|metadata| metadata.into_iter().collect()),
             background: body.background,
+            approvers: body.approvers,
         }
     }
 }
@@ -255,6 +261,86 @@ impl SubmitToolOutputsRequest {
             .into_iter()
             .map(|output| ToolOutput { tool_call_id: output.tool_call_id, output: output.output })
             .collect()
+    }
+}
+
+/// An approver's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum ApprovalDecision {
+    Approved,
+    Rejected,
+}
+
+impl From<ApprovalDecision> for model::Decision {
+    fn from(decision: ApprovalDecision) -> Self {
+        match decision {
+            ApprovalDecision::Approved => Self::Approved,
+            ApprovalDecision::Rejected => Self::Rejected,
+        }
+    }
+}
+
+impl From<model::Decision> for ApprovalDecision {
+    fn from(decision: model::Decision) -> Self {
+        match decision {
+            model::Decision::Approved => Self::Approved,
+            model::Decision::Rejected => Self::Rejected,
+        }
+    }
+}
+
+/// `POST /v1/runs/{id}/resume`.
+#[derive(Debug, Clone, Object)]
+pub struct ResumeRunRequest {
+    pub decision: ApprovalDecision,
+    /// Why, in your words; the model is told it when you reject a tool
+    /// call. At most 1,000 characters.
+    #[oai(validator(max_length = 1000))]
+    pub reason: Option<String>,
+}
+
+/// Why a paused run waits: a tool call its route's policy wants approved
+/// (`tool_approval_required`), its final answer (`output_approval_required`),
+/// or a call of a tool that is not idempotent whose outcome a server's
+/// crash left unknown (`tool_outcome_unknown`: approving calls it again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum ApprovalReasonName {
+    ToolApprovalRequired,
+    OutputApprovalRequired,
+    ToolOutcomeUnknown,
+}
+
+impl From<model::ApprovalReason> for ApprovalReasonName {
+    fn from(reason: model::ApprovalReason) -> Self {
+        match reason {
+            model::ApprovalReason::ToolApprovalRequired => Self::ToolApprovalRequired,
+            model::ApprovalReason::OutputApprovalRequired => Self::OutputApprovalRequired,
+            model::ApprovalReason::ToolOutcomeUnknown => Self::ToolOutcomeUnknown,
+        }
+    }
+}
+
+/// What a paused run waits for an approver to decide.
+#[derive(Debug, Clone, Object)]
+pub struct RunPendingApproval {
+    pub reason: ApprovalReasonName,
+    /// The tool call to decide on, for the tool reasons.
+    #[oai(nullable)]
+    pub tool_call: Option<RunToolCall>,
+    /// The final answer to decide on, for `output_approval_required`.
+    #[oai(nullable)]
+    pub output: Option<String>,
+}
+
+impl From<&model::PendingApproval> for RunPendingApproval {
+    fn from(pending: &model::PendingApproval) -> Self {
+        Self {
+            reason: pending.reason.into(),
+            tool_call: pending.tool_call.as_ref().map(RunToolCall::from),
+            output: pending.output.clone(),
+        }
     }
 }
 
@@ -333,7 +419,29 @@ pub struct RunToolStep {
     pub executor: ToolExecutor,
 }
 
-/// One step of a run: a model answer (`type: model`) or a tool call (`type: tool`).
+/// An approver's decision on what the run paused for. Not counted
+/// against `max_steps`.
+#[derive(Debug, Clone, Object)]
+pub struct RunApprovalStep {
+    /// The step's place in the run, from 0.
+    pub index: u32,
+    pub created_at: DateTime<Utc>,
+    /// The `pending_approval.reason` this decided.
+    pub paused_for: ApprovalReasonName,
+    /// The tool call decided on; null for the final answer.
+    #[oai(nullable)]
+    pub tool_call_id: Option<String>,
+    pub decision: ApprovalDecision,
+    /// The approver (`usr_…`) and their email.
+    pub approver_id: String,
+    pub approver_email: String,
+    /// Why, in the approver's words.
+    #[oai(nullable)]
+    pub reason: Option<String>,
+}
+
+/// One step of a run: a model answer (`type: model`), a tool call
+/// (`type: tool`), or an approver's decision (`type: approval`).
 #[derive(Debug, Clone, Union)]
 #[oai(discriminator_name = "type")]
 pub enum RunStep {
@@ -341,6 +449,8 @@ pub enum RunStep {
     Model(RunModelStep),
     #[oai(mapping = "tool")]
     Tool(RunToolStep),
+    #[oai(mapping = "approval")]
+    Approval(RunApprovalStep),
 }
 
 impl From<&model::StepRecord> for RunStep {
@@ -348,7 +458,21 @@ impl From<&model::StepRecord> for RunStep {
         match &record.step {
             Step::Model(step) => Self::Model(model_step(record.index, record.created_at, step)),
             Step::Tool(step) => Self::Tool(tool_step(record.index, record.created_at, step)),
+            Step::Approval(step) => Self::Approval(approval_step(record.index, record.created_at, step)),
         }
+    }
+}
+
+pub(super) fn approval_step(index: u32, created_at: i64, step: &model::ApprovalStep) -> RunApprovalStep {
+    RunApprovalStep {
+        index,
+        created_at: timestamp(created_at),
+        paused_for: step.reason.into(),
+        tool_call_id: step.tool_call_id.clone(),
+        decision: step.decision.into(),
+        approver_id: step.approver_id.clone(),
+        approver_email: step.approver_email.clone(),
+        reason: step.note.clone(),
     }
 }
 
@@ -386,7 +510,7 @@ impl From<Executor> for ToolExecutor {
     }
 }
 
-/// Why a run ended in `error`, in the error envelope's shape.
+/// Why a run ended in `error` or `blocked`, in the error envelope's shape.
 #[derive(Debug, Clone, Object)]
 pub struct RunError {
     pub code: ErrorCode,
@@ -439,6 +563,12 @@ pub struct Run {
     pub steps: Vec<RunStep>,
     /// Client tool calls waiting for outputs (`requires_action`).
     pub pending_tool_calls: Vec<RunToolCall>,
+    /// What the run waits for an approver to decide (`paused`).
+    #[oai(nullable)]
+    pub pending_approval: Option<RunPendingApproval>,
+    /// Who may decide when the run pauses (`usr_…`); empty: the owners and
+    /// admins of its organization.
+    pub approvers: Vec<String>,
     pub usage: RunUsage,
     /// What the run's model calls cost, in USD.
     pub cost_usd: String,
@@ -448,7 +578,8 @@ pub struct Run {
     pub background: bool,
     #[oai(nullable)]
     pub metadata: Option<BTreeMap<String, Value>>,
-    /// Why it failed, when `error`.
+    /// Why it failed (`error`) or which rule of its route's policy refused
+    /// it (`blocked`, code `run.blocked`).
     #[oai(nullable)]
     pub error: Option<RunError>,
     pub created_at: DateTime<Utc>,
@@ -467,6 +598,8 @@ impl From<model::Run> for Run {
         Self {
             steps: run.steps.iter().map(RunStep::from).collect(),
             pending_tool_calls: run.pending.iter().map(RunToolCall::from).collect(),
+            pending_approval: run.pending_approval.as_ref().map(RunPendingApproval::from),
+            approvers: run.spec.approvers.clone(),
             error: run.failure.as_ref().map(RunError::from),
             usage: RunUsage::of(run.prompt_tokens, run.completion_tokens),
             cost_usd: format_usd_micros(run.cost_micros),
