@@ -22,6 +22,7 @@ use crate::kernel::clock::Clock;
 use crate::limits::CredentialLimiter;
 use crate::mail::{Delivery, Mailer};
 use crate::metrics::Metrics;
+use crate::outbound::{InvalidOutboundConfig, Outbound};
 use crate::runs::{InvalidTool, Resumer, Runs};
 use crate::state::{AppState, StateSettings};
 
@@ -35,6 +36,8 @@ pub enum AppError {
     DocsTemplate,
     #[error("invalid gateway configuration: {0}")]
     Gateway(#[from] InvalidGatewayConfig),
+    #[error("invalid outbound configuration: {0}")]
+    Outbound(#[from] InvalidOutboundConfig),
     #[error("trusted_proxies: {0}")]
     TrustedProxies(String),
     #[error(transparent)]
@@ -70,7 +73,8 @@ impl App {
             abuse: config.abuse.clone(),
             require_verified_email: config.require_verified_email,
         };
-        let state = AppState::new(db, settings, mail, gateway, metrics.clone());
+        let outbound = Outbound::new(&config.outbound)?;
+        let state = AppState::new(db, settings, mail, gateway, outbound, metrics.clone());
         let runs = Runs::new(state.clone(), config.runs.clone())?;
         Ok(Self { config, state, runs, metrics })
     }

@@ -11,6 +11,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 pub use crate::identity::AuthConfig;
+pub use crate::outbound::OutboundConfig;
 pub use crate::telemetry::LogFormat;
 
 use crate::gateway::config::{GatewayConfig, PriceConfig, ProviderConfig, RouteConfig};
@@ -73,6 +74,8 @@ pub struct Config {
     pub gateway: GatewayConfig,
     /// How runs are leased and resumed (`[runs]`).
     pub runs: RunsConfig,
+    /// What requests to user- and operator-supplied URLs may reach (`[outbound]`).
+    pub outbound: OutboundConfig,
 }
 
 impl Default for Config {
@@ -98,6 +101,7 @@ impl Default for Config {
             prices: BTreeMap::new(),
             gateway: GatewayConfig::default(),
             runs: RunsConfig::default(),
+            outbound: OutboundConfig::default(),
         }
     }
 }
@@ -186,6 +190,9 @@ impl Config {
             .map_err(|invalid| ConfigError::InvalidValue { key: invalid.key, reason: invalid.reason })?;
         crate::gateway::Gateway::from_config(&self.providers, &self.routes, &self.prices, &self.gateway)
             .map_err(|invalid| ConfigError::InvalidValue { key: "gateway", reason: invalid.to_string() })?;
+        self.outbound
+            .validate()
+            .map_err(|invalid| ConfigError::InvalidValue { key: invalid.key, reason: invalid.reason })?;
         crate::http::client_addr::TrustedProxies::parse(&self.trusted_proxies)
             .map_err(|reason| ConfigError::InvalidValue { key: "trusted_proxies", reason })?;
         if self.max_body_bytes == 0 {

@@ -56,6 +56,14 @@ fn bad_values_and_unknown_keys_name_the_key() {
         let err = Config::load(Some("url.toml".as_ref()), &Overrides::default()).err().map(|e| e.to_string());
         assert!(err.as_deref().is_some_and(|e| e.contains("database_url")), "{err:?}");
 
+        jail.create_file("outbound.toml", "[outbound]\nallow = [\"10.0.0.0/33\"]\n")?;
+        let err =
+            Config::load(Some("outbound.toml".as_ref()), &Overrides::default()).err().map(|e| e.to_string());
+        assert!(
+            err.as_deref().is_some_and(|e| e.contains("outbound.allow") && e.contains("10.0.0.0/33")),
+            "{err:?}"
+        );
+
         jail.set_env("SWITCHYARD_AUTO_MIGRATE", "perhaps");
         let err = Config::load(None, &Overrides::default()).err().map(|e| e.to_string());
         assert!(err.as_deref().is_some_and(|e| e.to_lowercase().contains("auto_migrate")), "{err:?}");

@@ -20,6 +20,7 @@ mod housekeeping;
 mod idempotency;
 mod identity;
 mod operations;
+mod outbound;
 mod pagination;
 mod published;
 mod run_events;
