@@ -30,12 +30,22 @@ pub type ToolFuture<'a> = Pin<Box<dyn Future<Output = ToolResult> + Send + 'a>>;
 
 /// A tool the server executes.
 pub trait ServerTool: Send + Sync {
-    fn name(&self) -> &'static str;
-    fn description(&self) -> &'static str;
+    fn name(&self) -> &str;
+    fn description(&self) -> &str;
     /// A JSON Schema for the arguments.
     fn parameters(&self) -> Value;
     /// Runs the tool on arguments that passed its schema.
     fn call<'a>(&'a self, arguments: Value, context: &'a ToolContext) -> ToolFuture<'a>;
+    /// Whether calling it twice with the same arguments does no more than
+    /// calling it once, so a run resumed after a crash may call it again.
+    /// The built-in tools are pure.
+    fn idempotent(&self) -> bool {
+        true
+    }
+    /// Whether a person must approve each call before it runs.
+    fn requires_approval(&self) -> bool {
+        false
+    }
 }
 
 /// A server tool with its schema compiled.
@@ -46,7 +56,7 @@ struct Registered {
 
 /// The server tools runs may name, by name.
 pub struct ToolRegistry {
-    tools: BTreeMap<&'static str, Registered>,
+    tools: BTreeMap<String, Registered>,
 }
 
 impl std::fmt::Debug for ToolRegistry {
@@ -55,11 +65,12 @@ impl std::fmt::Debug for ToolRegistry {
     }
 }
 
-/// A tool's schema is not a valid JSON Schema.
+/// A tool that cannot be registered; `key` names the setting at fault
+/// (`tools.lookup_order.url`), or the tool.
 #[derive(Debug, thiserror::Error)]
-#[error("the parameters of tool {name} are not a valid JSON Schema: {reason}")]
+#[error("{key}: {reason}")]
 pub struct InvalidTool {
-    pub name: String,
+    pub key: String,
     pub reason: String,
 }
 
@@ -73,9 +84,11 @@ impl ToolRegistry {
     }
 
     pub fn register(&mut self, tool: Arc<dyn ServerTool>) -> Result<(), InvalidTool> {
-        let validator = compile(&tool.parameters())
-            .map_err(|reason| InvalidTool { name: tool.name().to_owned(), reason })?;
-        self.tools.insert(tool.name(), Registered { tool, validator });
+        let validator = compile(&tool.parameters()).map_err(|reason| InvalidTool {
+            key: format!("tool {}", tool.name()),
+            reason: format!("the parameters are not a valid JSON Schema: {reason}"),
+        })?;
+        self.tools.insert(tool.name().to_owned(), Registered { tool, validator });
         Ok(())
     }
 
@@ -83,14 +96,26 @@ impl ToolRegistry {
         self.tools.contains_key(name)
     }
 
-    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.tools.keys().copied()
+    pub fn names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.tools.keys().map(String::as_str)
     }
 
     /// Name, description and schema, as the model is offered the tool.
-    pub fn describe(&self, name: &str) -> Option<(&'static str, &'static str, Value)> {
+    pub fn describe(&self, name: &str) -> Option<(&str, &str, Value)> {
         let tool = &self.tools.get(name)?.tool;
         Some((tool.name(), tool.description(), tool.parameters()))
+    }
+
+    /// Whether the tool `name` may be called again with the same arguments
+    /// (see [`ServerTool::idempotent`]); `None` for no such tool.
+    pub fn idempotent(&self, name: &str) -> Option<bool> {
+        self.tools.get(name).map(|registered| registered.tool.idempotent())
+    }
+
+    /// Whether each call of the tool `name` waits for a person's approval;
+    /// `None` for no such tool.
+    pub fn requires_approval(&self, name: &str) -> Option<bool> {
+        self.tools.get(name).map(|registered| registered.tool.requires_approval())
     }
 
     /// Runs the tool `name` on the model's `arguments` (JSON text): checked
