@@ -75,7 +75,7 @@ impl App {
         };
         let outbound = Outbound::new(&config.outbound)?;
         let state = AppState::new(db, settings, mail, gateway, outbound, metrics.clone());
-        let runs = Runs::new(state.clone(), config.runs.clone())?;
+        let runs = Runs::new(state.clone(), config.runs.clone(), &config.tools)?;
         Ok(Self { config, state, runs, metrics })
     }
 

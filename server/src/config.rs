@@ -17,7 +17,8 @@ pub use crate::telemetry::LogFormat;
 use crate::gateway::config::{GatewayConfig, PriceConfig, ProviderConfig, RouteConfig};
 use crate::limits::AbuseLimitsConfig;
 use crate::mail::SmtpConfig;
-use crate::runs::RunsConfig;
+use crate::outbound::Outbound;
+use crate::runs::{HttpToolConfig, RunsConfig, ToolRegistry};
 
 /// The file read when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "switchyard.toml";
@@ -76,6 +77,8 @@ pub struct Config {
     pub runs: RunsConfig,
     /// What requests to user- and operator-supplied URLs may reach (`[outbound]`).
     pub outbound: OutboundConfig,
+    /// The operator's HTTP tools for runs, by name (`[tools.<name>]`).
+    pub tools: BTreeMap<String, HttpToolConfig>,
 }
 
 impl Default for Config {
@@ -102,6 +105,7 @@ impl Default for Config {
             gateway: GatewayConfig::default(),
             runs: RunsConfig::default(),
             outbound: OutboundConfig::default(),
+            tools: BTreeMap::new(),
         }
     }
 }
@@ -190,9 +194,10 @@ impl Config {
             .map_err(|invalid| ConfigError::InvalidValue { key: invalid.key, reason: invalid.reason })?;
         crate::gateway::Gateway::from_config(&self.providers, &self.routes, &self.prices, &self.gateway)
             .map_err(|invalid| ConfigError::InvalidValue { key: "gateway", reason: invalid.to_string() })?;
-        self.outbound
-            .validate()
+        let outbound = Outbound::new(&self.outbound)
             .map_err(|invalid| ConfigError::InvalidValue { key: invalid.key, reason: invalid.reason })?;
+        ToolRegistry::with_http_tools(&self.tools, &outbound)
+            .map_err(|invalid| ConfigError::InvalidValue { key: "tools", reason: invalid.to_string() })?;
         crate::http::client_addr::TrustedProxies::parse(&self.trusted_proxies)
             .map_err(|reason| ConfigError::InvalidValue { key: "trusted_proxies", reason })?;
         if self.max_body_bytes == 0 {

@@ -24,5 +24,6 @@ mod outbound;
 mod pagination;
 mod published;
 mod run_events;
+mod run_http_tools;
 mod runs;
 mod support;

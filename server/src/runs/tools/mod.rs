@@ -1,10 +1,12 @@
 //! Server tools: what a run can call without the client. The registry holds
-//! the built-in tools (`calculate`, `current_time`); each is one file, with
-//! its JSON Schema, and arguments are checked against the schema before a
-//! tool runs.
+//! the built-in tools (`calculate`, `current_time`) and the operator's HTTP
+//! tools from `[tools.<name>]` (`http`); each built-in is one file, with its
+//! JSON Schema, and arguments are checked against the schema before a tool
+//! runs.
 
 mod calculate;
 mod current_time;
+mod http;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -13,6 +15,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+
+pub use http::{HttpToolConfig, HttpToolMethod};
+
+use crate::outbound::Outbound;
 
 /// What a tool may read about the call it serves.
 #[derive(Debug, Clone)]
@@ -80,6 +86,26 @@ impl ToolRegistry {
         let mut registry = Self { tools: BTreeMap::new() };
         registry.register(Arc::new(calculate::Calculate))?;
         registry.register(Arc::new(current_time::CurrentTime))?;
+        Ok(registry)
+    }
+
+    /// The built-in tools and the operator's HTTP tools (`[tools.<name>]`),
+    /// which call out through `outbound`. A configured name may not be a
+    /// built-in one.
+    pub fn with_http_tools(
+        configured: &BTreeMap<String, HttpToolConfig>,
+        outbound: &Outbound,
+    ) -> Result<Self, InvalidTool> {
+        let mut registry = Self::builtin()?;
+        for (name, config) in configured {
+            if registry.contains(name) {
+                return Err(InvalidTool {
+                    key: format!("tools.{name}"),
+                    reason: format!("{name} is a built-in tool; give yours another name"),
+                });
+            }
+            registry.register(Arc::new(http::HttpTool::from_config(name, config, outbound)?))?;
+        }
         Ok(registry)
     }
 
