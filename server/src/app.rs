@@ -22,6 +22,7 @@ use crate::kernel::clock::Clock;
 use crate::limits::CredentialLimiter;
 use crate::mail::{Delivery, Mailer};
 use crate::metrics::Metrics;
+use crate::outbound::{InvalidOutboundConfig, Outbound};
 use crate::runs::{InvalidPolicy, InvalidTool, Policies, Resumer, Runs};
 use crate::state::{AppState, StateSettings};
 
@@ -35,6 +36,8 @@ pub enum AppError {
     DocsTemplate,
     #[error("invalid gateway configuration: {0}")]
     Gateway(#[from] InvalidGatewayConfig),
+    #[error("invalid outbound configuration: {0}")]
+    Outbound(#[from] InvalidOutboundConfig),
     #[error("trusted_proxies: {0}")]
     TrustedProxies(String),
     #[error(transparent)]
@@ -72,9 +75,10 @@ impl App {
             abuse: config.abuse.clone(),
             require_verified_email: config.require_verified_email,
         };
-        let state = AppState::new(db, settings, mail, gateway, metrics.clone());
+        let outbound = Outbound::new(&config.outbound)?;
+        let state = AppState::new(db, settings, mail, gateway, outbound, metrics.clone());
         let policies = Policies::from_config(&config.policies)?;
-        let runs = Runs::new(state.clone(), config.runs.clone(), policies)?;
+        let runs = Runs::new(state.clone(), config.runs.clone(), &config.tools, policies)?;
         Ok(Self { config, state, runs, metrics })
     }
 

@@ -11,12 +11,14 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 pub use crate::identity::AuthConfig;
+pub use crate::outbound::OutboundConfig;
 pub use crate::telemetry::LogFormat;
 
 use crate::gateway::config::{GatewayConfig, PriceConfig, ProviderConfig, RouteConfig};
 use crate::limits::AbuseLimitsConfig;
 use crate::mail::SmtpConfig;
-use crate::runs::{Policies, PolicyConfig, RunsConfig};
+use crate::outbound::Outbound;
+use crate::runs::{HttpToolConfig, Policies, PolicyConfig, RunsConfig, ToolRegistry};
 
 /// The file read when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "switchyard.toml";
@@ -75,6 +77,10 @@ pub struct Config {
     pub runs: RunsConfig,
     /// The rules for the runs of each route (`[policies.<route>]`).
     pub policies: BTreeMap<String, PolicyConfig>,
+    /// What requests to user- and operator-supplied URLs may reach (`[outbound]`).
+    pub outbound: OutboundConfig,
+    /// The operator's HTTP tools for runs, by name (`[tools.<name>]`).
+    pub tools: BTreeMap<String, HttpToolConfig>,
 }
 
 impl Default for Config {
@@ -101,6 +107,8 @@ impl Default for Config {
             gateway: GatewayConfig::default(),
             runs: RunsConfig::default(),
             policies: BTreeMap::new(),
+            outbound: OutboundConfig::default(),
+            tools: BTreeMap::new(),
         }
     }
 }
@@ -201,6 +209,10 @@ impl Config {
                 reason: format!("policies.{route}: there is no route {route:?}"),
             });
         }
+        let outbound = Outbound::new(&self.outbound)
+            .map_err(|invalid| ConfigError::InvalidValue { key: invalid.key, reason: invalid.reason })?;
+        ToolRegistry::with_http_tools(&self.tools, &outbound)
+            .map_err(|invalid| ConfigError::InvalidValue { key: "tools", reason: invalid.to_string() })?;
         crate::http::client_addr::TrustedProxies::parse(&self.trusted_proxies)
             .map_err(|reason| ConfigError::InvalidValue { key: "trusted_proxies", reason })?;
         if self.max_body_bytes == 0 {

@@ -15,6 +15,7 @@ pub mod limits;
 pub mod mail;
 pub mod metrics;
 pub mod ops;
+pub mod outbound;
 pub mod routes;
 pub mod runs;
 pub mod state;

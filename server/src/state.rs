@@ -14,6 +14,7 @@ use crate::kernel::ids::random_base62;
 use crate::limits::{AbuseLimits, AbuseLimitsConfig};
 use crate::mail::Mailer;
 use crate::metrics::Metrics;
+use crate::outbound::Outbound;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -43,6 +44,8 @@ pub struct AppState {
     pub clock: Clock,
     /// The first answers of requests sent with an `Idempotency-Key`.
     pub idempotency: Idempotency,
+    /// The one way to send a request to a user- or operator-supplied URL.
+    pub outbound: Outbound,
     /// The API areas this server serves, as `GET /v1/meta` reports them.
     pub features: Arc<[&'static str]>,
 }
@@ -57,7 +60,14 @@ pub struct StateSettings {
 
 impl AppState {
     /// The state over an open database, with the settings each part needs.
-    pub fn new(db: Db, settings: StateSettings, mail: Mailer, gateway: Gateway, metrics: Metrics) -> Self {
+    pub fn new(
+        db: Db,
+        settings: StateSettings,
+        mail: Mailer,
+        gateway: Gateway,
+        outbound: Outbound,
+        metrics: Metrics,
+    ) -> Self {
         let StateSettings { auth, abuse, require_verified_email } = settings;
         let clock = Clock::system();
         Self {
@@ -74,6 +84,7 @@ impl AppState {
             require_verified_email,
             gateway: Arc::new(gateway),
             meter: Meter::default(),
+            outbound,
             metrics,
             clock,
             features: Arc::from(["operations", "identity", "gateway", "runs", "metrics", "docs"]),

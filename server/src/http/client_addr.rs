@@ -8,6 +8,8 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use poem::{FromRequest, Request, RequestBody};
 
+use crate::kernel::net::parse_networks;
+
 /// The `trusted_proxies` setting, as request data.
 #[derive(Debug, Clone, Default)]
 pub struct TrustedProxies(Arc<[IpNet]>);
@@ -15,16 +17,7 @@ pub struct TrustedProxies(Arc<[IpNet]>);
 impl TrustedProxies {
     /// Parses addresses (`10.0.0.7`) and networks (`10.0.0.0/8`).
     pub fn parse(entries: &[String]) -> Result<Self, String> {
-        entries
-            .iter()
-            .map(|entry| {
-                entry
-                    .parse::<IpNet>()
-                    .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| format!("{entry:?} is not an IP address or network"))
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(|nets| Self(nets.into()))
+        parse_networks(entries).map(|nets| Self(nets.into()))
     }
 
     fn trusts(&self, ip: IpAddr) -> bool {

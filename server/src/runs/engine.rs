@@ -18,7 +18,7 @@ use crate::kernel::ids::random_base62;
 use crate::runs::Runs;
 use crate::runs::model::{
     ApprovalReason, Decision, Executor, ModelStep, PendingApproval, Run, RunEvent, RunFailure, RunStatus,
-    Step, StepRecord, ToolCall, ToolStep,
+    Step, StepRecord, ToolCall, ToolInFlight, ToolStep,
 };
 use crate::runs::policy::Policy;
 use crate::runs::store::{Outcome, Progress, Totals};
@@ -70,6 +70,14 @@ enum Stop {
     Blocked(RunFailure),
     /// The run was cancelled or the lease lost: write nothing more.
     Lost,
+}
+
+/// Whether a call of a tool that is not idempotent may be made.
+enum UnsafeCall {
+    Go,
+    /// Not made: this is the tool's result for the model.
+    Refused(String),
+    Stop(Stop),
 }
 
 struct Driver<'a> {
@@ -204,7 +212,9 @@ impl Driver<'_> {
                 continue;
             }
             let offered = self.run.spec.server_tools.contains(&call.name);
-            if offered && self.policy().needs_approval(&call.name) {
+            let needs_approval = self.policy().needs_approval(&call.name)
+                || self.runs.tools().requires_approval(&call.name) == Some(true);
+            if offered && needs_approval {
                 match self.run.approval(ApprovalReason::ToolApprovalRequired, Some(&call.id)) {
                     None => {
                         return Ok(Some(Stop::Paused(PendingApproval {
@@ -223,6 +233,18 @@ impl Driver<'_> {
                     Some(_) => {}
                 }
             }
+            if offered && self.runs.tools().idempotent(&call.name) == Some(false) {
+                match self.start_unsafe_call(&call).await? {
+                    UnsafeCall::Go => {}
+                    UnsafeCall::Stop(stop) => return Ok(Some(stop)),
+                    UnsafeCall::Refused(reason) => {
+                        if let Some(stop) = self.record_tool(&call, Err(reason), Executor::Server).await? {
+                            return Ok(Some(stop));
+                        }
+                        continue;
+                    }
+                }
+            }
             let result = if offered {
                 let context = ToolContext {
                     run_id: self.run.id.clone(),
@@ -238,6 +260,51 @@ impl Driver<'_> {
             }
         }
         Ok((!waiting.is_empty()).then_some(Stop::Waiting(waiting)))
+    }
+
+    /// Before a call of a tool that is not idempotent. When an earlier
+    /// attempt of this call was started and never journaled (its server
+    /// stopped during it), whether it took effect is unknown: it is made
+    /// again only if an approver says so after that attempt, and the run
+    /// pauses to ask one. Then the call is noted as started, so the next
+    /// driver knows.
+    async fn start_unsafe_call(&mut self, call: &ToolCall) -> DomainResult<UnsafeCall> {
+        if let Some(flight) = self.run.tool_in_flight.as_ref().filter(|flight| flight.tool_call_id == call.id)
+        {
+            let decided = self.run.steps.iter().rev().find_map(|record| match &record.step {
+                Step::Approval(approval)
+                    if record.index >= flight.at_step
+                        && approval.reason == ApprovalReason::ToolOutcomeUnknown
+                        && approval.tool_call_id.as_deref() == Some(call.id.as_str()) =>
+                {
+                    Some(approval)
+                }
+                _ => None,
+            });
+            match decided {
+                None => {
+                    return Ok(UnsafeCall::Stop(Stop::Paused(PendingApproval {
+                        reason: ApprovalReason::ToolOutcomeUnknown,
+                        tool_call: Some(call.clone()),
+                        output: None,
+                    })));
+                }
+                Some(approval) if approval.decision == Decision::Rejected => {
+                    return Ok(UnsafeCall::Refused(format!(
+                        "not made again: a server stopped during this call, so whether it took effect is unknown; {}",
+                        approval.rejection()
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        let started = ToolInFlight { tool_call_id: call.id.clone(), at_step: self.run.step_count };
+        let expires_at = self.runs.clock().now() + self.runs.lease_secs();
+        if !self.runs.db().run_tool_started(&self.run.id, self.epoch, &started, expires_at).await? {
+            return Ok(UnsafeCall::Stop(Stop::Lost));
+        }
+        self.run.tool_in_flight = Some(started);
+        Ok(UnsafeCall::Go)
     }
 
     async fn record_tool(
@@ -394,6 +461,7 @@ impl Driver<'_> {
             return Ok(Some(Stop::Lost));
         }
         self.runs.ring(&self.run.id);
+        self.run.tool_in_flight = None;
         self.run.step_count = totals.step_count;
         self.run.prompt_tokens = totals.prompt_tokens;
         self.run.completion_tokens = totals.completion_tokens;

@@ -6,7 +6,8 @@
 //! [`Runs`] is the front the API calls; `service` holds its operations and
 //! who may see which run, `policy` the operator's rules per route,
 //! `approvals` who decides on a paused run and how, `engine` the loop, `events` the event streams,
-//! `trail` what runs write to the audit trail and the metrics, `tools` the server tools,
+//! `trail` what runs write to the audit trail and the metrics, `tools` the server tools
+//! (built in, and the operator's HTTP tools),
 //! `worker` the task that resumes runs no server is driving, `store` the
 //! SQL, and `model` what a run is.
 
@@ -23,7 +24,7 @@ mod tools;
 mod trail;
 mod worker;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use tokio::sync::Notify;
@@ -34,7 +35,7 @@ pub use config::RunsConfig;
 pub use policy::{InvalidPolicy, Policies, PolicyConfig};
 pub use service::MAX_STEPS;
 pub use service::{NewRun, RunTool, RunsWanted, ToolOutput};
-pub use tools::{InvalidTool, ToolRegistry};
+pub use tools::{HttpToolConfig, HttpToolMethod, InvalidTool, ToolRegistry};
 pub use worker::Resumer;
 
 use crate::db::Db;
@@ -70,8 +71,16 @@ struct Inner {
 }
 
 impl Runs {
-    pub fn new(state: AppState, config: RunsConfig, policies: Policies) -> Result<Self, InvalidTool> {
-        let tools = ToolRegistry::builtin()?;
+    /// The runs area, with the built-in tools and the operator's HTTP tools
+    /// (`[tools.<name>]`), which call out through the state's outbound guard,
+    /// and each route's policy.
+    pub fn new(
+        state: AppState,
+        config: RunsConfig,
+        http_tools: &BTreeMap<String, HttpToolConfig>,
+        policies: Policies,
+    ) -> Result<Self, InvalidTool> {
+        let tools = ToolRegistry::with_http_tools(http_tools, &state.outbound)?;
         let inner = Inner {
             state,
             tools,

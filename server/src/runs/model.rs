@@ -161,6 +161,15 @@ pub struct PendingApproval {
     pub output: Option<String>,
 }
 
+/// A call of a tool that is not idempotent, started and not yet journaled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolInFlight {
+    pub tool_call_id: String,
+    /// The run's step count when the call started: a `tool_outcome_unknown`
+    /// decision journaled before it is about an earlier attempt.
+    pub at_step: u32,
+}
+
 /// An approver's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -323,6 +332,9 @@ pub struct Run {
     pub pending: Vec<ToolCall>,
     /// What the run waits for an approver to decide, when `paused`.
     pub pending_approval: Option<PendingApproval>,
+    /// A call of a tool that is not idempotent that was started and has no
+    /// journaled result.
+    pub tool_in_flight: Option<ToolInFlight>,
     pub failure: Option<RunFailure>,
     pub created_at: i64,
     pub updated_at: i64,

@@ -113,6 +113,7 @@ impl Runs {
             output: None,
             pending: Vec::new(),
             pending_approval: None,
+            tool_in_flight: None,
             failure: None,
             created_at: now,
             updated_at: now,

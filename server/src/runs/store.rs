@@ -10,6 +10,7 @@ use crate::db::{Db, StoreError};
 use crate::mail::{Queued, queue_in};
 use crate::runs::model::{
     EventRecord, PendingApproval, Run, RunEvent, RunFailure, RunSpec, RunStatus, Step, StepRecord, ToolCall,
+    ToolInFlight,
 };
 
 /// `SELECT <every run column> FROM runs <rest>`, built at compile time.
@@ -17,7 +18,7 @@ macro_rules! select_runs {
     ($rest:literal) => {
         concat!(
             "SELECT id, org_id, user_id, key_id, project_id, route, status, spec, step_count, prompt_tokens, \
-             completion_tokens, cost_micros, output, pending, pending_approval, failure, created_at, updated_at, started_at, \
+             completion_tokens, cost_micros, output, pending, pending_approval, tool_in_flight, failure, created_at, updated_at, started_at, \
              finished_at FROM runs ",
             $rest
         )
@@ -47,6 +48,7 @@ fn run(row: &AnyRow) -> Result<Run, StoreError> {
     let spec: String = row.try_get("spec")?;
     let pending: Option<String> = row.try_get("pending")?;
     let pending_approval: Option<String> = row.try_get("pending_approval")?;
+    let tool_in_flight: Option<String> = row.try_get("tool_in_flight")?;
     let failure: Option<String> = row.try_get("failure")?;
     let step_count: i32 = row.try_get("step_count")?;
     Ok(Run {
@@ -70,6 +72,9 @@ fn run(row: &AnyRow) -> Result<Run, StoreError> {
             .unwrap_or_default(),
         pending_approval: pending_approval
             .map(|text| decode::<PendingApproval>("pending_approval", &text))
+            .transpose()?,
+        tool_in_flight: tool_in_flight
+            .map(|text| decode::<ToolInFlight>("tool_in_flight", &text))
             .transpose()?,
         failure: failure.map(|text| decode::<RunFailure>("failure", &text)).transpose()?,
         created_at: row.try_get("created_at")?,
@@ -465,7 +470,8 @@ impl Db {
         let mut tx = self.pool().begin().await?;
         let updated = sqlx::query(
             "UPDATE runs SET step_count = $1, prompt_tokens = $2, completion_tokens = $3, cost_micros = $4, \
-             updated_at = $5, lease_expires_at = $6 WHERE id = $7 AND lease_epoch = $8 AND status = 'running'",
+             updated_at = $5, lease_expires_at = $6, tool_in_flight = NULL \
+             WHERE id = $7 AND lease_epoch = $8 AND status = 'running'",
         )
         .bind(i32::try_from(totals.step_count).unwrap_or(i32::MAX))
         .bind(signed(totals.prompt_tokens))
@@ -484,6 +490,29 @@ impl Db {
         append_events(&mut tx, id, events, now).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Notes, before it is made, the call of a tool that is not idempotent,
+    /// extending the lease to `expires_at`. False when the run is no longer
+    /// `running` under `epoch` (then the call must not be made).
+    pub async fn run_tool_started(
+        &self,
+        id: &str,
+        epoch: i64,
+        started: &ToolInFlight,
+        expires_at: i64,
+    ) -> Result<bool, StoreError> {
+        let updated = sqlx::query(
+            "UPDATE runs SET tool_in_flight = $1, lease_expires_at = $2 \
+             WHERE id = $3 AND lease_epoch = $4 AND status = 'running'",
+        )
+        .bind(encode(started)?)
+        .bind(expires_at)
+        .bind(id)
+        .bind(epoch)
+        .execute(self.pool())
+        .await?;
+        Ok(updated.rows_affected() > 0)
     }
 
     /// Leaves the run as `outcome` says and gives up its lease. False when

@@ -19,6 +19,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("limits", 2),
     ("mail", 2),
     ("metrics", 2),
+    ("outbound", 2),
     ("telemetry", 2),
     ("audit", 3),
     ("identity", 4),

@@ -56,6 +56,43 @@ fn bad_values_and_unknown_keys_name_the_key() {
         let err = Config::load(Some("url.toml".as_ref()), &Overrides::default()).err().map(|e| e.to_string());
         assert!(err.as_deref().is_some_and(|e| e.contains("database_url")), "{err:?}");
 
+        jail.create_file("outbound.toml", "[outbound]\nallow = [\"10.0.0.0/33\"]\n")?;
+        let err =
+            Config::load(Some("outbound.toml".as_ref()), &Overrides::default()).err().map(|e| e.to_string());
+        assert!(
+            err.as_deref().is_some_and(|e| e.contains("outbound.allow") && e.contains("10.0.0.0/33")),
+            "{err:?}"
+        );
+
+        jail.create_file(
+            "tools.toml",
+            "[tools.lookup_order]\nurl = \"https://orders.example.com/lookup\"\ndescription = \"d\"\n\
+             headers_env = { Authorization = \"ORDERS_TOKEN_OF_THE_CONFIG_TEST\" }\n",
+        )?;
+        let err =
+            Config::load(Some("tools.toml".as_ref()), &Overrides::default()).err().map(|e| e.to_string());
+        assert!(
+            err.as_deref().is_some_and(|e| e.contains("tools.lookup_order.headers_env.Authorization")),
+            "{err:?}"
+        );
+        jail.set_env("ORDERS_TOKEN_OF_THE_CONFIG_TEST", "Bearer t0ken");
+        let loaded =
+            Config::load(Some("tools.toml".as_ref()), &Overrides::default()).map_err(|e| e.to_string())?;
+        assert_eq!(
+            loaded.tools["lookup_order"].headers_env["Authorization"],
+            "ORDERS_TOKEN_OF_THE_CONFIG_TEST"
+        );
+        let shown = loaded.to_masked_toml().map_err(|e| e.to_string())?;
+        assert!(shown.contains("[tools.lookup_order]") && !shown.contains("t0ken"), "{shown}");
+
+        jail.create_file(
+            "clash.toml",
+            "[tools.calculate]\nurl = \"https://calc.example.com/\"\ndescription = \"d\"\n",
+        )?;
+        let err =
+            Config::load(Some("clash.toml".as_ref()), &Overrides::default()).err().map(|e| e.to_string());
+        assert!(err.as_deref().is_some_and(|e| e.contains("tools.calculate")), "{err:?}");
+
         jail.set_env("SWITCHYARD_AUTO_MIGRATE", "perhaps");
         let err = Config::load(None, &Overrides::default()).err().map(|e| e.to_string());
         assert!(err.as_deref().is_some_and(|e| e.to_lowercase().contains("auto_migrate")), "{err:?}");

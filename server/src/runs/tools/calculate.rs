@@ -11,11 +11,11 @@ pub const MAX_EXPRESSION_CHARS: usize = 1_000;
 pub struct Calculate;
 
 impl ServerTool for Calculate {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "calculate"
     }
 
-    fn description(&self) -> &'static str {
+    fn description(&self) -> &str {
         "Evaluates an arithmetic expression, such as `(2 + 3) * 4` or `sqrt(2) / 2`, and returns the number."
     }
 

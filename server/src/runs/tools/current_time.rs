@@ -9,11 +9,11 @@ use super::{ServerTool, ToolContext, ToolFuture};
 pub struct CurrentTime;
 
 impl ServerTool for CurrentTime {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "current_time"
     }
 
-    fn description(&self) -> &'static str {
+    fn description(&self) -> &str {
         "Returns the current date and time (RFC 3339) in an IANA time zone such as Europe/Paris; UTC when none is given."
     }
 

@@ -1,10 +1,12 @@
 //! Server tools: what a run can call without the client. The registry holds
-//! the built-in tools (`calculate`, `current_time`); each is one file, with
-//! its JSON Schema, and arguments are checked against the schema before a
-//! tool runs.
+//! the built-in tools (`calculate`, `current_time`) and the operator's HTTP
+//! tools from `[tools.<name>]` (`http`); each built-in is one file, with its
+//! JSON Schema, and arguments are checked against the schema before a tool
+//! runs.
 
 mod calculate;
 mod current_time;
+mod http;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -13,6 +15,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+
+pub use http::{HttpToolConfig, HttpToolMethod};
+
+use crate::outbound::Outbound;
 
 /// What a tool may read about the call it serves.
 #[derive(Debug, Clone)]
@@ -30,12 +36,22 @@ pub type ToolFuture<'a> = Pin<Box<dyn Future<Output = ToolResult> + Send + 'a>>;
 
 /// A tool the server executes.
 pub trait ServerTool: Send + Sync {
-    fn name(&self) -> &'static str;
-    fn description(&self) -> &'static str;
+    fn name(&self) -> &str;
+    fn description(&self) -> &str;
     /// A JSON Schema for the arguments.
     fn parameters(&self) -> Value;
     /// Runs the tool on arguments that passed its schema.
     fn call<'a>(&'a self, arguments: Value, context: &'a ToolContext) -> ToolFuture<'a>;
+    /// Whether calling it twice with the same arguments does no more than
+    /// calling it once, so a run resumed after a crash may call it again.
+    /// The built-in tools are pure.
+    fn idempotent(&self) -> bool {
+        true
+    }
+    /// Whether a person must approve each call before it runs.
+    fn requires_approval(&self) -> bool {
+        false
+    }
 }
 
 /// A server tool with its schema compiled.
@@ -46,7 +62,7 @@ struct Registered {
 
 /// The server tools runs may name, by name.
 pub struct ToolRegistry {
-    tools: BTreeMap<&'static str, Registered>,
+    tools: BTreeMap<String, Registered>,
 }
 
 impl std::fmt::Debug for ToolRegistry {
@@ -55,11 +71,12 @@ impl std::fmt::Debug for ToolRegistry {
     }
 }
 
-/// A tool's schema is not a valid JSON Schema.
+/// A tool that cannot be registered; `key` names the setting at fault
+/// (`tools.lookup_order.url`), or the tool.
 #[derive(Debug, thiserror::Error)]
-#[error("the parameters of tool {name} are not a valid JSON Schema: {reason}")]
+#[error("{key}: {reason}")]
 pub struct InvalidTool {
-    pub name: String,
+    pub key: String,
     pub reason: String,
 }
 
@@ -72,10 +89,32 @@ impl ToolRegistry {
         Ok(registry)
     }
 
+    /// The built-in tools and the operator's HTTP tools (`[tools.<name>]`),
+    /// which call out through `outbound`. A configured name may not be a
+    /// built-in one.
+    pub fn with_http_tools(
+        configured: &BTreeMap<String, HttpToolConfig>,
+        outbound: &Outbound,
+    ) -> Result<Self, InvalidTool> {
+        let mut registry = Self::builtin()?;
+        for (name, config) in configured {
+            if registry.contains(name) {
+                return Err(InvalidTool {
+                    key: format!("tools.{name}"),
+                    reason: format!("{name} is a built-in tool; give yours another name"),
+                });
+            }
+            registry.register(Arc::new(http::HttpTool::from_config(name, config, outbound)?))?;
+        }
+        Ok(registry)
+    }
+
     pub fn register(&mut self, tool: Arc<dyn ServerTool>) -> Result<(), InvalidTool> {
-        let validator = compile(&tool.parameters())
-            .map_err(|reason| InvalidTool { name: tool.name().to_owned(), reason })?;
-        self.tools.insert(tool.name(), Registered { tool, validator });
+        let validator = compile(&tool.parameters()).map_err(|reason| InvalidTool {
+            key: format!("tool {}", tool.name()),
+            reason: format!("the parameters are not a valid JSON Schema: {reason}"),
+        })?;
+        self.tools.insert(tool.name().to_owned(), Registered { tool, validator });
         Ok(())
     }
 
@@ -83,14 +122,26 @@ impl ToolRegistry {
         self.tools.contains_key(name)
     }
 
-    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.tools.keys().copied()
+    pub fn names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.tools.keys().map(String::as_str)
     }
 
     /// Name, description and schema, as the model is offered the tool.
-    pub fn describe(&self, name: &str) -> Option<(&'static str, &'static str, Value)> {
+    pub fn describe(&self, name: &str) -> Option<(&str, &str, Value)> {
         let tool = &self.tools.get(name)?.tool;
         Some((tool.name(), tool.description(), tool.parameters()))
+    }
+
+    /// Whether the tool `name` may be called again with the same arguments
+    /// (see [`ServerTool::idempotent`]); `None` for no such tool.
+    pub fn idempotent(&self, name: &str) -> Option<bool> {
+        self.tools.get(name).map(|registered| registered.tool.idempotent())
+    }
+
+    /// Whether each call of the tool `name` waits for a person's approval;
+    /// `None` for no such tool.
+    pub fn requires_approval(&self, name: &str) -> Option<bool> {
+        self.tools.get(name).map(|registered| registered.tool.requires_approval())
     }
 
     /// Runs the tool `name` on the model's `arguments` (JSON text): checked
