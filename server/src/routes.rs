@@ -11,6 +11,7 @@ pub type Apis = (
     crate::gateway::api::GatewayApi,
     crate::gateway::usage::api::UsageApi,
     crate::runs::api::RunsApi,
+    crate::runs::api::RunSessionsApi,
     crate::audit::api::AuditApi,
 );
 

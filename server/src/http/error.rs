@@ -182,6 +182,12 @@ pub enum ErrorCode {
     /// The run already completed or failed, so it cannot be cancelled.
     #[oai(rename = "run.finished")]
     RunFinished,
+    /// No session of runs with this id that the caller may see.
+    #[oai(rename = "session.not_found")]
+    SessionNotFound,
+    /// The session already has a run that is not over.
+    #[oai(rename = "run.session_busy")]
+    RunSessionBusy,
     /// An approval was sent for a run that is not paused.
     #[oai(rename = "run.not_paused")]
     RunNotPaused,
@@ -288,7 +294,9 @@ impl ErrorCode {
             Self::RunNotAwaitingToolOutputs
             | Self::RunToolCallAlreadyAnswered
             | Self::RunFinished
-            | Self::RunNotPaused => StatusCode::CONFLICT,
+            | Self::RunNotPaused
+            | Self::RunSessionBusy => StatusCode::CONFLICT,
+            Self::SessionNotFound => StatusCode::NOT_FOUND,
             Self::RunNotAnApprover | Self::RunBlocked => StatusCode::FORBIDDEN,
             Self::RunMaxStepsExceeded | Self::RunMaxCostExceeded => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RunClientToolTimeout => StatusCode::GATEWAY_TIMEOUT,

@@ -197,6 +197,12 @@ impl From<DomainError> for ApiError {
                     .why("Approvers decide while a run's status is paused.")
                     .fix("Read the run with GET /v1/runs/{id}; its pending_approval says what waits.")
             }
+            DomainError::SessionBusy => {
+                ApiError::new(ErrorCode::RunSessionBusy, "The session has a run that is not over")
+                    .param("session_id")
+                    .why("A session runs one run at a time, so that each starts from the answers before it.")
+                    .fix("Wait for the session's active_run_id to stop (or cancel it), then send the message.")
+            }
             DomainError::NotAnApprover => {
                 ApiError::new(ErrorCode::RunNotAnApprover, "Only an approver of the run may decide on it")
                     .why("A run's approvers are those it names and its route's policy names; a run with none is decided by the owners and admins of its organization.")
@@ -224,6 +230,7 @@ impl From<DomainError> for ApiError {
                     Resource::Project => ErrorCode::ProjectNotFound,
                     Resource::Session => ErrorCode::AuthSessionNotFound,
                     Resource::Run => ErrorCode::RunNotFound,
+                    Resource::RunSession => ErrorCode::SessionNotFound,
                 };
                 ApiError::new(code, format!("No such {resource}"))
             }

@@ -84,6 +84,8 @@ pub enum DomainError {
     RunNotPaused(&'static str),
     #[error("the caller is not an approver of the run")]
     NotAnApprover,
+    #[error("the session has a run that is not over")]
+    SessionBusy,
     #[error("the idempotency key was already used with another request")]
     IdempotencyKeyReused,
     #[error("the first request with this idempotency key is still in progress after {0} seconds")]
@@ -108,6 +110,8 @@ pub enum Resource {
     Project,
     Session,
     Run,
+    /// A session of runs (`/v1/sessions`), not a sign-in session.
+    RunSession,
 }
 
 impl std::fmt::Display for Resource {
@@ -119,6 +123,7 @@ impl std::fmt::Display for Resource {
             Self::Invitation => "invitation",
             Self::Project => "project",
             Self::Session => "session",
+            Self::RunSession => "session",
             Self::Run => "run",
         })
     }

@@ -19,6 +19,7 @@ mod events;
 pub mod model;
 mod policy;
 mod service;
+mod sessions;
 mod store;
 mod tools;
 mod trail;
@@ -35,6 +36,7 @@ pub use config::RunsConfig;
 pub use policy::{InvalidPolicy, Policies, PolicyConfig};
 pub use service::MAX_STEPS;
 pub use service::{NewRun, RunTool, RunsWanted, ToolOutput};
+pub use sessions::{Session, SessionDetail, SessionMessage, SessionTotals};
 pub use tools::{HttpToolConfig, HttpToolMethod, InvalidTool, ToolRegistry};
 pub use worker::Resumer;
 

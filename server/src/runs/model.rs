@@ -95,6 +95,10 @@ pub struct RunSpec {
     /// the org's owners and admins decide.
     #[serde(default)]
     pub approvers: Vec<String>,
+    /// The new message of a run that continues a session (the rest of
+    /// `messages` is the session's history).
+    #[serde(default)]
+    pub session_message: Option<InputMessage>,
 }
 
 /// A tool call the model made.
@@ -319,6 +323,8 @@ pub struct Run {
     pub user_id: String,
     pub key_id: Option<String>,
     pub project_id: Option<String>,
+    /// The session it continues.
+    pub session_id: Option<String>,
     pub route: String,
     pub status: RunStatus,
     pub spec: RunSpec,

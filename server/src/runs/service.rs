@@ -19,7 +19,7 @@ use crate::runs::model::{
     ClientTool, Executor, InputMessage, Run, RunSpec, RunStatus, Step, StepRecord, ToolCall, ToolStep,
 };
 use crate::runs::policy::{Policy, RunInput};
-use crate::runs::store::{Answered, RunFilter, Start};
+use crate::runs::store::{Answered, Inserted, RunFilter, Start};
 use crate::runs::tools::compile;
 
 /// Steps a run may take when it names no `max_steps`, and the most it may name.
@@ -56,6 +56,9 @@ pub struct NewRun {
     pub background: bool,
     /// Members (user ids or emails) who decide when the run pauses.
     pub approvers: Vec<String>,
+    /// The session the run continues, with `message` instead of `messages`.
+    pub session_id: Option<String>,
+    pub message: Option<InputMessage>,
 }
 
 /// What a list of runs asks for, besides what the caller may see.
@@ -66,6 +69,8 @@ pub struct RunsWanted {
     pub principal: Option<String>,
     /// Only runs created at or after this time (Unix seconds).
     pub since: Option<i64>,
+    /// Only runs of this session.
+    pub session_id: Option<String>,
 }
 
 /// A client tool's result.
@@ -84,7 +89,12 @@ impl Runs {
     /// as `org`). A foreground run is driven before this returns, until it
     /// completes, fails or waits; a background one is left `pending` for a
     /// driver.
-    pub async fn create(&self, principal: &Principal, org: Option<&str>, new: NewRun) -> DomainResult<Run> {
+    pub async fn create(
+        &self,
+        principal: &Principal,
+        org: Option<&str>,
+        mut new: NewRun,
+    ) -> DomainResult<Run> {
         principal.require_scope(Scope::Runs)?;
         let route = new.model.clone().unwrap_or_else(|| DEFAULT_ROUTE.to_owned());
         if self.gateway().route(&route).is_none() || !may_use_model(principal, &route) {
@@ -93,8 +103,35 @@ impl Runs {
         let caller = Caller::resolve(self.db(), principal, org).await?;
         let policy = self.inner.policies.of(&route);
         let approvers = self.approvers(&caller.org_id, &new.approvers, policy).await?;
+        let (mut new, session_id) = match (new.session_id.take(), new.message.take()) {
+            (None, None) => (new, None),
+            (Some(session_id), Some(message)) if new.messages.is_empty() => {
+                // The new message is checked like any; the history was when it was written.
+                new.messages = vec![message];
+                (new, Some(session_id))
+            }
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "messages",
+                    "a run in a session starts from the session's history: send only the new message, as message",
+                ));
+            }
+            (Some(_), None) => {
+                return Err(invalid("message", "a run in a session sends its new message as message"));
+            }
+            (None, Some(_)) => {
+                return Err(invalid("session_id", "message continues a session: name it with session_id"));
+            }
+        };
+        new.session_id = session_id.clone();
         let mut spec = self.spec(new, policy)?;
         spec.approvers = approvers;
+        if let Some(session_id) = &session_id {
+            let message = spec.messages.pop().ok_or_else(|| invalid("message", "is missing"))?;
+            spec.messages =
+                self.session_messages_for_run(principal, session_id, &caller.org_id, message.clone()).await?;
+            spec.session_message = Some(message);
+        }
         let refusal = policy.refuses(&route, policy_input(&spec).as_input());
         let now = self.clock().now();
         let run = Run {
@@ -103,6 +140,7 @@ impl Runs {
             user_id: caller.user_id,
             key_id: caller.key_id,
             project_id: caller.project_id,
+            session_id,
             route,
             status: RunStatus::Pending,
             spec,
@@ -123,24 +161,32 @@ impl Runs {
         };
         let ctx = RequestContext::local(self.clock());
         if let Some(failure) = &refusal {
-            self.db().run_insert(&run, Start::Blocked(failure)).await?;
+            self.insert(&run, Start::Blocked(failure)).await?;
             self.audit_created(&run, &ctx).await;
             self.audit_finished(&run, RunStatus::Blocked, Some(failure)).await;
             return self.read(&run.id).await;
         }
         if run.spec.background {
-            self.db().run_insert(&run, Start::Pending).await?;
+            self.insert(&run, Start::Pending).await?;
             self.audit_created(&run, &ctx).await;
             self.ring(&run.id);
             self.spawn_drive(run.id.clone());
             return Ok(run);
         }
-        self.db()
-            .run_insert(&run, Start::Claimed { owner: self.owner(), expires_at: now + self.lease_secs() })
+        self.insert(&run, Start::Claimed { owner: self.owner(), expires_at: now + self.lease_secs() })
             .await?;
         self.audit_created(&run, &ctx).await;
         self.drive_to_stop(&run.id, 1).await?;
         self.read(&run.id).await
+    }
+
+    /// Stores a new run; a session's second run that would not be over is refused.
+    async fn insert(&self, run: &Run, start: Start<'_>) -> DomainResult<()> {
+        match self.db().run_insert(run, start).await? {
+            Inserted::Stored => Ok(()),
+            Inserted::SessionGone => Err(DomainError::NotFound(Resource::RunSession)),
+            Inserted::SessionBusy => Err(DomainError::SessionBusy),
+        }
     }
 
     /// Checks what a new run asks for and turns it into what it keeps,
@@ -202,6 +248,7 @@ impl Runs {
             metadata: new.metadata,
             background: new.background,
             approvers: Vec::new(),
+            session_message: None,
         })
     }
 
@@ -267,6 +314,28 @@ impl Runs {
         after: Option<&str>,
         limit: i64,
     ) -> DomainResult<Page<Run>> {
+        let Listing { org_id, only_user, project } = self.listing(principal, org).await?;
+        let filter = RunFilter {
+            org_id,
+            user_id: only_user,
+            project_id: project,
+            status: wanted.status,
+            principal: wanted.principal.as_deref(),
+            since: wanted.since,
+            session_id: wanted.session_id.as_deref(),
+        };
+        let rows = self.db().runs_in_org(&filter, after, limit + 1).await?;
+        Ok(Page::from_rows(rows, limit, |run| &run.id))
+    }
+
+    /// What of its org a caller lists (runs, sessions): the org it acts
+    /// in; unless an owner or admin there, only its own; for a key narrowed
+    /// to a project, only that project's.
+    pub(super) async fn listing<'a>(
+        &self,
+        principal: &'a Principal,
+        org: Option<&'a str>,
+    ) -> DomainResult<Listing<'a>> {
         principal.require_scope(Scope::Runs)?;
         let org_id = match (principal.key_org(), org) {
             (Some(own), Some(named)) if own != named => {
@@ -282,16 +351,7 @@ impl Runs {
             Via::ApiKey { project_id, .. } => project_id.as_deref(),
             Via::Session { .. } => None,
         };
-        let filter = RunFilter {
-            org_id,
-            user_id: only_user,
-            project_id: project,
-            status: wanted.status,
-            principal: wanted.principal.as_deref(),
-            since: wanted.since,
-        };
-        let rows = self.db().runs_in_org(&filter, after, limit + 1).await?;
-        Ok(Page::from_rows(rows, limit, |run| &run.id))
+        Ok(Listing { org_id, only_user, project })
     }
 
     /// Answers client tool calls of a run waiting for them. Calls may be
@@ -398,17 +458,28 @@ impl Runs {
     /// narrowed to a project, in its project), and created the run, is one
     /// of its approvers, or is an owner or admin there.
     pub(super) async fn may_see(&self, principal: &Principal, run: &Run) -> DomainResult<bool> {
+        let owned =
+            Owned { org_id: &run.org_id, project_id: run.project_id.as_deref(), user_id: &run.user_id };
+        let approver = run.spec.approvers.contains(&principal.user_id);
+        self.may_see_owned(principal, owned, approver).await
+    }
+
+    /// Whether the caller may see what a member created in an org (a run, a
+    /// session): it acts in that org (a key narrowed to a project, in its
+    /// project), and is the creator, an owner or admin there, or `also`.
+    pub(super) async fn may_see_owned(
+        &self,
+        principal: &Principal,
+        owned: Owned<'_>,
+        also: bool,
+    ) -> DomainResult<bool> {
         if let Via::ApiKey { org_id, project_id, .. } = &principal.via {
-            if *org_id != run.org_id
-                || project_id.as_ref().is_some_and(|p| run.project_id.as_ref() != Some(p))
-            {
+            if org_id != owned.org_id || project_id.as_deref().is_some_and(|p| owned.project_id != Some(p)) {
                 return Ok(false);
             }
         }
-        match caller_role(self.db(), principal, &run.org_id).await {
-            Ok(role) => Ok(run.user_id == principal.user_id
-                || role <= Role::Admin
-                || run.spec.approvers.contains(&principal.user_id)),
+        match caller_role(self.db(), principal, owned.org_id).await {
+            Ok(role) => Ok(owned.user_id == principal.user_id || role <= Role::Admin || also),
             Err(DomainError::NotFound(_)) => Ok(false),
             Err(err) => Err(err),
         }
@@ -439,6 +510,21 @@ impl Runs {
             }
         });
     }
+}
+
+/// Where something a member created lives, and who created it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Owned<'a> {
+    pub org_id: &'a str,
+    pub project_id: Option<&'a str>,
+    pub user_id: &'a str,
+}
+
+/// What of its org a caller lists; see [`Runs::listing`].
+pub(super) struct Listing<'a> {
+    pub org_id: &'a str,
+    pub only_user: Option<&'a str>,
+    pub project: Option<&'a str>,
 }
 
 /// The texts and tool names of a run, as its policy reads them.

@@ -152,6 +152,10 @@ enum Sends {
     /// `{id}` is a run the owner's `*` key started for this one call, waiting
     /// for a client tool.
     OwnersWaitingRun,
+    /// A session request, naming the owner's org in `X-Switchyard-Org`.
+    SessionRequest,
+    /// `{id}` is a session the owner's `*` key started for this one call.
+    OwnersSession,
     /// `{id}` is a run the owner's `*` key started for this one call, paused
     /// for approval of a `calculate` call; the body approves it.
     DecideOwnersPausedRun,
@@ -186,6 +190,8 @@ impl Sends {
                 | Self::AnswerOwnersWaitingRun
                 | Self::OwnersWaitingRun
                 | Self::DecideOwnersPausedRun
+                | Self::SessionRequest
+                | Self::OwnersSession
         )
     }
 }
@@ -228,6 +234,7 @@ const NO_SUCH_SESSION: Expect = Expect::Error(404, "auth.session_not_found");
 const ALREADY_VERIFIED: Expect = Expect::Error(409, "auth.email_already_verified");
 const PROJECT_KEY: Expect = Expect::Error(403, "auth.project_key_denied");
 const NO_SUCH_RUN: Expect = Expect::Error(404, "run.not_found");
+const NO_SUCH_RUN_SESSION: Expect = Expect::Error(404, "session.not_found");
 const NEEDS_RUNS_SCOPE: Expect = Expect::Error(403, "auth.scope_denied");
 
 /// An operation id, what its calls send, and what each of [`CALLERS`] gets.
@@ -238,13 +245,13 @@ use Sends::{
     AnswerOwnersWaitingRun, ChatRequest, DecideOwnersPausedRun, DevModel, EmbeddingsRequest, EndsSession,
     FreshInvitation, FreshMember, FreshOwnersKey, FreshOwnersOrg, FreshOwnersProject, InvitationForCaller,
     KeyInOwnersOrg, NewMemberForOwnersOrg, NewOrg, Nothing, OwnersOrg, OwnersOrgHeader, OwnersOrgQuery,
-    OwnersOtherSession, OwnersProject, OwnersRun, OwnersWaitingRun, Password, PasswordChange,
+    OwnersOtherSession, OwnersProject, OwnersRun, OwnersSession, OwnersWaitingRun, Password, PasswordChange,
     ProjectInOwnersOrg, PromoteFreshMember, RecoveryCode, RenameOwnersOrg, RenameOwnersProject, RunRequest,
-    SetupCode, UnmailedCode,
+    SessionRequest, SetupCode, UnmailedCode,
 };
 
 #[rustfmt::skip]
-const MATRIX: [Row; 46] = [
+const MATRIX: [Row; 50] = [
 //   operation              sends           anonymous      owner       admin       member      external    key `*`       key `chat`    key `*` in project  stranger
     ("two_factor_setup",   Nothing,        [NO_CREDENTIAL, OK, OK, OK, OK, SESSION_ONLY, SESSION_ONLY, SESSION_ONLY, OK]),
     ("two_factor_enable",  SetupCode,      [NO_CREDENTIAL, OK, OK, OK, OK, SESSION_ONLY, SESSION_ONLY, SESSION_ONLY, OK]),
@@ -306,6 +313,11 @@ const MATRIX: [Row; 46] = [
     ("run_submit_tool_outputs", AnswerOwnersWaitingRun, [NO_CREDENTIAL, OK, OK, NO_SUCH_RUN, NO_SUCH_RUN, OK, NEEDS_RUNS_SCOPE, NO_SUCH_RUN, NO_SUCH_RUN]),
     // Without approvers of its own, a paused run is decided by its org's owners and admins.
     ("run_resume",         DecideOwnersPausedRun, [NO_CREDENTIAL, OK, OK, NO_SUCH_RUN, NO_SUCH_RUN, OK, NEEDS_RUNS_SCOPE, NO_SUCH_RUN, NO_SUCH_RUN]),
+    // Sessions are like runs: every member may start one, and one is its creator's and its org's owners' and admins'.
+    ("run_session_create", SessionRequest, [NO_CREDENTIAL, CREATED, CREATED, CREATED, CREATED, CREATED, NEEDS_RUNS_SCOPE, CREATED, NO_SUCH_ORG]),
+    ("run_session_list",   OwnersOrgHeader, [NO_CREDENTIAL, OK, OK, OK, OK, OK, NEEDS_RUNS_SCOPE, OK, NO_SUCH_ORG]),
+    ("run_session_get",    OwnersSession,  [NO_CREDENTIAL, OK, OK, NO_SUCH_RUN_SESSION, NO_SUCH_RUN_SESSION, OK, NEEDS_RUNS_SCOPE, NO_SUCH_RUN_SESSION, NO_SUCH_RUN_SESSION]),
+    ("run_session_delete", OwnersSession,  [NO_CREDENTIAL, NO_CONTENT, NO_CONTENT, NO_SUCH_RUN_SESSION, NO_SUCH_RUN_SESSION, NO_CONTENT, NEEDS_RUNS_SCOPE, NO_SUCH_RUN_SESSION, NO_SUCH_RUN_SESSION]),
     ("run_cancel",         OwnersWaitingRun, [NO_CREDENTIAL, OK, OK, NO_SUCH_RUN, NO_SUCH_RUN, OK, NEEDS_RUNS_SCOPE, NO_SUCH_RUN, NO_SUCH_RUN]),
 ];
 
@@ -603,6 +615,15 @@ impl World {
                 if sends == AnswerOwnersWaitingRun {
                     body = Some(json!({"tool_outputs": [{"tool_call_id": call_id, "output": "sunny"}]}));
                 }
+            }
+            SessionRequest => {
+                org = Some(self.owners_org.clone());
+                body = Some(json!({"title": "Matrix"}));
+            }
+            OwnersSession => {
+                let created =
+                    self.api.post("/v1/sessions", Credential::Bearer(&self.key_all.key), json!({})).await?;
+                id = Some(string_at(&expect_status(created, 201)?, "/id")?);
             }
             DecideOwnersPausedRun => {
                 let paused = json!({"messages": [{"role": "user", "content": "calculate {\"expression\": \"1 + 1\"}"}],

@@ -26,5 +26,6 @@ mod published;
 mod run_approvals;
 mod run_events;
 mod run_http_tools;
+mod run_sessions;
 mod runs;
 mod support;

@@ -2,6 +2,7 @@
 //! calls, decide on paused runs, cancel them.
 
 mod events;
+mod sessions;
 mod wire;
 
 use chrono::{DateTime, Utc};
@@ -22,6 +23,7 @@ use crate::state::AppState;
 use crate::{operation_errors, with_response_headers};
 
 pub use events::{RunEventList, RunEventsReply, RunStreamEvent};
+pub use sessions::RunSessionsApi;
 pub use wire::{CreateRunRequest, ResumeRunRequest, Run, RunList, RunStatusName, SubmitToolOutputsRequest};
 
 #[derive(Default)]
@@ -152,6 +154,8 @@ impl RunsApi {
         started_by: Query<Option<String>>,
         /// Only runs created at or after this time (RFC 3339).
         since: Query<Option<DateTime<Utc>>>,
+        /// Only runs of this session.
+        session_id: Query<Option<String>>,
         limit: PageSize,
         cursor: PageCursor,
     ) -> Result<Ok200<RunList>, RunListError> {
@@ -160,6 +164,7 @@ impl RunsApi {
             status: status.0.map(Into::into),
             principal: started_by.0.filter(|id| !id.is_empty()),
             since: since.0.map(|at| at.timestamp()),
+            session_id: session_id.0.filter(|id| !id.is_empty()),
         };
         let page = runs.list(&principal, org.0.as_deref(), &wanted, cursor.as_deref(), limit.get()).await?;
         Ok(Ok200::Ok(Json(page.map(Run::from).into())))

@@ -81,6 +81,18 @@ pub struct RunInputMessage {
     pub content: String,
 }
 
+impl From<RunInputMessage> for model::InputMessage {
+    fn from(message: RunInputMessage) -> Self {
+        let role = match message.role {
+            RunMessageRole::System => "system",
+            RunMessageRole::Developer => "developer",
+            RunMessageRole::User => "user",
+            RunMessageRole::Assistant => "assistant",
+        };
+        Self { role: role.to_owned(), content: message.content }
+    }
+}
+
 /// A tool the caller executes itself: the run waits in `requires_action`
 /// until its output is sent.
 #[derive(Debug, Clone, Object)]
@@ -171,9 +183,16 @@ pub struct CreateRunRequest {
     pub model: Option<String>,
     /// A system message put before the conversation; at most 100,000 characters.
     pub instructions: Option<String>,
-    /// The conversation the run starts from: 1 to 100 messages.
+    /// The conversation the run starts from: 1 to 100 messages. Leave it
+    /// out to continue a session (`session_id` and `message`).
     #[oai(validator(min_items = 1, max_items = 100))]
-    pub messages: Vec<RunInputMessage>,
+    pub messages: Option<Vec<RunInputMessage>>,
+    /// The session to continue: the run starts from its history and
+    /// `message`, and its answer joins the history. A session runs one run
+    /// at a time (409 `run.session_busy`).
+    pub session_id: Option<String>,
+    /// The new message of a run that continues a session.
+    pub message: Option<RunInputMessage>,
     /// At most 64 tools, each name once.
     #[oai(default, validator(max_items = 64))]
     pub tools: Vec<RunToolParam>,
@@ -200,20 +219,9 @@ impl From<CreateRunRequest> for NewRun {
         NewRun {
             model: body.model,
             instructions: body.instructions,
-            messages: body
-                .messages
-                .into_iter()
-                .map(|message| model::InputMessage {
-                    role: match message.role {
-                        RunMessageRole::System => "system",
-                        RunMessageRole::Developer => "developer",
-                        RunMessageRole::User => "user",
-                        RunMessageRole::Assistant => "assistant",
-                    }
-                    .to_owned(),
-                    content: message.content,
-                })
-                .collect(),
+            messages: body.messages.unwrap_or_default().into_iter().map(model::InputMessage::from).collect(),
+            session_id: body.session_id,
+            message: body.message.map(model::InputMessage::from),
             tools: body
                 .tools
                 .into_iter()
@@ -549,6 +557,9 @@ pub struct Run {
     pub org_id: String,
     #[oai(nullable)]
     pub project_id: Option<String>,
+    /// The session it continues.
+    #[oai(nullable)]
+    pub session_id: Option<String>,
     /// The user who created it.
     pub user_id: String,
     /// The API key that created it, if one did.
@@ -617,6 +628,7 @@ impl From<model::Run> for Run {
             model: run.route,
             org_id: run.org_id,
             project_id: run.project_id,
+            session_id: run.session_id,
             user_id: run.user_id,
             key_id: run.key_id,
         }

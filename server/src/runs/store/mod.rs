@@ -3,10 +3,12 @@
 //! that epoch, so a cancelled run or a server that lost its lease writes
 //! nothing.
 
+mod sessions;
+
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::db::{Db, StoreError};
+use crate::db::{Db, StoreError, is_unique_violation};
 use crate::mail::{Queued, queue_in};
 use crate::runs::model::{
     EventRecord, PendingApproval, Run, RunEvent, RunFailure, RunSpec, RunStatus, Step, StepRecord, ToolCall,
@@ -17,7 +19,7 @@ use crate::runs::model::{
 macro_rules! select_runs {
     ($rest:literal) => {
         concat!(
-            "SELECT id, org_id, user_id, key_id, project_id, route, status, spec, step_count, prompt_tokens, \
+            "SELECT id, org_id, user_id, key_id, project_id, session_id, route, status, spec, step_count, prompt_tokens, \
              completion_tokens, cost_micros, output, pending, pending_approval, tool_in_flight, failure, created_at, updated_at, started_at, \
              finished_at FROM runs ",
             $rest
@@ -57,6 +59,7 @@ fn run(row: &AnyRow) -> Result<Run, StoreError> {
         user_id: row.try_get("user_id")?,
         key_id: row.try_get("key_id")?,
         project_id: row.try_get("project_id")?,
+        session_id: row.try_get("session_id")?,
         route: row.try_get("route")?,
         status: RunStatus::parse(&status).ok_or_else(|| corrupt(format!("runs.status {status:?}")))?,
         spec: decode::<RunSpec>("spec", &spec)?,
@@ -141,6 +144,8 @@ pub struct RunFilter<'a> {
     pub principal: Option<&'a str>,
     /// Only runs created at or after this time.
     pub since: Option<i64>,
+    /// Only runs of this session.
+    pub session_id: Option<&'a str>,
 }
 
 /// How a new run is stored.
@@ -152,6 +157,16 @@ pub enum Start<'a> {
     Claimed { owner: &'a str, expires_at: i64 },
     /// Refused by its route's policy before any step.
     Blocked(&'a RunFailure),
+}
+
+/// Whether a new run was stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    Stored,
+    /// The session it continues was deleted meanwhile.
+    SessionGone,
+    /// The session it continues has a run that is not over.
+    SessionBusy,
 }
 
 /// What answering client tool calls did.
@@ -210,8 +225,19 @@ impl Outcome<'_> {
 impl Db {
     /// Stores a new run: `pending`, `running` (claimed by its creator's
     /// server under epoch 1), or `blocked` by its route's policy.
-    pub async fn run_insert(&self, run: &Run, start: Start<'_>) -> Result<(), StoreError> {
+    pub async fn run_insert(&self, run: &Run, start: Start<'_>) -> Result<Inserted, StoreError> {
         let mut tx = self.pool().begin().await?;
+        if let Some(session_id) = &run.session_id {
+            // Taking the session's row first serialises this with its deletion.
+            let touched = sqlx::query("UPDATE run_sessions SET updated_at = $1 WHERE id = $2")
+                .bind(run.created_at)
+                .bind(session_id)
+                .execute(&mut *tx)
+                .await?;
+            if touched.rows_affected() == 0 {
+                return Ok(Inserted::SessionGone);
+            }
+        }
         let (status, owner, epoch, expires_at, started_at) = match start {
             Start::Claimed { owner, expires_at } => {
                 (RunStatus::Running, Some(owner), 1_i64, Some(expires_at), Some(run.created_at))
@@ -223,10 +249,10 @@ impl Db {
             Start::Blocked(failure) => Some(failure),
             Start::Pending | Start::Claimed { .. } => None,
         };
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO runs (id, org_id, user_id, key_id, project_id, route, status, spec, lease_owner, \
-             lease_epoch, lease_expires_at, started_at, created_at, updated_at, failure, finished_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15)",
+             lease_epoch, lease_expires_at, started_at, created_at, updated_at, failure, finished_at, session_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15, $16)",
         )
         .bind(&run.id)
         .bind(&run.org_id)
@@ -243,13 +269,21 @@ impl Db {
         .bind(run.created_at)
         .bind(failure.map(encode).transpose()?)
         .bind(failure.map(|_| run.created_at))
+        .bind(&run.session_id)
         .execute(&mut *tx)
-        .await?;
+        .await;
+        match inserted {
+            Ok(_) => {}
+            Err(err) if run.session_id.is_some() && is_unique_violation(&err) => {
+                return Ok(Inserted::SessionBusy);
+            }
+            Err(err) => return Err(err.into()),
+        }
         let mut events = vec![RunEvent::Status { status }];
         events.extend(failure.map(|failure| RunEvent::Failed { failure: failure.clone() }));
         append_events(&mut tx, &run.id, &events, run.created_at).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(Inserted::Stored)
     }
 
     /// Journals an approver's decision on a run `paused` with `step_count`
@@ -391,7 +425,7 @@ impl Db {
             sqlx::query(select_runs!(
                 "WHERE org_id = $1 AND ($2 = '' OR user_id = $2) AND ($3 = '' OR project_id = $3) \
              AND ($4 = '' OR status = $4) AND ($5 = '' OR user_id = $5 OR key_id = $5) AND created_at >= $6 \
-             AND id > $7 ORDER BY id LIMIT $8"
+             AND id > $7 AND ($8 = '' OR session_id = $8) ORDER BY id LIMIT $9"
             )),
             filter,
             after,
@@ -406,7 +440,8 @@ impl Db {
             "SELECT s.run_id, s.idx, s.body, s.created_at FROM run_steps s JOIN runs r ON r.id = s.run_id \
              WHERE r.org_id = $1 AND ($2 = '' OR r.user_id = $2) AND ($3 = '' OR r.project_id = $3) \
              AND ($4 = '' OR r.status = $4) AND ($5 = '' OR r.user_id = $5 OR r.key_id = $5) \
-             AND r.created_at >= $6 AND r.id > $7 AND r.id <= $8 ORDER BY s.run_id, s.idx",
+             AND r.created_at >= $6 AND r.id > $7 AND ($8 = '' OR r.session_id = $8) AND r.id <= $9 \
+             ORDER BY s.run_id, s.idx",
         ), filter, after)
         .bind(&last)
         .fetch_all(self.pool())
@@ -690,7 +725,7 @@ async fn reclaim(
     row.map(|row| row.try_get("lease_epoch")).transpose().map_err(StoreError::from)
 }
 
-/// Binds `$1`–`$7` of a list query: the filter's columns, then `after`.
+/// Binds `$1`–`$8` of a list query: the filter's columns, `after`, then the session.
 fn filtered<'q>(
     query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
     filter: &RunFilter<'q>,
@@ -704,6 +739,7 @@ fn filtered<'q>(
         .bind(filter.principal.unwrap_or(""))
         .bind(filter.since.unwrap_or(i64::MIN))
         .bind(after.unwrap_or(""))
+        .bind(filter.session_id.unwrap_or(""))
 }
 
 /// Appends `events` after the run's last one. Called in the transaction

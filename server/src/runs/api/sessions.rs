@@ -1,0 +1,209 @@
+//! `/v1/sessions`: conversations that runs continue — start one, list and
+//! read them (with their history and totals), delete one.
+
+use chrono::{DateTime, Utc};
+use poem::web::Data;
+use poem_openapi::param::{Header, Path};
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi};
+use switchyard_providers::price::format_usd_micros;
+
+use crate::http::credential::AnyCredential;
+use crate::http::page::{PageCursor, PageSize, page_type};
+use crate::http::responses::{Created201, NoContent204};
+use crate::http::wire::timestamp;
+use crate::http::{ApiTags, Ok200};
+use crate::operation_errors;
+use crate::runs::Runs;
+use crate::runs::api::wire::RunUsage;
+use crate::runs::{Session, SessionDetail};
+use crate::state::AppState;
+
+#[derive(Default)]
+pub struct RunSessionsApi;
+
+/// `POST /v1/sessions`.
+#[derive(Debug, Clone, Object)]
+pub struct CreateSessionRequest {
+    /// A name for people; at most 200 characters.
+    #[oai(validator(max_length = 200))]
+    pub title: Option<String>,
+}
+
+/// A conversation that runs continue.
+#[derive(Debug, Clone, Object)]
+pub struct SessionSummary {
+    pub id: String,
+    #[oai(nullable)]
+    pub title: Option<String>,
+    pub org_id: String,
+    #[oai(nullable)]
+    pub project_id: Option<String>,
+    /// The user who started it.
+    pub user_id: String,
+    /// The API key that started it, if one did.
+    #[oai(nullable)]
+    pub key_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// When a run last joined it.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Session> for SessionSummary {
+    fn from(session: Session) -> Self {
+        Self {
+            id: session.id,
+            title: session.title,
+            org_id: session.org_id,
+            project_id: session.project_id,
+            user_id: session.user_id,
+            key_id: session.key_id,
+            created_at: timestamp(session.created_at),
+            updated_at: timestamp(session.updated_at),
+        }
+    }
+}
+
+/// A message of a session's history.
+#[derive(Debug, Clone, Object)]
+pub struct SessionHistoryMessage {
+    /// `user` (a run's message) or `assistant` (its final answer).
+    pub role: String,
+    pub content: String,
+    /// The run it came from.
+    pub run_id: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A session with its history — the message and final answer of each of
+/// its completed runs, in order — and what its runs used.
+#[derive(Debug, Clone, Object)]
+pub struct SessionWithHistory {
+    pub id: String,
+    #[oai(nullable)]
+    pub title: Option<String>,
+    pub org_id: String,
+    #[oai(nullable)]
+    pub project_id: Option<String>,
+    pub user_id: String,
+    #[oai(nullable)]
+    pub key_id: Option<String>,
+    pub messages: Vec<SessionHistoryMessage>,
+    /// Runs that joined it, whatever their status.
+    pub run_count: u64,
+    pub usage: RunUsage,
+    /// What its runs' model calls cost, in USD.
+    pub cost_usd: String,
+    /// The run that is not over yet; while there is one, another is 409 `run.session_busy`.
+    #[oai(nullable)]
+    pub active_run_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<SessionDetail> for SessionWithHistory {
+    fn from(SessionDetail { session, messages, totals }: SessionDetail) -> Self {
+        Self {
+            id: session.id,
+            title: session.title,
+            org_id: session.org_id,
+            project_id: session.project_id,
+            user_id: session.user_id,
+            key_id: session.key_id,
+            messages: messages
+                .into_iter()
+                .map(|message| SessionHistoryMessage {
+                    role: message.role,
+                    content: message.content,
+                    run_id: message.run_id,
+                    created_at: timestamp(message.created_at),
+                })
+                .collect(),
+            run_count: totals.run_count,
+            usage: RunUsage::of(totals.prompt_tokens, totals.completion_tokens),
+            cost_usd: format_usd_micros(totals.cost_micros),
+            active_run_id: totals.active_run_id,
+            created_at: timestamp(session.created_at),
+            updated_at: timestamp(session.updated_at),
+        }
+    }
+}
+
+page_type! {
+    /// A page of sessions.
+    SessionList of SessionSummary
+}
+
+operation_errors!(SessionCreateError: 400, 401, 403, 404, 429);
+operation_errors!(SessionListError: 400, 401, 403, 404, 429);
+operation_errors!(SessionGetError: 401, 403, 404, 429);
+operation_errors!(SessionDeleteError: 401, 403, 404, 409, 429);
+
+#[OpenApi(tag = "ApiTags::Runs")]
+impl RunSessionsApi {
+    /// Starts an empty session in the caller's organization; runs continue
+    /// it with `session_id` and `message`. Needs the `runs` scope.
+    #[oai(path = "/v1/sessions", method = "post", operation_id = "run_session_create")]
+    async fn session_create(
+        &self,
+        state: Data<&AppState>,
+        runs: Data<&Runs>,
+        auth: AnyCredential,
+        /// With a session token: the organization to start it in.
+        #[oai(name = "X-Switchyard-Org")]
+        org: Header<Option<String>>,
+        body: Json<CreateSessionRequest>,
+    ) -> Result<Created201<SessionWithHistory>, SessionCreateError> {
+        let principal = state.principal(&auth).await?;
+        let session = runs.session_create(&principal, org.0.as_deref(), body.0.title).await?;
+        Ok(Created201::Created(Json(session.into())))
+    }
+
+    /// The sessions of the organization the caller may see, oldest first:
+    /// their own, or all of them for owners and admins. Needs the `runs` scope.
+    #[oai(path = "/v1/sessions", method = "get", operation_id = "run_session_list")]
+    async fn session_list(
+        &self,
+        state: Data<&AppState>,
+        runs: Data<&Runs>,
+        auth: AnyCredential,
+        /// With a session token: the organization whose sessions to list.
+        #[oai(name = "X-Switchyard-Org")]
+        org: Header<Option<String>>,
+        limit: PageSize,
+        cursor: PageCursor,
+    ) -> Result<Ok200<SessionList>, SessionListError> {
+        let principal = state.principal(&auth).await?;
+        let page = runs.session_list(&principal, org.0.as_deref(), cursor.as_deref(), limit.get()).await?;
+        Ok(Ok200::Ok(Json(page.map(SessionSummary::from).into())))
+    }
+
+    /// One session, with its history and totals. Needs the `runs` scope.
+    #[oai(path = "/v1/sessions/:id", method = "get", operation_id = "run_session_get")]
+    async fn session_get(
+        &self,
+        state: Data<&AppState>,
+        runs: Data<&Runs>,
+        auth: AnyCredential,
+        id: Path<String>,
+    ) -> Result<Ok200<SessionWithHistory>, SessionGetError> {
+        let principal = state.principal(&auth).await?;
+        Ok(Ok200::Ok(Json(runs.session_get(&principal, &id.0).await?.into())))
+    }
+
+    /// Deletes a session and its history; its runs stay, no longer in it.
+    /// While one of its runs is not over: 409 `run.session_busy`. Needs the
+    /// `runs` scope.
+    #[oai(path = "/v1/sessions/:id", method = "delete", operation_id = "run_session_delete")]
+    async fn session_delete(
+        &self,
+        state: Data<&AppState>,
+        runs: Data<&Runs>,
+        auth: AnyCredential,
+        id: Path<String>,
+    ) -> Result<NoContent204, SessionDeleteError> {
+        let principal = state.principal(&auth).await?;
+        runs.session_delete(&principal, &id.0).await?;
+        Ok(NoContent204::NoContent)
+    }
+}
