@@ -1,17 +1,27 @@
-//! `docs/benchmarks.md`: an introduction written once, and a "Latest run"
-//! section between two marker comments that every run replaces, with the
-//! date, the commit, the machine and the command next to the tables.
+//! `docs/benchmarks.md`: an introduction written once, and for each suite a
+//! "Latest run" section between two marker comments that its runs replace,
+//! with the date, the commit, the machine and the command next to the tables.
 
 use std::io::ErrorKind;
 use std::path::Path;
 use std::process::Command;
 
 use super::Paths;
-use super::report::{self, Row};
 
-const BEGIN: &str = "<!-- bench:gateway:begin -->";
-const END: &str = "<!-- bench:gateway:end -->";
-const COMMAND: &str = "cargo xtask bench gateway";
+/// One suite's part of the file.
+pub struct Part {
+    /// The name in the marker comments, `<!-- bench:<name>:begin -->`.
+    pub name: &'static str,
+    pub command: &'static str,
+    /// The heading of its "Latest run" section.
+    pub heading: &'static str,
+    /// Written before the section when the file has no markers for it yet.
+    pub intro: &'static str,
+}
+
+/// The gateway suite, introduced by the file's own introduction.
+pub const GATEWAY: Part =
+    Part { name: "gateway", command: "cargo xtask bench gateway", heading: "## Latest run", intro: "" };
 
 const INTRO: &str = "\
 # Benchmarks
@@ -58,25 +68,36 @@ for a provider that reports nothing; a server whose providers report usage
 never loads it.
 ";
 
-/// The \"Latest run\" section for these rows.
-pub fn section(rows: &[Row], paths: &Paths, load_before: &str) -> String {
+/// Prints the part's \"Latest run\" section with these tables and records it
+/// in `docs/benchmarks.md`.
+pub fn record(part: &Part, tables: &[String], paths: &Paths, load_before: &str) -> anyhow::Result<()> {
+    let section = section(part, tables, paths, load_before);
+    println!("\n{section}");
+    let doc_path = paths.root.join("docs").join("benchmarks.md");
+    write(&doc_path, part, &section)?;
+    eprintln!("==> written to {}", doc_path.display());
+    Ok(())
+}
+
+/// The \"Latest run\" section with these tables.
+fn section(part: &Part, tables: &[String], paths: &Paths, load_before: &str) -> String {
     let when = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC");
     format!(
-        "## Latest run\n\n\
+        "{}\n\n\
          - When: {when}, commit `{}`\n\
          - Machine: {}; load average before the run: {load_before}\n\
-         - Command: `{COMMAND}`\n\n\
-         {}\n\n\
+         - Command: `{}`\n\n\
          {}\n",
+        part.heading,
         commit(&paths.root),
         machine(),
-        report::table(rows),
-        report::targets(rows),
+        part.command,
+        tables.join("\n\n"),
     )
 }
 
-/// Replaces the section in the file at `path`, creating the file if missing.
-pub fn write(path: &Path, section: &str) -> anyhow::Result<()> {
+/// Replaces the part's section in the file at `path`, creating the file if missing.
+fn write(path: &Path, part: &Part, section: &str) -> anyhow::Result<()> {
     let current = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(err) if err.kind() == ErrorKind::NotFound => INTRO.to_owned(),
@@ -85,7 +106,7 @@ pub fn write(path: &Path, section: &str) -> anyhow::Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    Ok(std::fs::write(path, replace_section(&current, section))?)
+    Ok(std::fs::write(path, replace_section(&current, part, section))?)
 }
 
 /// The 1-minute load average, as `/proc/loadavg` has it.
@@ -94,14 +115,21 @@ pub fn load_average() -> String {
     loadavg.split_whitespace().next().unwrap_or("unknown").to_owned()
 }
 
-fn replace_section(doc: &str, section: &str) -> String {
-    let block = format!("{BEGIN}\n{section}{END}");
-    match (doc.find(BEGIN), doc.find(END)) {
-        (Some(start), Some(end)) if start < end => {
-            format!("{}{block}{}", &doc[..start], &doc[end + END.len()..])
+fn replace_section(doc: &str, part: &Part, section: &str) -> String {
+    let (begin, end) = markers(part);
+    let block = format!("{begin}\n{section}{end}");
+    match (doc.find(&begin), doc.find(&end)) {
+        (Some(start), Some(stop)) if start < stop => {
+            format!("{}{block}{}", &doc[..start], &doc[stop + end.len()..])
         }
-        _ => format!("{}\n\n{block}\n", doc.trim_end()),
+        _ if part.intro.is_empty() => format!("{}\n\n{block}\n", doc.trim_end()),
+        _ => format!("{}\n\n{}\n\n{block}\n", doc.trim_end(), part.intro.trim_end()),
     }
+}
+
+/// The comments around a part's section.
+fn markers(part: &Part) -> (String, String) {
+    (format!("<!-- bench:{}:begin -->", part.name), format!("<!-- bench:{}:end -->", part.name))
 }
 
 /// `git describe --always --dirty`: the commit, marked when the tree had changes.
@@ -144,9 +172,14 @@ fn proc_field<'a>(text: &'a str, name: &str) -> Option<&'a str> {
 mod tests {
     use super::*;
 
+    const BEGIN: &str = "<!-- bench:gateway:begin -->";
+    const END: &str = "<!-- bench:gateway:end -->";
+    const OTHER: Part =
+        Part { name: "other", command: "other", heading: "### Latest run", intro: "## Other\n" };
+
     #[test]
     fn a_new_file_gets_the_intro_and_the_section() {
-        let doc = replace_section(INTRO, "## Latest run\n\nfirst\n");
+        let doc = replace_section(INTRO, &GATEWAY, "## Latest run\n\nfirst\n");
         assert!(doc.starts_with("# Benchmarks\n"));
         assert!(doc.ends_with(&format!("\n\n{BEGIN}\n## Latest run\n\nfirst\n{END}\n")), "{doc}");
     }
@@ -154,8 +187,19 @@ mod tests {
     #[test]
     fn the_section_is_replaced_and_the_rest_kept() {
         let doc = format!("intro\n\n{BEGIN}\nold\n{END}\n\nafter\n");
-        let doc = replace_section(&doc, "new\n");
+        let doc = replace_section(&doc, &GATEWAY, "new\n");
         assert_eq!(doc, format!("intro\n\n{BEGIN}\nnew\n{END}\n\nafter\n"));
+    }
+
+    #[test]
+    fn another_part_comes_after_with_its_intro_and_leaves_the_first_alone() {
+        let doc = format!("intro\n\n{BEGIN}\nold\n{END}\n");
+        let doc = replace_section(&doc, &OTHER, "first\n");
+        let other = "## Other\n\n<!-- bench:other:begin -->\n";
+        assert_eq!(doc, format!("intro\n\n{BEGIN}\nold\n{END}\n\n{other}first\n<!-- bench:other:end -->\n"));
+        let doc = replace_section(&doc, &OTHER, "second\n");
+        assert!(doc.contains(&format!("{END}\n\n{other}second\n<!-- bench:other:end -->\n")), "{doc}");
+        assert!(doc.contains("old"), "{doc}");
     }
 
     #[test]

@@ -87,15 +87,11 @@ pub fn run(paths: &Paths) -> anyhow::Result<()> {
     let rows = measure_all(&oha, &mock, &server)?;
     drop(server);
     drop(mock);
-    let section = doc::section(&rows, paths, &load_before);
-    println!("\n{section}");
-    let doc_path = paths.root.join("docs").join("benchmarks.md");
-    doc::write(&doc_path, &section)?;
-    eprintln!("==> written to {}", doc_path.display());
-    Ok(())
+    doc::record(&doc::GATEWAY, &[report::table(&rows), report::targets(&rows)], paths, &load_before)
 }
 
-fn fresh_dir(dir: &Path) -> anyhow::Result<()> {
+/// An empty directory at `dir`, removing what was there.
+pub fn fresh_dir(dir: &Path) -> anyhow::Result<()> {
     if dir.exists() {
         std::fs::remove_dir_all(dir)?;
     }

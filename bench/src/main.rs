@@ -5,15 +5,19 @@
 //!
 //! - `gateway`: what the model gateway adds to a chat completion, against a
 //!   mock upstream, streamed and not, at fixed rates and at full throughput.
+//! - `runs`: a 3-step agent run through `POST /v1/runs` by 50 clients, on
+//!   SQLite and on PostgreSQL.
 //!
 //! The suites run from a release build, so the mock upstream and the timing
 //! are optimised; a debug build starts the release one.
 
 mod doc;
 mod gateway;
+mod load;
 mod mock;
 mod oha;
 mod report;
+mod runs;
 mod server;
 mod usage;
 
@@ -26,7 +30,10 @@ usage: cargo xtask bench <suite>
 suites:
   gateway   latency, throughput, first stream byte, memory and CPU of the model
             gateway against a mock upstream, direct and through the server;
-            writes docs/benchmarks.md";
+            writes docs/benchmarks.md
+  runs      latency and throughput of a 3-step agent run (dev model, calculate,
+            dev model) with 50 clients, memory and CPU, on SQLite and on
+            PostgreSQL; writes docs/benchmarks.md";
 
 /// Where the workspace and its build output are.
 pub struct Paths {
@@ -51,6 +58,7 @@ fn main() -> ExitCode {
 fn run(args: &[String]) -> bool {
     match args {
         [suite] if suite == "gateway" => in_release(args, gateway::run),
+        [suite] if suite == "runs" => in_release(args, runs::run),
         _ => {
             eprintln!("{USAGE}");
             false

@@ -91,7 +91,7 @@ pub fn targets(rows: &[Row]) -> String {
     out
 }
 
-fn target_line(target: &str, measured: &str, met: bool) -> String {
+pub fn target_line(target: &str, measured: &str, met: bool) -> String {
     format!("\n| {target} | {measured} | {} |", if met { "yes" } else { "**no**" })
 }
 
@@ -119,13 +119,13 @@ pub fn brief(figures: &Figures) -> String {
 }
 
 /// p50 / p90 / p99 in milliseconds; `signed` for differences.
-fn times(ms: [f64; 3], signed: bool) -> String {
+pub fn times(ms: [f64; 3], signed: bool) -> String {
     let [p50, p90, p99] = ms.map(|t| if signed { format!("{t:+.3}") } else { format!("{t:.3}") });
     format!("{p50} / {p90} / {p99}")
 }
 
 /// A rate rounded to a whole number, with thousands separators.
-fn thousands(value: f64) -> String {
+pub fn thousands(value: f64) -> String {
     if !value.is_finite() {
         return "n/a".to_owned();
     }

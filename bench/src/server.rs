@@ -1,6 +1,6 @@
-//! The server under test: the release binary, a config routing the model
-//! `default` to the mock upstream, an API key, and the running process,
-//! killed when dropped (on failure too).
+//! The server under test: the release binary, a config (for the gateway
+//! suite, routing the model `default` to the mock upstream), an API key, and
+//! the running process, killed when dropped (on failure too).
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -36,12 +36,24 @@ pub struct Server {
 }
 
 impl Server {
-    /// Writes the config into `dir`, mints a key, starts the server and waits
-    /// until `/ready` answers 200.
+    /// The gateway suite's server: routes to the mock at `upstream`, a key
+    /// with every scope.
     pub fn start(bin: &Path, dir: &Path, upstream: SocketAddr) -> anyhow::Result<Self> {
+        Self::start_with(bin, dir, |listen| config(listen, upstream), "*")
+    }
+
+    /// Writes the config `config` gives for the address to listen on into
+    /// `dir`, mints a key with `scopes`, starts the server and waits until
+    /// `/ready` answers 200.
+    pub fn start_with(
+        bin: &Path,
+        dir: &Path,
+        config: impl FnOnce(SocketAddr) -> String,
+        scopes: &str,
+    ) -> anyhow::Result<Self> {
         let addr = free_port()?;
-        std::fs::write(dir.join("switchyard.toml"), config(addr, upstream))?;
-        let api_key = mint_key(bin, dir)?;
+        std::fs::write(dir.join("switchyard.toml"), config(addr))?;
+        let api_key = mint_key(bin, dir, scopes)?;
         let log = File::create(dir.join(LOG_FILE))?;
         let child = switchyard(bin, dir)
             .arg("serve")
@@ -129,19 +141,22 @@ targets = [{{ provider = "silent", model = "mock-model" }}]
 [prices."mock-model"]
 input_per_mtok = "0.10"
 output_per_mtok = "0.40"
-
-# One key sends everything; its general request limit must not be what is measured.
-[abuse]
-credential = {{ max = 100000000, window_secs = 60 }}
-"#
+{UNLIMITED_KEY}"#
     )
 }
 
+/// The end of every bench config: one key sends everything, so its general
+/// request limit must not be what is measured.
+pub const UNLIMITED_KEY: &str = "
+[abuse]
+credential = { max = 100000000, window_secs = 60 }
+";
+
 /// `switchyard keys create`, which prints the key alone on stdout.
-fn mint_key(bin: &Path, dir: &Path) -> anyhow::Result<String> {
+fn mint_key(bin: &Path, dir: &Path, scopes: &str) -> anyhow::Result<String> {
     let output = switchyard(bin, dir)
         .args(["keys", "create", "--org", "bench", "--email", "bench@example.com"])
-        .args(["--name", "bench", "--scopes", "*"])
+        .args(["--name", "bench", "--scopes", scopes])
         .output()
         .context("cannot run switchyard keys create")?;
     let stdout = String::from_utf8_lossy(&output.stdout);

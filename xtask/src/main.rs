@@ -4,7 +4,8 @@
 //! - `spec-check`: the committed spec against the code (the drift check);
 //! - `conformance [--engine sqlite|postgres|all]`: replay the spec's examples;
 //! - `clients [--suite python|node|all] [--url URL]`: the official `openai` SDKs against a server;
-//! - `bench gateway`: what the model gateway adds, as a table in `docs/benchmarks.md`.
+//! - `bench gateway`: what the model gateway adds, as a table in `docs/benchmarks.md`;
+//! - `bench runs`: a 3-step agent run's latency and throughput, likewise.
 
 mod clients;
 
@@ -30,7 +31,7 @@ fn main() -> ExitCode {
         _ => {
             eprintln!(
                 "usage: cargo xtask <ci | spec-check | conformance [--engine sqlite|postgres|all] | clients \
-                 | bench gateway>"
+                 | bench gateway|runs>"
             );
             return ExitCode::from(2);
         }
