@@ -74,8 +74,11 @@ pub async fn run(spec_path: &Path, engines: Engines) -> anyhow::Result<Report> {
 }
 
 /// How many cases of one engine replay at once. Every case has its own server and
-/// database, so they cannot see each other; the report keeps spec order.
-const CASES_AT_ONCE: usize = 4;
+/// database, so they cannot see each other; the report keeps spec order. A case
+/// mostly waits (a fresh database, its migrations, the server's start), so more
+/// than the cores: eight replay the PostgreSQL cases in 2 minutes rather than
+/// 2.6 on two cores, and leave PostgreSQL well under its 100 connections.
+const CASES_AT_ONCE: usize = 8;
 
 /// Runs every case on `engine`, each on its own server and fresh database so no case
 /// depends on what another left behind; the results come back in spec order.
