@@ -77,7 +77,7 @@ pub async fn run(spec_path: &Path, engines: Engines) -> anyhow::Result<Report> {
 /// database, so they cannot see each other; the report keeps spec order. A case
 /// mostly waits (a fresh database, its migrations, the server's start), so more
 /// than the cores: eight replay the PostgreSQL cases in 2 minutes rather than
-/// 2.6 on two cores, and leave PostgreSQL well under its 100 connections.
+/// 2.6 on two cores.
 const CASES_AT_ONCE: usize = 8;
 
 /// Runs every case on `engine`, each on its own server and fresh database so no case
