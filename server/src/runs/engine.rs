@@ -22,7 +22,7 @@ use crate::runs::model::{
 };
 use crate::runs::policy::Policy;
 use crate::runs::store::{Outcome, Progress, Totals};
-use crate::runs::tools::{ToolContext, checked_arguments, compile};
+use crate::runs::tools::{ToolContext, ToolResult, checked_arguments, compile};
 
 impl Runs {
     /// Drives the run until it stops or waits, if no other server holds it.
@@ -48,7 +48,7 @@ impl Runs {
                 () = self.inner.stopping.cancelled() => return Ok(()),
                 _ = beat.tick() => {
                     let expires_at = self.clock().now() + self.lease_secs();
-                    match self.db().run_heartbeat(run_id, epoch, expires_at).await {
+                    match self.db().run_renew_lease(run_id, epoch, expires_at, None).await {
                         // Renewed; or cancelled, or claimed elsewhere: the driver's next write finds out.
                         Ok(_) => {}
                         Err(err) => tracing::warn!(run_id, error = %err, "could not renew a run's lease"),
@@ -72,12 +72,24 @@ enum Stop {
     Lost,
 }
 
-/// Whether a call of a tool that is not idempotent may be made.
-enum UnsafeCall {
+/// What a check before a server tool call decides.
+enum Gate {
+    /// The call may go on.
     Go,
-    /// Not made: this is the tool's result for the model.
-    Refused(String),
+    /// The call's result for the model (made, or refused with why).
+    Answer(ToolResult),
     Stop(Stop),
+}
+
+impl Gate {
+    /// What the call comes to when the gate does not let it go on.
+    fn decided(self) -> Option<Result<ToolResult, Stop>> {
+        match self {
+            Self::Go => None,
+            Self::Answer(result) => Some(Ok(result)),
+            Self::Stop(stop) => Some(Err(stop)),
+        }
+    }
 }
 
 struct Driver<'a> {
@@ -155,7 +167,7 @@ impl Driver<'_> {
         if !self.policy().approve_output {
             return Stop::Completed(output);
         }
-        match self.run.approval(ApprovalReason::OutputApprovalRequired, None) {
+        match self.run.approval(ApprovalReason::OutputApprovalRequired, None, 0) {
             Some(approval) if approval.decision == Decision::Approved => Stop::Completed(output),
             Some(approval) => Stop::Blocked(RunFailure::Blocked {
                 rule: format!("policies.{route}.approve_output"),
@@ -192,68 +204,22 @@ impl Driver<'_> {
     async fn answer_tool_calls(&mut self) -> DomainResult<Option<Stop>> {
         let mut waiting = Vec::new();
         for call in self.open_tool_calls() {
-            if !self.policy().allows_tool(&call.name) {
-                let refused = Err(format!("the tool {:?} is not allowed on this route", call.name));
-                if let Some(stop) = self.record_tool(&call, refused, Executor::Server).await? {
-                    return Ok(Some(stop));
-                }
-                continue;
-            }
-            if let Some(tool) = self.run.spec.client_tools.iter().find(|tool| tool.name == call.name) {
-                let checked = compile(&tool.parameters).and_then(|v| checked_arguments(&v, &call.arguments));
-                match checked {
-                    Ok(_) => waiting.push(call),
-                    Err(reason) => {
-                        if let Some(stop) = self.record_tool(&call, Err(reason), Executor::Server).await? {
-                            return Ok(Some(stop));
-                        }
-                    }
-                }
-                continue;
-            }
-            let offered = self.run.spec.server_tools.contains(&call.name);
-            let needs_approval = self.policy().needs_approval(&call.name)
-                || self.runs.tools().requires_approval(&call.name) == Some(true);
-            if offered && needs_approval {
-                match self.run.approval(ApprovalReason::ToolApprovalRequired, Some(&call.id)) {
-                    None => {
-                        return Ok(Some(Stop::Paused(PendingApproval {
-                            reason: ApprovalReason::ToolApprovalRequired,
-                            tool_call: Some(call),
-                            output: None,
-                        })));
-                    }
-                    Some(approval) if approval.decision == Decision::Rejected => {
-                        let rejected = Err(approval.rejection());
-                        if let Some(stop) = self.record_tool(&call, rejected, Executor::Server).await? {
-                            return Ok(Some(stop));
-                        }
+            let client_tool = self.run.spec.client_tools.iter().find(|tool| tool.name == call.name);
+            let result = if !self.policy().allows_tool(&call.name) {
+                Err(format!("the tool {:?} is not allowed on this route", call.name))
+            } else if let Some(tool) = client_tool {
+                match compile(&tool.parameters).and_then(|v| checked_arguments(&v, &call.arguments)) {
+                    Ok(_) => {
+                        waiting.push(call);
                         continue;
                     }
-                    Some(_) => {}
+                    Err(reason) => Err(reason),
                 }
-            }
-            if offered && self.runs.tools().idempotent(&call.name) == Some(false) {
-                match self.start_unsafe_call(&call).await? {
-                    UnsafeCall::Go => {}
-                    UnsafeCall::Stop(stop) => return Ok(Some(stop)),
-                    UnsafeCall::Refused(reason) => {
-                        if let Some(stop) = self.record_tool(&call, Err(reason), Executor::Server).await? {
-                            return Ok(Some(stop));
-                        }
-                        continue;
-                    }
-                }
-            }
-            let result = if offered {
-                let context = ToolContext {
-                    run_id: self.run.id.clone(),
-                    tool_call_id: call.id.clone(),
-                    now: self.runs.clock().now_utc(),
-                };
-                self.runs.tools().call(&call.name, &call.arguments, &context).await
             } else {
-                Err(format!("no tool named {:?} is available to this run", call.name))
+                match self.server_call(&call).await? {
+                    Ok(result) => result,
+                    Err(stop) => return Ok(Some(stop)),
+                }
             };
             if let Some(stop) = self.record_tool(&call, result, Executor::Server).await? {
                 return Ok(Some(stop));
@@ -262,49 +228,74 @@ impl Driver<'_> {
         Ok((!waiting.is_empty()).then_some(Stop::Waiting(waiting)))
     }
 
+    /// A server tool call's result, once the gates before it let it run:
+    /// an approver's decision where one is needed, and, for a tool that is
+    /// not idempotent, what became of an earlier attempt.
+    async fn server_call(&mut self, call: &ToolCall) -> DomainResult<Result<ToolResult, Stop>> {
+        if !self.run.spec.server_tools.contains(&call.name) {
+            return Ok(Ok(Err(format!("no tool named {:?} is available to this run", call.name))));
+        }
+        if let Some(decided) = self.approval_gate(call).decided() {
+            return Ok(decided);
+        }
+        if self.runs.tools().idempotent(&call.name) == Some(false) {
+            if let Some(decided) = self.start_unsafe_call(call).await?.decided() {
+                return Ok(decided);
+            }
+        }
+        let context = ToolContext {
+            run_id: self.run.id.clone(),
+            tool_call_id: call.id.clone(),
+            now: self.runs.clock().now_utc(),
+        };
+        Ok(Ok(self.runs.tools().call(&call.name, &call.arguments, &context).await))
+    }
+
+    /// Whether a call the route's policy (or the tool) wants approved may run.
+    fn approval_gate(&self, call: &ToolCall) -> Gate {
+        let needs_approval = self.policy().needs_approval(&call.name)
+            || self.runs.tools().requires_approval(&call.name) == Some(true);
+        if !needs_approval {
+            return Gate::Go;
+        }
+        let reason = ApprovalReason::ToolApprovalRequired;
+        match self.run.approval(reason, Some(&call.id), 0) {
+            None => Gate::Stop(Stop::Paused(PendingApproval::call(reason, call))),
+            Some(approval) if approval.decision == Decision::Rejected => {
+                Gate::Answer(Err(approval.rejection()))
+            }
+            Some(_) => Gate::Go,
+        }
+    }
+
     /// Before a call of a tool that is not idempotent. When an earlier
     /// attempt of this call was started and never journaled (its server
     /// stopped during it), whether it took effect is unknown: it is made
     /// again only if an approver says so after that attempt, and the run
     /// pauses to ask one. Then the call is noted as started, so the next
     /// driver knows.
-    async fn start_unsafe_call(&mut self, call: &ToolCall) -> DomainResult<UnsafeCall> {
+    async fn start_unsafe_call(&mut self, call: &ToolCall) -> DomainResult<Gate> {
         if let Some(flight) = self.run.tool_in_flight.as_ref().filter(|flight| flight.tool_call_id == call.id)
         {
-            let decided = self.run.steps.iter().rev().find_map(|record| match &record.step {
-                Step::Approval(approval)
-                    if record.index >= flight.at_step
-                        && approval.reason == ApprovalReason::ToolOutcomeUnknown
-                        && approval.tool_call_id.as_deref() == Some(call.id.as_str()) =>
-                {
-                    Some(approval)
-                }
-                _ => None,
-            });
-            match decided {
-                None => {
-                    return Ok(UnsafeCall::Stop(Stop::Paused(PendingApproval {
-                        reason: ApprovalReason::ToolOutcomeUnknown,
-                        tool_call: Some(call.clone()),
-                        output: None,
-                    })));
-                }
+            let reason = ApprovalReason::ToolOutcomeUnknown;
+            match self.run.approval(reason, Some(&call.id), flight.at_step) {
+                None => return Ok(Gate::Stop(Stop::Paused(PendingApproval::call(reason, call)))),
                 Some(approval) if approval.decision == Decision::Rejected => {
-                    return Ok(UnsafeCall::Refused(format!(
+                    return Ok(Gate::Answer(Err(format!(
                         "not made again: a server stopped during this call, so whether it took effect is unknown; {}",
                         approval.rejection()
-                    )));
+                    ))));
                 }
                 Some(_) => {}
             }
         }
         let started = ToolInFlight { tool_call_id: call.id.clone(), at_step: self.run.step_count };
         let expires_at = self.runs.clock().now() + self.runs.lease_secs();
-        if !self.runs.db().run_tool_started(&self.run.id, self.epoch, &started, expires_at).await? {
-            return Ok(UnsafeCall::Stop(Stop::Lost));
+        if !self.runs.db().run_renew_lease(&self.run.id, self.epoch, expires_at, Some(&started)).await? {
+            return Ok(Gate::Stop(Stop::Lost));
         }
         self.run.tool_in_flight = Some(started);
-        Ok(UnsafeCall::Go)
+        Ok(Gate::Go)
     }
 
     async fn record_tool(

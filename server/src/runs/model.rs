@@ -174,6 +174,13 @@ pub struct ToolInFlight {
     pub at_step: u32,
 }
 
+impl PendingApproval {
+    /// A tool call waiting for an approver.
+    pub fn call(reason: ApprovalReason, call: &ToolCall) -> Self {
+        Self { reason, tool_call: Some(call.clone()), output: None }
+    }
+}
+
 /// An approver's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -356,17 +363,24 @@ impl Run {
         u32::try_from(self.steps.iter().filter(|record| record.step.is_work()).count()).unwrap_or(u32::MAX)
     }
 
-    /// The approver's decision for `reason` on the tool call (or, with
-    /// none, on the final answer), if one was journaled.
-    pub fn approval(&self, reason: ApprovalReason, tool_call_id: Option<&str>) -> Option<&ApprovalStep> {
-        self.steps.iter().rev().find_map(|record| match &record.step {
-            Step::Approval(approval)
-                if approval.reason == reason && approval.tool_call_id.as_deref() == tool_call_id =>
-            {
-                Some(approval)
-            }
-            _ => None,
-        })
+    /// The latest approver's decision for `reason` on the tool call (or,
+    /// with none, on the final answer) journaled at or after `from_step`.
+    pub fn approval(
+        &self,
+        reason: ApprovalReason,
+        tool_call_id: Option<&str>,
+        from_step: u32,
+    ) -> Option<&ApprovalStep> {
+        self.steps.iter().rev().take_while(|record| record.index >= from_step).find_map(
+            |record| match &record.step {
+                Step::Approval(approval)
+                    if approval.reason == reason && approval.tool_call_id.as_deref() == tool_call_id =>
+                {
+                    Some(approval)
+                }
+                _ => None,
+            },
+        )
     }
 }
 

@@ -103,7 +103,7 @@ impl Runs {
         let caller = Caller::resolve(self.db(), principal, org).await?;
         let policy = self.inner.policies.of(&route);
         let approvers = self.approvers(&caller.org_id, &new.approvers, policy).await?;
-        let (mut new, session_id) = match (new.session_id.take(), new.message.take()) {
+        let (new, session_id) = match (new.session_id.take(), new.message.take()) {
             (None, None) => (new, None),
             (Some(session_id), Some(message)) if new.messages.is_empty() => {
                 // The new message is checked like any; the history was when it was written.
@@ -123,14 +123,13 @@ impl Runs {
                 return Err(invalid("session_id", "message continues a session: name it with session_id"));
             }
         };
-        new.session_id = session_id.clone();
         let mut spec = self.spec(new, policy)?;
         spec.approvers = approvers;
         if let Some(session_id) = &session_id {
-            let message = spec.messages.pop().ok_or_else(|| invalid("message", "is missing"))?;
-            spec.messages =
-                self.session_messages_for_run(principal, session_id, &caller.org_id, message.clone()).await?;
-            spec.session_message = Some(message);
+            // The run starts from the session's history, then its one checked message.
+            spec.session_message = spec.messages.last().cloned();
+            let history = self.session_history_for_run(principal, session_id, &caller.org_id).await?;
+            spec.messages.splice(0..0, history);
         }
         let refusal = policy.refuses(&route, policy_input(&spec).as_input());
         let now = self.clock().now();

@@ -137,23 +137,18 @@ impl Runs {
         Ok(())
     }
 
-    /// The messages a run continuing session `id` starts from: its history,
-    /// cut to fit, then `message`.
-    pub(super) async fn session_messages_for_run(
+    /// The history a run continuing session `id` starts from, cut to fit.
+    pub(super) async fn session_history_for_run(
         &self,
         principal: &Principal,
         id: &str,
         org_id: &str,
-        message: InputMessage,
     ) -> DomainResult<Vec<InputMessage>> {
         let session = self.session(principal, id).await?;
         if session.org_id != org_id {
             return Err(DomainError::NotFound(Resource::RunSession));
         }
-        let history = self.db().session_history(id).await?;
-        let mut messages = history_for_run(history);
-        messages.push(message);
-        Ok(messages)
+        Ok(history_for_run(self.db().session_history(id).await?))
     }
 
     async fn may_see_session(&self, principal: &Principal, session: &Session) -> DomainResult<bool> {

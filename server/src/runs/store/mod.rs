@@ -3,6 +3,14 @@
 //! that epoch, so a cancelled run or a server that lost its lease writes
 //! nothing.
 
+/// `<start> <the statuses of a run that is not over> <rest>`, built at
+/// compile time (a session has at most one such run).
+macro_rules! with_live_statuses {
+    ($start:literal, $rest:literal) => {
+        concat!($start, " ('pending', 'running', 'requires_action', 'paused') ", $rest)
+    };
+}
+
 mod sessions;
 
 use sqlx::Row;
@@ -311,15 +319,25 @@ impl Db {
         Ok(Some(epoch))
     }
 
-    /// Extends the lease `epoch` holds to `expires_at`. False when the run
-    /// is no longer `running` under it.
-    pub async fn run_heartbeat(&self, id: &str, epoch: i64, expires_at: i64) -> Result<bool, StoreError> {
+    /// Extends the lease `epoch` holds to `expires_at`, noting `starting`,
+    /// the call of a tool that is not idempotent about to be made, when
+    /// given. False when the run is no longer `running` under `epoch` (then
+    /// the call must not be made).
+    pub async fn run_renew_lease(
+        &self,
+        id: &str,
+        epoch: i64,
+        expires_at: i64,
+        starting: Option<&ToolInFlight>,
+    ) -> Result<bool, StoreError> {
         let updated = sqlx::query(
-            "UPDATE runs SET lease_expires_at = $1 WHERE id = $2 AND lease_epoch = $3 AND status = 'running'",
+            "UPDATE runs SET lease_expires_at = $1, tool_in_flight = COALESCE($4, tool_in_flight) \
+             WHERE id = $2 AND lease_epoch = $3 AND status = 'running'",
         )
         .bind(expires_at)
         .bind(id)
         .bind(epoch)
+        .bind(starting.map(encode).transpose()?)
         .execute(self.pool())
         .await?;
         Ok(updated.rows_affected() > 0)
@@ -527,29 +545,6 @@ impl Db {
         Ok(true)
     }
 
-    /// Notes, before it is made, the call of a tool that is not idempotent,
-    /// extending the lease to `expires_at`. False when the run is no longer
-    /// `running` under `epoch` (then the call must not be made).
-    pub async fn run_tool_started(
-        &self,
-        id: &str,
-        epoch: i64,
-        started: &ToolInFlight,
-        expires_at: i64,
-    ) -> Result<bool, StoreError> {
-        let updated = sqlx::query(
-            "UPDATE runs SET tool_in_flight = $1, lease_expires_at = $2 \
-             WHERE id = $3 AND lease_epoch = $4 AND status = 'running'",
-        )
-        .bind(encode(started)?)
-        .bind(expires_at)
-        .bind(id)
-        .bind(epoch)
-        .execute(self.pool())
-        .await?;
-        Ok(updated.rows_affected() > 0)
-    }
-
     /// Leaves the run as `outcome` says and gives up its lease. False when
     /// the run is no longer `running` under `epoch`.
     pub async fn run_settle(
@@ -645,9 +640,11 @@ impl Db {
     pub async fn run_cancel(&self, id: &str, now: i64) -> Result<bool, StoreError> {
         let mut tx = self.pool().begin().await?;
         let updated = sqlx::query(
-            "UPDATE runs SET status = 'cancelled', pending = NULL, pending_approval = NULL, finished_at = $1, updated_at = $1, \
-             lease_owner = NULL, lease_expires_at = NULL \
-             WHERE id = $2 AND status IN ('pending', 'running', 'requires_action', 'paused')",
+            with_live_statuses!(
+                "UPDATE runs SET status = 'cancelled', pending = NULL, pending_approval = NULL, finished_at = $1, \
+                 updated_at = $1, lease_owner = NULL, lease_expires_at = NULL WHERE id = $2 AND status IN",
+                ""
+            ),
         )
         .bind(now)
         .bind(id)

@@ -8,14 +8,6 @@ use crate::db::{Db, StoreError};
 use crate::runs::model::RunSpec;
 use crate::runs::sessions::{Session, SessionMessage, SessionTotals};
 
-/// `<start> <the statuses of a run that is not over> <rest>`: a session
-/// has at most one such run.
-macro_rules! with_live_statuses {
-    ($start:literal, $rest:literal) => {
-        concat!($start, " ('pending', 'running', 'requires_action', 'paused') ", $rest)
-    };
-}
-
 /// `SELECT <every session column> FROM run_sessions <rest>`.
 macro_rules! select_sessions {
     ($rest:literal) => {
