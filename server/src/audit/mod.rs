@@ -9,5 +9,6 @@ mod record;
 mod service;
 mod store;
 
-pub use record::{AuditAction, Entry, record};
+pub use record::{AuditAction, Entry, Stamped, record};
 pub use service::{Verification, chains, verify_chain};
+pub use store::append_in;

@@ -1,6 +1,8 @@
-//! Recording: what every area calls to append one event to the trail. An
-//! event names its action from [`AuditAction`], never a free string, so the
-//! set of actions is one list that `GET /v1/audit?action=` filters by.
+//! Recording: what every area calls to append one event to the trail, on its
+//! own ([`record`]) or as part of the area's own transaction ([`Stamped`],
+//! appended with `audit::append_in`). An event names its action from
+//! [`AuditAction`], never a free string, so the set of actions is one list
+//! that `GET /v1/audit?action=` filters by.
 
 use crate::db::Db;
 use crate::kernel::context::RequestContext;
@@ -119,19 +121,35 @@ impl<'a> Entry<'a> {
     }
 }
 
+/// An event with its id, time and origin, ready to append: kept by an area
+/// that writes it in the same transaction as what it records, so the two
+/// are stored together or not at all.
+#[derive(Debug, Clone)]
+pub struct Stamped {
+    pub(super) id: String,
+    pub(super) at: i64,
+    pub(super) event: NewEvent,
+}
+
+impl Stamped {
+    pub fn new(ctx: &RequestContext, entry: Entry<'_>) -> Self {
+        let event = NewEvent {
+            actor_id: entry.actor.map(str::to_owned),
+            org_id: entry.org.map(str::to_owned),
+            action: entry.action.as_str(),
+            target: entry.target.map(str::to_owned),
+            ip: ctx.ip.clone(),
+            request_id: ctx.request_id.clone(),
+            route: entry.route.map(str::to_owned),
+            details: entry.details.map(str::to_owned),
+        };
+        Self { id: new_id("evt"), at: ctx.now, event }
+    }
+}
+
 /// Appends `entry` to its chain.
 pub async fn record(db: &Db, ctx: &RequestContext, entry: Entry<'_>) -> DomainResult<()> {
-    let event = NewEvent {
-        actor_id: entry.actor.map(str::to_owned),
-        org_id: entry.org.map(str::to_owned),
-        action: entry.action.as_str(),
-        target: entry.target.map(str::to_owned),
-        ip: ctx.ip.clone(),
-        request_id: ctx.request_id.clone(),
-        route: entry.route.map(str::to_owned),
-        details: entry.details.map(str::to_owned),
-    };
-    db.audit_record(&event, &new_id("evt"), ctx.now).await?;
+    db.audit_record(&Stamped::new(ctx, entry)).await?;
     Ok(())
 }
 

@@ -1,10 +1,12 @@
 //! The audit trail's storage: events appended to their chain under a lock on
-//! the chain's head, and read back newest first or in chain order.
+//! the chain's head (in a transaction of their own, or in another area's),
+//! and read back newest first or in chain order.
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::audit::chain::{AuditFilter, ChainedEvent, GENESIS_HASH, NewEvent, link_hash};
+use crate::audit::chain::{AuditFilter, ChainedEvent, GENESIS_HASH, link_hash};
+use crate::audit::record::Stamped;
 use crate::db::{Db, StoreError};
 
 fn audit_row(row: &AnyRow) -> Result<ChainedEvent, StoreError> {
@@ -32,48 +34,9 @@ fn chain_of(org_id: Option<&str>) -> &str {
 
 impl Db {
     /// Appends an event to its org's chain.
-    pub async fn audit_record(&self, event: &NewEvent, id: &str, now: i64) -> Result<(), StoreError> {
-        let row = ChainedEvent {
-            id: id.to_owned(),
-            occurred_at: now,
-            actor_id: event.actor_id.clone(),
-            org_id: event.org_id.clone(),
-            action: event.action.to_owned(),
-            target: event.target.clone(),
-            ip: event.ip.clone(),
-            request_id: event.request_id.clone(),
-            route: event.route.clone(),
-            details: event.details.clone(),
-            seq: 0,
-            prev_hash: String::new(),
-            hash: String::new(),
-        };
-        let chain = chain_of(event.org_id.as_deref());
+    pub async fn audit_record(&self, stamped: &Stamped) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
-        let (seq, prev_hash) = advance_chain(&mut tx, chain).await?;
-        let hash = link_hash(&prev_hash, seq, &row);
-        sqlx::query(
-            "INSERT INTO audit_events \
-             (id, occurred_at, actor_id, org_id, action, target, ip, request_id, route, details, chain, seq, \
-             prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-        )
-        .bind(&row.id)
-        .bind(row.occurred_at)
-        .bind(&row.actor_id)
-        .bind(&row.org_id)
-        .bind(&row.action)
-        .bind(&row.target)
-        .bind(&row.ip)
-        .bind(&row.request_id)
-        .bind(&row.route)
-        .bind(&row.details)
-        .bind(chain)
-        .bind(seq)
-        .bind(&prev_hash)
-        .bind(&hash)
-        .execute(&mut *tx)
-        .await?;
-        set_head(&mut tx, chain, &hash).await?;
+        append_in(&mut tx, stamped).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -186,23 +149,77 @@ impl Db {
     }
 }
 
+/// Appends an event to its org's chain as part of `tx`, another area's
+/// transaction: the chain's head stays locked until it ends, so append last.
+pub async fn append_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    stamped: &Stamped,
+) -> Result<(), StoreError> {
+    let Stamped { id, at, event } = stamped;
+    let row = ChainedEvent {
+        id: id.clone(),
+        occurred_at: *at,
+        actor_id: event.actor_id.clone(),
+        org_id: event.org_id.clone(),
+        action: event.action.to_owned(),
+        target: event.target.clone(),
+        ip: event.ip.clone(),
+        request_id: event.request_id.clone(),
+        route: event.route.clone(),
+        details: event.details.clone(),
+        seq: 0,
+        prev_hash: String::new(),
+        hash: String::new(),
+    };
+    let chain = chain_of(event.org_id.as_deref());
+    let (seq, prev_hash) = advance_chain(tx, chain).await?;
+    let hash = link_hash(&prev_hash, seq, &row);
+    sqlx::query(
+        "INSERT INTO audit_events \
+         (id, occurred_at, actor_id, org_id, action, target, ip, request_id, route, details, chain, seq, \
+         prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+    )
+    .bind(&row.id)
+    .bind(row.occurred_at)
+    .bind(&row.actor_id)
+    .bind(&row.org_id)
+    .bind(&row.action)
+    .bind(&row.target)
+    .bind(&row.ip)
+    .bind(&row.request_id)
+    .bind(&row.route)
+    .bind(&row.details)
+    .bind(chain)
+    .bind(seq)
+    .bind(&prev_hash)
+    .bind(&hash)
+    .execute(&mut **tx)
+    .await?;
+    set_head(tx, chain, &hash).await
+}
+
 /// Takes the next position of `chain`, locking its head until the
-/// transaction ends; returns the position and the hash to link to.
+/// transaction ends; returns the position and the hash to link to. A
+/// chain's first event creates its head.
 async fn advance_chain(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     chain: &str,
 ) -> Result<(i64, String), StoreError> {
-    sqlx::query(
-        "INSERT INTO audit_chains (chain, seq, head_hash) VALUES ($1, 0, $2) ON CONFLICT (chain) DO NOTHING",
-    )
-    .bind(chain)
-    .bind(GENESIS_HASH)
-    .execute(&mut **tx)
-    .await?;
-    let head = sqlx::query("UPDATE audit_chains SET seq = seq + 1 WHERE chain = $1 RETURNING seq, head_hash")
-        .bind(chain)
-        .fetch_one(&mut **tx)
-        .await?;
+    const ADVANCE: &str = "UPDATE audit_chains SET seq = seq + 1 WHERE chain = $1 RETURNING seq, head_hash";
+    let head = match sqlx::query(ADVANCE).bind(chain).fetch_optional(&mut **tx).await? {
+        Some(head) => head,
+        None => {
+            // Two first events race here: the second waits for the first's head.
+            sqlx::query(
+                "INSERT INTO audit_chains (chain, seq, head_hash) VALUES ($1, 0, $2) ON CONFLICT (chain) DO NOTHING",
+            )
+            .bind(chain)
+            .bind(GENESIS_HASH)
+            .execute(&mut **tx)
+            .await?;
+            sqlx::query(ADVANCE).bind(chain).fetch_one(&mut **tx).await?
+        }
+    };
     Ok((head.try_get("seq")?, head.try_get("head_hash")?))
 }
 

@@ -81,9 +81,14 @@ impl Db {
         };
         // Validate the URL before the pool starts retrying it in the background.
         sqlx::any::AnyConnectOptions::from_str(&url)?;
+        // SQLite takes one writer at a time. With one connection, writers
+        // queue in the pool (in order, woken as soon as the last is done)
+        // instead of in SQLite's busy handler, which sleeps between retries
+        // (docs/benchmarks.md, "Agent runs"). Reads are short and share the
+        // queue.
         let pool = AnyPoolOptions::new()
             .max_connections(match engine {
-                Engine::Sqlite => 8,
+                Engine::Sqlite => 1,
                 Engine::Postgres => 16,
             })
             .acquire_timeout(Duration::from_secs(5))

@@ -34,11 +34,20 @@ impl Runs {
         }
     }
 
-    /// Drives a run this server claimed under `epoch`, renewing the lease
-    /// while a step takes long (a slow model, a slow tool).
+    /// Drives a run this server claimed under `epoch`, as its journal has it.
     pub(crate) async fn drive_claimed(&self, run_id: &str, epoch: i64) -> DomainResult<()> {
-        let Some(run) = self.db().run_with_steps(run_id).await? else { return Ok(()) };
-        let driver = Driver { runs: self, run, epoch }.run();
+        match self.db().run_with_steps(run_id).await? {
+            Some(run) => self.drive_loaded(run, epoch).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Drives `run`, claimed under `epoch` and as stored, renewing the
+    /// lease while a step takes long (a slow model, a slow tool).
+    pub(crate) async fn drive_loaded(&self, run: Run, epoch: i64) -> DomainResult<()> {
+        let run_id = run.id.clone();
+        let run_id = run_id.as_str();
+        let driver = Driver { runs: self, run, epoch, unjournaled: None }.run();
         tokio::pin!(driver);
         let every = std::time::Duration::from_secs(self.inner.config.lease_secs.div_ceil(3).max(1));
         let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -96,6 +105,9 @@ struct Driver<'a> {
     runs: &'a Runs,
     run: Run,
     epoch: i64,
+    /// The final answer, taken into the run but journaled with how the run
+    /// stops, in one write (it is the last step; nothing happens between).
+    unjournaled: Option<(StepRecord, Vec<RunEvent>)>,
 }
 
 impl Driver<'_> {
@@ -113,6 +125,11 @@ impl Driver<'_> {
             Stop::Paused(pending) => (Some(pending), self.runs.approval_mail(&self.run, pending).await?),
             _ => (None, Vec::new()),
         };
+        let finished = status.is_final().then(|| self.runs.finished_event(&self.run, status, failure));
+        let (steps, step_events) = match &self.unjournaled {
+            Some((record, events)) => (std::slice::from_ref(record), events.as_slice()),
+            None => (&[][..], &[][..]),
+        };
         let outcome = Outcome {
             status,
             output,
@@ -120,7 +137,10 @@ impl Driver<'_> {
             pending_approval,
             failure,
             totals: Totals::of(&self.run),
+            steps,
+            step_events,
             mail: &mail,
+            audit: finished.as_ref(),
         };
         if self.runs.db().run_settle(&self.run.id, self.epoch, &outcome, self.runs.clock().now()).await? {
             self.runs.ring(&self.run.id);
@@ -128,7 +148,7 @@ impl Driver<'_> {
                 self.runs.inner.state.mail.wake();
             }
             if status.is_final() {
-                self.runs.audit_finished(&self.run, status, failure).await;
+                self.runs.metrics().finished(&self.run.route, status.as_str());
             }
         }
         Ok(())
@@ -404,7 +424,8 @@ impl Driver<'_> {
             .collect()
     }
 
-    /// Journals one step with the run's new totals.
+    /// Journals one step with the run's new totals; a final answer is
+    /// journaled when the run stops, with its outcome.
     async fn record(
         &mut self,
         step: Step,
@@ -436,31 +457,36 @@ impl Driver<'_> {
             completion_tokens: self.run.completion_tokens + completion_tokens,
             cost_micros: self.run.cost_micros.saturating_add(cost_micros),
         };
-        let expires_at = now + self.runs.lease_secs();
-        let recorded = self
-            .runs
-            .db()
-            .run_record_steps(
-                &self.run.id,
-                self.epoch,
-                Progress { steps: std::slice::from_ref(&record), events: &events, totals },
-                now,
-                expires_at,
-            )
-            .await?;
-        if !recorded {
-            return Ok(Some(Stop::Lost));
+        let is_final_answer = matches!(&record.step, Step::Model(model) if model.tool_calls.is_empty());
+        if !is_final_answer {
+            let audit = match &record.step {
+                Step::Tool(tool) => Some(self.runs.tool_called_event(&self.run, tool)),
+                Step::Model(_) | Step::Approval(_) => None,
+            };
+            let progress = Progress {
+                steps: std::slice::from_ref(&record),
+                events: &events,
+                totals,
+                audit: audit.as_ref(),
+            };
+            let expires_at = now + self.runs.lease_secs();
+            if !self.runs.db().run_record_steps(&self.run.id, self.epoch, progress, now, expires_at).await? {
+                return Ok(Some(Stop::Lost));
+            }
+            self.runs.ring(&self.run.id);
+            self.run.tool_in_flight = None;
         }
-        self.runs.ring(&self.run.id);
-        self.run.tool_in_flight = None;
         self.run.step_count = totals.step_count;
         self.run.prompt_tokens = totals.prompt_tokens;
         self.run.completion_tokens = totals.completion_tokens;
         self.run.cost_micros = totals.cost_micros;
         match &record.step {
-            Step::Tool(tool) => self.runs.audit_tool_called(&self.run, tool).await,
+            Step::Tool(_) => self.runs.metrics().step("tool"),
             Step::Model(_) => self.runs.metrics().step("model"),
             Step::Approval(_) => {}
+        }
+        if is_final_answer {
+            self.unjournaled = Some((record.clone(), events));
         }
         self.run.steps.push(record);
         Ok(None)

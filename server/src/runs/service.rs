@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 use switchyard_providers::price::parse_usd_micros;
 use switchyard_providers::wire::{MAX_CONTENT_CHARS, MAX_MESSAGES};
 
+use crate::audit::Stamped;
 use crate::gateway::Caller;
 use crate::identity::{Role, caller_role};
 use crate::kernel::context::RequestContext;
@@ -158,31 +159,34 @@ impl Runs {
             finished_at: None,
             steps: Vec::new(),
         };
-        let ctx = RequestContext::local(self.clock());
+        let created = self.created_event(&run, &RequestContext::local(self.clock()));
         if let Some(failure) = &refusal {
-            self.insert(&run, Start::Blocked(failure)).await?;
-            self.audit_created(&run, &ctx).await;
-            self.audit_finished(&run, RunStatus::Blocked, Some(failure)).await;
+            let finished = self.finished_event(&run, RunStatus::Blocked, Some(failure));
+            self.insert(&run, Start::Blocked(failure), &[created, finished]).await?;
+            self.metrics().finished(&run.route, RunStatus::Blocked.as_str());
             return self.read(&run.id).await;
         }
         if run.spec.background {
-            self.insert(&run, Start::Pending).await?;
-            self.audit_created(&run, &ctx).await;
+            self.insert(&run, Start::Pending, &[created]).await?;
             self.ring(&run.id);
             self.spawn_drive(run.id.clone());
             return Ok(run);
         }
-        self.insert(&run, Start::Claimed { owner: self.owner(), expires_at: now + self.lease_secs() })
-            .await?;
-        self.audit_created(&run, &ctx).await;
-        self.drive_to_stop(&run.id, 1).await?;
-        self.read(&run.id).await
+        let start = Start::Claimed { owner: self.owner(), expires_at: now + self.lease_secs() };
+        self.insert(&run, start, &[created]).await?;
+        let id = run.id.clone();
+        self.drive_new_to_stop(Run { status: RunStatus::Running, started_at: Some(now), ..run }).await?;
+        self.read(&id).await
     }
 
-    /// Stores a new run; a session's second run that would not be over is refused.
-    async fn insert(&self, run: &Run, start: Start<'_>) -> DomainResult<()> {
-        match self.db().run_insert(run, start).await? {
-            Inserted::Stored => Ok(()),
+    /// Stores a new run with the audit events of its start; a session's
+    /// second run that would not be over is refused.
+    async fn insert(&self, run: &Run, start: Start<'_>, audit: &[Stamped]) -> DomainResult<()> {
+        match self.db().run_insert(run, start, audit).await? {
+            Inserted::Stored => {
+                self.metrics().started(&run.route);
+                Ok(())
+            }
             Inserted::SessionGone => Err(DomainError::NotFound(Resource::RunSession)),
             Inserted::SessionBusy => Err(DomainError::SessionBusy),
         }
@@ -493,11 +497,14 @@ impl Runs {
     pub(super) async fn drive_to_stop(&self, id: &str, epoch: i64) -> DomainResult<()> {
         let runs = self.clone();
         let id = id.to_owned();
-        self.inner
-            .drivers
-            .spawn(async move { runs.drive_claimed(&id, epoch).await })
-            .await
-            .map_err(|err| DomainError::Internal(format!("a run's driver failed: {err}")))?
+        joined(self.inner.drivers.spawn(async move { runs.drive_claimed(&id, epoch).await })).await
+    }
+
+    /// The same for a foreground run just stored as `run` (claimed under
+    /// epoch 1, nothing journaled), which need not be read back first.
+    async fn drive_new_to_stop(&self, run: Run) -> DomainResult<()> {
+        let runs = self.clone();
+        joined(self.inner.drivers.spawn(async move { runs.drive_loaded(run, 1).await })).await
     }
 
     /// Drives the run in the background, if no other server takes it first.
@@ -509,6 +516,11 @@ impl Runs {
             }
         });
     }
+}
+
+/// What a driver's task came to.
+async fn joined(driver: tokio::task::JoinHandle<DomainResult<()>>) -> DomainResult<()> {
+    driver.await.map_err(|err| DomainError::Internal(format!("a run's driver failed: {err}")))?
 }
 
 /// Where something a member created lives, and who created it.

@@ -4,30 +4,33 @@
 //! its arguments, the outcome, who executed it), each approver's decision
 //! (who, what, why; the approver is the event's actor), and a run's end (status,
 //! usage, cost, and why when it failed) — and the Prometheus counters of
-//! runs started, ended and their steps. A trail that cannot be written is
-//! logged; the run goes on.
+//! runs started, ended and their steps. A run's creation, its server tool
+//! calls and its end are written in the transaction of the change they
+//! record; the rest are written on their own, and an event that cannot be
+//! is logged while the run goes on.
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use switchyard_providers::price::format_usd_micros;
 
-use crate::audit::{AuditAction, Entry, record};
+use crate::audit::{AuditAction, Entry, Stamped, record};
 use crate::kernel::context::RequestContext;
 use crate::runs::Runs;
 use crate::runs::model::{ApprovalStep, Executor, Run, RunFailure, RunStatus, ToolStep};
 
 impl Runs {
-    pub(super) async fn audit_created(&self, run: &Run, ctx: &RequestContext) {
+    /// The event of a run created.
+    pub(super) fn created_event(&self, run: &Run, ctx: &RequestContext) -> Stamped {
         let details = json!({
             "principal": run.key_id.as_deref().unwrap_or(&run.user_id),
             "background": run.spec.background,
             "max_steps": run.spec.max_steps,
         });
-        self.metrics().started(&run.route);
-        self.audit(ctx, AuditAction::RunCreated, run, &details).await;
+        stamped(ctx, AuditAction::RunCreated, run, &details)
     }
 
-    pub(super) async fn audit_tool_called(&self, run: &Run, step: &ToolStep) {
+    /// The event of a tool call answered.
+    pub(super) fn tool_called_event(&self, run: &Run, step: &ToolStep) -> Stamped {
         let details = json!({
             "tool_call_id": step.tool_call_id,
             "name": step.name,
@@ -38,8 +41,13 @@ impl Runs {
                 Executor::Client => "client",
             },
         });
+        stamped(&RequestContext::local(self.clock()), AuditAction::RunToolCalled, run, &details)
+    }
+
+    /// Records a tool call answered outside a driver (a client's output).
+    pub(super) async fn audit_tool_called(&self, run: &Run, step: &ToolStep) {
         self.metrics().step("tool");
-        self.audit(&RequestContext::local(self.clock()), AuditAction::RunToolCalled, run, &details).await;
+        self.audit(&run.id, self.tool_called_event(run, step)).await;
     }
 
     pub(super) async fn audit_decided(&self, run: &Run, step: &ApprovalStep) {
@@ -57,7 +65,13 @@ impl Runs {
         }
     }
 
-    pub(super) async fn audit_finished(&self, run: &Run, status: RunStatus, failure: Option<&RunFailure>) {
+    /// The event of a run's end.
+    pub(super) fn finished_event(
+        &self,
+        run: &Run,
+        status: RunStatus,
+        failure: Option<&RunFailure>,
+    ) -> Stamped {
         let details = json!({
             "status": status.as_str(),
             "steps": run.step_count,
@@ -66,15 +80,23 @@ impl Runs {
             "cost_usd": format_usd_micros(run.cost_micros),
             "failure": failure.map(|failure| serde_json::to_value(failure).unwrap_or(Value::Null)),
         });
-        self.metrics().finished(&run.route, status.as_str());
-        self.audit(&RequestContext::local(self.clock()), AuditAction::RunFinished, run, &details).await;
+        stamped(&RequestContext::local(self.clock()), AuditAction::RunFinished, run, &details)
     }
 
-    async fn audit(&self, ctx: &RequestContext, action: AuditAction, run: &Run, details: &Value) {
-        let details = details.to_string();
-        let entry = Entry::in_org(action, &run.user_id, &run.org_id, &run.id).of_run(&run.route, &details);
-        if let Err(err) = record(self.db(), ctx, entry).await {
-            tracing::warn!(run_id = %run.id, action = action.as_str(), error = %err, "could not write a run's audit event");
+    /// Records the end of a run that ended outside a driver (cancelled, timed out).
+    pub(super) async fn audit_finished(&self, run: &Run, status: RunStatus, failure: Option<&RunFailure>) {
+        self.metrics().finished(&run.route, status.as_str());
+        self.audit(&run.id, self.finished_event(run, status, failure)).await;
+    }
+
+    async fn audit(&self, run_id: &str, stamped: Stamped) {
+        if let Err(err) = self.db().audit_record(&stamped).await {
+            tracing::warn!(run_id, error = %err, "could not write a run's audit event");
         }
     }
+}
+
+fn stamped(ctx: &RequestContext, action: AuditAction, run: &Run, details: &Value) -> Stamped {
+    let details = details.to_string();
+    Stamped::new(ctx, Entry::in_org(action, &run.user_id, &run.org_id, &run.id).of_run(&run.route, &details))
 }

@@ -16,6 +16,7 @@ mod sessions;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::audit::{Stamped, append_in};
 use crate::db::{Db, StoreError, is_unique_violation};
 use crate::mail::{Queued, queue_in};
 use crate::runs::model::{
@@ -130,13 +131,14 @@ impl Totals {
     }
 }
 
-/// Journal entries a driver writes, the events that tell of them, and the
-/// run's totals after them.
+/// Journal entries a driver writes, the events that tell of them, the
+/// run's totals after them, and the audit event of a server tool call.
 #[derive(Debug, Clone, Copy)]
 pub struct Progress<'a> {
     pub steps: &'a [StepRecord],
     pub events: &'a [RunEvent],
     pub totals: Totals,
+    pub audit: Option<&'a Stamped>,
 }
 
 /// Which runs of an org a list holds.
@@ -198,14 +200,21 @@ pub struct Outcome<'a> {
     pub failure: Option<&'a RunFailure>,
     /// The run's totals as it stops.
     pub totals: Totals,
+    /// The last steps, journaled with the outcome (the final answer).
+    pub steps: &'a [StepRecord],
+    /// The events of those steps.
+    pub step_events: &'a [RunEvent],
     /// Mail that goes out with it (to the approvers of a run that pauses).
     pub mail: &'a [Queued],
+    /// The audit event of the run's end.
+    pub audit: Option<&'a Stamped>,
 }
 
 impl Outcome<'_> {
-    /// The events that tell of it.
+    /// The events that tell of it, after those of its steps.
     fn events(&self) -> Vec<RunEvent> {
-        let mut events = vec![RunEvent::Status { status: self.status }];
+        let mut events = self.step_events.to_vec();
+        events.push(RunEvent::Status { status: self.status });
         match self.status {
             RunStatus::RequiresAction => {
                 events.push(RunEvent::RequiresAction { pending: self.pending.to_vec() })
@@ -232,8 +241,14 @@ impl Outcome<'_> {
 
 impl Db {
     /// Stores a new run: `pending`, `running` (claimed by its creator's
-    /// server under epoch 1), or `blocked` by its route's policy.
-    pub async fn run_insert(&self, run: &Run, start: Start<'_>) -> Result<Inserted, StoreError> {
+    /// server under epoch 1), or `blocked` by its route's policy; with the
+    /// audit events of its creation (and of its end, when blocked).
+    pub async fn run_insert(
+        &self,
+        run: &Run,
+        start: Start<'_>,
+        audit: &[Stamped],
+    ) -> Result<Inserted, StoreError> {
         let mut tx = self.pool().begin().await?;
         if let Some(session_id) = &run.session_id {
             // Taking the session's row first serialises this with its deletion.
@@ -290,6 +305,9 @@ impl Db {
         let mut events = vec![RunEvent::Status { status }];
         events.extend(failure.map(|failure| RunEvent::Failed { failure: failure.clone() }));
         append_events(&mut tx, &run.id, &events, run.created_at).await?;
+        for stamped in audit {
+            append_in(&mut tx, stamped).await?;
+        }
         tx.commit().await?;
         Ok(Inserted::Stored)
     }
@@ -519,13 +537,14 @@ impl Db {
         now: i64,
         expires_at: i64,
     ) -> Result<bool, StoreError> {
-        let Progress { steps, events, totals } = progress;
+        let Progress { steps, events, totals, audit } = progress;
         let mut tx = self.pool().begin().await?;
-        let updated = sqlx::query(
+        let updated = sqlx::query(concat!(
             "UPDATE runs SET step_count = $1, prompt_tokens = $2, completion_tokens = $3, cost_micros = $4, \
              updated_at = $5, lease_expires_at = $6, tool_in_flight = NULL \
-             WHERE id = $7 AND lease_epoch = $8 AND status = 'running'",
-        )
+             WHERE id = $7 AND lease_epoch = $8 AND status = 'running' RETURNING ",
+            last_event!("$7"),
+        ))
         .bind(i32::try_from(totals.step_count).unwrap_or(i32::MAX))
         .bind(signed(totals.prompt_tokens))
         .bind(signed(totals.completion_tokens))
@@ -534,13 +553,14 @@ impl Db {
         .bind(expires_at)
         .bind(id)
         .bind(epoch)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
-        if updated.rows_affected() == 0 {
-            return Ok(false);
-        }
+        let Some(updated) = updated else { return Ok(false) };
         insert_steps(&mut tx, id, steps).await?;
-        append_events(&mut tx, id, events, now).await?;
+        append_events_after(&mut tx, id, updated.try_get("last_event")?, events, now).await?;
+        if let Some(stamped) = audit {
+            append_in(&mut tx, stamped).await?;
+        }
         tx.commit().await?;
         Ok(true)
     }
@@ -559,11 +579,14 @@ impl Db {
         let failure = outcome.failure.map(encode).transpose()?;
         let finished_at = outcome.status.is_final().then_some(now);
         let mut tx = self.pool().begin().await?;
-        let updated = sqlx::query(
+        let totals = outcome.totals;
+        let updated = sqlx::query(concat!(
             "UPDATE runs SET status = $1, output = $2, pending = $3, pending_approval = $9, failure = $4, \
-             finished_at = $5, updated_at = $6, lease_owner = NULL, lease_expires_at = NULL \
-             WHERE id = $7 AND lease_epoch = $8 AND status = 'running'",
-        )
+             finished_at = $5, updated_at = $6, lease_owner = NULL, lease_expires_at = NULL, \
+             step_count = $10, prompt_tokens = $11, completion_tokens = $12, cost_micros = $13 \
+             WHERE id = $7 AND lease_epoch = $8 AND status = 'running' RETURNING ",
+            last_event!("$7"),
+        ))
         .bind(outcome.status.as_str())
         .bind(outcome.output)
         .bind(pending)
@@ -573,14 +596,20 @@ impl Db {
         .bind(id)
         .bind(epoch)
         .bind(pending_approval)
-        .execute(&mut *tx)
+        .bind(i32::try_from(totals.step_count).unwrap_or(i32::MAX))
+        .bind(signed(totals.prompt_tokens))
+        .bind(signed(totals.completion_tokens))
+        .bind(totals.cost_micros)
+        .fetch_optional(&mut *tx)
         .await?;
-        if updated.rows_affected() == 0 {
-            return Ok(false);
-        }
-        append_events(&mut tx, id, &outcome.events(), now).await?;
+        let Some(updated) = updated else { return Ok(false) };
+        insert_steps(&mut tx, id, outcome.steps).await?;
+        append_events_after(&mut tx, id, updated.try_get("last_event")?, &outcome.events(), now).await?;
         for message in outcome.mail {
             queue_in(&mut tx, message, now).await?;
+        }
+        if let Some(stamped) = outcome.audit {
+            append_in(&mut tx, stamped).await?;
         }
         tx.commit().await?;
         Ok(true)
@@ -739,6 +768,52 @@ fn filtered<'q>(
         .bind(filter.session_id.unwrap_or(""))
 }
 
+/// The number of the last event of the run `$id` names, as `last_event`:
+/// read in the `RETURNING` of the update of the run's row that every
+/// transaction appending events starts with, so writers take turns.
+macro_rules! last_event {
+    ($id:literal) => {
+        concat!(
+            "(SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) FROM run_events WHERE run_id = ",
+            $id,
+            ") AS last_event"
+        )
+    };
+}
+use last_event;
+
+/// Inserts of one to four events at once: the run's id is `$1`, the time `$2`,
+/// then each event's number, kind and data.
+const INSERT_EVENTS: [&str; 4] = [
+    "INSERT INTO run_events (run_id, seq, kind, data, created_at) VALUES ($1, $3, $4, $5, $2)",
+    "INSERT INTO run_events (run_id, seq, kind, data, created_at) VALUES ($1, $3, $4, $5, $2), \
+     ($1, $6, $7, $8, $2)",
+    "INSERT INTO run_events (run_id, seq, kind, data, created_at) VALUES ($1, $3, $4, $5, $2), \
+     ($1, $6, $7, $8, $2), ($1, $9, $10, $11, $2)",
+    "INSERT INTO run_events (run_id, seq, kind, data, created_at) VALUES ($1, $3, $4, $5, $2), \
+     ($1, $6, $7, $8, $2), ($1, $9, $10, $11, $2), ($1, $12, $13, $14, $2)",
+];
+
+/// Appends `events` after the run's event number `last`, a few per statement.
+async fn append_events_after(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    run_id: &str,
+    last: i64,
+    events: &[RunEvent],
+    now: i64,
+) -> Result<(), StoreError> {
+    let mut seq = last;
+    for chunk in events.chunks(INSERT_EVENTS.len()) {
+        let mut insert = sqlx::query(INSERT_EVENTS[chunk.len() - 1]).bind(run_id).bind(now);
+        for event in chunk {
+            seq += 1;
+            insert = insert.bind(seq).bind(event.kind()).bind(encode(event)?);
+        }
+        insert.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
 /// Appends `events` after the run's last one. Called in the transaction
 /// that made the change the events tell of, after its guarded update, so
 /// writers of one run are serialised and the numbers have no gaps.
@@ -748,21 +823,14 @@ async fn append_events(
     events: &[RunEvent],
     now: i64,
 ) -> Result<(), StoreError> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    let last: i64 =
-        sqlx::query("SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) AS last FROM run_events WHERE run_id = $1")
-            .bind(run_id)
-            .fetch_one(&mut **tx)
-            .await?
-            .try_get("last")?;
-    for (offset, event) in (1_i64..).zip(events) {
+    for event in events {
+        // The next number of the run's events; the run's row, updated
+        // first in every transaction that appends, keeps writers in turn.
         sqlx::query(
-            "INSERT INTO run_events (run_id, seq, kind, data, created_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO run_events (run_id, seq, kind, data, created_at) \
+             SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM run_events WHERE run_id = $1",
         )
         .bind(run_id)
-        .bind(last + offset)
         .bind(event.kind())
         .bind(encode(event)?)
         .bind(now)
