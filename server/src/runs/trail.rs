@@ -5,7 +5,10 @@
 //! (who, what, why; the approver is the event's actor), and a run's end (status,
 //! usage, cost, and why when it failed) — and the Prometheus counters of
 //! runs started, ended and their steps. A trail that cannot be written is
-//! logged; the run goes on.
+//! logged; the run goes on. A change of whom a session is shared with is
+//! recorded too (`session.access_changed`: who changed it, and the access it
+//! now has); that one fails its request when it cannot be written, as the
+//! identity area's changes do.
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -13,8 +16,11 @@ use switchyard_providers::price::format_usd_micros;
 
 use crate::audit::{AuditAction, Entry, record};
 use crate::kernel::context::RequestContext;
+use crate::kernel::error::DomainResult;
+use crate::kernel::principal::Principal;
 use crate::runs::Runs;
 use crate::runs::model::{ApprovalStep, Executor, Run, RunFailure, RunStatus, ToolStep};
+use crate::runs::sessions::{Access, Session};
 
 impl Runs {
     pub(super) async fn audit_created(&self, run: &Run, ctx: &RequestContext) {
@@ -68,6 +74,30 @@ impl Runs {
         });
         self.metrics().finished(&run.route, status.as_str());
         self.audit(&RequestContext::local(self.clock()), AuditAction::RunFinished, run, &details).await;
+    }
+
+    pub(super) async fn audit_access_changed(
+        &self,
+        principal: &Principal,
+        session: &Session,
+        access: &Access,
+        ctx: &RequestContext,
+    ) -> DomainResult<()> {
+        let details = json!({
+            "principal": principal.key_id().unwrap_or(&principal.user_id),
+            "visibility": access.visibility.as_str(),
+            "permission": access.permission.as_str(),
+            "members": access.members,
+        })
+        .to_string();
+        let entry = Entry::in_org(
+            AuditAction::SessionAccessChanged,
+            &principal.user_id,
+            &session.org_id,
+            &session.id,
+        )
+        .with_details(&details);
+        record(self.db(), ctx, entry).await
     }
 
     async fn audit(&self, ctx: &RequestContext, action: AuditAction, run: &Run, details: &Value) {
