@@ -50,7 +50,8 @@ pub struct AuditEvent {
     pub route: Option<String>,
     /// More about the event: for `run.created` who started it; for
     /// `run.tool_called` the tool, the SHA-256 of its arguments and the
-    /// outcome; for `run.finished` the status, usage and cost.
+    /// outcome; for `run.finished` the status, usage and cost; for
+    /// `session.access_changed` who changed it and the session's new access.
     #[oai(nullable)]
     pub details: Option<std::collections::BTreeMap<String, serde_json::Value>>,
     pub occurred_at: DateTime<Utc>,

@@ -47,6 +47,7 @@ pub enum AuditAction {
     RunToolCalled,
     RunApprovalDecided,
     RunFinished,
+    SessionAccessChanged,
 }
 
 impl AuditAction {
@@ -86,6 +87,7 @@ impl AuditAction {
             Self::RunToolCalled => "run.tool_called",
             Self::RunApprovalDecided => "run.approval_decided",
             Self::RunFinished => "run.finished",
+            Self::SessionAccessChanged => "session.access_changed",
         }
     }
 }
@@ -117,7 +119,12 @@ impl<'a> Entry<'a> {
 
     /// The same event, for a run on `route`, with `details` (JSON text).
     pub fn of_run(self, route: &'a str, details: &'a str) -> Self {
-        Self { route: Some(route), details: Some(details), ..self }
+        Self { route: Some(route), ..self.with_details(details) }
+    }
+
+    /// The same event, with `details` (JSON text).
+    pub fn with_details(self, details: &'a str) -> Self {
+        Self { details: Some(details), ..self }
     }
 }
 

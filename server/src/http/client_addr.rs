@@ -1,6 +1,8 @@
 //! Who the client is, by address: the socket peer, or, when the peer is a
 //! configured trusted proxy, the address it forwarded in `X-Forwarded-For`.
-//! Abuse limits and the audit trail count against this address.
+//! Abuse limits and the audit trail count against this address, and
+//! [`context`] carries it, with the request's id and time, to what an
+//! operation records.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -8,7 +10,10 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use poem::{FromRequest, Request, RequestBody};
 
+use crate::http::request_id;
+use crate::kernel::context::RequestContext;
 use crate::kernel::net::parse_networks;
+use crate::state::AppState;
 
 /// The `trusted_proxies` setting, as request data.
 #[derive(Debug, Clone, Default)]
@@ -64,6 +69,15 @@ impl ClientAddr {
         let forwarded: Vec<&str> =
             req.headers().get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect();
         Self(proxies.client(peer, &forwarded))
+    }
+}
+
+/// The context of the current request: its client, id and time.
+pub fn context(state: &AppState, client: ClientAddr) -> RequestContext {
+    RequestContext {
+        ip: Some(client.ip().to_string()),
+        request_id: request_id::current(),
+        now: state.clock.now(),
     }
 }
 

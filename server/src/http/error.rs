@@ -188,6 +188,15 @@ pub enum ErrorCode {
     /// The session already has a run that is not over.
     #[oai(rename = "run.session_busy")]
     RunSessionBusy,
+    /// The session is shared with the caller to read only: no runs in it.
+    #[oai(rename = "session.read_only")]
+    SessionReadOnly,
+    /// Only the session's creator, or an owner or admin of its org, may do this.
+    #[oai(rename = "session.creator_only")]
+    SessionCreatorOnly,
+    /// A user named to share a session with is not a member of its org.
+    #[oai(rename = "session.not_org_member")]
+    SessionNotOrgMember,
     /// An approval was sent for a run that is not paused.
     #[oai(rename = "run.not_paused")]
     RunNotPaused,
@@ -297,6 +306,8 @@ impl ErrorCode {
             | Self::RunNotPaused
             | Self::RunSessionBusy => StatusCode::CONFLICT,
             Self::SessionNotFound => StatusCode::NOT_FOUND,
+            Self::SessionReadOnly | Self::SessionCreatorOnly => StatusCode::FORBIDDEN,
+            Self::SessionNotOrgMember => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RunNotAnApprover | Self::RunBlocked => StatusCode::FORBIDDEN,
             Self::RunMaxStepsExceeded | Self::RunMaxCostExceeded => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RunClientToolTimeout => StatusCode::GATEWAY_TIMEOUT,

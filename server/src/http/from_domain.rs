@@ -203,6 +203,22 @@ impl From<DomainError> for ApiError {
                     .why("A session runs one run at a time, so that each starts from the answers before it.")
                     .fix("Wait for the session's active_run_id to stop (or cancel it), then send the message.")
             }
+            DomainError::SessionReadOnly => {
+                ApiError::new(ErrorCode::SessionReadOnly, "This session is shared with you to read only")
+                    .why("It is shared with permission read: you may read its history and its runs, not start runs in it or act on them.")
+                    .fix("Ask its creator, or an owner or admin of the organization, to share it with permission continue.")
+            }
+            DomainError::SessionCreatorOnly => ApiError::new(
+                ErrorCode::SessionCreatorOnly,
+                "Only the session's creator, or an owner or admin of its organization, may do this",
+            )
+            .why("A session shared with you lets you read it, and with permission continue start runs in it; deleting it and choosing whom it is shared with stay with its creator."),
+            DomainError::NotOrgMember(who) => ApiError::new(
+                ErrorCode::SessionNotOrgMember,
+                format!("{who:?} is not a member of the session's organization"),
+            )
+            .param("members")
+            .fix("Name members of the organization, by user id or email; GET /v1/orgs/{id}/members lists them."),
             DomainError::NotAnApprover => {
                 ApiError::new(ErrorCode::RunNotAnApprover, "Only an approver of the run may decide on it")
                     .why("A run's approvers are those it names and its route's policy names; a run with none is decided by the owners and admins of its organization.")

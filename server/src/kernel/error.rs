@@ -86,6 +86,12 @@ pub enum DomainError {
     NotAnApprover,
     #[error("the session has a run that is not over")]
     SessionBusy,
+    #[error("the session is shared with the caller to read only")]
+    SessionReadOnly,
+    #[error("only the session's creator, or an owner or admin of its org, may do this")]
+    SessionCreatorOnly,
+    #[error("{0} is not a member of the session's organization")]
+    NotOrgMember(String),
     #[error("the idempotency key was already used with another request")]
     IdempotencyKeyReused,
     #[error("the first request with this idempotency key is still in progress after {0} seconds")]

@@ -143,6 +143,14 @@ impl Principal {
         }
     }
 
+    /// The API key's id; `None` for sessions.
+    pub fn key_id(&self) -> Option<&str> {
+        match &self.via {
+            Via::ApiKey { key_id, .. } => Some(key_id),
+            Via::Session { .. } => None,
+        }
+    }
+
     /// The one org an API key is bound to; `None` for sessions.
     pub fn key_org(&self) -> Option<&str> {
         match &self.via {

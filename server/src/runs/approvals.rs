@@ -55,7 +55,7 @@ impl Runs {
     }
 
     /// The id of the member `who` (a user id or an email) of `org_id`.
-    async fn member_id(&self, org_id: &str, who: &str) -> DomainResult<Option<String>> {
+    pub(super) async fn member_id(&self, org_id: &str, who: &str) -> DomainResult<Option<String>> {
         let user_id = if who.contains('@') {
             let Ok(email) = normalize_email(who) else { return Ok(None) };
             match self.db().user_by_email(&email).await? {

@@ -8,6 +8,7 @@
 //! `approvals` who decides on a paused run and how, `engine` the loop, `events` the event streams,
 //! `trail` what runs write to the audit trail and the metrics, `tools` the server tools
 //! (built in, and the operator's HTTP tools),
+//! `sessions` conversations that runs continue and whom they are shared with,
 //! `worker` the task that resumes runs no server is driving, `store` the
 //! SQL, and `model` what a run is.
 
@@ -36,7 +37,9 @@ pub use config::RunsConfig;
 pub use policy::{InvalidPolicy, Policies, PolicyConfig};
 pub use service::MAX_STEPS;
 pub use service::{NewRun, RunTool, RunsWanted, ToolOutput};
-pub use sessions::{Session, SessionDetail, SessionMessage, SessionTotals};
+pub use sessions::{
+    Access, AccessChange, Permission, Session, SessionDetail, SessionMessage, SessionTotals, Visibility,
+};
 pub use tools::{HttpToolConfig, HttpToolMethod, InvalidTool, ToolRegistry};
 pub use worker::Resumer;
 

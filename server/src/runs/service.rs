@@ -1,7 +1,8 @@
 //! The operations of the runs API: create a run (within its route's
 //! policy), read and list runs, answer client tool calls, cancel; and who
-//! may see which run (its creator, its approvers, and the owners and admins
-//! of its org; 404 for anyone else).
+//! may see which run (its creator, its approvers, the owners and admins of
+//! its org, and those its session is shared with; 404 for anyone else) and
+//! act on it (all of them but those who may only read its session).
 
 use serde_json::{Map, Value};
 use switchyard_providers::price::parse_usd_micros;
@@ -20,6 +21,7 @@ use crate::runs::model::{
     ClientTool, Executor, InputMessage, Run, RunSpec, RunStatus, Step, StepRecord, ToolCall, ToolStep,
 };
 use crate::runs::policy::{Policy, RunInput};
+use crate::runs::sessions::Standing;
 use crate::runs::store::{Answered, Inserted, RunFilter, Start};
 use crate::runs::tools::compile;
 
@@ -81,7 +83,7 @@ pub struct ToolOutput {
     pub output: String,
 }
 
-fn invalid(param: &'static str, message: impl Into<String>) -> DomainError {
+pub(super) fn invalid(param: &'static str, message: impl Into<String>) -> DomainError {
     DomainError::Invalid { param, message: message.into() }
 }
 
@@ -299,16 +301,25 @@ impl Runs {
 
     /// The run, if the caller may see it.
     pub async fn get(&self, principal: &Principal, id: &str) -> DomainResult<Run> {
+        self.run_for(principal, id, Standing::Read).await
+    }
+
+    /// The run, if the caller stands at least `needed` towards it: 404 when
+    /// they do not see it, 403 `session.read_only` when they only read its
+    /// session.
+    async fn run_for(&self, principal: &Principal, id: &str, needed: Standing) -> DomainResult<Run> {
         principal.require_scope(Scope::Runs)?;
         let run = self.db().run_with_steps(id).await?.ok_or(DomainError::NotFound(Resource::Run))?;
-        if !self.may_see(principal, &run).await? {
-            return Err(DomainError::NotFound(Resource::Run));
+        match self.run_standing(principal, &run).await? {
+            Standing::Unseen => Err(DomainError::NotFound(Resource::Run)),
+            standing if standing >= needed => Ok(run),
+            _ => Err(DomainError::SessionReadOnly),
         }
-        Ok(run)
     }
 
     /// The runs of the caller's org that the caller may see, oldest first:
-    /// their own, or every run for owners and admins.
+    /// their own, or every run for owners and admins; of a session shared
+    /// with them, every run of it.
     pub async fn list(
         &self,
         principal: &Principal,
@@ -317,7 +328,13 @@ impl Runs {
         after: Option<&str>,
         limit: i64,
     ) -> DomainResult<Page<Run>> {
-        let Listing { org_id, only_user, project } = self.listing(principal, org).await?;
+        let Listing { org_id, mut only_user, project } = self.listing(principal, org).await?;
+        if let (Some(session_id), Some(_)) = (&wanted.session_id, only_user) {
+            // Those a session is shared with see all its runs.
+            if self.session_standing_by_id(principal, session_id, org_id).await? >= Standing::Read {
+                only_user = None;
+            }
+        }
         let filter = RunFilter {
             org_id,
             user_id: only_user,
@@ -366,7 +383,7 @@ impl Runs {
         id: &str,
         outputs: Vec<ToolOutput>,
     ) -> DomainResult<Run> {
-        let run = self.get(principal, id).await?;
+        let run = self.run_for(principal, id, Standing::Continue).await?;
         if outputs.is_empty() {
             return Err(invalid("tool_outputs", "name at least one tool call's output"));
         }
@@ -441,7 +458,7 @@ impl Runs {
     /// Cancels a run that has not ended; a cancelled run is returned as it
     /// is, so cancelling twice is harmless.
     pub async fn cancel(&self, principal: &Principal, id: &str) -> DomainResult<Run> {
-        let run = self.get(principal, id).await?;
+        let run = self.run_for(principal, id, Standing::Continue).await?;
         if run.status == RunStatus::Cancelled {
             return Ok(run);
         }
@@ -457,33 +474,47 @@ impl Runs {
         self.read(id).await
     }
 
-    /// Whether the caller may see the run: it acts in the run's org (a key
-    /// narrowed to a project, in its project), and created the run, is one
-    /// of its approvers, or is an owner or admin there.
+    /// Whether the caller may see the run.
     pub(super) async fn may_see(&self, principal: &Principal, run: &Run) -> DomainResult<bool> {
-        let owned =
-            Owned { org_id: &run.org_id, project_id: run.project_id.as_deref(), user_id: &run.user_id };
-        let approver = run.spec.approvers.contains(&principal.user_id);
-        self.may_see_owned(principal, owned, approver).await
+        Ok(self.run_standing(principal, run).await? >= Standing::Read)
     }
 
-    /// Whether the caller may see what a member created in an org (a run, a
-    /// session): it acts in that org (a key narrowed to a project, in its
-    /// project), and is the creator, an owner or admin there, or `also`.
-    pub(super) async fn may_see_owned(
+    /// What the caller may do with the run: it acts in the run's org (a key
+    /// narrowed to a project, in its project), and created the run, is one
+    /// of its approvers, or is an owner or admin there ([`Standing::Manage`]);
+    /// or else its session is shared with them (their standing there).
+    async fn run_standing(&self, principal: &Principal, run: &Run) -> DomainResult<Standing> {
+        let owned =
+            Owned { org_id: &run.org_id, project_id: run.project_id.as_deref(), user_id: &run.user_id };
+        match self.relation_to(principal, owned).await? {
+            Relation::Outsider => Ok(Standing::Unseen),
+            Relation::Manager => Ok(Standing::Manage),
+            Relation::Member if run.spec.approvers.contains(&principal.user_id) => Ok(Standing::Manage),
+            Relation::Member => match &run.session_id {
+                Some(session_id) => self.session_standing_by_id(principal, session_id, &run.org_id).await,
+                None => Ok(Standing::Unseen),
+            },
+        }
+    }
+
+    /// Where the caller stands towards what a member created in an org (a
+    /// run, a session): outside it unless it acts in that org (a key
+    /// narrowed to a project, in its project) and is a member there; its
+    /// manager as its creator or an owner or admin there.
+    pub(super) async fn relation_to(
         &self,
         principal: &Principal,
         owned: Owned<'_>,
-        also: bool,
-    ) -> DomainResult<bool> {
+    ) -> DomainResult<Relation> {
         if let Via::ApiKey { org_id, project_id, .. } = &principal.via {
             if org_id != owned.org_id || project_id.as_deref().is_some_and(|p| owned.project_id != Some(p)) {
-                return Ok(false);
+                return Ok(Relation::Outsider);
             }
         }
         match caller_role(self.db(), principal, owned.org_id).await {
-            Ok(role) => Ok(owned.user_id == principal.user_id || role <= Role::Admin || also),
-            Err(DomainError::NotFound(_)) => Ok(false),
+            Ok(role) if owned.user_id == principal.user_id || role <= Role::Admin => Ok(Relation::Manager),
+            Ok(_) => Ok(Relation::Member),
+            Err(DomainError::NotFound(_)) => Ok(Relation::Outsider),
             Err(err) => Err(err),
         }
     }
@@ -529,6 +560,17 @@ pub(super) struct Owned<'a> {
     pub org_id: &'a str,
     pub project_id: Option<&'a str>,
     pub user_id: &'a str,
+}
+
+/// Where a caller stands towards what a member created; see [`Runs::relation_to`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Relation {
+    /// Another org's, another project's for a narrowed key, or not a member's.
+    Outsider,
+    /// Another member of its org.
+    Member,
+    /// Its creator, or an owner or admin of its org.
+    Manager,
 }
 
 /// What of its org a caller lists; see [`Runs::listing`].

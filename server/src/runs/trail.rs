@@ -8,6 +8,10 @@
 //! calls and its end are written in the transaction of the change they
 //! record; the rest are written on their own, and an event that cannot be
 //! is logged while the run goes on.
+//! A change of whom a session is shared with is recorded too
+//! (`session.access_changed`: who changed it, and the access it now has);
+//! that one fails its request when it cannot be written, as the identity
+//! area's changes do.
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -15,8 +19,11 @@ use switchyard_providers::price::format_usd_micros;
 
 use crate::audit::{AuditAction, Entry, Stamped, record};
 use crate::kernel::context::RequestContext;
+use crate::kernel::error::DomainResult;
+use crate::kernel::principal::Principal;
 use crate::runs::Runs;
 use crate::runs::model::{ApprovalStep, Executor, Run, RunFailure, RunStatus, ToolStep};
+use crate::runs::sessions::{Access, Session};
 
 impl Runs {
     /// The event of a run created.
@@ -81,6 +88,30 @@ impl Runs {
             "failure": failure.map(|failure| serde_json::to_value(failure).unwrap_or(Value::Null)),
         });
         stamped(&RequestContext::local(self.clock()), AuditAction::RunFinished, run, &details)
+    }
+
+    pub(super) async fn audit_access_changed(
+        &self,
+        principal: &Principal,
+        session: &Session,
+        access: &Access,
+        ctx: &RequestContext,
+    ) -> DomainResult<()> {
+        let details = json!({
+            "principal": principal.key_id().unwrap_or(&principal.user_id),
+            "visibility": access.visibility.as_str(),
+            "permission": access.permission.as_str(),
+            "members": access.members,
+        })
+        .to_string();
+        let entry = Entry::in_org(
+            AuditAction::SessionAccessChanged,
+            &principal.user_id,
+            &session.org_id,
+            &session.id,
+        )
+        .with_details(&details);
+        record(self.db(), ctx, entry).await
     }
 
     /// Records the end of a run that ended outside a driver (cancelled, timed out).

@@ -2,7 +2,9 @@
 //! called by each kind of caller, answers as [`MATRIX`] says. An operation the
 //! spec secures without a row fails the suite, so new endpoints must join.
 //! The columns cover every role a member can hold in an org, both kinds of
-//! API key, and a user of another org.
+//! API key, and a user of another org. An operation may have more than one
+//! row, one per state of what it is called on (a private session, a shared
+//! one).
 
 use std::collections::BTreeSet;
 
@@ -71,7 +73,7 @@ const CALLERS: [Caller; 9] = [
 ];
 
 /// What a row sends besides the caller's credential.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Sends {
     /// Nothing else.
     Nothing,
@@ -156,6 +158,16 @@ enum Sends {
     SessionRequest,
     /// `{id}` is a session the owner's `*` key started for this one call.
     OwnersSession,
+    /// `{id}` is a session the owner's `*` key started for this one call; the
+    /// body shares it with the org, to read.
+    ShareOwnersSession,
+    /// `{id}` is a session the owner's `*` key started and shared with the
+    /// org, to read, for this one call; a `PATCH` shares it so again.
+    OwnersSharedSession,
+    /// A run request continuing a session the owner's `*` key started and
+    /// shared with the org, to read, for this one call, naming the owner's
+    /// org in `X-Switchyard-Org`.
+    ContinueOwnersSharedSession,
     /// `{id}` is a run the owner's `*` key started for this one call, paused
     /// for approval of a `calculate` call; the body approves it.
     DecideOwnersPausedRun,
@@ -192,6 +204,9 @@ impl Sends {
                 | Self::DecideOwnersPausedRun
                 | Self::SessionRequest
                 | Self::OwnersSession
+                | Self::ShareOwnersSession
+                | Self::OwnersSharedSession
+                | Self::ContinueOwnersSharedSession
         )
     }
 }
@@ -236,22 +251,25 @@ const PROJECT_KEY: Expect = Expect::Error(403, "auth.project_key_denied");
 const NO_SUCH_RUN: Expect = Expect::Error(404, "run.not_found");
 const NO_SUCH_RUN_SESSION: Expect = Expect::Error(404, "session.not_found");
 const NEEDS_RUNS_SCOPE: Expect = Expect::Error(403, "auth.scope_denied");
+const CREATOR_ONLY: Expect = Expect::Error(403, "session.creator_only");
+const READ_ONLY: Expect = Expect::Error(403, "session.read_only");
 
 /// An operation id, what its calls send, and what each of [`CALLERS`] gets.
 type Row = (&'static str, Sends, [Expect; 9]);
 
 // The table names what a row sends by the variant alone.
 use Sends::{
-    AnswerOwnersWaitingRun, ChatRequest, DecideOwnersPausedRun, DevModel, EmbeddingsRequest, EndsSession,
-    FreshInvitation, FreshMember, FreshOwnersKey, FreshOwnersOrg, FreshOwnersProject, InvitationForCaller,
-    KeyInOwnersOrg, NewMemberForOwnersOrg, NewOrg, Nothing, OwnersOrg, OwnersOrgHeader, OwnersOrgQuery,
-    OwnersOtherSession, OwnersProject, OwnersRun, OwnersSession, OwnersWaitingRun, Password, PasswordChange,
-    ProjectInOwnersOrg, PromoteFreshMember, RecoveryCode, RenameOwnersOrg, RenameOwnersProject, RunRequest,
-    SessionRequest, SetupCode, UnmailedCode,
+    AnswerOwnersWaitingRun, ChatRequest, ContinueOwnersSharedSession, DecideOwnersPausedRun, DevModel,
+    EmbeddingsRequest, EndsSession, FreshInvitation, FreshMember, FreshOwnersKey, FreshOwnersOrg,
+    FreshOwnersProject, InvitationForCaller, KeyInOwnersOrg, NewMemberForOwnersOrg, NewOrg, Nothing,
+    OwnersOrg, OwnersOrgHeader, OwnersOrgQuery, OwnersOtherSession, OwnersProject, OwnersRun, OwnersSession,
+    OwnersSharedSession, OwnersWaitingRun, Password, PasswordChange, ProjectInOwnersOrg, PromoteFreshMember,
+    RecoveryCode, RenameOwnersOrg, RenameOwnersProject, RunRequest, SessionRequest, SetupCode,
+    ShareOwnersSession, UnmailedCode,
 };
 
 #[rustfmt::skip]
-const MATRIX: [Row; 50] = [
+const MATRIX: [Row; 55] = [
 //   operation              sends           anonymous      owner       admin       member      external    key `*`       key `chat`    key `*` in project  stranger
     ("two_factor_setup",   Nothing,        [NO_CREDENTIAL, OK, OK, OK, OK, SESSION_ONLY, SESSION_ONLY, SESSION_ONLY, OK]),
     ("two_factor_enable",  SetupCode,      [NO_CREDENTIAL, OK, OK, OK, OK, SESSION_ONLY, SESSION_ONLY, SESSION_ONLY, OK]),
@@ -318,6 +336,14 @@ const MATRIX: [Row; 50] = [
     ("run_session_list",   OwnersOrgHeader, [NO_CREDENTIAL, OK, OK, OK, OK, OK, NEEDS_RUNS_SCOPE, OK, NO_SUCH_ORG]),
     ("run_session_get",    OwnersSession,  [NO_CREDENTIAL, OK, OK, NO_SUCH_RUN_SESSION, NO_SUCH_RUN_SESSION, OK, NEEDS_RUNS_SCOPE, NO_SUCH_RUN_SESSION, NO_SUCH_RUN_SESSION]),
     ("run_session_delete", OwnersSession,  [NO_CREDENTIAL, NO_CONTENT, NO_CONTENT, NO_SUCH_RUN_SESSION, NO_SUCH_RUN_SESSION, NO_CONTENT, NEEDS_RUNS_SCOPE, NO_SUCH_RUN_SESSION, NO_SUCH_RUN_SESSION]),
+    // Whom a session is shared with is up to those who may delete it; to anyone else a private one does not exist.
+    ("run_session_access_update", ShareOwnersSession, [NO_CREDENTIAL, OK, OK, NO_SUCH_RUN_SESSION, NO_SUCH_RUN_SESSION, OK, NEEDS_RUNS_SCOPE, NO_SUCH_RUN_SESSION, NO_SUCH_RUN_SESSION]),
+    // Shared with the org to read, a session is every member's (externals too) to read, not to
+    // continue, delete or share; the key narrowed to a project still does not see it (it is in none).
+    ("run_session_get",    OwnersSharedSession, [NO_CREDENTIAL, OK, OK, OK, OK, OK, NEEDS_RUNS_SCOPE, NO_SUCH_RUN_SESSION, NO_SUCH_RUN_SESSION]),
+    ("run_session_delete", OwnersSharedSession, [NO_CREDENTIAL, NO_CONTENT, NO_CONTENT, CREATOR_ONLY, CREATOR_ONLY, NO_CONTENT, NEEDS_RUNS_SCOPE, NO_SUCH_RUN_SESSION, NO_SUCH_RUN_SESSION]),
+    ("run_session_access_update", OwnersSharedSession, [NO_CREDENTIAL, OK, OK, CREATOR_ONLY, CREATOR_ONLY, OK, NEEDS_RUNS_SCOPE, NO_SUCH_RUN_SESSION, NO_SUCH_RUN_SESSION]),
+    ("run_create",         ContinueOwnersSharedSession, [NO_CREDENTIAL, CREATED, CREATED, READ_ONLY, READ_ONLY, CREATED, NEEDS_RUNS_SCOPE, NO_SUCH_RUN_SESSION, NO_SUCH_ORG]),
     ("run_cancel",         OwnersWaitingRun, [NO_CREDENTIAL, OK, OK, NO_SUCH_RUN, NO_SUCH_RUN, OK, NEEDS_RUNS_SCOPE, NO_SUCH_RUN, NO_SUCH_RUN]),
 ];
 
@@ -353,16 +379,18 @@ fn secured_operations() -> Result<Vec<SecuredOperation>, BoxError> {
     Ok(secured)
 }
 
-fn row_of(operation_id: &str) -> Option<&'static Row> {
-    MATRIX.iter().find(|(id, ..)| *id == operation_id)
+/// The rows of an operation: one, or one per state of what it is called on.
+fn rows_of(operation_id: &str) -> impl Iterator<Item = &'static Row> {
+    MATRIX.iter().filter(move |(id, ..)| *id == operation_id)
 }
 
 #[test]
-fn the_matrix_has_one_row_per_secured_operation() -> TestResult {
+fn every_secured_operation_has_a_row_in_the_matrix() -> TestResult {
     let secured: BTreeSet<String> = secured_operations()?.into_iter().map(|operation| operation.id).collect();
     assert!(!secured.is_empty(), "the spec secures no operation; is it parsed right?");
     let rows: BTreeSet<String> = MATRIX.iter().map(|(id, ..)| (*id).to_owned()).collect();
-    assert_eq!(rows.len(), MATRIX.len(), "an operation has two rows in MATRIX");
+    let scenarios: BTreeSet<(&str, Sends)> = MATRIX.iter().map(|(id, sends, _)| (*id, *sends)).collect();
+    assert_eq!(scenarios.len(), MATRIX.len(), "an operation has two rows in MATRIX that send the same");
     let missing: Vec<_> = secured.difference(&rows).collect();
     assert!(
         missing.is_empty(),
@@ -620,10 +648,19 @@ impl World {
                 org = Some(self.owners_org.clone());
                 body = Some(json!({"title": "Matrix"}));
             }
-            OwnersSession => {
-                let created =
-                    self.api.post("/v1/sessions", Credential::Bearer(&self.key_all.key), json!({})).await?;
-                id = Some(string_at(&expect_status(created, 201)?, "/id")?);
+            OwnersSession => id = Some(self.owners_session(false).await?),
+            ShareOwnersSession => {
+                id = Some(self.owners_session(false).await?);
+                body = Some(share_with_org());
+            }
+            OwnersSharedSession => {
+                id = Some(self.owners_session(true).await?);
+                body = (operation.method == Method::PATCH).then(share_with_org);
+            }
+            ContinueOwnersSharedSession => {
+                org = Some(self.owners_org.clone());
+                let session = self.owners_session(true).await?;
+                body = Some(json!({"session_id": session, "message": {"role": "user", "content": "Hello"}}));
             }
             DecideOwnersPausedRun => {
                 let paused = json!({"messages": [{"role": "user", "content": "calculate {\"expression\": \"1 + 1\"}"}],
@@ -663,6 +700,18 @@ impl World {
             path = format!("{path}?{query}");
         }
         Ok(Call { method: operation.method.clone(), path, token, body, org })
+    }
+
+    /// A session the owner's `*` key started, `shared` with the org to read.
+    async fn owners_session(&self, shared: bool) -> Result<String, BoxError> {
+        let key = Credential::Bearer(&self.key_all.key);
+        let created = expect_status(self.api.post("/v1/sessions", key, json!({})).await?, 201)?;
+        let id = string_at(&created, "/id")?;
+        if shared {
+            let path = format!("/v1/sessions/{id}/access");
+            expect_status(self.api.call(Method::PATCH, &path, key, Some(&share_with_org())).await?, 200)?;
+        }
+        Ok(id)
     }
 
     /// A run the owner's `*` key started; its id, and its first pending tool call's.
@@ -722,6 +771,11 @@ impl World {
     }
 }
 
+/// An access change that shares a session with its org, to read.
+fn share_with_org() -> Value {
+    json!({"visibility": "org", "permission": "read"})
+}
+
 /// A run that waits for the output of a client tool.
 fn waiting_run() -> Value {
     json!({
@@ -741,24 +795,32 @@ async fn every_secured_operation_answers_each_caller_as_the_matrix_says(engine: 
     let world = World::build(Api::new(&server), &server.database.url).await?;
     let mut mismatches = Vec::new();
     for operation in secured_operations()? {
-        let Some((_, sends, expected)) = row_of(&operation.id) else {
+        let rows: Vec<&Row> = rows_of(&operation.id).collect();
+        if rows.is_empty() {
             mismatches.push(format!("{}: no row in MATRIX", operation.id));
-            continue;
-        };
-        for (caller, expected) in CALLERS.into_iter().zip(*expected) {
-            let call = world.call(&operation, *sends, caller).await?;
-            let credential = call.token.as_deref().map_or(Credential::Anonymous, Credential::Bearer);
-            let headers: Vec<(&str, &str)> =
-                call.org.iter().map(|org| ("x-switchyard-org", org.as_str())).collect();
-            let (status, body) = world
-                .api
-                .call_with_headers(call.method.clone(), &call.path, credential, call.body.as_ref(), &headers)
-                .await?;
-            if !expected.is_met_by(status, &body) {
-                mismatches.push(format!(
-                    "{} ({} {}) as {caller:?}: expected {expected:?}, got {status} {body}",
-                    operation.id, call.method, call.path
-                ));
+        }
+        for (_, sends, expected) in rows {
+            for (caller, expected) in CALLERS.into_iter().zip(*expected) {
+                let call = world.call(&operation, *sends, caller).await?;
+                let credential = call.token.as_deref().map_or(Credential::Anonymous, Credential::Bearer);
+                let headers: Vec<(&str, &str)> =
+                    call.org.iter().map(|org| ("x-switchyard-org", org.as_str())).collect();
+                let (status, body) = world
+                    .api
+                    .call_with_headers(
+                        call.method.clone(),
+                        &call.path,
+                        credential,
+                        call.body.as_ref(),
+                        &headers,
+                    )
+                    .await?;
+                if !expected.is_met_by(status, &body) {
+                    mismatches.push(format!(
+                        "{} ({} {}) as {caller:?}: expected {expected:?}, got {status} {body}",
+                        operation.id, call.method, call.path
+                    ));
+                }
             }
         }
     }

@@ -26,6 +26,7 @@ mod published;
 mod run_approvals;
 mod run_events;
 mod run_http_tools;
+mod run_session_access;
 mod run_sessions;
 mod runs;
 mod support;

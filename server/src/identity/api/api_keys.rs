@@ -7,14 +7,14 @@ use poem_openapi::payload::Json;
 use poem_openapi::{Enum, Object, OpenApi};
 use switchyard_providers::price::{format_usd_micros, parse_usd_micros};
 
-use crate::http::client_addr::ClientAddr;
+use crate::http::client_addr::{ClientAddr, context};
 use crate::http::credential::AnyCredential;
 use crate::http::error::{ApiError, ErrorCode};
 use crate::http::page::{PageCursor, PageSize, page_type};
 use crate::http::responses::{Created201, NoContent204};
 use crate::http::wire::timestamp;
 use crate::http::{ApiTags, Ok200};
-use crate::identity::api::auth::{context, enforce};
+use crate::identity::api::auth::enforce;
 use crate::identity::api_keys;
 use crate::identity::api_keys::NewApiKey;
 use crate::identity::model;

@@ -6,10 +6,9 @@ use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::{Enum, Object, OpenApi, Union};
 
-use crate::http::client_addr::ClientAddr;
+use crate::http::client_addr::{ClientAddr, context};
 use crate::http::credential::AnyCredential;
 use crate::http::error::{ApiError, ErrorCode};
-use crate::http::request_id;
 use crate::http::responses::{Created201, NoContent204};
 use crate::http::wire::EmailAddress;
 use crate::http::{ApiTags, Ok200};
@@ -17,7 +16,6 @@ use crate::identity::accounts;
 use crate::identity::accounts::{LoginOutcome, Registration, SignedIn};
 use crate::identity::api::wire::{Org, User};
 use crate::identity::step_up;
-use crate::kernel::context::RequestContext;
 use crate::kernel::error::DomainError;
 use crate::limits::Decision;
 use crate::operation_errors;
@@ -175,15 +173,6 @@ async fn count_password_attempt<T>(
         Err(DomainError::InvalidCredentials) => state.limits.login_failed(account, ip).await,
         Ok(_) => state.limits.login_succeeded(account, ip).await,
         Err(_) => {}
-    }
-}
-
-/// The context of the current request: its client, id and time.
-pub fn context(state: &AppState, client: ClientAddr) -> RequestContext {
-    RequestContext {
-        ip: Some(client.ip().to_string()),
-        request_id: request_id::current(),
-        now: state.clock.now(),
     }
 }
 

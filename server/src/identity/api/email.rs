@@ -6,11 +6,11 @@ use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 
 use crate::http::ApiTags;
-use crate::http::client_addr::ClientAddr;
+use crate::http::client_addr::{ClientAddr, context};
 use crate::http::credential::AnyCredential;
 use crate::http::responses::{Accepted202, NoContent204};
 use crate::http::wire::EmailAddress;
-use crate::identity::api::auth::{context, enforce};
+use crate::identity::api::auth::enforce;
 use crate::identity::email;
 use crate::operation_errors;
 use crate::state::AppState;

@@ -9,14 +9,13 @@ use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{Object, OpenApi, Union};
 use switchyard_providers::price::parse_usd_micros;
 
-use crate::http::client_addr::ClientAddr;
+use crate::http::client_addr::{ClientAddr, context};
 use crate::http::credential::AnyCredential;
 use crate::http::error::{ApiError, ErrorCode};
 use crate::http::page::{PageCursor, PageSize, page_type};
 use crate::http::responses::{Created201, NoContent204};
 use crate::http::wire::timestamp;
 use crate::http::{ApiTags, Ok200};
-use crate::identity::api::auth::context;
 use crate::identity::api::wire::{Member, Org, Role};
 use crate::identity::model;
 use crate::identity::orgs::MemberAdded;

@@ -6,13 +6,12 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 
-use crate::http::client_addr::ClientAddr;
+use crate::http::client_addr::{ClientAddr, context};
 use crate::http::credential::AnyCredential;
 use crate::http::page::{PageCursor, PageSize, page_type};
 use crate::http::responses::{Created201, NoContent204};
 use crate::http::wire::timestamp;
 use crate::http::{ApiTags, Ok200};
-use crate::identity::api::auth::context;
 use crate::identity::model;
 use crate::identity::projects;
 use crate::operation_errors;

@@ -5,11 +5,11 @@ use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 
-use crate::http::client_addr::ClientAddr;
+use crate::http::client_addr::{ClientAddr, context};
 use crate::http::credential::AnyCredential;
 use crate::http::responses::NoContent204;
 use crate::http::{ApiTags, Ok200};
-use crate::identity::api::auth::{AuthTokens, context, enforce};
+use crate::identity::api::auth::{AuthTokens, enforce};
 use crate::identity::two_factor;
 use crate::identity::two_factor::Factor;
 use crate::operation_errors;

@@ -1,22 +1,40 @@
 //! Sessions in the database. A session's history and totals are read from
-//! its runs, so they can never disagree with them.
+//! its runs, so they can never disagree with them. Whom a session is shared
+//! with is its `visibility` and `permission`, and, for `members`, the rows of
+//! `run_session_members`.
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::corrupt;
 use crate::db::{Db, StoreError};
 use crate::runs::model::RunSpec;
-use crate::runs::sessions::{Session, SessionMessage, SessionTotals};
+use crate::runs::sessions::{Access, Permission, Session, SessionMessage, SessionTotals, Visibility};
 
 /// `SELECT <every session column> FROM run_sessions <rest>`.
 macro_rules! select_sessions {
     ($rest:literal) => {
-        concat!("SELECT id, org_id, project_id, user_id, key_id, title, created_at, updated_at FROM run_sessions ", $rest)
+        concat!(
+            "SELECT id, org_id, project_id, user_id, key_id, title, visibility, permission, created_at, updated_at \
+             FROM run_sessions ",
+            $rest
+        )
     };
 }
 
+/// A session as its row holds it: without the members it is shared with.
 fn session(row: &AnyRow) -> Result<Session, StoreError> {
+    let visibility: String = row.try_get("visibility")?;
+    let permission: String = row.try_get("permission")?;
+    let access = Access {
+        visibility: Visibility::parse(&visibility)
+            .ok_or_else(|| corrupt(format!("run_sessions.visibility {visibility:?}")))?,
+        permission: Permission::parse(&permission)
+            .ok_or_else(|| corrupt(format!("run_sessions.permission {permission:?}")))?,
+        members: Vec::new(),
+    };
     Ok(Session {
+        access,
         id: row.try_get("id")?,
         org_id: row.try_get("org_id")?,
         project_id: row.try_get("project_id")?,
@@ -31,8 +49,8 @@ fn session(row: &AnyRow) -> Result<Session, StoreError> {
 impl Db {
     pub async fn session_insert(&self, session: &Session) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO run_sessions (id, org_id, project_id, user_id, key_id, title, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+            "INSERT INTO run_sessions (id, org_id, project_id, user_id, key_id, title, visibility, permission, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
         )
         .bind(&session.id)
         .bind(&session.org_id)
@@ -40,6 +58,8 @@ impl Db {
         .bind(&session.user_id)
         .bind(&session.key_id)
         .bind(&session.title)
+        .bind(session.access.visibility.as_str())
+        .bind(session.access.permission.as_str())
         .bind(session.created_at)
         .execute(self.pool())
         .await?;
@@ -48,31 +68,93 @@ impl Db {
 
     pub async fn session_by_id(&self, id: &str) -> Result<Option<Session>, StoreError> {
         let row = sqlx::query(select_sessions!("WHERE id = $1")).bind(id).fetch_optional(self.pool()).await?;
-        row.as_ref().map(session).transpose()
+        let Some(mut session) = row.as_ref().map(session).transpose()? else { return Ok(None) };
+        if session.access.visibility == Visibility::Members {
+            let rows =
+                sqlx::query("SELECT user_id FROM run_session_members WHERE session_id = $1 ORDER BY user_id")
+                    .bind(id)
+                    .fetch_all(self.pool())
+                    .await?;
+            session.access.members =
+                rows.iter().map(|row| row.try_get("user_id")).collect::<Result<_, _>>()?;
+        }
+        Ok(Some(session))
     }
 
-    /// Sessions of `org_id` in id order after `after`: only `user_id`'s, and
-    /// only `project_id`'s, when given.
+    /// Sessions of `org_id` in id order after `after`: only those `viewer`
+    /// created or that are shared with them, and only `project_id`'s, when
+    /// given.
     pub async fn sessions_in_org(
         &self,
         org_id: &str,
-        user_id: Option<&str>,
+        viewer: Option<&str>,
         project_id: Option<&str>,
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<Session>, StoreError> {
         let rows = sqlx::query(select_sessions!(
-            "WHERE org_id = $1 AND ($2 = '' OR user_id = $2) AND ($3 = '' OR project_id = $3) AND id > $4 \
-             ORDER BY id LIMIT $5"
+            "WHERE org_id = $1 AND ($2 = '' OR user_id = $2 OR visibility = 'org' OR (visibility = 'members' \
+             AND EXISTS (SELECT 1 FROM run_session_members m WHERE m.session_id = run_sessions.id AND m.user_id = $2))) \
+             AND ($3 = '' OR project_id = $3) AND id > $4 ORDER BY id LIMIT $5"
         ))
         .bind(org_id)
-        .bind(user_id.unwrap_or(""))
+        .bind(viewer.unwrap_or(""))
         .bind(project_id.unwrap_or(""))
         .bind(after.unwrap_or(""))
         .bind(limit)
         .fetch_all(self.pool())
         .await?;
-        rows.iter().map(session).collect()
+        let mut sessions = rows.iter().map(session).collect::<Result<Vec<_>, _>>()?;
+        let shared: Vec<&str> = sessions
+            .iter()
+            .filter(|session| session.access.visibility == Visibility::Members)
+            .map(|session| session.id.as_str())
+            .collect();
+        let (Some(first), Some(last)) = (shared.first(), shared.last()) else { return Ok(sessions) };
+        // One read for the members of every session of the page shared by name.
+        let rows = sqlx::query(
+            "SELECT m.session_id, m.user_id FROM run_session_members m JOIN run_sessions s ON s.id = m.session_id \
+             WHERE s.org_id = $1 AND s.id >= $2 AND s.id <= $3 ORDER BY m.session_id, m.user_id",
+        )
+        .bind(org_id)
+        .bind(*first)
+        .bind(*last)
+        .fetch_all(self.pool())
+        .await?;
+        for row in &rows {
+            let session_id: String = row.try_get("session_id")?;
+            if let Some(session) = sessions.iter_mut().find(|session| session.id == session_id) {
+                session.access.members.push(row.try_get("user_id")?);
+            }
+        }
+        Ok(sessions)
+    }
+
+    /// Sets whom the session is shared with. False when it is gone.
+    pub async fn session_access_set(&self, id: &str, access: &Access) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let updated = sqlx::query("UPDATE run_sessions SET visibility = $1, permission = $2 WHERE id = $3")
+            .bind(access.visibility.as_str())
+            .bind(access.permission.as_str())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if updated.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM run_session_members WHERE session_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        for user_id in &access.members {
+            sqlx::query("INSERT INTO run_session_members (session_id, user_id) VALUES ($1, $2)")
+                .bind(id)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// The message and final answer of each completed run of the session, in order.
@@ -160,6 +242,10 @@ impl Db {
             return Ok(false);
         }
         sqlx::query("UPDATE runs SET session_id = NULL WHERE session_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM run_session_members WHERE session_id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;
