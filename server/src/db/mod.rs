@@ -1,6 +1,7 @@
 //! The database: the connection pool, migrations, [`StoreError`], settings and
 //! housekeeping. Both engines share one pool type (`sqlx::Any`) and `$N`
-//! placeholders; the only engine-specific parts are the migration sets and
+//! placeholders; the only engine-specific parts are the migration sets,
+//! the lock clause of the runs claim (`runs::store`) and
 //! connection setup. Each area keeps its own SQL in its `store` module, as
 //! `impl Db` blocks.
 

@@ -541,11 +541,20 @@ impl Runs {
     /// Drives the run in the background, if no other server takes it first.
     pub(crate) fn spawn_drive(&self, id: String) {
         let runs = self.clone();
-        self.inner.drivers.spawn(async move {
-            if let Err(err) = runs.drive(&id).await {
-                tracing::warn!(run_id = %id, error = %err, "a run's driver failed; the run resumes when its lease runs out");
-            }
-        });
+        self.inner.drivers.spawn(async move { driven(&id, runs.drive(&id).await) });
+    }
+
+    /// Drives in the background a run this server claimed under `epoch`.
+    pub(crate) fn spawn_drive_claimed(&self, id: String, epoch: i64) {
+        let runs = self.clone();
+        self.inner.drivers.spawn(async move { driven(&id, runs.drive_claimed(&id, epoch).await) });
+    }
+}
+
+/// Logs a background driver that failed; the run resumes once its lease runs out.
+fn driven(run_id: &str, result: DomainResult<()>) {
+    if let Err(err) = result {
+        tracing::warn!(run_id, error = %err, "a run's driver failed; the run resumes when its lease runs out");
     }
 }
 

@@ -3,7 +3,8 @@
 //! or crashed and let its lease run out — and drives them; and ends the runs
 //! that waited for client tool outputs longer than
 //! `runs.client_tool_timeout_secs`. Claims are taken
-//! in the database, so several servers never drive one run at once.
+//! in the database, a batch at a time, so several servers never drive one
+//! run at once.
 
 use std::time::Duration;
 
@@ -45,9 +46,14 @@ impl Resumer {
                     _ = tick.tick() => {}
                     () = runs.inner.stopping.cancelled() => return,
                 }
-                match runs.db().runs_to_resume(runs.clock().now(), BATCH).await {
-                    Ok(ids) => ids.into_iter().for_each(|id| runs.spawn_drive(id)),
-                    Err(err) => tracing::warn!(error = %err, "could not look for runs to resume; will retry"),
+                let now = runs.clock().now();
+                match runs.db().runs_claim_due(runs.owner(), now, now + runs.lease_secs(), BATCH).await {
+                    Ok(claimed) => {
+                        for (id, epoch) in claimed {
+                            runs.spawn_drive_claimed(id, epoch);
+                        }
+                    }
+                    Err(err) => tracing::warn!(error = %err, "could not claim runs to resume; will retry"),
                 }
                 if let Err(err) = runs.time_out_waiting_runs().await {
                     tracing::warn!(error = %err, "could not end runs that waited too long; will retry");

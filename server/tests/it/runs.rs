@@ -34,6 +34,7 @@ on_both_engines!(
     lists_filter_by_status_and_page_without_gaps,
     model_calls_are_metered_with_the_run_id,
     a_run_cut_off_by_a_shutdown_is_resumed_by_the_next_server,
+    runs_left_behind_are_claimed_once_by_one_of_two_replicas,
     a_run_left_waiting_for_client_tools_ends_after_the_timeout,
     runs_leave_their_steps_in_the_audit_trail,
     runs_are_counted_in_the_metrics,
@@ -633,6 +634,69 @@ async fn a_run_cut_off_by_a_shutdown_is_resumed_by_the_next_server(engine: TestE
     let statuses: Vec<&str> =
         events["data"].as_array().ok_or("no events")?.iter().filter_map(|e| e["status"].as_str()).collect();
     assert_eq!(statuses, ["pending", "running", "running", "completed"], "claimed by each server in turn");
+    Ok(())
+}
+
+async fn runs_left_behind_are_claimed_once_by_one_of_two_replicas(engine: TestEngine) -> TestResult {
+    const RUNS: usize = 12;
+    let f = fixture(engine, dev_with_delay(1_500)).await?;
+    let body = json!({"messages": [{"role": "user", "content": "Hello"}], "background": true});
+    let mut ids = Vec::new();
+    for _ in 0..RUNS {
+        ids.push(string_at(
+            &expect_status(f.api.post("/v1/runs", f.key(), body.clone()).await?, 202)?,
+            "/id",
+        )?);
+    }
+    // Stop the first server while its drivers are inside their model calls.
+    for _ in 0..100 {
+        let listed = expect_status(f.api.get("/v1/runs?status=running&limit=100", f.key()).await?, 200)?;
+        if listed["data"].as_array().map(Vec::len) == Some(RUNS) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let Fixture { server, key, .. } = f;
+    let database = server.stop().await?;
+    let shared = database.shared();
+    let (first, second) = tokio::try_join!(
+        crate::support::RunningServer::start(database, dev_with_delay(50)),
+        crate::support::RunningServer::start(shared, dev_with_delay(50)),
+    )?;
+    let api = Api::new(&first);
+    for id in &ids {
+        let mut run = Value::Null;
+        for _ in 0..400 {
+            run = expect_status(api.get(&format!("/v1/runs/{id}"), Credential::Bearer(&key)).await?, 200)?;
+            if run["status"] == "completed" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert_eq!(run["status"], "completed", "{run:#}");
+        let events = expect_status(
+            api.get(&format!("/v1/runs/{id}/events?limit=200"), Credential::Bearer(&key)).await?,
+            200,
+        )?;
+        let statuses: Vec<&str> = events["data"]
+            .as_array()
+            .ok_or("no events")?
+            .iter()
+            .filter_map(|e| e["status"].as_str())
+            .collect();
+        assert_eq!(
+            statuses,
+            ["pending", "running", "running", "completed"],
+            "one claim after the stop: {id}"
+        );
+    }
+    let database = Db::connect(&first.database.url).await?;
+    let owners: i64 = sqlx::query_scalar("SELECT CAST(COUNT(*) AS BIGINT) FROM runs WHERE lease_epoch = 2")
+        .fetch_one(database.pool())
+        .await?;
+    database.close().await;
+    assert_eq!(owners, i64::try_from(RUNS)?, "each run claimed by one replica, once");
+    drop(second);
     Ok(())
 }
 

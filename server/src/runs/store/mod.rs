@@ -17,7 +17,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::audit::{Stamped, append_in};
-use crate::db::{Db, StoreError, is_unique_violation};
+use crate::db::{Db, Engine, StoreError, is_unique_violation};
 use crate::mail::{Queued, queue_in};
 use crate::runs::model::{
     EventRecord, PendingApproval, Run, RunEvent, RunFailure, RunSpec, RunStatus, Step, StepRecord, ToolCall,
@@ -418,18 +418,35 @@ impl Db {
         Ok(released.rows_affected())
     }
 
-    /// Runs no server is driving: waiting for one (`pending`), or whose
-    /// driver's lease ran out before `now`; oldest first.
-    pub async fn runs_to_resume(&self, now: i64, limit: i64) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id FROM runs WHERE status = 'pending' OR (status = 'running' AND lease_expires_at < $1) \
-             ORDER BY id LIMIT $2",
-        )
-        .bind(now)
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter().map(|row| row.try_get("id").map_err(StoreError::from)).collect()
+    /// Claims up to `limit` runs no server is driving — `pending`, or
+    /// `running` under a lease that ran out — for `owner` until
+    /// `expires_at`, each under its next epoch and with the event that it
+    /// runs; returns their ids and epochs. On PostgreSQL the candidates are
+    /// locked with `FOR UPDATE SKIP LOCKED`, so replicas looking at once
+    /// split the runs between them instead of queueing on the same rows;
+    /// SQLite's one writer gives the same.
+    pub async fn runs_claim_due(
+        &self,
+        owner: &str,
+        now: i64,
+        expires_at: i64,
+        limit: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let claim = match self.engine() {
+            Engine::Postgres => claim_due!(" FOR UPDATE SKIP LOCKED"),
+            Engine::Sqlite => claim_due!(""),
+        };
+        let mut tx = self.pool().begin().await?;
+        let rows =
+            sqlx::query(claim).bind(owner).bind(expires_at).bind(now).bind(limit).fetch_all(&mut *tx).await?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id: String = row.try_get("id")?;
+            append_events(&mut tx, &id, &[RunEvent::Status { status: RunStatus::Running }], now).await?;
+            claimed.push((id, row.try_get("lease_epoch")?));
+        }
+        tx.commit().await?;
+        Ok(claimed)
     }
 
     /// The run without its journal.
@@ -767,6 +784,22 @@ fn filtered<'q>(
         .bind(after.unwrap_or(""))
         .bind(filter.session_id.unwrap_or(""))
 }
+
+/// The claim of the runs due to be driven (see [`Db::runs_claim_due`]),
+/// with the lock clause of the engine.
+macro_rules! claim_due {
+    ($lock:literal) => {
+        concat!(
+            "UPDATE runs SET status = 'running', lease_owner = $1, lease_epoch = lease_epoch + 1, \
+             lease_expires_at = $2, started_at = COALESCE(started_at, $3), updated_at = $3 \
+             WHERE id IN (SELECT id FROM runs \
+             WHERE status = 'pending' OR (status = 'running' AND lease_expires_at < $3) ORDER BY id LIMIT $4",
+            $lock,
+            ") RETURNING id, lease_epoch"
+        )
+    };
+}
+use claim_due;
 
 /// The number of the last event of the run `$id` names, as `last_event`:
 /// read in the `RETURNING` of the update of the run's row that every
