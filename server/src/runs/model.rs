@@ -96,7 +96,8 @@ pub struct RunSpec {
     #[serde(default)]
     pub approvers: Vec<String>,
     /// The new message of a run that continues a session (the rest of
-    /// `messages` is the session's history).
+    /// `messages` is the session's history); also kept in the run's
+    /// `session_message` column, which the session's history is read from.
     #[serde(default)]
     pub session_message: Option<InputMessage>,
 }

@@ -15,6 +15,7 @@ on_both_engines!(
     a_session_runs_one_run_at_a_time,
     session_requests_are_checked_and_sessions_are_their_creators,
     deleting_a_session_keeps_its_runs,
+    runs_stored_before_the_session_message_column_keep_their_history,
 );
 
 impl Fixture {
@@ -169,5 +170,56 @@ async fn deleting_a_session_keeps_its_runs(engine: TestEngine) -> TestResult {
     expect_status(f.api.post("/v1/runs", f.key(), weather).await?, 201)?;
     let busy_id = string_at(&busy, "/id")?;
     assert_error(&f.api.delete(&format!("/v1/sessions/{busy_id}"), f.key()).await?, 409, "run.session_busy");
+    Ok(())
+}
+
+/// Migration 22 moved a run's session message from its spec into a column
+/// of its own; runs stored before it keep their place in the history.
+async fn runs_stored_before_the_session_message_column_keep_their_history(engine: TestEngine) -> TestResult {
+    use switchyard_server::db::Db;
+    use switchyard_server::testing::harness::TestDatabase;
+    const BEFORE: &str = "20261204000022";
+    let database = TestDatabase::create(engine).await?;
+    let db = Db::connect(&database.url).await?;
+    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations").join(engine.name());
+    let earlier = std::env::temp_dir().join(format!("switchyard-migrations-{}", ulid::Ulid::new()));
+    std::fs::create_dir(&earlier)?;
+    for entry in std::fs::read_dir(&all)? {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().as_ref() < BEFORE {
+            std::fs::copy(entry.path(), earlier.join(entry.file_name()))?;
+        }
+    }
+    let migrated = sqlx::migrate::Migrator::new(earlier.as_path()).await?.run(db.pool()).await;
+    std::fs::remove_dir_all(&earlier)?;
+    migrated?;
+    let message = json!({"role": "user", "content": "Where is my order?"});
+    let spec = |message: &Value| {
+        json!({"messages": [message], "server_tools": [], "client_tools": [], "max_steps": 10,
+            "background": false, "session_message": message})
+        .to_string()
+    };
+    for (id, session_id, spec) in
+        [("run_old", Some("ses_old"), spec(&message)), ("run_alone", None, spec(&Value::Null))]
+    {
+        sqlx::query(
+            "INSERT INTO runs (id, org_id, user_id, route, status, spec, output, session_id, created_at, updated_at) \
+             VALUES ($1, 'org_1', 'usr_1', 'default', 'completed', $2, 'On its way.', $3, 1, 1)",
+        )
+        .bind(id)
+        .bind(spec)
+        .bind(session_id)
+        .execute(db.pool())
+        .await?;
+    }
+    db.migrate().await?;
+    let stored: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT id, session_message FROM runs ORDER BY id").fetch_all(db.pool()).await?;
+    db.close().await;
+    let stored: Vec<(String, Option<Value>)> = stored
+        .into_iter()
+        .map(|(id, text)| Ok((id, text.map(|text| serde_json::from_str(&text)).transpose()?)))
+        .collect::<Result<_, serde_json::Error>>()?;
+    assert_eq!(stored, [("run_alone".to_owned(), None), ("run_old".to_owned(), Some(message))]);
     Ok(())
 }

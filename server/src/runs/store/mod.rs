@@ -274,8 +274,9 @@ impl Db {
         };
         let inserted = sqlx::query(
             "INSERT INTO runs (id, org_id, user_id, key_id, project_id, route, status, spec, lease_owner, \
-             lease_epoch, lease_expires_at, started_at, created_at, updated_at, failure, finished_at, session_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15, $16)",
+             lease_epoch, lease_expires_at, started_at, created_at, updated_at, failure, finished_at, session_id, \
+             session_message) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15, $16, $17)",
         )
         .bind(&run.id)
         .bind(&run.org_id)
@@ -293,6 +294,7 @@ impl Db {
         .bind(failure.map(encode).transpose()?)
         .bind(failure.map(|_| run.created_at))
         .bind(&run.session_id)
+        .bind(run.spec.session_message.as_ref().map(encode).transpose()?)
         .execute(&mut *tx)
         .await;
         match inserted {

@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 
 use super::corrupt;
 use crate::db::{Db, StoreError};
-use crate::runs::model::RunSpec;
+use crate::runs::model::InputMessage;
 use crate::runs::sessions::{Access, Permission, Session, SessionMessage, SessionTotals, Visibility};
 
 /// `SELECT <every session column> FROM run_sessions <rest>`.
@@ -160,7 +160,7 @@ impl Db {
     /// The message and final answer of each completed run of the session, in order.
     pub async fn session_history(&self, id: &str) -> Result<Vec<SessionMessage>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, spec, output, created_at, finished_at FROM runs \
+            "SELECT id, session_message, output, created_at, finished_at FROM runs \
              WHERE session_id = $1 AND status = 'completed' ORDER BY created_at, id",
         )
         .bind(id)
@@ -169,13 +169,12 @@ impl Db {
         let mut messages = Vec::with_capacity(rows.len() * 2);
         for row in &rows {
             let run_id: String = row.try_get("id")?;
-            let spec: String = row.try_get("spec")?;
-            let spec: RunSpec = serde_json::from_str(&spec).map_err(|err| {
-                StoreError::Database(sqlx::Error::Decode(format!("runs.spec: {err}").into()))
-            })?;
+            let message: Option<String> = row.try_get("session_message")?;
             let created_at: i64 = row.try_get("created_at")?;
             let finished_at: Option<i64> = row.try_get("finished_at")?;
-            if let Some(message) = spec.session_message {
+            if let Some(message) = message {
+                let message: InputMessage = serde_json::from_str(&message)
+                    .map_err(|err| corrupt(format!("runs.session_message: {err}")))?;
                 messages.push(SessionMessage {
                     role: message.role,
                     content: message.content,
