@@ -159,16 +159,8 @@ pub struct SessionHistoryMessage {
 /// its completed runs, in order — and what its runs used.
 #[derive(Debug, Clone, Object)]
 pub struct SessionWithHistory {
-    pub id: String,
-    #[oai(nullable)]
-    pub title: Option<String>,
-    pub org_id: String,
-    #[oai(nullable)]
-    pub project_id: Option<String>,
-    pub user_id: String,
-    #[oai(nullable)]
-    pub key_id: Option<String>,
-    pub access: SessionAccess,
+    #[oai(flatten)]
+    pub session: SessionSummary,
     pub messages: Vec<SessionHistoryMessage>,
     /// Runs that joined it, whatever their status.
     pub run_count: u64,
@@ -178,20 +170,12 @@ pub struct SessionWithHistory {
     /// The run that is not over yet; while there is one, another is 409 `run.session_busy`.
     #[oai(nullable)]
     pub active_run_id: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
 }
 
 impl From<SessionDetail> for SessionWithHistory {
     fn from(SessionDetail { session, messages, totals }: SessionDetail) -> Self {
         Self {
-            id: session.id,
-            title: session.title,
-            org_id: session.org_id,
-            project_id: session.project_id,
-            user_id: session.user_id,
-            key_id: session.key_id,
-            access: session.access.into(),
+            session: session.into(),
             messages: messages
                 .into_iter()
                 .map(|message| SessionHistoryMessage {
@@ -205,8 +189,6 @@ impl From<SessionDetail> for SessionWithHistory {
             usage: RunUsage::of(totals.prompt_tokens, totals.completion_tokens),
             cost_usd: format_usd_micros(totals.cost_micros),
             active_run_id: totals.active_run_id,
-            created_at: timestamp(session.created_at),
-            updated_at: timestamp(session.updated_at),
         }
     }
 }
