@@ -93,6 +93,23 @@ fn bench(args: &[String]) -> bool {
     step.run()
 }
 
+/// The environment that makes the build lint the workspace as it compiles
+/// it: `clippy-driver` (beside the `cargo` running this) as the compiler of
+/// the workspace's crates, with warnings denied. One build then does what
+/// `cargo clippy` and a test build did, and the dependencies are compiled
+/// once instead of once for each. Empty when there is no `clippy-driver`
+/// there: clippy then runs as a step of its own.
+fn clippy_in_build() -> Vec<(&'static str, std::ffi::OsString)> {
+    let Some(cargo) = std::env::var_os("CARGO") else { return Vec::new() };
+    let driver = std::path::Path::new(&cargo).with_file_name("clippy-driver");
+    if !driver.is_file() {
+        return Vec::new();
+    }
+    let mut rustflags = std::env::var_os("RUSTFLAGS").unwrap_or_default();
+    rustflags.push(" -D warnings");
+    vec![("RUSTC_WORKSPACE_WRAPPER", driver.into_os_string()), ("RUSTFLAGS", rustflags)]
+}
+
 fn spec_check() -> Step {
     Step::cargo("spec check", &["test", "--quiet", "--workspace", "--test", "it", "contract::"])
 }
@@ -111,13 +128,24 @@ fn ci() -> bool {
     let skipped_log = skipped_log_path();
     // A fresh log per run: the tests append to it, the summary reads it.
     let _ = std::fs::remove_file(&skipped_log);
-    // Every cargo step after clippy selects the whole workspace with its test targets, so
-    // Cargo resolves one set of features and compiles each dependency once: a step that
-    // selected one package (`-p`, `cargo run`) would resolve other features and rebuild.
-    let steps = [
-        Step::cargo("format", &["fmt", "--all", "--check"]),
-        Step::cargo("clippy", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
-        Step::cargo("build (tests, binaries, examples)", &["test", "--workspace", "--no-run", "--quiet"]),
+    // Every cargo step selects the whole workspace with its test targets, so Cargo resolves
+    // one set of features and compiles each dependency once: a step that selected one
+    // package (`-p`, `cargo run`) would resolve other features and rebuild.
+    let lints = clippy_in_build();
+    let mut steps = vec![Step::cargo("format", &["fmt", "--all", "--check"])];
+    if lints.is_empty() {
+        steps
+            .push(Step::cargo("clippy", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]));
+    }
+    steps.extend([
+        Step::cargo(
+            if lints.is_empty() {
+                "build (tests, binaries, examples)"
+            } else {
+                "clippy and build (tests, binaries, examples)"
+            },
+            &["test", "--workspace", "--no-run", "--quiet"],
+        ),
         spec_check(),
         // The spec check and the whole-spec replay run as their own steps.
         Step::cargo(
@@ -130,7 +158,10 @@ fn ci() -> bool {
         ),
         Step::cargo("clients (openai SDKs)", &["run", "--quiet", "-p", "xtask", "--", "clients"]),
         Step::cargo("examples build", &["build", "--workspace", "--examples"]),
-    ];
+    ]);
+    // Every step builds with the same settings, or Cargo would build the workspace again.
+    let steps =
+        steps.into_iter().map(|step| lints.iter().fold(step, |step, (var, value)| step.env(var, value)));
     let started = Instant::now();
     let mut results: Vec<(&str, bool, Duration)> = Vec::new();
     for step in steps {
