@@ -183,9 +183,9 @@ fn ci() -> bool {
     let skipped: Vec<&str> = skipped.lines().filter(|line| !line.trim().is_empty()).collect();
     eprintln!("\nci summary:");
     for (name, ok, took) in &results {
-        eprintln!("  {:<32} {:<7} {:>8}", name, if *ok { "passed" } else { "FAILED" }, minutes(*took));
+        eprintln!("  {:<44} {:<7} {:>8}", name, if *ok { "passed" } else { "FAILED" }, minutes(*took));
     }
-    eprintln!("  {:<32} {:<7} {:>8}", "total", "", minutes(total));
+    eprintln!("  {:<44} {:<7} {:>8}", "total", "", minutes(total));
     if !skipped.is_empty() {
         eprintln!("  {} PostgreSQL test(s) skipped:", skipped.len());
         for test in &skipped {
@@ -196,7 +196,7 @@ fn ci() -> bool {
         // With a database to run on, a skipped PostgreSQL test is a failure, not a note.
         let none_skipped = skipped.is_empty();
         eprintln!(
-            "  {:<32} {}",
+            "  {:<44} {}",
             "no PostgreSQL test skipped",
             if none_skipped { "passed" } else { "FAILED" }
         );
