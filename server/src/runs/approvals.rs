@@ -119,10 +119,10 @@ impl Runs {
         let record =
             StepRecord { index: run.step_count, created_at: now, step: Step::Approval(approval.clone()) };
         let lease = (self.owner(), now + self.lease_secs());
-        match self.db().run_decide(id, run.step_count, &record, lease, now).await? {
+        let decided = self.decided_event(&run, &approval);
+        match self.db().run_decide(id, run.step_count, (&record, &decided), lease, now).await? {
             Some(epoch) => {
                 self.ring(id);
-                self.audit_decided(&run, &approval).await;
                 self.drive_to_stop(id, epoch).await?;
             }
             None => {

@@ -430,14 +430,20 @@ impl Runs {
         let still_pending: Vec<ToolCall> =
             run.pending.iter().filter(|call| !answering.iter().any(|a| a.id == call.id)).cloned().collect();
         let lease = (self.owner(), now + self.lease_secs());
+        let audit: Vec<Stamped> = steps
+            .iter()
+            .filter_map(|record| match &record.step {
+                Step::Tool(tool) => Some(self.tool_called_event(&run, tool)),
+                Step::Model(_) | Step::Approval(_) => None,
+            })
+            .collect();
+        let journal = (steps.as_slice(), audit.as_slice());
         let outcome =
-            self.db().run_answer_tool_calls(id, run.step_count, &steps, &still_pending, lease, now).await?;
+            self.db().run_answer_tool_calls(id, run.step_count, journal, &still_pending, lease, now).await?;
         if outcome != Answered::Conflict {
             self.ring(id);
-            for record in &steps {
-                if let Step::Tool(tool) = &record.step {
-                    self.audit_tool_called(&run, tool).await;
-                }
+            for _ in &audit {
+                self.metrics().step("tool");
             }
         }
         match outcome {
@@ -462,9 +468,10 @@ impl Runs {
         if run.status == RunStatus::Cancelled {
             return Ok(run);
         }
-        if self.db().run_cancel(id, self.clock().now()).await? {
+        let finished = self.finished_event(&run, RunStatus::Cancelled, None);
+        if self.db().run_cancel(id, &finished, self.clock().now()).await? {
             self.ring(id);
-            self.audit_finished(&run, RunStatus::Cancelled, None).await;
+            self.metrics().finished(&run.route, RunStatus::Cancelled.as_str());
         } else {
             let now_run = self.read(id).await?;
             if now_run.status != RunStatus::Cancelled {

@@ -4,10 +4,10 @@
 //! its arguments, the outcome, who executed it), each approver's decision
 //! (who, what, why; the approver is the event's actor), and a run's end (status,
 //! usage, cost, and why when it failed) — and the Prometheus counters of
-//! runs started, ended and their steps. A run's creation, its server tool
-//! calls and its end are written in the transaction of the change they
-//! record; the rest are written on their own, and an event that cannot be
-//! is logged while the run goes on.
+//! runs started, ended and their steps. A run's events are written in the
+//! transaction of the change they record, so a crash never leaves one
+//! without the other; only the end of runs that waited too long for client
+//! tool outputs is written on its own, and is logged when it cannot be.
 //! A change of whom a session is shared with is recorded too
 //! (`session.access_changed`: who changed it, and the access it now has);
 //! that one fails its request when it cannot be written, as the identity
@@ -51,13 +51,8 @@ impl Runs {
         stamped(&RequestContext::local(self.clock()), AuditAction::RunToolCalled, run, &details)
     }
 
-    /// Records a tool call answered outside a driver (a client's output).
-    pub(super) async fn audit_tool_called(&self, run: &Run, step: &ToolStep) {
-        self.metrics().step("tool");
-        self.audit(&run.id, self.tool_called_event(run, step)).await;
-    }
-
-    pub(super) async fn audit_decided(&self, run: &Run, step: &ApprovalStep) {
+    /// The event of an approver's decision; the approver is its actor.
+    pub(super) fn decided_event(&self, run: &Run, step: &ApprovalStep) -> Stamped {
         let details = json!({
             "reason": step.reason,
             "tool_call_id": step.tool_call_id,
@@ -67,9 +62,7 @@ impl Runs {
         let details = details.to_string();
         let entry = Entry::in_org(AuditAction::RunApprovalDecided, &step.approver_id, &run.org_id, &run.id)
             .of_run(&run.route, &details);
-        if let Err(err) = record(self.db(), &RequestContext::local(self.clock()), entry).await {
-            tracing::warn!(run_id = %run.id, error = %err, "could not write a run's approval to the audit trail");
-        }
+        Stamped::new(&RequestContext::local(self.clock()), entry)
     }
 
     /// The event of a run's end.
@@ -114,7 +107,7 @@ impl Runs {
         record(self.db(), ctx, entry).await
     }
 
-    /// Records the end of a run that ended outside a driver (cancelled, timed out).
+    /// Records the end of a run that waited too long for client tool outputs.
     pub(super) async fn audit_finished(&self, run: &Run, status: RunStatus, failure: Option<&RunFailure>) {
         self.metrics().finished(&run.route, status.as_str());
         self.audit(&run.id, self.finished_event(run, status, failure)).await;

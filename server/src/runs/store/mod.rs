@@ -315,13 +315,14 @@ impl Db {
     }
 
     /// Journals an approver's decision on a run `paused` with `step_count`
-    /// steps, and claims it again for `owner` until `expires_at`. The epoch
-    /// claimed; none, with nothing written, when the run moved on meanwhile.
+    /// steps, with its audit event, and claims the run again for `owner`
+    /// until `expires_at`. The epoch claimed; none, with nothing written,
+    /// when the run moved on meanwhile.
     pub async fn run_decide(
         &self,
         id: &str,
         step_count: u32,
-        decision: &StepRecord,
+        (decision, audit): (&StepRecord, &Stamped),
         (owner, expires_at): (&str, i64),
         now: i64,
     ) -> Result<Option<i64>, StoreError> {
@@ -335,6 +336,7 @@ impl Db {
         let mut events = RunEvent::of_step(decision);
         events.push(RunEvent::Status { status: RunStatus::Running });
         append_events(&mut tx, id, &events, now).await?;
+        append_in(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(Some(epoch))
     }
@@ -639,12 +641,12 @@ impl Db {
     /// with none left the run goes back to `running`, claimed for `owner`
     /// until `expires_at`. Whether it was written, and the epoch claimed;
     /// nothing is written when the run moved on meanwhile or a call was
-    /// answered by someone else.
+    /// answered by someone else. `audit` holds the events of the calls.
     pub async fn run_answer_tool_calls(
         &self,
         id: &str,
         step_count: u32,
-        steps: &[StepRecord],
+        (steps, audit): (&[StepRecord], &[Stamped]),
         still_pending: &[ToolCall],
         (owner, expires_at): (&str, i64),
         now: i64,
@@ -680,12 +682,16 @@ impl Db {
             events.push(RunEvent::Status { status: RunStatus::Running });
         }
         append_events(&mut tx, id, &events, now).await?;
+        for stamped in audit {
+            append_in(&mut tx, stamped).await?;
+        }
         tx.commit().await?;
         Ok(answered)
     }
 
-    /// Cancels a run that has not ended. False when it had.
-    pub async fn run_cancel(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+    /// Cancels a run that has not ended, with the audit event of its end.
+    /// False when it had.
+    pub async fn run_cancel(&self, id: &str, audit: &Stamped, now: i64) -> Result<bool, StoreError> {
         let mut tx = self.pool().begin().await?;
         let updated = sqlx::query(
             with_live_statuses!(
@@ -702,6 +708,7 @@ impl Db {
             return Ok(false);
         }
         append_events(&mut tx, id, &[RunEvent::Status { status: RunStatus::Cancelled }], now).await?;
+        append_in(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(true)
     }
