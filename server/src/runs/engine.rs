@@ -46,7 +46,7 @@ impl Runs {
     /// lease while a step takes long (a slow model, a slow tool).
     pub(crate) async fn drive_loaded(&self, run: Run, epoch: i64) -> DomainResult<()> {
         let run_id = run.id.clone();
-        let run_id = run_id.as_str();
+        let run_id = &run_id;
         let driver = Driver { runs: self, run, epoch, unjournaled: None }.run();
         tokio::pin!(driver);
         let every = std::time::Duration::from_secs(self.inner.config.lease_secs.div_ceil(3).max(1));
@@ -126,22 +126,12 @@ impl Driver<'_> {
             _ => (None, Vec::new()),
         };
         let finished = status.is_final().then(|| self.runs.finished_event(&self.run, status, failure));
-        let (steps, step_events) = match &self.unjournaled {
+        let (steps, events) = match &self.unjournaled {
             Some((record, events)) => (std::slice::from_ref(record), events.as_slice()),
             None => (&[][..], &[][..]),
         };
-        let outcome = Outcome {
-            status,
-            output,
-            pending,
-            pending_approval,
-            failure,
-            totals: Totals::of(&self.run),
-            steps,
-            step_events,
-            mail: &mail,
-            audit: finished.as_ref(),
-        };
+        let progress = Progress { steps, events, totals: Totals::of(&self.run), audit: finished.as_ref() };
+        let outcome = Outcome { status, output, pending, pending_approval, failure, progress, mail: &mail };
         if self.runs.db().run_settle(&self.run.id, self.epoch, &outcome, self.runs.clock().now()).await? {
             self.runs.ring(&self.run.id);
             if !mail.is_empty() {

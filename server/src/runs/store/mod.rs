@@ -132,7 +132,7 @@ impl Totals {
 }
 
 /// Journal entries a driver writes, the events that tell of them, the
-/// run's totals after them, and the audit event of a server tool call.
+/// run's totals after them, and the audit event they come with.
 #[derive(Debug, Clone, Copy)]
 pub struct Progress<'a> {
     pub steps: &'a [StepRecord],
@@ -198,22 +198,17 @@ pub struct Outcome<'a> {
     pub pending: &'a [ToolCall],
     pub pending_approval: Option<&'a PendingApproval>,
     pub failure: Option<&'a RunFailure>,
-    /// The run's totals as it stops.
-    pub totals: Totals,
-    /// The last steps, journaled with the outcome (the final answer).
-    pub steps: &'a [StepRecord],
-    /// The events of those steps.
-    pub step_events: &'a [RunEvent],
+    /// The steps journaled with it (the final answer, if any), their
+    /// events, the run's totals as it stops, and the audit event of its end.
+    pub progress: Progress<'a>,
     /// Mail that goes out with it (to the approvers of a run that pauses).
     pub mail: &'a [Queued],
-    /// The audit event of the run's end.
-    pub audit: Option<&'a Stamped>,
 }
 
 impl Outcome<'_> {
     /// The events that tell of it, after those of its steps.
     fn events(&self) -> Vec<RunEvent> {
-        let mut events = self.step_events.to_vec();
+        let mut events = self.progress.events.to_vec();
         events.push(RunEvent::Status { status: self.status });
         match self.status {
             RunStatus::RequiresAction => {
@@ -226,9 +221,9 @@ impl Outcome<'_> {
             }
             RunStatus::Completed => events.push(RunEvent::Completed {
                 output: self.output.unwrap_or_default().to_owned(),
-                prompt_tokens: self.totals.prompt_tokens,
-                completion_tokens: self.totals.completion_tokens,
-                cost_micros: self.totals.cost_micros,
+                prompt_tokens: self.progress.totals.prompt_tokens,
+                completion_tokens: self.progress.totals.completion_tokens,
+                cost_micros: self.progress.totals.cost_micros,
             }),
             _ => {}
         }
@@ -528,18 +523,13 @@ impl Db {
         expires_at: i64,
     ) -> Result<Option<i64>, StoreError> {
         let mut tx = self.pool().begin().await?;
-        let row = sqlx::query(
-            "UPDATE runs SET status = 'running', lease_owner = $1, lease_epoch = lease_epoch + 1, \
-             lease_expires_at = $2, started_at = COALESCE(started_at, $3), updated_at = $3 \
-             WHERE id = $4 AND (status = 'pending' OR (status = 'running' AND lease_expires_at < $3)) \
-             RETURNING lease_epoch",
-        )
-        .bind(owner)
-        .bind(expires_at)
-        .bind(now)
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let row = sqlx::query(claim!(concat!("id = $4 AND (", due!(), ")")))
+            .bind(owner)
+            .bind(expires_at)
+            .bind(now)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
         let Some(row) = row else { return Ok(None) };
         let epoch: i64 = row.try_get("lease_epoch")?;
         append_events(&mut tx, id, &[RunEvent::Status { status: RunStatus::Running }], now).await?;
@@ -600,7 +590,7 @@ impl Db {
         let failure = outcome.failure.map(encode).transpose()?;
         let finished_at = outcome.status.is_final().then_some(now);
         let mut tx = self.pool().begin().await?;
-        let totals = outcome.totals;
+        let Progress { steps, totals, audit, .. } = outcome.progress;
         let updated = sqlx::query(concat!(
             "UPDATE runs SET status = $1, output = $2, pending = $3, pending_approval = $9, failure = $4, \
              finished_at = $5, updated_at = $6, lease_owner = NULL, lease_expires_at = NULL, \
@@ -624,12 +614,12 @@ impl Db {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(updated) = updated else { return Ok(false) };
-        insert_steps(&mut tx, id, outcome.steps).await?;
+        insert_steps(&mut tx, id, steps).await?;
         append_events_after(&mut tx, id, updated.try_get("last_event")?, &outcome.events(), now).await?;
         for message in outcome.mail {
             queue_in(&mut tx, message, now).await?;
         }
-        if let Some(stamped) = outcome.audit {
+        if let Some(stamped) = audit {
             append_in(&mut tx, stamped).await?;
         }
         tx.commit().await?;
@@ -794,18 +784,33 @@ fn filtered<'q>(
         .bind(filter.session_id.unwrap_or(""))
 }
 
-/// The claim of the runs due to be driven (see [`Db::runs_claim_due`]),
+/// `UPDATE runs` claiming the runs `$which` selects for `$1` until `$2`
+/// (now is `$3`), each under its next epoch; returns their ids and epochs.
+macro_rules! claim {
+    ($which:expr) => {
+        concat!(
+            "UPDATE runs SET status = 'running', lease_owner = $1, lease_epoch = lease_epoch + 1, \
+             lease_expires_at = $2, started_at = COALESCE(started_at, $3), updated_at = $3 WHERE ",
+            $which,
+            " RETURNING id, lease_epoch"
+        )
+    };
+}
+use claim;
+
+/// The runs no server drives at `$3`: not yet claimed, or under a lease that ran out.
+macro_rules! due {
+    () => {
+        "status = 'pending' OR (status = 'running' AND lease_expires_at < $3)"
+    };
+}
+use due;
+
+/// The claim of up to `$4` runs due to be driven (see [`Db::runs_claim_due`]),
 /// with the lock clause of the engine.
 macro_rules! claim_due {
     ($lock:literal) => {
-        concat!(
-            "UPDATE runs SET status = 'running', lease_owner = $1, lease_epoch = lease_epoch + 1, \
-             lease_expires_at = $2, started_at = COALESCE(started_at, $3), updated_at = $3 \
-             WHERE id IN (SELECT id FROM runs \
-             WHERE status = 'pending' OR (status = 'running' AND lease_expires_at < $3) ORDER BY id LIMIT $4",
-            $lock,
-            ") RETURNING id, lease_epoch"
-        )
+        claim!(concat!("id IN (SELECT id FROM runs WHERE ", due!(), " ORDER BY id LIMIT $4", $lock, ")"))
     };
 }
 use claim_due;
