@@ -9,7 +9,7 @@ use std::time::Duration;
 use poem::endpoint::make_sync;
 use poem::listener::{Listener, TcpListener};
 use poem::web::{Html, WithContentType};
-use poem::{EndpointExt, IntoResponse, Route, Server};
+use poem::{EndpointExt, IntoResponse, Route, Server, get};
 
 use crate::config::Config;
 use crate::contract;
@@ -18,11 +18,13 @@ use crate::gateway::{Gateway, InvalidGatewayConfig};
 use crate::http::allow::AllowedMethods;
 use crate::http::client_addr::TrustedProxies;
 use crate::http::listener::NoDelayAcceptor;
+use crate::http::origin::AllowedOrigins;
 use crate::kernel::clock::Clock;
 use crate::limits::CredentialLimiter;
 use crate::mail::{Delivery, Mailer};
 use crate::metrics::Metrics;
 use crate::outbound::{InvalidOutboundConfig, Outbound};
+use crate::runs::api::{SocketSettings, runs_socket};
 use crate::runs::{InvalidPolicy, InvalidTool, Policies, Resumer, Runs};
 use crate::state::{AppState, StateSettings};
 
@@ -40,6 +42,8 @@ pub enum AppError {
     Outbound(#[from] InvalidOutboundConfig),
     #[error("trusted_proxies: {0}")]
     TrustedProxies(String),
+    #[error("cors.allowed_origins: {0}")]
+    AllowedOrigins(String),
     #[error(transparent)]
     Spec(#[from] contract::UnreadableSpec),
     #[error(transparent)]
@@ -103,10 +107,15 @@ impl App {
             .at("/openapi.json", make_sync(move |_| spec_json.with_content_type("application/json")))
             .at("/openapi.yaml", make_sync(|_| yaml(contract::OPENAPI_YAML)))
             .at("/asyncapi.yaml", make_sync(|_| yaml(contract::ASYNCAPI_YAML)))
-            .at("/docs", make_sync(move |_| Html(docs_html.clone())));
+            .at("/docs", make_sync(move |_| Html(docs_html.clone())))
+            .at("/v1/runs/ws", get(runs_socket));
         let proxies =
             TrustedProxies::parse(&self.config.trusted_proxies).map_err(AppError::TrustedProxies)?;
-        let routes = routes.data(self.state.clone()).data(self.runs.clone());
+        let sockets = SocketSettings {
+            origins: AllowedOrigins::parse(&self.config.cors).map_err(AppError::AllowedOrigins)?,
+            max_frame_bytes: self.config.max_body_bytes,
+        };
+        let routes = routes.data(self.state.clone()).data(self.runs.clone()).data(sockets);
         let credential_limiter = Arc::new(CredentialLimiter::new(
             self.config.abuse.credential,
             self.config.abuse.max_tracked_keys,

@@ -15,6 +15,8 @@ pub use crate::outbound::OutboundConfig;
 pub use crate::telemetry::LogFormat;
 
 use crate::gateway::config::{GatewayConfig, PriceConfig, ProviderConfig, RouteConfig};
+use crate::http::origin::AllowedOrigins;
+pub use crate::http::origin::CorsConfig;
 use crate::limits::AbuseLimitsConfig;
 use crate::mail::SmtpConfig;
 use crate::outbound::Outbound;
@@ -81,6 +83,8 @@ pub struct Config {
     pub outbound: OutboundConfig,
     /// The operator's HTTP tools for runs, by name (`[tools.<name>]`).
     pub tools: BTreeMap<String, HttpToolConfig>,
+    /// The browser origins that may open WebSockets (`[cors]`).
+    pub cors: CorsConfig,
 }
 
 impl Default for Config {
@@ -109,6 +113,7 @@ impl Default for Config {
             policies: BTreeMap::new(),
             outbound: OutboundConfig::default(),
             tools: BTreeMap::new(),
+            cors: CorsConfig::default(),
         }
     }
 }
@@ -213,6 +218,8 @@ impl Config {
             .map_err(|invalid| ConfigError::InvalidValue { key: invalid.key, reason: invalid.reason })?;
         ToolRegistry::with_http_tools(&self.tools, &outbound)
             .map_err(|invalid| ConfigError::InvalidValue { key: "tools", reason: invalid.to_string() })?;
+        AllowedOrigins::parse(&self.cors)
+            .map_err(|reason| ConfigError::InvalidValue { key: "cors.allowed_origins", reason })?;
         crate::http::client_addr::TrustedProxies::parse(&self.trusted_proxies)
             .map_err(|reason| ConfigError::InvalidValue { key: "trusted_proxies", reason })?;
         if self.max_body_bytes == 0 {

@@ -32,16 +32,18 @@ impl AppState {
     /// is the domain's decision.
     pub async fn principal(&self, auth: &AnyCredential) -> DomainResult<Principal> {
         match auth {
-            AnyCredential::Bearer(bearer) => {
-                let issuer = self.token_issuer().await?;
-                let token = &bearer.0.token;
-                authenticate_bearer(&self.db, issuer, &self.keys, &self.key_usage, token, self.clock.now())
-                    .await
-            }
+            AnyCredential::Bearer(bearer) => self.principal_from_token(&bearer.0.token).await,
             AnyCredential::ApiKey(key) => {
                 authenticate_api_key(&self.db, &self.keys, &self.key_usage, &key.0.key, self.clock.now())
                     .await
             }
         }
+    }
+
+    /// Resolves a session token or an API key sent as a bearer token (or in
+    /// a WebSocket's `auth` frame).
+    pub async fn principal_from_token(&self, token: &str) -> DomainResult<Principal> {
+        let issuer = self.token_issuer().await?;
+        authenticate_bearer(&self.db, issuer, &self.keys, &self.key_usage, token, self.clock.now()).await
     }
 }

@@ -194,6 +194,13 @@ pub enum ErrorCode {
     /// Only the session's creator, or an owner or admin of its org, may do this.
     #[oai(rename = "session.creator_only")]
     SessionCreatorOnly,
+    /// A browser page on an origin not in `[cors] allowed_origins` tried to
+    /// open a WebSocket.
+    #[oai(rename = "request.origin_not_allowed")]
+    RequestOriginNotAllowed,
+    /// A WebSocket connection already follows as many runs as it may.
+    #[oai(rename = "run.too_many_followed")]
+    RunTooManyFollowed,
     /// A user named to share a session with is not a member of its org.
     #[oai(rename = "session.not_org_member")]
     SessionNotOrgMember,
@@ -309,6 +316,8 @@ impl ErrorCode {
             Self::SessionReadOnly | Self::SessionCreatorOnly => StatusCode::FORBIDDEN,
             Self::SessionNotOrgMember => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RunNotAnApprover | Self::RunBlocked => StatusCode::FORBIDDEN,
+            Self::RequestOriginNotAllowed => StatusCode::FORBIDDEN,
+            Self::RunTooManyFollowed => StatusCode::CONFLICT,
             Self::RunMaxStepsExceeded | Self::RunMaxCostExceeded => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RunClientToolTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::RunKeyRevoked | Self::RunCreatorLeftOrg => StatusCode::FORBIDDEN,

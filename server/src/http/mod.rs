@@ -19,6 +19,7 @@ pub mod idempotency;
 pub mod listener;
 pub mod observe;
 pub mod openai_json;
+pub mod origin;
 pub mod page;
 pub mod request_id;
 pub mod responses;

@@ -19,6 +19,12 @@ pub fn current() -> Option<String> {
     CURRENT.try_with(Clone::clone).ok()
 }
 
+/// Runs `work` as part of the request `id`: its errors and log lines carry
+/// it (a WebSocket connection, for one, outlives its upgrade request).
+pub async fn scope<F: Future>(id: String, work: F) -> F::Output {
+    CURRENT.scope(id, work).await
+}
+
 /// Whether an incoming id is safe to echo back and log.
 fn is_acceptable(id: &str) -> bool {
     !id.is_empty()

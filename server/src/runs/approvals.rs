@@ -7,11 +7,11 @@ use crate::identity::{Role, caller_role, normalize_email};
 use crate::kernel::error::{DomainError, DomainResult};
 use crate::kernel::principal::Principal;
 use crate::mail::{Queued, render};
-use crate::runs::Runs;
 use crate::runs::model::{
     ApprovalReason, ApprovalStep, Decision, PendingApproval, Run, RunStatus, Step, StepRecord,
 };
 use crate::runs::policy::Policy;
+use crate::runs::{Runs, Wait};
 
 /// Most approvers a run may name.
 pub const MAX_APPROVERS: usize = 20;
@@ -85,13 +85,14 @@ impl Runs {
     /// (approved: the tool runs, or the answer stands; rejected: the model
     /// is told who rejected the call and why, or a rejected answer blocks
     /// the run), and, like a foreground run, this answers when it stops or
-    /// waits again.
+    /// waits again (unless `wait` says not to).
     pub async fn resume(
         &self,
         principal: &Principal,
         id: &str,
         decision: Decision,
         note: Option<String>,
+        wait: Wait,
     ) -> DomainResult<Run> {
         let run = self.get(principal, id).await?;
         if note.as_ref().is_some_and(|note| note.chars().count() > MAX_NOTE_CHARS) {
@@ -123,7 +124,7 @@ impl Runs {
         match self.db().run_decide(id, run.step_count, (&record, &decided), lease, now).await? {
             Some(epoch) => {
                 self.ring(id);
-                self.drive_to_stop(id, epoch).await?;
+                self.drive_claimed_as(id, epoch, wait).await?;
             }
             None => {
                 let now_run = self.read(id).await?;

@@ -43,26 +43,32 @@ impl Runs {
     }
 
     /// Drives `run`, claimed under `epoch` and as stored, renewing the
-    /// lease while a step takes long (a slow model, a slow tool).
+    /// lease while a step takes long (a slow model, a slow tool). The
+    /// renewals run beside the driver, never instead of it: a renewal waits
+    /// for the run's row while the driver's transaction holds it, and that
+    /// transaction must go on to let it go.
     pub(crate) async fn drive_loaded(&self, run: Run, epoch: i64) -> DomainResult<()> {
         let run_id = run.id.clone();
-        let run_id = &run_id;
-        let driver = Driver { runs: self, run, epoch, unjournaled: None }.run();
-        tokio::pin!(driver);
+        let driver = Driver { runs: self, run, epoch, unjournaled: Unjournaled::default() }.run();
+        tokio::select! {
+            result = driver => result,
+            () = self.inner.stopping.cancelled() => Ok(()),
+            () = self.renew_lease_while_driven(&run_id, epoch) => Ok(()),
+        }
+    }
+
+    /// Renews the run's lease a few times per lease term, for as long as it
+    /// is polled.
+    async fn renew_lease_while_driven(&self, run_id: &str, epoch: i64) {
         let every = std::time::Duration::from_secs(self.inner.config.lease_secs.div_ceil(3).max(1));
         let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
-            tokio::select! {
-                result = &mut driver => return result,
-                () = self.inner.stopping.cancelled() => return Ok(()),
-                _ = beat.tick() => {
-                    let expires_at = self.clock().now() + self.lease_secs();
-                    match self.db().run_renew_lease(run_id, epoch, expires_at, None).await {
-                        // Renewed; or cancelled, or claimed elsewhere: the driver's next write finds out.
-                        Ok(_) => {}
-                        Err(err) => tracing::warn!(run_id, error = %err, "could not renew a run's lease"),
-                    }
-                }
+            beat.tick().await;
+            let expires_at = self.clock().now() + self.lease_secs();
+            match self.db().run_renew_lease(run_id, epoch, expires_at, None).await {
+                // Renewed; or cancelled, or claimed elsewhere: the driver's next write finds out.
+                Ok(_) => {}
+                Err(err) => tracing::warn!(run_id, error = %err, "could not renew a run's lease"),
             }
         }
     }
@@ -105,9 +111,19 @@ struct Driver<'a> {
     runs: &'a Runs,
     run: Run,
     epoch: i64,
-    /// The final answer, taken into the run but journaled with how the run
-    /// stops, in one write (it is the last step; nothing happens between).
-    unjournaled: Option<(StepRecord, Vec<RunEvent>)>,
+    /// A model answer taken into the run but not yet journaled: one after
+    /// which nothing runs on the server before the run stops (the final
+    /// answer, or calls of client tools only) is journaled with how the run
+    /// stops, in one write, so a client never sees a call it cannot yet
+    /// answer. Any other step's write takes it along.
+    unjournaled: Unjournaled,
+}
+
+/// Steps, and their events, waiting for the next write.
+#[derive(Default)]
+struct Unjournaled {
+    steps: Vec<StepRecord>,
+    events: Vec<RunEvent>,
 }
 
 impl Driver<'_> {
@@ -126,10 +142,7 @@ impl Driver<'_> {
             _ => (None, Vec::new()),
         };
         let finished = status.is_final().then(|| self.runs.finished_event(&self.run, status, failure));
-        let (steps, events) = match &self.unjournaled {
-            Some((record, events)) => (std::slice::from_ref(record), events.as_slice()),
-            None => (&[][..], &[][..]),
-        };
+        let Unjournaled { steps, events } = &self.unjournaled;
         let progress = Progress { steps, events, totals: Totals::of(&self.run), audit: finished.as_ref() };
         let outcome = Outcome { status, output, pending, pending_approval, failure, progress, mail: &mail };
         if self.runs.db().run_settle(&self.run.id, self.epoch, &outcome, self.runs.clock().now()).await? {
@@ -434,11 +447,7 @@ impl Driver<'_> {
             events.extend(model.tool_calls.iter().map(|call| RunEvent::ToolCalled {
                 index: record.index,
                 call: call.clone(),
-                executor: if self.run.spec.client_tools.iter().any(|tool| tool.name == call.name) {
-                    Executor::Client
-                } else {
-                    Executor::Server
-                },
+                executor: if self.is_client_tool(&call.name) { Executor::Client } else { Executor::Server },
             }));
         }
         let totals = Totals {
@@ -447,18 +456,21 @@ impl Driver<'_> {
             completion_tokens: self.run.completion_tokens + completion_tokens,
             cost_micros: self.run.cost_micros.saturating_add(cost_micros),
         };
-        let is_final_answer = matches!(&record.step, Step::Model(model) if model.tool_calls.is_empty());
-        if !is_final_answer {
+        // Nothing runs on the server after this answer before the run stops.
+        let waits = matches!(&record.step,
+            Step::Model(model) if model.tool_calls.iter().all(|call| self.is_client_tool(&call.name)));
+        if waits {
+            self.unjournaled.steps.push(record.clone());
+            self.unjournaled.events.extend(events);
+        } else {
             let audit = match &record.step {
                 Step::Tool(tool) => Some(self.runs.tool_called_event(&self.run, tool)),
                 Step::Model(_) | Step::Approval(_) => None,
             };
-            let progress = Progress {
-                steps: std::slice::from_ref(&record),
-                events: &events,
-                totals,
-                audit: audit.as_ref(),
-            };
+            let Unjournaled { mut steps, events: mut all_events } = std::mem::take(&mut self.unjournaled);
+            steps.push(record.clone());
+            all_events.extend(events);
+            let progress = Progress { steps: &steps, events: &all_events, totals, audit: audit.as_ref() };
             let expires_at = now + self.runs.lease_secs();
             if !self.runs.db().run_record_steps(&self.run.id, self.epoch, progress, now, expires_at).await? {
                 return Ok(Some(Stop::Lost));
@@ -475,11 +487,12 @@ impl Driver<'_> {
             Step::Model(_) => self.runs.metrics().step("model"),
             Step::Approval(_) => {}
         }
-        if is_final_answer {
-            self.unjournaled = Some((record.clone(), events));
-        }
         self.run.steps.push(record);
         Ok(None)
+    }
+
+    fn is_client_tool(&self, name: &str) -> bool {
+        self.run.spec.client_tools.iter().any(|tool| tool.name == name)
     }
 
     /// The conversation so far, with the tools the run offers.

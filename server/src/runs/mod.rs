@@ -36,7 +36,7 @@ use tokio_util::task::TaskTracker;
 pub use config::RunsConfig;
 pub use policy::{InvalidPolicy, Policies, PolicyConfig};
 pub use service::MAX_STEPS;
-pub use service::{NewRun, RunTool, RunsWanted, ToolOutput};
+pub use service::{NewRun, RunTool, RunsWanted, ToolOutput, Wait};
 pub use sessions::{
     Access, AccessChange, Permission, Session, SessionDetail, SessionMessage, SessionTotals, Visibility,
 };
@@ -116,6 +116,12 @@ impl Runs {
                 tracing::warn!(error = %err, "could not give up run leases; they run out by themselves")
             }
         }
+    }
+
+    /// Cancelled when the server shuts down, for what serves runs' clients
+    /// (WebSocket connections close, telling them to reconnect elsewhere).
+    pub(crate) fn stopping(&self) -> CancellationToken {
+        self.inner.stopping.clone()
     }
 
     /// The bell a stream following `run_id` waits on.

@@ -83,6 +83,17 @@ pub struct ToolOutput {
     pub output: String,
 }
 
+/// How long an operation that sets a run going waits for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Until the run stops or waits again, to answer with where it ended up
+    /// (a foreground HTTP request).
+    UntilStopped,
+    /// Only until what was asked is stored; a driver takes the run on while
+    /// the caller follows its events (a WebSocket, an event stream).
+    UntilStored,
+}
+
 pub(super) fn invalid(param: &'static str, message: impl Into<String>) -> DomainError {
     DomainError::Invalid { param, message: message.into() }
 }
@@ -90,13 +101,15 @@ pub(super) fn invalid(param: &'static str, message: impl Into<String>) -> Domain
 impl Runs {
     /// Creates a run for the caller, metered in its org (a session names it
     /// as `org`). A foreground run is driven before this returns, until it
-    /// completes, fails or waits; a background one is left `pending` for a
-    /// driver.
+    /// completes, fails or waits, unless `wait` says not to: then it is
+    /// driven by a task of this server, and this returns it `running`; a
+    /// background one is left `pending` for a driver.
     pub async fn create(
         &self,
         principal: &Principal,
         org: Option<&str>,
         mut new: NewRun,
+        wait: Wait,
     ) -> DomainResult<Run> {
         principal.require_scope(Scope::Runs)?;
         let route = new.model.clone().unwrap_or_else(|| DEFAULT_ROUTE.to_owned());
@@ -177,8 +190,17 @@ impl Runs {
         let start = Start::Claimed { owner: self.owner(), expires_at: now + self.lease_secs() };
         self.insert(&run, start, &[created]).await?;
         let id = run.id.clone();
-        self.drive_new_to_stop(Run { status: RunStatus::Running, started_at: Some(now), ..run }).await?;
-        self.read(&id).await
+        let run = Run { status: RunStatus::Running, started_at: Some(now), ..run };
+        match wait {
+            Wait::UntilStopped => {
+                self.drive_new_to_stop(run).await?;
+                self.read(&id).await
+            }
+            Wait::UntilStored => {
+                self.spawn_drive_new(run.clone());
+                Ok(run)
+            }
+        }
     }
 
     /// Stores a new run with the audit events of its start; a session's
@@ -376,12 +398,14 @@ impl Runs {
 
     /// Answers client tool calls of a run waiting for them. Calls may be
     /// answered a few at a time; once none is left the run goes on, and,
-    /// like a foreground run, this returns when it stops or waits again.
+    /// like a foreground run, this returns when it stops or waits again
+    /// (unless `wait` says not to).
     pub async fn submit_tool_outputs(
         &self,
         principal: &Principal,
         id: &str,
         outputs: Vec<ToolOutput>,
+        wait: Wait,
     ) -> DomainResult<Run> {
         let run = self.run_for(principal, id, Standing::Continue).await?;
         if outputs.is_empty() {
@@ -448,7 +472,7 @@ impl Runs {
         }
         match outcome {
             Answered::StillWaiting => {}
-            Answered::Resumed { epoch } => self.drive_to_stop(id, epoch).await?,
+            Answered::Resumed { epoch } => self.drive_claimed_as(id, epoch, wait).await?,
             Answered::Conflict => {
                 // Someone else answered or cancelled meanwhile: say which.
                 let now_run = self.read(id).await?;
@@ -538,6 +562,18 @@ impl Runs {
         joined(self.inner.drivers.spawn(async move { runs.drive_claimed(&id, epoch).await })).await
     }
 
+    /// Drives a run this server just claimed under `epoch`: here, or in a
+    /// task of its own when the caller does not wait for it.
+    pub(super) async fn drive_claimed_as(&self, id: &str, epoch: i64, wait: Wait) -> DomainResult<()> {
+        match wait {
+            Wait::UntilStopped => self.drive_to_stop(id, epoch).await,
+            Wait::UntilStored => {
+                self.spawn_drive_claimed(id.to_owned(), epoch);
+                Ok(())
+            }
+        }
+    }
+
     /// The same for a foreground run just stored as `run` (claimed under
     /// epoch 1, nothing journaled), which need not be read back first.
     async fn drive_new_to_stop(&self, run: Run) -> DomainResult<()> {
@@ -549,6 +585,14 @@ impl Runs {
     pub(crate) fn spawn_drive(&self, id: String) {
         let runs = self.clone();
         self.inner.drivers.spawn(async move { driven(&id, runs.drive(&id).await) });
+    }
+
+    /// Drives in the background a run just stored as `run`, claimed under
+    /// epoch 1.
+    fn spawn_drive_new(&self, run: Run) {
+        let runs = self.clone();
+        let id = run.id.clone();
+        self.inner.drivers.spawn(async move { driven(&id, runs.drive_loaded(run, 1).await) });
     }
 
     /// Drives in the background a run this server claimed under `epoch`.

@@ -28,5 +28,7 @@ mod run_events;
 mod run_http_tools;
 mod run_session_access;
 mod run_sessions;
+mod run_socket;
 mod runs;
 mod support;
+mod ws_contract;

@@ -40,6 +40,14 @@ on_both_engines!(
     runs_are_counted_in_the_metrics,
 );
 
+#[tokio::test]
+async fn a_lease_renewal_never_stalls_the_transaction_it_waits_for() -> TestResult {
+    if !crate::support::engine_available(TestEngine::Postgres) {
+        return Ok(());
+    }
+    a_lease_renewal_waits_beside_the_driver(TestEngine::Postgres).await
+}
+
 /// Prices the `dev` model at one micro-USD per prompt token and two per
 /// completion token.
 fn priced(config: &mut switchyard_server::Config) {
@@ -561,6 +569,38 @@ async fn model_calls_are_metered_with_the_run_id(engine: TestEngine) -> TestResu
         [(Some(id.clone()), 200), (Some(id), 200)],
         "two model calls, each a usage row of the run"
     );
+    Ok(())
+}
+
+/// The driver's last write waits for the audit chain's head (held here by
+/// another transaction) while the lease's renewals come due: a renewal
+/// waits for the run's row, which that write holds. The write must still go
+/// through once the chain is free, rather than the renewal waiting for a
+/// write that waits for the renewal.
+async fn a_lease_renewal_waits_beside_the_driver(engine: TestEngine) -> TestResult {
+    let f = fixture(engine, |config| {
+        dev_with_delay(800)(config);
+        config.runs.lease_secs = 1;
+    })
+    .await?;
+    let body = json!({"messages": [{"role": "user", "content": "Hello"}], "background": true});
+    let id = string_at(&expect_status(f.api.post("/v1/runs", f.key(), body).await?, 202)?, "/id")?;
+    let db = Db::connect(&f.server.database.url).await?;
+    let mut holder = db.pool().begin().await?;
+    sqlx::query("SELECT chain FROM audit_chains FOR UPDATE").fetch_all(&mut *holder).await?;
+    // The model answers meanwhile; the run's final write waits for the chain through two renewals.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    holder.rollback().await?;
+    let mut run = Value::Null;
+    for _ in 0..200 {
+        run = expect_status(f.api.get(&format!("/v1/runs/{id}"), f.key()).await?, 200)?;
+        if run["status"] == "completed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    db.close().await;
+    assert_eq!(run["status"], "completed", "{run}");
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 mod events;
 mod sessions;
 mod wire;
+pub mod ws;
 
 use chrono::{DateTime, Utc};
 use poem::web::Data;
@@ -18,13 +19,14 @@ use crate::http::page::{PageCursor, PageSize};
 use crate::http::{ApiTags, Ok200};
 use crate::idempotency::{Answer, IdempotentRequest, Replayable};
 use crate::kernel::principal::Principal;
-use crate::runs::{Runs, RunsWanted};
+use crate::runs::{Runs, RunsWanted, Wait};
 use crate::state::AppState;
 use crate::{operation_errors, with_response_headers};
 
 pub use events::{RunEventList, RunEventsReply, RunStreamEvent};
 pub use sessions::RunSessionsApi;
 pub use wire::{CreateRunRequest, ResumeRunRequest, Run, RunList, RunStatusName, SubmitToolOutputsRequest};
+pub use ws::{SocketSettings, runs_socket};
 
 #[derive(Default)]
 pub struct RunsApi;
@@ -75,7 +77,7 @@ async fn create_run(
     org: Option<String>,
     body: CreateRunRequest,
 ) -> Result<Answer, RunCreateError> {
-    let run = runs.create(&principal, org.as_deref(), body.into()).await?;
+    let run = runs.create(&principal, org.as_deref(), body.into(), Wait::UntilStopped).await?;
     let status = if run.spec.background { 202 } else { 201 };
     Ok(Answer { status, body: StoredJson::render(&Run::from(run)) })
 }
@@ -196,7 +198,8 @@ impl RunsApi {
         body: Json<SubmitToolOutputsRequest>,
     ) -> Result<Ok200<Run>, RunToolOutputsError> {
         let principal = state.principal(&auth).await?;
-        let run = runs.submit_tool_outputs(&principal, &id.0, body.0.into_outputs()).await?;
+        let run =
+            runs.submit_tool_outputs(&principal, &id.0, body.0.into_outputs(), Wait::UntilStopped).await?;
         Ok(Ok200::Ok(Json(run.into())))
     }
 
@@ -218,7 +221,7 @@ impl RunsApi {
     ) -> Result<Ok200<Run>, RunResumeError> {
         let principal = state.principal(&auth).await?;
         let ResumeRunRequest { decision, reason } = body.0;
-        let run = runs.resume(&principal, &id.0, decision.into(), reason).await?;
+        let run = runs.resume(&principal, &id.0, decision.into(), reason, Wait::UntilStopped).await?;
         Ok(Ok200::Ok(Json(run.into())))
     }
 
