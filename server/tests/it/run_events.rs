@@ -16,6 +16,8 @@ on_both_engines!(
     a_cancelled_runs_stream_ends_with_its_status,
     only_who_may_see_the_run_reads_its_events,
     events_are_kept_for_a_week_after_the_run_ended,
+    a_run_created_with_stream_answers_with_its_events,
+    a_streamed_run_that_waits_keeps_its_stream_open_until_it_ends,
 );
 
 struct Fixture {
@@ -281,5 +283,81 @@ async fn events_are_kept_for_a_week_after_the_run_ended(engine: TestEngine) -> T
     assert_eq!(count(&done).await?, 0);
     assert_eq!(count(&waiting).await?, waiting_events, "a run that has not ended keeps its events");
     expect_status(f.api.get(&format!("/v1/runs/{}", string_at(&done, "/id")?), f.key()).await?, 200)?;
+    Ok(())
+}
+
+impl Fixture {
+    /// `POST /v1/runs` with `stream: true`: its status, headers and response.
+    async fn create_streamed(
+        &self,
+        mut body: Value,
+        idempotency_key: Option<&str>,
+    ) -> Result<reqwest::Response, BoxError> {
+        body["stream"] = json!(true);
+        let mut request =
+            http().post(format!("{}/v1/runs", self.base_url)).bearer_auth(&self.key).json(&body);
+        if let Some(key) = idempotency_key {
+            request = request.header("idempotency-key", key);
+        }
+        let response = request.send().await?;
+        assert_eq!(response.status(), 201);
+        assert!(response.headers()["content-type"].to_str()?.starts_with("text/event-stream"));
+        assert!(response.headers().contains_key("x-request-id"));
+        Ok(response)
+    }
+}
+
+async fn a_run_created_with_stream_answers_with_its_events(engine: TestEngine) -> TestResult {
+    let f = fixture(engine).await?;
+    let body = json!({"messages": [{"role": "user", "content": "calculate {\"expression\": \"6 * 7\"}"}], "tools": ["calculate"]});
+    let response = f.create_streamed(body.clone(), Some("streamed-1")).await?;
+    assert!(!response.headers().contains_key("idempotent-replayed"));
+    let text = tokio::time::timeout(std::time::Duration::from_secs(10), response.text()).await??;
+    let events = parse_sse(&text)?;
+    let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
+    assert_eq!(ids, (1..=i64::try_from(ids.len())?).collect::<Vec<_>>(), "every event, from the first");
+    assert_eq!(events.last().map(|e| e.kind.as_str()), Some("run.completed"), "{text}");
+    assert_eq!(
+        events.last().map(|e| e.data["output"]["content"].clone()),
+        Some(json!("Tool results: calculate: 42"))
+    );
+    let id = string_at(&events[0].data, "/run_id")?;
+    let listed = expect_status(f.api.get(&format!("/v1/runs/{id}/events"), f.key()).await?, 200)?;
+    let streamed: Vec<Value> = events.iter().map(|e| e.data.clone()).collect();
+    assert_eq!(listed["data"], Value::Array(streamed), "the stream is the run's events");
+
+    // A retry with the same key streams the same run again; no second run starts.
+    let again = f.create_streamed(body, Some("streamed-1")).await?;
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let replayed =
+        parse_sse(&tokio::time::timeout(std::time::Duration::from_secs(10), again.text()).await??)?;
+    assert_eq!(replayed, events);
+    let runs = expect_status(f.api.get("/v1/runs", f.key()).await?, 200)?;
+    assert_eq!(runs["data"].as_array().map(Vec::len), Some(1));
+
+    // A refused request is answered in the envelope, not as a stream.
+    let refused = f.api.post("/v1/runs", f.key(), json!({"messages": [], "stream": true})).await?;
+    assert_error(&refused, 400, "request.malformed");
+    Ok(())
+}
+
+async fn a_streamed_run_that_waits_keeps_its_stream_open_until_it_ends(engine: TestEngine) -> TestResult {
+    let f = fixture(engine).await?;
+    let response = f.create_streamed(waiting_run(), None).await?;
+    let (waiting, rest) =
+        read_until(response, |events| events.iter().any(|e| e.kind == "run.requires_action")).await?;
+    let action = waiting.last().ok_or("run.requires_action")?;
+    let id = string_at(&action.data, "/run_id")?;
+    let call = string_at(&action.data, "/pending_tool_calls/0/id")?;
+    let outputs = json!({"tool_outputs": [{"tool_call_id": call, "output": "sunny"}]});
+    expect_status(f.api.post(&format!("/v1/runs/{id}/tool-outputs"), f.key(), outputs).await?, 200)?;
+    let mut text = String::new();
+    let mut rest = rest;
+    while let Some(chunk) = tokio::time::timeout(std::time::Duration::from_secs(10), rest.next()).await? {
+        text.push_str(std::str::from_utf8(&chunk?)?);
+    }
+    let after = parse_sse(&text)?;
+    assert_eq!(after.first().map(|e| e.id), waiting.last().map(|e| e.id + 1), "no gap, no repeat");
+    assert_eq!(after.last().map(|e| e.kind.as_str()), Some("run.completed"));
     Ok(())
 }

@@ -7,10 +7,14 @@ mod wire;
 pub mod ws;
 
 use chrono::{DateTime, Utc};
+use poem::http::{HeaderValue, StatusCode};
 use poem::web::Data;
-use poem_openapi::OpenApi;
+use poem::{IntoResponse, Response};
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
+use poem_openapi::registry::{MetaMediaType, MetaResponses, Registry};
+use poem_openapi::types::Type;
+use poem_openapi::{ApiResponse, OpenApi};
 
 use crate::http::credential::AnyCredential;
 use crate::http::error::{ApiError, ErrorCode};
@@ -18,6 +22,7 @@ use crate::http::idempotency::{StoredJson, request_hash, sent_key};
 use crate::http::page::{PageCursor, PageSize};
 use crate::http::{ApiTags, Ok200};
 use crate::idempotency::{Answer, IdempotentRequest, Replayable};
+use crate::kernel::error::DomainError;
 use crate::kernel::principal::Principal;
 use crate::runs::{Runs, RunsWanted, Wait};
 use crate::state::AppState;
@@ -32,9 +37,10 @@ pub use ws::{SocketSettings, runs_socket};
 pub struct RunsApi;
 
 with_response_headers! {
-    /// A new run: stopped (201) or left to run in the background (202).
-    pub enum RunCreated {
-        /// The run ran until it stopped: `completed`, `requires_action`, or `error`.
+    /// A new run as JSON: stopped (201) or left to run in the background (202).
+    pub enum RunCreatedJson {
+        /// The run ran until it stopped: `completed`, `requires_action`,
+        /// `paused`, `blocked` or `error`; or, with `stream: true`, its events.
         #[oai(status = 201)]
         Stopped(
             StoredJson<Run>,
@@ -53,7 +59,48 @@ with_response_headers! {
     }
 }
 
-impl TryFrom<Replayable> for RunCreated {
+/// A new run: as JSON, or with `stream: true` its events (201,
+/// `text/event-stream`), as `GET /v1/runs/{id}/events` streams them.
+pub enum RunCreated {
+    Json(RunCreatedJson),
+    Streamed { events: RunEventsReply, replayed: bool },
+}
+
+impl ApiResponse for RunCreated {
+    fn meta() -> MetaResponses {
+        let mut meta = RunCreatedJson::meta();
+        for response in meta.responses.iter_mut().filter(|response| response.status == Some(201)) {
+            response.content.push(MetaMediaType {
+                content_type: "text/event-stream",
+                schema: RunStreamEvent::schema_ref(),
+            });
+        }
+        meta
+    }
+
+    fn register(registry: &mut Registry) {
+        RunCreatedJson::register(registry);
+        RunStreamEvent::register(registry);
+    }
+}
+
+impl IntoResponse for RunCreated {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Json(json) => json.into_response(),
+            Self::Streamed { events, replayed } => {
+                let mut response = events.into_response();
+                response.set_status(StatusCode::CREATED);
+                if replayed {
+                    response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+                }
+                response
+            }
+        }
+    }
+}
+
+impl TryFrom<Replayable> for RunCreatedJson {
     type Error = RunCreateError;
 
     fn try_from(Replayable { answer, replayed }: Replayable) -> Result<Self, RunCreateError> {
@@ -70,16 +117,36 @@ impl TryFrom<Replayable> for RunCreated {
 }
 
 /// Creates the run and renders the answer: 201 with the run once it
-/// stopped, 202 for a background run.
+/// stopped, 202 for a background run; a streamed run is answered as soon as
+/// it is stored, and its events follow.
 async fn create_run(
     runs: Runs,
     principal: Principal,
     org: Option<String>,
     body: CreateRunRequest,
 ) -> Result<Answer, RunCreateError> {
-    let run = runs.create(&principal, org.as_deref(), body.into(), Wait::UntilStopped).await?;
+    let wait = if body.stream { Wait::UntilStored } else { Wait::UntilStopped };
+    let run = runs.create(&principal, org.as_deref(), body.into(), wait).await?;
     let status = if run.spec.background { 202 } else { 201 };
     Ok(Answer { status, body: StoredJson::render(&Run::from(run)) })
+}
+
+/// The answer to `run_create`: the run as JSON, or its events when asked
+/// to stream (also on a replay, from the first event).
+async fn answer_created(
+    runs: &Runs,
+    principal: &Principal,
+    streamed: bool,
+    created: Replayable,
+) -> Result<RunCreated, RunCreateError> {
+    if !streamed {
+        return Ok(RunCreated::Json(RunCreatedJson::try_from(created)?));
+    }
+    let run: serde_json::Value = serde_json::from_str(&created.answer.body)
+        .map_err(|err| ApiError::from(DomainError::Internal(format!("a stored run is not JSON: {err}"))))?;
+    let id = run.get("id").and_then(serde_json::Value::as_str).unwrap_or_default();
+    let events = runs.follow(principal, id, 0).await?;
+    Ok(RunCreated::Streamed { events: RunEventsReply::stream(events), replayed: created.replayed })
 }
 
 operation_errors!(RunCreateError: 400, 401, 403, 404, 409, 422, 429);
@@ -124,14 +191,16 @@ impl RunsApi {
         body: Json<CreateRunRequest>,
     ) -> Result<RunCreated, RunCreateError> {
         let principal = state.principal(&auth).await?;
+        let streamed = body.0.stream;
         let Some(key) = sent_key(idempotency_key.0, request)? else {
-            let answer = create_run(runs.clone(), principal, org.0, body.0).await?;
-            return RunCreated::try_from(Replayable { answer, replayed: false });
+            let answer = create_run(runs.clone(), principal.clone(), org.0, body.0).await?;
+            return answer_created(&runs, &principal, streamed, Replayable { answer, replayed: false }).await;
         };
         let hash = request_hash("run_create", &body.0, &[("X-Switchyard-Org", org.0.as_deref())]);
         let once = IdempotentRequest::new(&principal, &key, "run_create", hash)?;
-        let work = create_run(runs.clone(), principal, org.0, body.0);
-        RunCreated::try_from(state.idempotency.once(&once, work).await?)
+        let work = create_run(runs.clone(), principal.clone(), org.0, body.0);
+        let created = state.idempotency.once(&once, work).await?;
+        answer_created(&runs, &principal, streamed, created).await
     }
 
     /// The runs of the organization the caller may see, oldest first: their

@@ -207,6 +207,10 @@ pub struct CreateRunRequest {
     /// Answer at once with the run `pending` (202) instead of when it stops.
     #[oai(default)]
     pub background: bool,
+    /// Answer with the run's events as server-sent events, from its first,
+    /// as they are written, until it ends (201, `text/event-stream`).
+    #[oai(default)]
+    pub stream: bool,
     /// Members of the organization (user ids `usr_…` or emails) who decide
     /// when the run pauses for approval; at most 20. The route's policy may
     /// add its own. With none, the organization's owners and admins decide.
