@@ -6,9 +6,7 @@
 //! usage, cost, and why when it failed) — and the Prometheus counters of
 //! runs started, ended and their steps. A run's events are written in the
 //! transaction of the change they record, so a crash never leaves one
-//! without the other; only the end of runs that waited too long for client
-//! tool outputs is written on its own, and is logged when it cannot be.
-//! A change of whom a session is shared with is recorded too
+//! without the other. A change of whom a session is shared with is recorded too
 //! (`session.access_changed`: who changed it, and the access it now has);
 //! that one fails its request when it cannot be written, as the identity
 //! area's changes do.
@@ -105,18 +103,6 @@ impl Runs {
         )
         .with_details(&details);
         record(self.db(), ctx, entry).await
-    }
-
-    /// Records the end of a run that waited too long for client tool outputs.
-    pub(super) async fn audit_finished(&self, run: &Run, status: RunStatus, failure: Option<&RunFailure>) {
-        self.metrics().finished(&run.route, status.as_str());
-        self.audit(&run.id, self.finished_event(run, status, failure)).await;
-    }
-
-    async fn audit(&self, run_id: &str, stamped: Stamped) {
-        if let Err(err) = self.db().audit_record(&stamped).await {
-            tracing::warn!(run_id, error = %err, "could not write a run's audit event");
-        }
     }
 }
 

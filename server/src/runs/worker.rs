@@ -21,10 +21,12 @@ impl Runs {
         let now = self.clock().now();
         let cutoff = now.saturating_sub(i64::try_from(waited_secs).unwrap_or(i64::MAX));
         let failure = RunFailure::ClientToolTimeout { waited_secs };
-        for id in self.db().runs_time_out_waiting(cutoff, &failure, now).await? {
-            self.ring(&id);
-            if let Some(run) = self.db().run_by_id(&id).await? {
-                self.audit_finished(&run, RunStatus::Error, Some(&failure)).await;
+        for id in self.db().runs_waiting_since(cutoff).await? {
+            let Some(run) = self.db().run_by_id(&id).await? else { continue };
+            let finished = self.finished_event(&run, RunStatus::Error, Some(&failure));
+            if self.db().run_time_out(&id, cutoff, &failure, &finished, now).await? {
+                self.ring(&id);
+                self.metrics().finished(&run.route, RunStatus::Error.as_str());
             }
         }
         Ok(())

@@ -775,6 +775,23 @@ async fn a_run_left_waiting_for_client_tools_ends_after_the_timeout(engine: Test
         (last["type"].as_str(), last["error"]["code"].as_str()),
         (Some("run.failed"), Some("run.client_tool_timeout"))
     );
+    // Its end is in the audit trail, written with it, and the chain holds.
+    let path = format!("/v1/audit?org_id={}&route=default&limit=200", f.org);
+    let trail = expect_status(f.api.get(&path, f.owner.bearer()).await?, 200)?;
+    let ends: Vec<&Value> = trail["data"]
+        .as_array()
+        .ok_or("no data")?
+        .iter()
+        .filter(|e| e["target"] == id.as_str() && e["action"] == "run.finished")
+        .collect();
+    assert_eq!(ends.len(), 1, "{trail:#}");
+    assert_eq!(ends[0]["details"]["status"], "error");
+    assert_eq!(ends[0]["details"]["failure"]["failure"], "client_tool_timeout", "{:#}", ends[0]);
+    let verified = expect_status(
+        f.api.get(&format!("/v1/audit/verify?org_id={}", f.org), f.owner.bearer()).await?,
+        200,
+    )?;
+    assert_eq!(verified["valid"], true, "{verified}");
     Ok(())
 }
 

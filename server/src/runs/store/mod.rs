@@ -360,46 +360,49 @@ impl Db {
         Ok(updated.rows_affected() > 0)
     }
 
-    /// Ends in `error` every run that waited for client tool outputs since
-    /// before `cutoff`. Their ids.
-    pub async fn runs_time_out_waiting(
-        &self,
-        cutoff: i64,
-        failure: &RunFailure,
-        now: i64,
-    ) -> Result<Vec<String>, StoreError> {
+    /// The runs waiting for client tool outputs since before `cutoff`, up
+    /// to 100 of them.
+    pub async fn runs_waiting_since(&self, cutoff: i64) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query(
             "SELECT id FROM runs WHERE status = 'requires_action' AND updated_at < $1 ORDER BY id LIMIT 100",
         )
         .bind(cutoff)
         .fetch_all(self.pool())
         .await?;
-        let mut ended = Vec::new();
-        for row in &rows {
-            let id: String = row.try_get("id")?;
-            let mut tx = self.pool().begin().await?;
-            let updated = sqlx::query(
-                "UPDATE runs SET status = 'error', pending = NULL, failure = $1, finished_at = $2, updated_at = $2 \
-                 WHERE id = $3 AND status = 'requires_action' AND updated_at < $4",
-            )
-            .bind(encode(failure)?)
-            .bind(now)
-            .bind(&id)
-            .bind(cutoff)
-            .execute(&mut *tx)
-            .await?;
-            if updated.rows_affected() == 0 {
-                continue;
-            }
-            let events = [
-                RunEvent::Status { status: RunStatus::Error },
-                RunEvent::Failed { failure: failure.clone() },
-            ];
-            append_events(&mut tx, &id, &events, now).await?;
-            tx.commit().await?;
-            ended.push(id);
+        rows.iter().map(|row| Ok(row.try_get("id")?)).collect()
+    }
+
+    /// Ends in `error` the run, if it still waits for client tool outputs
+    /// since before `cutoff`, with its events and `audit` (the end's audit
+    /// event) in the same transaction. Whether it ended it.
+    pub async fn run_time_out(
+        &self,
+        id: &str,
+        cutoff: i64,
+        failure: &RunFailure,
+        audit: &Stamped,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let updated = sqlx::query(
+            "UPDATE runs SET status = 'error', pending = NULL, failure = $1, finished_at = $2, updated_at = $2 \
+             WHERE id = $3 AND status = 'requires_action' AND updated_at < $4",
+        )
+        .bind(encode(failure)?)
+        .bind(now)
+        .bind(id)
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Ok(false);
         }
-        Ok(ended)
+        let events =
+            [RunEvent::Status { status: RunStatus::Error }, RunEvent::Failed { failure: failure.clone() }];
+        append_events(&mut tx, id, &events, now).await?;
+        append_in(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Gives up `owner`'s leases of runs still `running`, leaving them for
