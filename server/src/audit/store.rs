@@ -150,7 +150,9 @@ impl Db {
 }
 
 /// Appends an event to its org's chain as part of `tx`, another area's
-/// transaction: the chain's head stays locked until it ends, so append last.
+/// transaction, in two statements: the chain's next position, then the
+/// event, which a trigger makes the chain's head. The head stays locked
+/// until the transaction ends, so append last.
 pub async fn append_in(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     stamped: &Stamped,
@@ -195,7 +197,8 @@ pub async fn append_in(
     .bind(&hash)
     .execute(&mut **tx)
     .await?;
-    set_head(tx, chain, &hash).await
+    // The insert made the event its chain's head (the trigger `audit_events_chain_head`).
+    Ok(())
 }
 
 /// Takes the next position of `chain`, locking its head until the

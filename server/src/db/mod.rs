@@ -86,12 +86,17 @@ impl Db {
         // queue in the pool (in order, woken as soon as the last is done)
         // instead of in SQLite's busy handler, which sleeps between retries
         // (docs/benchmarks.md, "Agent runs"). Reads are short and share the
-        // queue.
+        // queue. A SQLite connection is a file in this process, with no far
+        // end to lose: it is not pinged before each use (a round trip to its
+        // worker thread that every statement outside a transaction, and
+        // every transaction, would queue behind). The pool still pings it on
+        // release, which also flushes the rollback of a dropped transaction.
         let pool = AnyPoolOptions::new()
             .max_connections(match engine {
                 Engine::Sqlite => 1,
                 Engine::Postgres => 16,
             })
+            .test_before_acquire(engine == Engine::Postgres)
             .acquire_timeout(Duration::from_secs(5))
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {

@@ -119,30 +119,13 @@ impl Db {
     /// Writes a batch in one transaction.
     pub async fn usage_insert(&self, rows: &[UsageRow]) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
-        for row in rows {
-            sqlx::query(
-                "INSERT INTO usage_records (id, occurred_at, org_id, project_id, user_id, key_id, route, provider, \
-                 upstream_model, prompt_tokens, completion_tokens, cost_micros, latency_ms, status, usage_source, run_id) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-            )
-            .bind(&row.id)
-            .bind(row.occurred_at)
-            .bind(&row.org_id)
-            .bind(&row.project_id)
-            .bind(&row.user_id)
-            .bind(&row.key_id)
-            .bind(&row.route)
-            .bind(&row.provider)
-            .bind(&row.upstream_model)
-            .bind(row.prompt_tokens)
-            .bind(row.completion_tokens)
-            .bind(row.cost_micros)
-            .bind(row.latency_ms)
-            .bind(row.status)
-            .bind(row.usage_source.as_str())
-            .bind(&row.run_id)
-            .execute(&mut *tx)
-            .await?;
+        let mut chunks = rows.chunks_exact(USAGE_CHUNK);
+        for chunk in &mut chunks {
+            let insert = chunk.iter().fold(sqlx::query(INSERT_USAGE_CHUNK), bind_usage);
+            insert.execute(&mut *tx).await?;
+        }
+        for row in chunks.remainder() {
+            bind_usage(sqlx::query(INSERT_USAGE_ONE), row).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -207,4 +190,56 @@ impl Db {
             })
             .collect()
     }
+}
+
+/// The insert of the usage rows `$values` holds the placeholders of, each
+/// row's columns in the order [`bind_usage`] binds them.
+macro_rules! insert_usage {
+    ($values:literal) => {
+        concat!(
+            "INSERT INTO usage_records (id, occurred_at, org_id, project_id, user_id, key_id, route, provider, \
+             upstream_model, prompt_tokens, completion_tokens, cost_micros, latency_ms, status, usage_source, run_id) \
+             VALUES ",
+            $values
+        )
+    };
+}
+
+/// A batch is written [`USAGE_CHUNK`] rows a statement, the rest one by one.
+const USAGE_CHUNK: usize = 8;
+const INSERT_USAGE_ONE: &str =
+    insert_usage!("($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)");
+const INSERT_USAGE_CHUNK: &str = insert_usage!(
+    "\
+     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16), \
+     ($17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32), \
+     ($33, $34, $35, $36, $37, $38, $39, $40, $41, $42, $43, $44, $45, $46, $47, $48), \
+     ($49, $50, $51, $52, $53, $54, $55, $56, $57, $58, $59, $60, $61, $62, $63, $64), \
+     ($65, $66, $67, $68, $69, $70, $71, $72, $73, $74, $75, $76, $77, $78, $79, $80), \
+     ($81, $82, $83, $84, $85, $86, $87, $88, $89, $90, $91, $92, $93, $94, $95, $96), \
+     ($97, $98, $99, $100, $101, $102, $103, $104, $105, $106, $107, $108, $109, $110, $111, $112), \
+     ($113, $114, $115, $116, $117, $118, $119, $120, $121, $122, $123, $124, $125, $126, $127, $128)"
+);
+
+fn bind_usage<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    row: &'q UsageRow,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    query
+        .bind(&row.id)
+        .bind(row.occurred_at)
+        .bind(&row.org_id)
+        .bind(&row.project_id)
+        .bind(&row.user_id)
+        .bind(&row.key_id)
+        .bind(&row.route)
+        .bind(&row.provider)
+        .bind(&row.upstream_model)
+        .bind(row.prompt_tokens)
+        .bind(row.completion_tokens)
+        .bind(row.cost_micros)
+        .bind(row.latency_ms)
+        .bind(row.status)
+        .bind(row.usage_source.as_str())
+        .bind(&row.run_id)
 }

@@ -102,7 +102,7 @@ fn step(row: &AnyRow) -> Result<StepRecord, StoreError> {
     let body: String = row.try_get("body")?;
     Ok(StepRecord {
         index: u32::try_from(index).map_err(|_| corrupt("run_steps.idx is negative".to_owned()))?,
-        created_at: row.try_get("created_at")?,
+        created_at: row.try_get("step_created_at")?,
         step: decode::<Step>("steps", &body)?,
     })
 }
@@ -457,14 +457,23 @@ impl Db {
         row.as_ref().map(run).transpose()
     }
 
-    /// The run with its journal, in order.
+    /// The run with its journal, in order: in one statement, a row per
+    /// step (or one with no step), each carrying the run's columns.
     pub async fn run_with_steps(&self, id: &str) -> Result<Option<Run>, StoreError> {
-        let Some(mut run) = self.run_by_id(id).await? else { return Ok(None) };
-        let rows = sqlx::query("SELECT idx, body, created_at FROM run_steps WHERE run_id = $1 ORDER BY idx")
-            .bind(id)
-            .fetch_all(self.pool())
-            .await?;
-        run.steps = rows.iter().map(step).collect::<Result<_, _>>()?;
+        let rows = sqlx::query(concat!(
+            "SELECT r.*, s.idx, s.body, s.step_created_at FROM (",
+            select_runs!("WHERE id = $1"),
+            ") r LEFT JOIN (SELECT run_id, idx, body, created_at AS step_created_at FROM run_steps \
+             WHERE run_id = $1) s ON s.run_id = r.id ORDER BY s.idx",
+        ))
+        .bind(id)
+        .fetch_all(self.pool())
+        .await?;
+        let Some(first) = rows.first() else { return Ok(None) };
+        let mut run = run(first)?;
+        if first.try_get::<Option<i32>, _>("idx")?.is_some() {
+            run.steps = rows.iter().map(step).collect::<Result<_, _>>()?;
+        }
         Ok(Some(run))
     }
 
@@ -492,7 +501,7 @@ impl Db {
         let Some(last) = runs.last().map(|run| run.id.clone()) else { return Ok(runs) };
         // The page is every matching run in (after, last]: one read of their journals.
         let steps = filtered(sqlx::query(
-            "SELECT s.run_id, s.idx, s.body, s.created_at FROM run_steps s JOIN runs r ON r.id = s.run_id \
+            "SELECT s.run_id, s.idx, s.body, s.created_at AS step_created_at FROM run_steps s JOIN runs r ON r.id = s.run_id \
              WHERE r.org_id = $1 AND ($2 = '' OR r.user_id = $2) AND ($3 = '' OR r.project_id = $3) \
              AND ($4 = '' OR r.status = $4) AND ($5 = '' OR r.user_id = $5 OR r.key_id = $5) \
              AND r.created_at >= $6 AND r.id > $7 AND ($8 = '' OR r.session_id = $8) AND r.id <= $9 \

@@ -1,0 +1,13 @@
+-- An appended event becomes its chain's head in the statement that inserts
+-- it: the head's position was taken (and its row locked) just before, and
+-- the head hash follows the event that holds that position, so appending
+-- takes two statements instead of three. Events chained later (at start, by
+-- an update) set the head themselves.
+CREATE FUNCTION audit_events_chain_head() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE audit_chains SET head_hash = NEW.hash WHERE chain = NEW.chain AND seq = NEW.seq;
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER audit_events_chain_head AFTER INSERT ON audit_events
+    FOR EACH ROW WHEN (NEW.hash IS NOT NULL) EXECUTE FUNCTION audit_events_chain_head();
