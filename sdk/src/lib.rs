@@ -16,6 +16,7 @@
 
 mod chat;
 mod client;
+pub mod run_loop;
 pub mod stream;
 
 #[allow(
@@ -31,3 +32,4 @@ mod generated {
 
 pub use client::{ConnectError, Credential, connect, connect_with};
 pub use generated::*;
+pub use run_loop::{RunLoop, RunLoopError, RunOutcome};
