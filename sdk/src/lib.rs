@@ -4,7 +4,9 @@
 //! committed contract (`openapi/switchyard.yaml`) at build time; see
 //! [`Client`] for every operation. Hand-written additions sit beside them:
 //! [`connect`] builds a client with credentials and timeouts suited to
-//! streaming, [`stream`] reads server-sent event streams, and
+//! streaming, [`stream`] reads server-sent event streams, [`run_loop`]
+//! drives agent runs over the `/v1/runs/ws` socket (client tools answered by
+//! async handlers, reattaching after a drop), and
 //! `ChatCompletionRequest::new` and `ChatMessage::text` shorten gateway calls.
 //!
 //! ```text
@@ -12,7 +14,8 @@
 //! let meta = client.meta_get().send().await?;
 //! ```
 //!
-//! `examples/quickstart.rs` in the repository is a complete program.
+//! `examples/quickstart.rs` in the repository is a complete program;
+//! `examples/run_loop.rs` shows the run loop.
 
 mod chat;
 mod client;
