@@ -4,7 +4,9 @@
 //! committed contract (`openapi/switchyard.yaml`) at build time; see
 //! [`Client`] for every operation. Hand-written additions sit beside them:
 //! [`connect`] builds a client with credentials and timeouts suited to
-//! streaming, [`stream`] reads server-sent event streams, and
+//! streaming, [`stream`] reads server-sent event streams, [`run_loop`]
+//! drives agent runs over the `/v1/runs/ws` socket (client tools answered by
+//! async handlers, reattaching after a drop), and
 //! `ChatCompletionRequest::new` and `ChatMessage::text` shorten gateway calls.
 //!
 //! ```text
@@ -12,10 +14,12 @@
 //! let meta = client.meta_get().send().await?;
 //! ```
 //!
-//! `examples/quickstart.rs` in the repository is a complete program.
+//! `examples/quickstart.rs` in the repository is a complete program;
+//! `examples/run_loop.rs` shows the run loop.
 
 mod chat;
 mod client;
+pub mod run_loop;
 pub mod stream;
 
 #[allow(
@@ -31,3 +35,4 @@ mod generated {
 
 pub use client::{ConnectError, Credential, connect, connect_with};
 pub use generated::*;
+pub use run_loop::{RunLoop, RunLoopError, RunOutcome};

@@ -4,6 +4,8 @@ use switchyard_sdk::types::{ErrorCode, HealthStatus, ReadyStatus};
 use switchyard_sdk::{Credential, Error, connect};
 use switchyard_server::testing::harness::{RunningServer, TestDatabase, TestEngine};
 
+mod support;
+
 #[tokio::test]
 async fn calls_the_operational_endpoints() -> Result<(), Box<dyn std::error::Error>> {
     let server = RunningServer::start(TestDatabase::create(TestEngine::Sqlite).await?, |_| {}).await?;
@@ -118,34 +120,12 @@ async fn register_login_mint_a_key_and_use_it() -> Result<(), Box<dyn std::error
 async fn streams_a_chat_completion_as_typed_chunks() -> Result<(), Box<dyn std::error::Error>> {
     use futures::StreamExt;
     use switchyard_sdk::stream::chat_completion_stream;
-    use switchyard_sdk::types::{
-        ApiKeyScope, ChatCompletionRequest, ChatMessage, CreateApiKeyRequest, CreateOrgRequest,
-        RegisterRequest,
-    };
+    use switchyard_sdk::types::{ApiKeyScope, ChatCompletionRequest, ChatMessage};
 
     let server = RunningServer::start(TestDatabase::create(TestEngine::Sqlite).await?, |_| {}).await?;
-    let anonymous = connect(&server.base_url, Credential::None)?;
-    let register = RegisterRequest {
-        email: "ada@example.com".to_owned(),
-        password: "correct horse battery staple".to_owned(),
-        display_name: None,
-    };
-    let session = anonymous.auth_register().body(register).send().await?.into_inner();
-    let user = connect(&server.base_url, Credential::Bearer(session.access_token))?;
-    let org = user.org_create().body(CreateOrgRequest { name: "Engines".to_owned() }).send().await?;
-    let key = CreateApiKeyRequest {
-        name: "chat".to_owned(),
-        scopes: vec![ApiKeyScope::Chat],
-        org_id: org.id.clone(),
-        project_id: None,
-        expires_in_days: None,
-        allowed_models: Default::default(),
-        budget_usd: None,
-        rpm_limit: None,
-        tpm_limit: None,
-    };
-    let minted = user.api_key_create().body(key).send().await?;
-    let client = connect(&server.base_url, Credential::ApiKey(minted.key.clone()))?;
+    let key =
+        support::mint_key(&server.base_url, vec![ApiKeyScope::Chat]).await.map_err(|err| err.to_string())?;
+    let client = connect(&server.base_url, Credential::ApiKey(key))?;
 
     let request = |model: &str| {
         ChatCompletionRequest::new(model, vec![ChatMessage::text("user", "stream this please")])
